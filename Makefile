@@ -1,0 +1,28 @@
+# Two commands for a newcomer: `make quickstart` and `make test`. Each sets up what it needs
+# (a virtual environment, Fashion-MNIST from Debian's packages) and is quick once set up.
+VENV ?= .venv
+PYTHON ?= python3
+STAMP := $(VENV)/.installed
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: quickstart test setup data
+
+quickstart: setup
+	$(VENV)/bin/monosweep run examples/quickstart.yaml
+
+test: setup
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+setup: $(STAMP) data
+
+# pip takes torch and torchvision from this machine's disk where a cap in /etc/xdg/pip says so.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+data:
+	@[ -d $(FASHION_MNIST) ] || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dataset-fashion-mnist; }

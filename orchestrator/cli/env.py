@@ -1,0 +1,22 @@
+"""Print versions and devices, for bug reports."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    del p  # no options
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+
+    from orchestrator.record import environment
+
+    for key, value in sorted(environment().items()):
+        print(f"{key.removeprefix('monosweep.')}: {value}")
+    print(f"cuda: {torch.version.cuda} (available: {torch.cuda.is_available()})")
+    if torch.cuda.is_available():
+        print(f"device: {torch.cuda.get_device_name()}")
+    return 0

@@ -1,0 +1,30 @@
+"""`monosweep SUBCOMMAND ...`: exit 0 on success, 1 when jobs failed, 2 on bad input."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from orchestrator.cli import env, run, validate
+
+SUBCOMMANDS = {"validate": validate, "run": run, "env": env}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="monosweep",
+        description="Sweeps of single-image self-supervision (Asano et al., ICLR 2020) on Ray, recorded in MLflow.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in SUBCOMMANDS.items():
+        module.register(sub.add_parser(name, help=module.__doc__.splitlines()[0], description=module.__doc__))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return SUBCOMMANDS[args.command].main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

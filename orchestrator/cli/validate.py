@@ -1,0 +1,27 @@
+"""Check an experiment file and print the size of its grid; nothing runs, nothing is written."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from orchestrator.loading import SpecError
+from orchestrator.sweep import prepare
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="experiment file (YAML)")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        prepared = prepare(args.file)
+    except SpecError as e:
+        print("\n".join(e.lines), file=sys.stderr)
+        return 2
+    sweep = prepared.sweep
+    print(
+        f"{args.file}: valid. sweep {prepared.spec.name!r}: {len(sweep.cells)} cells, "
+        f"{len(sweep.pretrain_jobs)} pretrain jobs, {len(sweep.probe_jobs)} probe jobs"
+    )
+    return 0

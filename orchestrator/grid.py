@@ -1,0 +1,196 @@
+"""Pure expansion: spec -> cells -> pretrain jobs and probe jobs, each with its content key.
+
+A cell is one point of the grid down to layer and probe dataset. Cells that share everything
+the pre-training depends on share one pretrain job; the layers of one (pretrain job, probe
+dataset) share one probe job, which probes them all in one pass of the frozen trunk.
+A method that uses no images (random) ignores the images and augmentation axes: its cells
+collapse to one per (seed, layer, probe dataset), so it is trained and probed once.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from orchestrator.keys import content_key
+from orchestrator.spec import ImageSet, Spec
+from workers.config import (
+    AugmentConfig,
+    ImageFile,
+    NetworkConfig,
+    ProbeCell,
+    ProbeConfig,
+    ProbeJob,
+    PretrainJob,
+)
+from workers.data.images import draw, pool_files, resolve_photo, sha256_file
+
+
+class Cell(BaseModel, frozen=True):
+    """One grid point, as status and report show it."""
+
+    key: str
+    label: str
+    pretrain_key: str
+    probe_job_key: str
+    method: str
+    n: int | None
+    images: str | None
+    augmentation: str | None
+    layer: str
+    probe_dataset: str
+    seed: int
+
+    def coordinates(self) -> dict[str, object]:
+        """The cell's place in the grid, as recorded on its run."""
+        return self.model_dump(exclude={"key", "label", "pretrain_key", "probe_job_key"})
+
+
+@dataclass
+class Sweep:
+    """The expanded grid: cells in grid order, jobs by key."""
+
+    spec: Spec
+    cells: list[Cell] = field(default_factory=list)
+    pretrain_jobs: dict[str, PretrainJob] = field(default_factory=dict)
+    probe_jobs: dict[str, ProbeJob] = field(default_factory=dict)
+
+
+def _settings(model: BaseModel) -> dict[str, Any]:
+    """A model's values without its preset name: the resolved values define the result."""
+    return model.model_dump(mode="json", exclude={"preset"})
+
+
+@cache
+def _image_files(images: ImageSet, base_dir: Path) -> tuple[ImageFile, ...]:
+    if images.photos is not None:
+        paths = [resolve_photo(ref, base_dir) for ref in images.photos]
+    else:
+        paths = draw(pool_files(base_dir / images.pool), images.size, images.draw_seed)  # type: ignore[operator]
+    return tuple(ImageFile(path=str(p), sha256=sha256_file(p)) for p in paths)
+
+
+def pretrain_job(
+    method: Any,
+    method_label: str,
+    images: ImageSet | None,
+    augmentation: str | None,
+    network: NetworkConfig,
+    seed: int,
+    base_dir: Path,
+) -> PretrainJob:
+    files = _image_files(images, base_dir) if images is not None else ()
+    augment = AugmentConfig(preset=augmentation) if augmentation is not None else None
+    material = {
+        "method": method.model_dump(mode="json"),
+        "network": network.model_dump(mode="json"),
+        "seed": seed,
+        # Content, not location: the set of image hashes, order-free.
+        "images": sorted(f.sha256 for f in files),
+        "augmentation": _settings(augment) if augment else None,
+    }
+    parts = [method_label] + ([images.label, augmentation] if images else []) + [f"s{seed}"]
+    coordinates = {
+        "method": method_label,
+        "images": images.label if images else None,
+        "augmentation": augmentation,
+        "seed": seed,
+    }
+    return PretrainJob(
+        key=content_key("pretrain", material),
+        label=" ".join(str(p) for p in parts),
+        method=method,
+        network=network,
+        seed=seed,
+        images=files,
+        augmentation=augment,
+        coordinates=coordinates,
+    )
+
+
+def probe_material(pretrain_key: str, probe: ProbeConfig, dataset: str) -> dict[str, Any]:
+    return {"pretrain": pretrain_key, "probe": _settings(probe), "dataset": dataset}
+
+
+def _method_labels(methods: list[Any]) -> list[str]:
+    """`rotnet`, or `rotnet#1`, `rotnet#2` when one method appears with several settings."""
+    names = [m.name for m in methods]
+    return [n if names.count(n) == 1 else f"{n}#{names[:i].count(n) + 1}" for i, n in enumerate(names)]
+
+
+def expand(spec: Spec, base_dir: Path = Path(".")) -> Sweep:
+    """Cells in grid order (method, images, augmentation, seed, probe dataset, layer), with
+    exclusions applied and duplicates (methods that ignore an axis) merged."""
+    sweep = Sweep(spec)
+    g = spec.grid
+    layers_by_probe_job: dict[str, list[Cell]] = {}
+    seen: set[str] = set()
+    for (method, label), images, augmentation, seed in itertools.product(
+        zip(g.method, _method_labels(g.method)), g.images, g.augmentation, g.seed
+    ):
+        uses_images = type(method).uses_images
+        job = pretrain_job(
+            method,
+            label,
+            images if uses_images else None,
+            augmentation if uses_images else None,
+            spec.network,
+            seed,
+            base_dir,
+        )
+        for dataset, layer in itertools.product(g.probe_dataset, g.layer):
+            coordinates = {
+                "method": method.name,
+                "n": images.size if uses_images else None,
+                "augmentation": augmentation if uses_images else None,
+                "layer": layer,
+                "probe_dataset": dataset,
+                "seed": seed,
+            }
+            if any(rule.matches(coordinates) for rule in spec.exclude):
+                continue
+            probe = probe_material(job.key, spec.probe, dataset)
+            cell = Cell(
+                key=content_key("cell", {**probe, "layer": layer}),
+                label=f"{job.label} {layer} {dataset}",
+                pretrain_key=job.key,
+                probe_job_key=content_key("probe", probe),
+                images=images.label if uses_images else None,
+                **{**coordinates, "method": label},
+            )
+            if cell.key in seen:
+                continue
+            seen.add(cell.key)
+            sweep.cells.append(cell)
+            sweep.pretrain_jobs.setdefault(job.key, job)
+            layers_by_probe_job.setdefault(cell.probe_job_key, []).append(cell)
+
+    for probe_key, cells in layers_by_probe_job.items():
+        pretrain = sweep.pretrain_jobs[cells[0].pretrain_key]
+        sweep.probe_jobs[probe_key] = probe_job(spec, base_dir, probe_key, pretrain, cells)
+    return sweep
+
+
+def probe_job(
+    spec: Spec, base_dir: Path, key: str, pretrain: PretrainJob, cells: list[Cell]
+) -> ProbeJob:
+    first = cells[0]
+    return ProbeJob(
+        key=key,
+        label=f"{pretrain.label} {first.probe_dataset}",
+        pretrain_key=first.pretrain_key,
+        network=spec.network,
+        probe=spec.probe,
+        dataset=first.probe_dataset,  # type: ignore[arg-type]
+        data_root=str((base_dir / spec.data_root(first.probe_dataset)).resolve()),
+        seed=first.seed,
+        cells=tuple(
+            ProbeCell(layer=c.layer, key=c.key, label=c.label, coordinates=c.coordinates())  # type: ignore[arg-type]
+            for c in cells
+        ),
+    )

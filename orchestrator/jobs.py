@@ -1,0 +1,85 @@
+"""One job, recorded: open its MLflow runs, call the worker entry point, close the runs.
+
+The Ray trainables call these; so can a test or a shell, without Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from orchestrator import record
+from orchestrator.keys import RESULTS_VERSION
+from orchestrator.record import Tracking
+from workers.config import ProbeJob, PretrainJob
+
+
+def flatten(prefix: str, value: Any) -> dict[str, Any]:
+    """Nested settings -> dotted MLflow params: {"method.lr": 0.1, ...}."""
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(flatten(f"{prefix}.{k}" if prefix else k, v))
+        return out
+    return {prefix: value}
+
+
+def pretrain_params(job: PretrainJob) -> dict[str, Any]:
+    data = job.model_dump(mode="json", exclude={"key", "label", "images", "coordinates"})
+    images = ",".join(f"{Path(f.path).name}:{f.sha256[:12]}" for f in job.images) or None
+    return {**job.coordinates, **flatten("", data), "images": images, "n": len(job.images) or None}
+
+
+def run_pretrain(job: PretrainJob, tracking: Tracking) -> str:
+    """Train and record one pretrain job; returns its run id. Re-raises the job's error after
+    marking the run FAILED (or KILLED), so Ray can retry it."""
+    from workers import tasks
+
+    run_id = record.start_run(
+        tracking, "pretrain", job.key, job.label, tracking.sweep_run_id, pretrain_params(job),
+        {record.TAG + "results_version": str(RESULTS_VERSION), record.TAG + "device": str(tasks.device())},
+    )
+    recorder = record.MlflowRecorder(tracking.uri, {None: run_id})
+    try:
+        recorder.text(json.dumps(job.model_dump(mode="json"), indent=2), "config.json")
+        with tempfile.TemporaryDirectory() as workdir:
+            tasks.pretrain(job, recorder, Path(workdir))
+    except BaseException as error:
+        record.end_run(tracking.uri, run_id, error)
+        raise
+    record.end_run(tracking.uri, run_id)
+    return run_id
+
+
+def run_probe(job: ProbeJob, tracking: Tracking) -> dict[str, dict[str, float]]:
+    """Probe the finished pretrain run's trunk on all the job's layers; one run per cell."""
+    from workers import tasks
+
+    pretrain = record.finished(tracking.uri, tracking.experiment_id, "pretrain").get(job.pretrain_key)
+    if pretrain is None:
+        raise RuntimeError(f"no FINISHED pretrain run with key {job.pretrain_key} for {job.label}")
+    base = job.model_dump(mode="json", exclude={"key", "label", "cells", "data_root", "pretrain_key"})
+    runs = {
+        cell.layer: record.start_run(
+            tracking, "probe", cell.key, cell.label, pretrain,
+            {**cell.coordinates, **flatten("", base)},
+            {record.TAG + "pretrain_key": job.pretrain_key, record.TAG + "results_version": str(RESULTS_VERSION),
+             record.TAG + "device": str(tasks.device())},
+        )
+        for cell in job.cells
+    }
+    recorder = record.MlflowRecorder(tracking.uri, runs)
+    try:
+        with tempfile.TemporaryDirectory() as workdir:
+            checkpoint = record.download(tracking.uri, pretrain, "checkpoint.pt", Path(workdir))
+            scores = tasks.probe(job, checkpoint, recorder)
+    except BaseException as error:
+        for run_id in runs.values():
+            record.end_run(tracking.uri, run_id, error)
+        raise
+    for run_id in runs.values():
+        record.end_run(tracking.uri, run_id)
+    return scores
+

@@ -1,0 +1,39 @@
+"""Pure planning: the expanded grid against what MLflow says is finished -> what to run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orchestrator.grid import Sweep
+from workers.config import ProbeJob, PretrainJob
+
+
+@dataclass(frozen=True)
+class Plan:
+    pretrain: list[PretrainJob]  # to train
+    probe: list[ProbeJob]  # to run, each holding only its pending cells
+    reused_pretrain: list[str]  # finished pretrain keys that pending probes reuse
+    done_cells: int
+    pending_cells: int
+
+    @property
+    def empty(self) -> bool:
+        return not self.pretrain and not self.probe
+
+
+def plan(sweep: Sweep, finished_cells: set[str], finished_pretrain: set[str]) -> Plan:
+    """Pending cells grouped into probe jobs; their pretrain jobs trained unless finished."""
+    probe: list[ProbeJob] = []
+    for job in sweep.probe_jobs.values():
+        pending = tuple(c for c in job.cells if c.key not in finished_cells)
+        if pending:
+            probe.append(job.model_copy(update={"cells": pending}))
+    needed = list(dict.fromkeys(job.pretrain_key for job in probe))
+    done = sum(c.key in finished_cells for c in sweep.cells)
+    return Plan(
+        pretrain=[sweep.pretrain_jobs[k] for k in needed if k not in finished_pretrain],
+        probe=probe,
+        reused_pretrain=[k for k in needed if k in finished_pretrain],
+        done_cells=done,
+        pending_cells=len(sweep.cells) - done,
+    )

@@ -1,0 +1,161 @@
+"""The one module that imports ray: Ray Tune runs the pending jobs, GPU-aware, with retries.
+
+Two Tune runs, one per stage: every pending pretrain job, then every probe job whose
+pretrain run is FINISHED (a probe never starts before its trunk exists). Each trial asks for
+the spec's resources for its stage, so the file that runs on a laptop (gpus: 0) runs on a GPU
+cluster unchanged. A failed trial is retried `retries` times; MLflow, not Tune's state, is
+the record of what is done.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray import tune
+
+from orchestrator import record
+from orchestrator.record import Tracking
+from orchestrator.spec import Resources
+
+
+class ClusterError(RuntimeError):
+    """The Ray cluster cannot run this sweep as specified (for example no GPUs)."""
+
+
+def connect(address: str | None, resources: Sequence[Resources]) -> None:
+    """Join the cluster at `address` (or RAY_ADDRESS), else start a local Ray on this machine.
+
+    Raises:
+        ClusterError: a stage asks for GPUs (or more CPUs per job) than any node has.
+    """
+    address = address or os.environ.get("RAY_ADDRESS")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress line replaces Tune's tables
+    if not ray.is_initialized():
+        # Quiet workers (results go to MLflow); the dashboard is off locally and never
+        # bound beyond loopback by us.
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    total = ray.cluster_resources()
+    for r in resources:
+        if r.gpus > total.get("GPU", 0):
+            raise ClusterError(f"a job asks for {r.gpus} GPU(s), but the Ray cluster has {total.get('GPU', 0)}")
+        if r.cpus > total.get("CPU", 0):
+            raise ClusterError(f"a job asks for {r.cpus} CPUs, but the Ray cluster has {total.get('CPU', 0)}")
+
+
+@dataclass
+class Progress(tune.Callback):
+    """A live line: cells done, jobs running / failed / pending, elapsed, ETA."""
+
+    total_cells: int
+    total_jobs: int
+    done_cells: int = 0
+    done_jobs: int = 0
+    failed_jobs: int = 0
+    running: set[str] = field(default_factory=set)
+    cells_for: Callable[[Any], int] = lambda trial: 0  # cells a trial finishes; set per stage
+    start: float = field(default_factory=time.monotonic)
+    _last: float = 0.0
+    _tty: bool = field(default_factory=lambda: sys.stderr.isatty())
+
+    def line(self) -> str:
+        elapsed = time.monotonic() - self.start
+        pending = self.total_jobs - self.done_jobs - self.failed_jobs - len(self.running)
+        finished = self.done_jobs + self.failed_jobs
+        eta = f"ETA {_duration(elapsed / finished * (self.total_jobs - finished))}" if finished else "ETA ?"
+        return (
+            f"cells {self.done_cells}/{self.total_cells} done | jobs: {self.done_jobs} done, "
+            f"{len(self.running)} running, {self.failed_jobs} failed, {pending} pending | "
+            f"{_duration(elapsed)} elapsed, {eta}"
+        )
+
+    def show(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last >= (1 if self._tty else 15):
+            self._last = now
+            end = "" if self._tty else "\n"
+            print(("\r\033[K" if self._tty else "") + self.line(), end=end, file=sys.stderr, flush=True)
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.running.add(trial.trial_id)
+        self.show(force=True)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.running.discard(trial.trial_id)
+        self.done_jobs += 1
+        self.done_cells += self.cells_for(trial)
+        self.show(force=True)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.running.discard(trial.trial_id)
+        self.failed_jobs += 1
+        self.show(force=True)
+
+    def on_step_begin(self, iteration, trials, **info):
+        self.show()
+
+    def close(self) -> None:
+        self.show(force=True)
+        if self._tty:
+            print(file=sys.stderr)
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def _trial(config: dict[str, Any], jobs: list[Any], tracking: Tracking, stage: str) -> None:
+    """A Tune trial: one job, run by the same function a test calls."""
+    from orchestrator import jobs as recorded
+
+    job = jobs[config["job"]]
+    (recorded.run_pretrain if stage == "pretrain" else recorded.run_probe)(job, tracking)
+    tune.report({"done": 1})
+
+
+def run_stage(
+    stage: str,
+    jobs: list[Any],
+    tracking: Tracking,
+    resources: Resources,
+    retries: int,
+    storage: Path,
+    progress: Progress,
+    cells_per_job: Callable[[Any], int],
+) -> None:
+    """Run one stage's jobs as Tune trials and wait for all of them."""
+    if not jobs:
+        return
+    trainable = tune.with_resources(
+        tune.with_parameters(_trial, jobs=jobs, tracking=tracking, stage=stage),
+        {"cpu": resources.cpus, "gpu": resources.gpus},
+    )
+    labels = [job.label for job in jobs]
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"job": tune.grid_search(list(range(len(jobs))))},
+        tune_config=tune.TuneConfig(
+            trial_name_creator=lambda t: labels[t.config["job"]],
+            trial_dirname_creator=lambda t: f"{stage}_{jobs[t.config['job']].key}",
+        ),
+        run_config=tune.RunConfig(
+            name=f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=str(storage.resolve()),
+            failure_config=tune.FailureConfig(max_failures=retries),
+            callbacks=[progress],
+            verbose=0,
+        ),
+    )
+    progress.cells_for = lambda trial: cells_per_job(jobs[trial.config["job"]])
+    tuner.fit()
+
+
+def finished_pretrain(tracking: Tracking) -> set[str]:
+    return set(record.finished(tracking.uri, tracking.experiment_id, "pretrain"))

@@ -1,0 +1,208 @@
+"""The one module that talks to MLflow: the sweep's experiment and runs, queries, statuses.
+
+MLflow is the system of record. Hierarchy (through `mlflow.parentRunId`): sweep run ->
+pretrain runs -> probe runs, one per cell. Keys, kind and attempt are tags; a job that ran
+before and did not finish reopens its run (attempt + 1) rather than adding a second one.
+Every call goes through `_retry`, so a busy SQLite file or a blinking server costs a wait,
+not a result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from mlflow.entities import Metric, Param, RunTag, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from pydantic import BaseModel, ConfigDict
+
+T = TypeVar("T")
+
+TAG = "monosweep."
+KIND, KEY, ATTEMPT = TAG + "kind", TAG + "key", TAG + "attempt"
+PARENT = "mlflow.parentRunId"
+# MLflow 3 opens an experiment in its GenAI view unless it is marked as model training.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+
+class Tracking(BaseModel):
+    """Where a sweep is recorded: handed to every worker, explicitly."""
+
+    model_config = ConfigDict(frozen=True)
+    uri: str
+    experiment_id: str
+    sweep_run_id: str
+
+
+def resolve_uri(uri: str) -> str:
+    """MLFLOW_TRACKING_URI wins; a relative SQLite path becomes absolute, so Ray workers
+    (whose working folder differs) write to the same file."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", uri)
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
+
+
+def _retry(call: Callable[..., T], *args: Any, tries: int = 6, **kwargs: Any) -> T:
+    """Retry transient store errors (a locked SQLite file, a server restarting) with backoff."""
+    for attempt in range(tries):
+        try:
+            return call(*args, **kwargs)
+        except (MlflowException, OSError) as e:
+            transient = any(w in str(e).lower() for w in ("locked", "connection", "timeout", "temporarily", "503", "502"))
+            if not transient or attempt == tries - 1:
+                raise
+            time.sleep(min(0.5 * 2**attempt, 10))
+    raise AssertionError("unreachable")
+
+
+def client(uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=uri)
+
+
+def open_sweep(name: str, uri: str, params: Mapping[str, Any]) -> Tracking:
+    """The sweep's experiment and parent run, created if new and set RUNNING; before any worker."""
+    c = client(uri)
+    experiment = _retry(c.get_experiment_by_name, name)
+    if experiment is None:
+        location = None
+        if uri.startswith("sqlite:///"):  # artifacts beside the database file
+            location = (Path(uri[len("sqlite:///") :]).parent / "mlruns" / name).as_uri()
+        experiment_id = _retry(c.create_experiment, name, artifact_location=location, tags=EXPERIMENT_KIND)
+    else:
+        experiment_id = experiment.experiment_id
+    runs = search(uri, experiment_id, f"tags.`{KIND}` = 'sweep'")
+    if runs:
+        run_id = runs[0].info.run_id
+        _retry(c.update_run, run_id, status="RUNNING")
+    else:
+        run = _retry(c.create_run, experiment_id, run_name=name, tags={KIND: "sweep", **environment()})
+        run_id = run.info.run_id
+        _retry(c.log_batch, run_id, params=[Param(k, _text(v)) for k, v in params.items()])
+    return Tracking(uri=uri, experiment_id=experiment_id, sweep_run_id=run_id)
+
+
+def close_sweep(tracking: Tracking, status: str) -> None:
+    _retry(client(tracking.uri).set_terminated, tracking.sweep_run_id, status)
+
+
+def search(uri: str, experiment_id: str, filter_string: str) -> list[Any]:
+    """All matching runs, newest first, a page (up to 50,000 runs) per query."""
+    c, runs, token = client(uri), [], None
+    while True:
+        page = _retry(
+            c.search_runs, [experiment_id], filter_string, ViewType.ACTIVE_ONLY, 50_000,
+            ["attributes.start_time DESC"], token,
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def experiment_id(uri: str, name: str) -> str | None:
+    experiment = _retry(client(uri).get_experiment_by_name, name)
+    return experiment.experiment_id if experiment else None
+
+
+def finished(uri: str, experiment: str | None, kind: str) -> dict[str, str]:
+    """Key -> run id of the FINISHED runs of one kind: a fixed number of queries per sweep."""
+    if experiment is None:
+        return {}
+    runs = search(uri, experiment, f"tags.`{KIND}` = '{kind}' and attributes.status = 'FINISHED'")
+    return {r.data.tags[KEY]: r.info.run_id for r in reversed(runs)}  # newest wins
+
+
+def environment() -> dict[str, str]:
+    """Versions and machine, recorded as tags on every run (mutable facts are tags)."""
+    import importlib.metadata as md
+
+    tags = {TAG + "host": platform.node(), TAG + "python": platform.python_version()}
+    for package in ("monosweep", "torch", "torchvision", "ray", "mlflow"):
+        try:
+            tags[f"{TAG}version.{package}"] = md.version(package)
+        except md.PackageNotFoundError:
+            pass
+    return tags
+
+
+def start_run(
+    tracking: Tracking, kind: str, key: str, name: str, parent: str, params: Mapping[str, Any], tags: Mapping[str, str]
+) -> str:
+    """Create the run of a job or cell, or reopen its earlier unfinished run (attempt + 1)."""
+    c = client(tracking.uri)
+    earlier = search(tracking.uri, tracking.experiment_id, f"tags.`{KEY}` = '{key}'")
+    if earlier:
+        run = earlier[0]
+        run_id = run.info.run_id
+        attempt = int(run.data.tags.get(ATTEMPT, "1")) + 1
+        _retry(c.update_run, run_id, status="RUNNING")
+    else:
+        run_id = _retry(c.create_run, tracking.experiment_id, run_name=name, tags={PARENT: parent}).info.run_id
+        attempt = 1
+        _retry(c.log_batch, run_id, params=[Param(k, _text(v)) for k, v in params.items()])
+    all_tags = {KIND: kind, KEY: key, ATTEMPT: str(attempt), PARENT: parent, **environment(), **tags}
+    _retry(c.log_batch, run_id, tags=[RunTag(k, v) for k, v in all_tags.items()])
+    return run_id
+
+
+def end_run(uri: str, run_id: str, error: BaseException | None = None) -> None:
+    """FINISHED; FAILED with the error's class, message and traceback; KILLED when interrupted."""
+    c = client(uri)
+    if error is None:
+        _retry(c.set_terminated, run_id, "FINISHED")
+        return
+    killed = not isinstance(error, Exception)  # KeyboardInterrupt, SystemExit: cancelled
+    message = str(error).strip().splitlines()[0][:500] if str(error).strip() else ""
+    tags = {TAG + "error_class": type(error).__name__, TAG + "error": message}
+    if reason := getattr(error, "reason", None):
+        tags[TAG + "failure_reason"] = reason
+    _retry(c.log_batch, run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    _retry(c.log_text, run_id, text, "traceback.txt")
+    _retry(c.set_terminated, run_id, "KILLED" if killed else "FAILED")
+
+
+def download(uri: str, run_id: str, path: str, dst: Path) -> Path:
+    return Path(_retry(client(uri).download_artifacts, run_id, path, str(dst)))
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+class MlflowRecorder:
+    """The compute core's Recorder, writing to runs: `None` -> the job's run, a layer ->
+    that cell's run."""
+
+    def __init__(self, uri: str, runs: Mapping[str | None, str]):
+        self.client, self.runs = client(uri), runs
+
+    def _targets(self, layer: str | None) -> list[str]:
+        return [self.runs[layer]] if layer in self.runs else list(self.runs.values())
+
+    def params(self, values: Mapping[str, Any], layer: str | None = None) -> None:
+        for run_id in self._targets(layer):
+            _retry(self.client.log_batch, run_id, params=[Param(k, _text(v)) for k, v in values.items()])
+
+    def metrics(self, values: Mapping[str, float], step: int, layer: str | None = None) -> None:
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in values.items()]
+        for run_id in self._targets(layer):
+            _retry(self.client.log_batch, run_id, metrics=batch)
+
+    def artifact(self, path: Path, layer: str | None = None) -> None:
+        for run_id in self._targets(layer):
+            _retry(self.client.log_artifact, run_id, str(path))
+
+    def text(self, text: str, name: str, layer: str | None = None) -> None:
+        for run_id in self._targets(layer):
+            _retry(self.client.log_text, run_id, text, name)

@@ -1,0 +1,215 @@
+"""The schema of experiments.yaml: a grid of axes plus the settings every cell shares.
+
+Validation needs a context `{"base_dir": Path}` (the experiment file's folder) so that image
+paths are checked, relative to the file, before any compute is spent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from workers.config import (
+    AUGMENTATION_PRESETS,
+    DEFAULT_DATA_ROOTS,
+    Frozen,
+    Layer,
+    MethodConfig,
+    NetworkConfig,
+    ProbeConfig,
+    ProbeDataset,
+)
+from workers.data.images import pool_files, resolve_photo
+
+
+def _base_dir(info: ValidationInfo) -> Path:
+    return Path((info.context or {}).get("base_dir", "."))
+
+
+class ImageSet(Frozen):
+    """One value of the N axis: named photos / image files, or N drawn from a pool folder.
+
+    A bare string is shorthand for one photo: `astronaut` == `{photos: [astronaut]}`.
+    """
+
+    photos: tuple[str, ...] | None = None
+    pool: str | None = None
+    n: int | None = Field(None, ge=1, description="number of source images N")
+    draw_seed: int = Field(0, ge=0, description="seed of the draw of N images from the pool")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"photos": [data]} if isinstance(data, str) else data
+
+    @field_validator("photos")
+    @classmethod
+    def _photos_exist(cls, photos: tuple[str, ...] | None, info: ValidationInfo):
+        for ref in photos or ():
+            resolve_photo(ref, _base_dir(info))
+        return photos
+
+    @model_validator(mode="after")
+    def _one_source(self, info: ValidationInfo) -> ImageSet:
+        if (self.photos is None) == (self.pool is None):
+            raise ValueError("give exactly one of `photos` (names or files) and `pool` (a folder)")
+        if self.photos is not None:
+            if not self.photos:
+                raise ValueError("`photos` is empty")
+            if self.n is not None and self.n != len(self.photos):
+                raise ValueError(f"n = {self.n} but {len(self.photos)} photos are listed")
+            return self
+        folder = _base_dir(info) / self.pool
+        if not folder.is_dir():
+            raise ValueError(f"pool {self.pool!r}: no folder at {folder}")
+        if self.n is None:
+            raise ValueError("a pool needs `n`, the number of images to draw")
+        available = len(pool_files(folder))
+        if self.n > available:
+            raise ValueError(f"n = {self.n} but pool {self.pool!r} holds {available} images")
+        return self
+
+    @property
+    def size(self) -> int:
+        """N."""
+        return len(self.photos) if self.photos is not None else self.n  # type: ignore[return-value]
+
+    @property
+    def label(self) -> str:
+        """`N1 astronaut`, `N10 pool:imgs`: how reports and run names show this value."""
+        what = "+".join(Path(p).stem for p in self.photos) if self.photos else f"pool:{self.pool}"
+        return f"N{self.size} {what}"
+
+
+def _unique(values: list[Any]) -> list[Any]:
+    seen: list[Any] = []
+    for v in values:
+        if v in seen:
+            raise ValueError(f"{_show(v)} is listed twice")
+        seen.append(v)
+    return values
+
+
+def _show(value: Any) -> str:
+    return repr(getattr(value, "name", value))
+
+
+class Grid(Frozen):
+    """The axes. Their product, minus the exclusion rules, is the set of cells."""
+
+    method: list[MethodConfig] = Field(min_length=1)
+    images: list[ImageSet] = Field(min_length=1)
+    augmentation: list[str] = Field(min_length=1)
+    layer: list[Layer] = Field(min_length=1)
+    probe_dataset: list[ProbeDataset] = Field(min_length=1)
+    seed: list[int] = Field([0], min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _method_shorthand(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("method"), list):
+            data = {**data, "method": [{"name": m} if isinstance(m, str) else m for m in data["method"]]}
+        return data
+
+    @field_validator("augmentation")
+    @classmethod
+    def _known_augmentations(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if name not in AUGMENTATION_PRESETS:
+                raise ValueError(
+                    f"{name!r} is not one of {', '.join(AUGMENTATION_PRESETS)}"
+                )
+        return names
+
+    @field_validator("seed")
+    @classmethod
+    def _seeds(cls, seeds: list[int]) -> list[int]:
+        if any(s < 0 for s in seeds):
+            raise ValueError("seeds must be >= 0")
+        return seeds
+
+    @field_validator("method", "images", "augmentation", "layer", "probe_dataset", "seed")
+    @classmethod
+    def _no_duplicates(cls, values: list[Any]) -> list[Any]:
+        return _unique(values)
+
+
+class Bound(Frozen):
+    """A numeric condition for an exclusion rule: `{gt: 1}`."""
+
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+
+    def holds(self, x: float) -> bool:
+        return all(
+            bound is None or test(x, bound)
+            for bound, test in (
+                (self.gt, float.__gt__),
+                (self.ge, float.__ge__),
+                (self.lt, float.__lt__),
+                (self.le, float.__le__),
+            )
+        )
+
+
+class Exclude(Frozen):
+    """Cells matching every given field are dropped: `{method: bigan, n: {gt: 1}}`."""
+
+    method: str | list[str] | None = None
+    n: int | Bound | None = None
+    augmentation: str | list[str] | None = None
+    layer: Layer | list[Layer] | None = None
+    probe_dataset: str | list[str] | None = None
+    seed: int | list[int] | None = None
+
+    def matches(self, coordinates: dict[str, Any]) -> bool:
+        for field in type(self).model_fields:
+            want = getattr(self, field)
+            if want is None:
+                continue
+            have = coordinates[field]
+            if isinstance(want, Bound):
+                if have is None or not want.holds(float(have)):
+                    return False
+            elif have not in (want if isinstance(want, list) else [want]):
+                return False
+        return True
+
+
+class Resources(Frozen):
+    """What one job asks Ray for: the same file runs on a laptop (gpus: 0) or a GPU cluster."""
+
+    cpus: float = Field(1, gt=0)
+    gpus: float = Field(0, ge=0)
+
+
+class StageResources(Frozen):
+    pretrain: Resources = Resources()
+    probe: Resources = Resources()
+
+
+class Spec(Frozen):
+    """A sweep: its name, the grid, the shared settings, where it runs and is recorded."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    grid: Grid
+    exclude: list[Exclude] = []
+    network: NetworkConfig = NetworkConfig()
+    probe: ProbeConfig = ProbeConfig()
+    resources: StageResources = StageResources()
+    retries: int = Field(2, ge=0, description="times Ray retries a failed job")
+    tracking_uri: str = Field(
+        "sqlite:///mlflow.db", description="MLflow store; MLFLOW_TRACKING_URI overrides it"
+    )
+    ray_address: str | None = Field(
+        None, description="Ray cluster address; None starts a local Ray; RAY_ADDRESS overrides it"
+    )
+    storage: str = Field(".monosweep", description="Ray Tune's trial storage (a shared path on a cluster)")
+    data_roots: dict[ProbeDataset, str] = {}
+
+    def data_root(self, dataset: str) -> str:
+        return self.data_roots.get(dataset, DEFAULT_DATA_ROOTS[dataset])  # type: ignore[call-overload]

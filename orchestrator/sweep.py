@@ -1,0 +1,113 @@
+"""A sweep from file to record: load, expand, ask MLflow what is done, run the rest on Ray.
+
+Every check that can fail (the file, the images, the data roots, the cluster's resources)
+runs before the first job is scheduled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from orchestrator import record
+from orchestrator.grid import Sweep, expand
+from orchestrator.loading import SpecError, load_spec
+from orchestrator.plan import Plan, plan
+from orchestrator.spec import Spec
+
+
+@dataclass
+class Prepared:
+    spec: Spec
+    sweep: Sweep
+    uri: str
+
+
+@dataclass
+class Outcome:
+    plan: Plan
+    finished: int  # cells FINISHED after the run
+    total: int
+    uri: str
+
+    @property
+    def complete(self) -> bool:
+        return self.finished == self.total
+
+
+def prepare(path: str | Path) -> Prepared:
+    """Load and expand an experiment file.
+
+    Raises:
+        SpecError: the file or an image it names is invalid.
+    """
+    path = Path(path)
+    spec = load_spec(path)
+    try:
+        sweep = expand(spec, path.parent)
+    except (OSError, ValueError) as e:
+        raise SpecError([f"{path}: grid.images: {e}"]) from None
+    return Prepared(spec, sweep, record.resolve_uri(spec.tracking_uri))
+
+
+def check_local_data(prepared: Prepared, path: Path) -> None:
+    """Raises SpecError when a probe dataset's root is missing on this machine."""
+    problems = [
+        f"{path}: data_roots.{job.dataset}: no folder at {job.data_root} "
+        f"(install Debian's dataset-fashion-mnist, or set data_roots.{job.dataset})"
+        for job in {j.dataset: j for j in prepared.sweep.probe_jobs.values()}.values()
+        if not Path(job.data_root).is_dir()
+    ]
+    if problems:
+        raise SpecError(problems)
+
+
+def current_plan(prepared: Prepared) -> Plan:
+    """Two MLflow queries (finished cells, finished pretrain runs), whatever the grid's size."""
+    experiment = record.experiment_id(prepared.uri, prepared.spec.name)
+    cells = set(record.finished(prepared.uri, experiment, "probe"))
+    pretrain = set(record.finished(prepared.uri, experiment, "pretrain"))
+    return plan(prepared.sweep, cells, pretrain)
+
+
+def run(prepared: Prepared, address: str | None = None) -> Outcome:
+    """Run what is not finished. With nothing to do, Ray is not even started.
+
+    Raises:
+        ClusterError: the cluster lacks the resources the spec asks for.
+    """
+    spec, sweep = prepared.spec, prepared.sweep
+    todo = current_plan(prepared)
+    if todo.empty:
+        return Outcome(todo, todo.done_cells, len(sweep.cells), prepared.uri)
+
+    from orchestrator import ray_driver
+
+    ray_driver.connect(address or spec.ray_address, [spec.resources.pretrain, spec.resources.probe])
+    tracking = record.open_sweep(spec.name, prepared.uri, {"cells": len(sweep.cells), "spec": spec.model_dump_json()})
+    progress = ray_driver.Progress(
+        total_cells=todo.pending_cells, total_jobs=len(todo.pretrain) + len(todo.probe)
+    )
+    storage = Path(spec.storage) / spec.name
+    status = "FAILED"
+    try:
+        ray_driver.run_stage(
+            "pretrain", todo.pretrain, tracking, spec.resources.pretrain, spec.retries, storage, progress,
+            lambda job: 0,
+        )
+        trained = ray_driver.finished_pretrain(tracking)
+        ready = [job for job in todo.probe if job.pretrain_key in trained]
+        progress.failed_jobs += len(todo.probe) - len(ready)  # their trunk never finished
+        ray_driver.run_stage(
+            "probe", ready, tracking, spec.resources.probe, spec.retries, storage, progress,
+            lambda job: len(job.cells),
+        )
+        progress.close()
+        done = len(set(record.finished(prepared.uri, tracking.experiment_id, "probe")) & {c.key for c in sweep.cells})
+        status = "FINISHED" if done == len(sweep.cells) else "FAILED"
+        return Outcome(todo, done, len(sweep.cells), prepared.uri)
+    except BaseException:
+        status = "KILLED"
+        raise
+    finally:
+        record.close_sweep(tracking, status)

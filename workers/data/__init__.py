@@ -1,0 +1,1 @@
+"""Source images, the mono dataset and its augmentation, probe datasets."""

@@ -1,0 +1,1 @@
+"""One module per SSL method, behind the small interface in base.py."""

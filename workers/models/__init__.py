@@ -1,0 +1,1 @@
+"""AlexNet variants with conv1..conv5 taps."""

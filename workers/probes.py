@@ -1,0 +1,143 @@
+"""Linear probes on every requested conv layer of a frozen trunk, trained in one pass.
+
+asano2020 protocol (yukimasano/linear-probes, DESIGN.md): the ReLU output of each conv is
+max-pooled (conv1 6/6 pad 3, conv2 4/4, conv3 3/3 pad 1, conv4 3/3 pad 1, conv5 2/2: 9600 /
+9216 / 9600 / 9600 / 9216 features at 224 px, proportionally fewer at smaller inputs), then
+BatchNorm without affine, then a linear layer. All heads train together on one forward pass
+of the trunk, their losses summed. The trunk runs in eval mode, which is the same function
+as BN folded into the convs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workers.config import ProbeConfig
+from workers.data.probe_sets import ProbeSplit, test_inputs, train_inputs
+from workers.models.alexnet import AlexNetBN
+
+# (kernel, stride, padding) of the max-pool before each probe (DESIGN.md).
+POOLING = {"conv1": (6, 6, 3), "conv2": (4, 4, 0), "conv3": (3, 3, 1), "conv4": (3, 3, 1), "conv5": (2, 2, 0)}
+
+Features = dict[str, torch.Tensor]  # layer -> (B, D_layer)
+
+
+def pool_taps(taps: dict[str, torch.Tensor]) -> Features:
+    """Conv ReLU outputs (B, C, H, W) -> pooled, flattened (B, D) per layer."""
+    return {layer: F.max_pool2d(x, *POOLING[layer]).flatten(1) for layer, x in taps.items()}
+
+
+@torch.no_grad()
+def feature_dims(trunk: AlexNetBN, input_size: int, layers: tuple[str, ...]) -> dict[str, int]:
+    was_training = trunk.training
+    trunk.eval()
+    taps = trunk.taps(torch.zeros(1, 3, input_size, input_size), layers)
+    trunk.train(was_training)
+    return {layer: f.shape[1] for layer, f in pool_taps(taps).items()}
+
+
+class LinearProbes(nn.Module):
+    """One head per layer: BatchNorm1d without affine, then a linear classifier."""
+
+    def __init__(self, dims: dict[str, int], classes: int):
+        super().__init__()
+        self.heads = nn.ModuleDict(
+            {layer: nn.Sequential(nn.BatchNorm1d(d, affine=False), nn.Linear(d, classes)) for layer, d in dims.items()}
+        )
+
+    def forward(self, features: Features) -> dict[str, torch.Tensor]:
+        return {layer: head(features[layer]) for layer, head in self.heads.items()}
+
+
+def lr_at(epoch: int, config: ProbeConfig) -> float:
+    """Step schedule: x0.1 at each milestone epoch."""
+    return config.lr * 0.1 ** sum(epoch >= m for m in config.lr_milestones)
+
+
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
+    """Numbers of samples whose label is the top-1 / among the top-5 predictions."""
+    top = logits.topk(min(5, logits.shape[1]), dim=1).indices  # (B, 5)
+    hit = top == labels[:, None]
+    return int(hit[:, 0].sum()), int(hit.any(1).sum())
+
+
+@torch.no_grad()
+def extract(trunk: AlexNetBN, split: ProbeSplit, size: int, layers: tuple[str, ...], batch: int, device: torch.device) -> Features:
+    """Pooled features of a whole split (the `cache_features` path), kept on the CPU."""
+    chunks: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
+    for i in range(0, len(split.labels), batch):
+        x = test_inputs(split.images[i : i + batch], size).to(device)
+        for layer, f in pool_taps(trunk.taps(x, layers)).items():
+            chunks[layer].append(f.cpu())
+    return {layer: torch.cat(c) for layer, c in chunks.items()}
+
+
+class ProbeTrainer:
+    """Trains the heads over epochs and scores them; the trunk stays frozen in eval mode."""
+
+    def __init__(self, trunk: AlexNetBN, probes: LinearProbes, config: ProbeConfig, size: int, seed: int, device: torch.device):
+        self.trunk, self.probes, self.config, self.size, self.device = trunk.eval(), probes, config, size, device
+        self.layers = tuple(probes.heads.keys())
+        self.rng = np.random.default_rng([seed, 7])
+        self.optimizer = torch.optim.SGD(
+            probes.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+        for p in trunk.parameters():
+            p.requires_grad_(False)
+
+    def batches(self, split: ProbeSplit, cache: Features | None, train: bool) -> Iterator[tuple[Features, torch.Tensor]]:
+        n, b = len(split.labels), self.config.batch_size
+        order = torch.from_numpy(self.rng.permutation(n)) if train else torch.arange(n)
+        for i in range(0, n, b):
+            idx = order[i : i + b]
+            if train and len(idx) < 2:
+                continue  # BatchNorm needs two samples
+            y = split.labels[idx].to(self.device)
+            if cache is not None:
+                yield {layer: f[idx].to(self.device) for layer, f in cache.items()}, y
+                continue
+            images = split.images[idx]
+            x = train_inputs(images, self.size, self.rng) if train and self.config.train_augment else test_inputs(images, self.size)
+            with torch.no_grad():
+                features = pool_taps(self.trunk.taps(x.to(self.device), self.layers))
+            yield features, y
+
+    def train_epoch(self, epoch: int, split: ProbeSplit, cache: Features | None) -> dict[str, dict[str, float]]:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(epoch, self.config)
+        self.probes.train()
+        loss_sum = {layer: 0.0 for layer in self.layers}
+        correct = {layer: 0 for layer in self.layers}
+        seen = 0
+        for features, y in self.batches(split, cache, train=True):
+            logits = self.probes(features)
+            losses = {layer: F.cross_entropy(out, y) for layer, out in logits.items()}
+            self.optimizer.zero_grad(set_to_none=True)
+            sum(losses.values()).backward()  # type: ignore[union-attr]
+            self.optimizer.step()
+            for layer in self.layers:
+                loss_sum[layer] += losses[layer].item() * len(y)
+                correct[layer] += int((logits[layer].argmax(1) == y).sum())
+            seen += len(y)
+        return {
+            layer: {"train_loss": loss_sum[layer] / seen, "train_top1": 100 * correct[layer] / seen, "lr": lr_at(epoch, self.config)}
+            for layer in self.layers
+        }
+
+    @torch.no_grad()
+    def evaluate(self, split: ProbeSplit, cache: Features | None) -> dict[str, dict[str, float]]:
+        self.probes.eval()
+        top1 = {layer: 0 for layer in self.layers}
+        top5 = {layer: 0 for layer in self.layers}
+        for features, y in self.batches(split, cache, train=False):
+            for layer, out in self.probes(features).items():
+                c1, c5 = topk_correct(out, y)
+                top1[layer] += c1
+                top5[layer] += c5
+        n = len(split.labels)
+        return {layer: {"top1": 100 * top1[layer] / n, "top5": 100 * top5[layer] / n} for layer in self.layers}

@@ -1,0 +1,41 @@
+"""What the compute core needs from a recorder: passed in, never imported (no mlflow here).
+
+`layer` routes a probe job's values to the run of that layer's cell; None means the job's run.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class Recorder(Protocol):
+    def params(self, values: Mapping[str, Any], layer: str | None = None) -> None: ...
+
+    def metrics(self, values: Mapping[str, float], step: int, layer: str | None = None) -> None: ...
+
+    def artifact(self, path: Path, layer: str | None = None) -> None: ...
+
+
+class MemoryRecorder:
+    """Keeps everything in lists: for tests, and for running a job where no store is."""
+
+    def __init__(self) -> None:
+        self.logged_params: dict[str | None, dict[str, Any]] = defaultdict(dict)
+        self.logged_metrics: dict[str | None, list[tuple[int, dict[str, float]]]] = defaultdict(list)
+        self.artifacts: dict[str | None, list[Path]] = defaultdict(list)
+
+    def params(self, values: Mapping[str, Any], layer: str | None = None) -> None:
+        self.logged_params[layer].update(values)
+
+    def metrics(self, values: Mapping[str, float], step: int, layer: str | None = None) -> None:
+        self.logged_metrics[layer].append((step, dict(values)))
+
+    def artifact(self, path: Path, layer: str | None = None) -> None:
+        self.artifacts[layer].append(path)
+
+    def series(self, name: str, layer: str | None = None) -> list[float]:
+        """The values of one metric in the order they were logged."""
+        return [v[name] for _, v in self.logged_metrics[layer] if name in v]
