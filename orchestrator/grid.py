@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +65,8 @@ def _settings(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json", exclude={"preset"})
 
 
-@cache
-def _image_files(images: ImageSet, base_dir: Path) -> tuple[ImageFile, ...]:
+def image_files(images: ImageSet, base_dir: Path) -> tuple[ImageFile, ...]:
+    """The files of an image set, each with the hash of its bytes."""
     if images.photos is not None:
         paths = [resolve_photo(ref, base_dir) for ref in images.photos]
     else:
@@ -78,14 +77,14 @@ def _image_files(images: ImageSet, base_dir: Path) -> tuple[ImageFile, ...]:
 def pretrain_job(
     method: Any,
     method_label: str,
-    images: ImageSet | None,
-    augmentation: str | None,
+    images: tuple[ImageSet, tuple[ImageFile, ...]] | None,
+    augment: AugmentConfig | None,
     network: NetworkConfig,
     seed: int,
-    base_dir: Path,
 ) -> PretrainJob:
-    files = _image_files(images, base_dir) if images is not None else ()
-    augment = AugmentConfig(preset=augmentation) if augmentation is not None else None
+    """A pretrain job; `images` (the set and its hashed files) and `augment` are None for
+    methods that use no images."""
+    files = images[1] if images else ()
     material = {
         "method": method.model_dump(mode="json"),
         "network": network.model_dump(mode="json"),
@@ -94,16 +93,17 @@ def pretrain_job(
         "images": sorted(f.sha256 for f in files),
         "augmentation": _settings(augment) if augment else None,
     }
-    parts = [method_label] + ([images.label, augmentation] if images else []) + [f"s{seed}"]
     coordinates = {
         "method": method_label,
-        "images": images.label if images else None,
-        "augmentation": augmentation,
+        "images": images[0].label if images else None,
+        "augmentation": augmentation_label(augment) if augment else None,
         "seed": seed,
     }
     return PretrainJob(
         key=content_key("pretrain", material),
-        label=" ".join(str(p) for p in parts),
+        label=" ".join(
+            [v for v in (method_label, coordinates["images"], coordinates["augmentation"]) if v] + [f"s{seed}"]
+        ),
         method=method,
         network=network,
         seed=seed,
@@ -111,6 +111,13 @@ def pretrain_job(
         augmentation=augment,
         coordinates=coordinates,
     )
+
+
+def augmentation_label(augment: AugmentConfig) -> str:
+    """The preset's name, with the fields that differ from it: `full(rotation=0.0)`."""
+    preset = AugmentConfig(preset=augment.preset)
+    changed = [f"{k}={v}" for k, v in augment if k != "preset" and getattr(preset, k) != v]
+    return augment.preset + (f"({','.join(changed)})" if changed else "")
 
 
 def probe_material(pretrain_key: str, probe: ProbeConfig, dataset: str) -> dict[str, Any]:
@@ -130,6 +137,7 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Sweep:
     g = spec.grid
     layers_by_probe_job: dict[str, list[Cell]] = {}
     seen: set[str] = set()
+    files = {images: image_files(images, base_dir) for images in g.images}  # hash each set once
     for (method, label), images, augmentation, seed in itertools.product(
         zip(g.method, _method_labels(g.method)), g.images, g.augmentation, g.seed
     ):
@@ -137,17 +145,16 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Sweep:
         job = pretrain_job(
             method,
             label,
-            images if uses_images else None,
+            (images, files[images]) if uses_images else None,
             augmentation if uses_images else None,
             spec.network,
             seed,
-            base_dir,
         )
         for dataset, layer in itertools.product(g.probe_dataset, g.layer):
             coordinates = {
                 "method": method.name,
                 "n": images.size if uses_images else None,
-                "augmentation": augmentation if uses_images else None,
+                "augmentation": augmentation_label(augmentation) if uses_images else None,
                 "layer": layer,
                 "probe_dataset": dataset,
                 "seed": seed,

@@ -83,13 +83,18 @@ def _message(err: Any, walked: list[Any]) -> str:
         hint = f" (did you mean {guess[0]!r}?)" if guess else ""
         return f"unknown key {walked[-1]!r}{hint}; allowed: {', '.join(allowed)}"
     if kind == "union_tag_invalid":
-        return f"{ctx['tag']!r} is not one of {ctx['expected_tags'].replace(chr(39), '')}"
+        return f"{ctx['tag']!r} is not one of {_choices(ctx['expected_tags'])}"
     if kind == "literal_error":
-        return f"{value!r} is not one of {ctx['expected'].replace(chr(39), '')}"
+        return f"{value!r} is not one of {_choices(ctx['expected'])}"
     if kind == "missing":
         return "required, but missing"
     message = err["msg"].removeprefix("Value error, ")
     return message if kind == "value_error" else f"{value!r}: {message}"
+
+
+def _choices(text: str) -> str:
+    """pydantic's "'a', 'b' or 'c'" -> "a, b, c"."""
+    return text.replace("'", "").replace(" or ", ", ")
 
 
 def _allowed_keys(loc: list[Any]) -> list[str]:

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from workers.config import (
-    AUGMENTATION_PRESETS,
+    AugmentConfig,
     DEFAULT_DATA_ROOTS,
     Frozen,
     Layer,
@@ -93,7 +93,7 @@ def _unique(values: list[Any]) -> list[Any]:
 
 
 def _show(value: Any) -> str:
-    return repr(getattr(value, "name", value))
+    return repr(getattr(value, "name", getattr(value, "preset", value)))
 
 
 class Grid(Frozen):
@@ -101,7 +101,7 @@ class Grid(Frozen):
 
     method: list[MethodConfig] = Field(min_length=1)
     images: list[ImageSet] = Field(min_length=1)
-    augmentation: list[str] = Field(min_length=1)
+    augmentation: list[AugmentConfig] = Field(min_length=1)
     layer: list[Layer] = Field(min_length=1)
     probe_dataset: list[ProbeDataset] = Field(min_length=1)
     seed: list[int] = Field([0], min_length=1)
@@ -112,16 +112,6 @@ class Grid(Frozen):
         if isinstance(data, dict) and isinstance(data.get("method"), list):
             data = {**data, "method": [{"name": m} if isinstance(m, str) else m for m in data["method"]]}
         return data
-
-    @field_validator("augmentation")
-    @classmethod
-    def _known_augmentations(cls, names: list[str]) -> list[str]:
-        for name in names:
-            if name not in AUGMENTATION_PRESETS:
-                raise ValueError(
-                    f"{name!r} is not one of {', '.join(AUGMENTATION_PRESETS)}"
-                )
-        return names
 
     @field_validator("seed")
     @classmethod

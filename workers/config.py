@@ -41,7 +41,8 @@ class NetworkConfig(Frozen):
 
     arch: Literal["alexnet_bn"] = "alexnet_bn"
     width: float = Field(1.0, gt=0, le=4)
-    input_size: int = Field(224, ge=32, le=512)
+    # 64 px is the smallest input whose pool5 is not empty (conv5 at 3x3, pool5 at 1x1).
+    input_size: int = Field(224, ge=64, le=512)
 
 
 AUGMENTATION_PRESETS: dict[str, dict[str, Any]] = {

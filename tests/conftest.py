@@ -1,0 +1,41 @@
+"""Shared fixtures: small experiment files written into a temporary folder."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+TINY = """\
+name: tiny
+grid:
+  method: [random, {name: rotnet, samples: 128, epochs: 1, batch_size: 32}]
+  images: [astronaut]
+  augmentation: [full, none]
+  layer: [conv1, conv2, conv3, conv4, conv5]
+  probe_dataset: [fashion_mnist]
+  seed: [0]
+network: {width: 0.25, input_size: 64}
+probe: {preset: fast, epochs: 2, train_samples: 500, test_samples: 500}
+retries: 1
+"""
+
+
+@pytest.fixture
+def write_spec(tmp_path: Path):
+    """write_spec(text) -> path of an experiment file in tmp_path."""
+
+    def write(text: str, name: str = "experiments.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def tiny_spec_text() -> str:
+    return TINY

@@ -1,0 +1,198 @@
+"""Grid expansion, content keys and planning: pure, so tested exhaustively and fast."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.grid import expand
+from orchestrator.keys import canonical_json, content_key
+from orchestrator.plan import plan
+from orchestrator.spec import Spec
+from tests.conftest import TINY
+from workers.config import AUGMENTATION_PRESETS
+from workers.data.images import bundled_photos
+
+
+def spec_from(data: dict, base_dir: Path) -> Spec:
+    return Spec.model_validate(data, context={"base_dir": base_dir})
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> dict:
+    return yaml.safe_load(TINY)
+
+
+def keys(data: dict, base_dir: Path) -> dict[str, str]:
+    sweep = expand(spec_from(data, base_dir), base_dir)
+    return {c.label: c.key for c in sweep.cells}
+
+
+def test_quickstart_shape(base, tmp_path):
+    sweep = expand(spec_from(base, tmp_path), tmp_path)
+    # random ignores images and augmentation: 5 cells, not 10.
+    assert len(sweep.cells) == 15
+    assert len(sweep.pretrain_jobs) == 3 and len(sweep.probe_jobs) == 3
+    assert all(len(job.cells) == 5 for job in sweep.probe_jobs.values())
+    assert len({c.key for c in sweep.cells}) == 15
+    labels = {c.label for c in sweep.cells}
+    assert "rotnet N1 astronaut full s0 conv2 fashion_mnist" in labels
+    assert "random s0 conv1 fashion_mnist" in labels
+
+
+def test_keys_are_stable_across_processes(base, tmp_path):
+    here = keys(base, tmp_path)
+    code = (
+        "import yaml,sys; from pathlib import Path; from tests.orchestrator.test_keys_grid import keys;"
+        f"print(yaml.safe_dump(keys(yaml.safe_load(sys.stdin.read()), Path({str(tmp_path)!r}))))"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], input=yaml.safe_dump(base), capture_output=True, text=True, env=env,
+        check=True, cwd=Path(__file__).parents[2],
+    ).stdout
+    assert yaml.safe_load(out) == here
+
+
+def test_canonical_json_ignores_dict_order():
+    assert canonical_json({"b": 1, "a": [1, 2]}) == canonical_json({"a": [1, 2], "b": 1})
+    assert content_key("x", {"a": 1, "b": 2}) == content_key("x", {"b": 2, "a": 1})
+    assert content_key("x", {"a": 1}) != content_key("y", {"a": 1})
+
+
+def _set(data: dict, path: str, value) -> dict:
+    data = yaml.safe_load(yaml.safe_dump(data))
+    node = data
+    *parents, last = path.split(".")
+    for p in parents:
+        node = node[int(p)] if p.isdigit() else node.setdefault(p, {})
+    node[last] = value
+    return data
+
+
+# Settings that change results: every rotnet key must change.
+CHANGES = {
+    "method hyper-parameter": ("grid.method.1.lr", 0.2),
+    "pretrain length": ("grid.method.1.samples", 256),
+    "seed": ("grid.seed", [1]),
+    "network width": ("network.width", 0.5),
+    "input size": ("network.input_size", 64),
+    "probe epochs": ("probe.epochs", 3),
+    "probe protocol": ("probe.preset", "asano2020"),
+    "augmentation parameter": ("grid.augmentation", [{"preset": "full", "rotation": 10}, "none"]),
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_key_changes_with_every_result_setting(change, base, tmp_path):
+    path, value = CHANGES[change]
+    before = keys(base, tmp_path)
+    after = keys(_set(base, path, value), tmp_path)
+    label = "rotnet N1 astronaut full s0 conv1 fashion_mnist"
+    renamed = {"seed": ("s0", "s1"), "augmentation parameter": ("full", "full(rotation=10.0)")}
+    label_after = label.replace(*renamed.get(change, ("", "")))
+    assert label_after in after
+    assert before[label] != after[label_after]
+
+
+def test_augmentation_values_not_names_make_the_key(base, tmp_path):
+    spelled_out = {**AUGMENTATION_PRESETS["full"], "preset": "none"}  # full's values, another name
+    a = expand(spec_from(base, tmp_path), tmp_path)
+    b = expand(spec_from(_set(base, "grid.augmentation", [spelled_out, "none"]), tmp_path), tmp_path)
+    assert set(a.pretrain_jobs) == set(b.pretrain_jobs)
+    assert {c.key for c in a.cells} == {c.key for c in b.cells}
+
+
+def test_cell_keys_differ_per_layer_and_dataset(base, tmp_path):
+    cells = expand(spec_from(base, tmp_path), tmp_path).cells
+    rot = [c for c in cells if c.augmentation == "full"]
+    assert len({c.key for c in rot}) == 5
+    assert len({c.pretrain_key for c in rot}) == 1 and len({c.probe_job_key for c in rot}) == 1
+
+
+# Settings that do not change results: no key may change.
+NEUTRAL = {
+    "sweep name": ("name", "other"),
+    "tracking uri": ("tracking_uri", "http://127.0.0.1:5000"),
+    "ray address": ("ray_address", "ray://head:10001"),
+    "resources": ("resources", {"pretrain": {"cpus": 2, "gpus": 1}}),
+    "retries": ("retries", 5),
+    "storage": ("storage", "/shared/tune"),
+    "data root": ("data_roots", {"fashion_mnist": "/elsewhere"}),
+    "preset spelled out": ("probe", {"preset": "fast", "epochs": 2, "train_samples": 500, "test_samples": 500, "batch_size": 256}),
+}
+
+
+@pytest.mark.parametrize("change", NEUTRAL)
+def test_key_stays_for_settings_that_do_not_change_results(change, base, tmp_path):
+    path, value = NEUTRAL[change]
+    assert keys(base, tmp_path) == keys(_set(base, path, value), tmp_path)
+
+
+def test_image_content_not_path_makes_the_key(base, tmp_path):
+    src = bundled_photos()["astronaut"]
+    shutil.copy(src, tmp_path / "copy.jpg")
+    same = _set(base, "grid.images", ["copy.jpg"])
+    k1 = keys(base, tmp_path)["rotnet N1 astronaut full s0 conv1 fashion_mnist"]
+    k2 = keys(same, tmp_path)["rotnet N1 copy full s0 conv1 fashion_mnist"]
+    assert k1 == k2  # same bytes elsewhere: same result
+    data = bytearray(src.read_bytes())
+    data[-3] ^= 0xFF
+    (tmp_path / "copy.jpg").write_bytes(bytes(data))
+    k3 = keys(same, tmp_path)["rotnet N1 copy full s0 conv1 fashion_mnist"]
+    assert k3 != k1  # one byte differs: another result
+
+
+def test_random_ignores_images_and_augmentation(base, tmp_path):
+    grown = _set(base, "grid.images", ["astronaut", "coffee"])
+    a = {k: v for k, v in keys(base, tmp_path).items() if k.startswith("random")}
+    b = {k: v for k, v in keys(grown, tmp_path).items() if k.startswith("random")}
+    assert a == b and len(a) == 5
+
+
+def test_exclusion_rules(base, tmp_path, write_spec):
+    (tmp_path / "pool").mkdir()
+    for name in ("astronaut", "coffee", "chelsea"):
+        shutil.copy(bundled_photos()[name], tmp_path / "pool" / f"{name}.jpg")
+    data = _set(base, "grid.images", ["astronaut", {"pool": "pool", "n": 3}])
+    data["exclude"] = [{"method": "rotnet", "n": {"gt": 1}}, {"layer": ["conv4", "conv5"], "method": "random"}]
+    sweep = expand(spec_from(data, tmp_path), tmp_path)
+    assert not [c for c in sweep.cells if c.method == "rotnet" and c.n == 3]
+    assert {c.layer for c in sweep.cells if c.method == "random"} == {"conv1", "conv2", "conv3"}
+    assert len(sweep.cells) == 3 + 10
+
+
+def test_pool_draw_is_seeded_and_recorded(base, tmp_path):
+    (tmp_path / "pool").mkdir()
+    for name in ("astronaut", "coffee", "chelsea", "rocket"):
+        shutil.copy(bundled_photos()[name], tmp_path / "pool" / f"{name}.jpg")
+    pick = lambda seed: expand(spec_from(_set(base, "grid.images", [{"pool": "pool", "n": 2, "draw_seed": seed}]), tmp_path), tmp_path)  # noqa: E731
+    a, b = pick(0), pick(0)
+    assert [j.images for j in a.pretrain_jobs.values()] == [j.images for j in b.pretrain_jobs.values()]
+    draws = {tuple(f.sha256 for f in j.images) for s in range(6) for j in pick(s).pretrain_jobs.values() if j.images}
+    assert len(draws) > 1
+
+
+def test_pool_smaller_than_n_is_an_error(base, tmp_path):
+    (tmp_path / "pool").mkdir()
+    shutil.copy(bundled_photos()["coffee"], tmp_path / "pool" / "coffee.jpg")
+    with pytest.raises(ValueError, match="n = 5 but pool 'pool' holds 1 images"):
+        spec_from(_set(base, "grid.images", [{"pool": "pool", "n": 5}]), tmp_path)
+
+
+def test_plan_skips_finished_and_reuses_pretrain(base, tmp_path):
+    sweep = expand(spec_from(base, tmp_path), tmp_path)
+    fresh = plan(sweep, set(), set())
+    assert len(fresh.pretrain) == 3 and len(fresh.probe) == 3 and fresh.pending_cells == 15
+    done_cells = {c.key for c in sweep.cells if c.layer != "conv5"}
+    done_pretrain = set(sweep.pretrain_jobs)
+    grown = plan(sweep, done_cells, done_pretrain)
+    assert grown.pretrain == [] and sorted(grown.reused_pretrain) == sorted(done_pretrain)
+    assert [tuple(c.layer for c in job.cells) for job in grown.probe] == [("conv5",)] * 3
+    assert plan(sweep, {c.key for c in sweep.cells}, done_pretrain).empty

@@ -1,0 +1,115 @@
+"""Bad experiment files: one clear, located error each, exit code 2, before Ray or MLflow."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.cli.main import main
+from orchestrator.loading import SpecError, load_spec
+
+from tests.conftest import TINY
+
+# (replace this, with that) in the tiny spec -> words the error must contain
+BAD = {
+    "unknown method": (
+        "method: [random,", "method: [rotnett,", ["grid.method[0]", "'rotnett'", "random, rotnet"],
+    ),
+    "wrong type": (
+        "epochs: 1,", "epochs: many,", ["grid.method[1].epochs", "'many'", "integer"],
+    ),
+    "negative N": (
+        "images: [astronaut]", "images: [{photos: [astronaut], n: -1}]",
+        ["grid.images[0].n", "-1", "greater than or equal to 1"],
+    ),
+    "unknown layer": (
+        "conv4, conv5]", "conv4, conv6]", ["grid.layer[4]", "'conv6'", "conv1, conv2, conv3, conv4, conv5"],
+    ),
+    "missing image file": (
+        "images: [astronaut]", "images: [photos/missing.jpg]",
+        ["grid.images[0]: ", "'photos/missing.jpg'", "astronaut", "no file at"],
+    ),
+    "unknown key": (
+        "retries: 1", "retries: 1\nretires: 2", ["retires", "unknown key", "did you mean 'retries'"],
+    ),
+    "unknown nested key": (
+        "network: {width: 0.25,", "network: {widht: 0.25,", ["network.widht", "did you mean 'width'", "allowed: arch, width, input_size"],
+    ),
+    "unknown augmentation": (
+        "[full, none]", "[full, nope]", ["grid.augmentation", "'nope'", "full, none"],
+    ),
+    "duplicate axis value": (
+        "seed: [0]", "seed: [0, 0]", ["grid.seed", "listed twice"],
+    ),
+    "empty axis": (
+        "seed: [0]", "seed: []", ["grid.seed", "at least 1"],
+    ),
+    "unknown probe dataset": (
+        "probe_dataset: [fashion_mnist]", "probe_dataset: [mnist]", ["grid.probe_dataset[0]", "'mnist'", "fashion_mnist"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_file_gets_one_located_error(case, write_spec, tmp_path, capsys, monkeypatch):
+    old, new, words = BAD[case]
+    assert old in TINY
+    path = write_spec(TINY.replace(old, new, 1))
+    monkeypatch.chdir(tmp_path)
+    for command in ("validate", "run"):
+        assert main([command, str(path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        assert err[0].startswith(f"{path}:"), err
+        for word in words:
+            assert word in err[0], (word, err[0])
+    assert not (tmp_path / "mlflow.db").exists()  # nothing recorded
+    assert not (tmp_path / ".monosweep").exists()  # Ray never ran a trial
+
+
+def test_error_names_the_line(write_spec):
+    path = write_spec(TINY.replace("conv4, conv5]", "conv4, conv6]"))
+    with pytest.raises(SpecError) as e:
+        load_spec(path)
+    line = next(i for i, text in enumerate(TINY.splitlines(), 1) if "layer:" in text)
+    assert e.value.lines[0].startswith(f"{path}:{line}: grid.layer[4]:")
+
+
+def test_every_error_at_once(write_spec):
+    path = write_spec(TINY.replace("conv4, conv5]", "conv4, conv6]").replace("retries: 1", "retries: -1"))
+    with pytest.raises(SpecError) as e:
+        load_spec(path)
+    assert len(e.value.lines) == 2
+
+
+def test_malformed_yaml(write_spec, capsys):
+    path = write_spec("name: x\ngrid: [unclosed\n")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:" in err and "not valid YAML" in err
+
+
+def test_missing_file(tmp_path, capsys):
+    assert main(["validate", str(tmp_path / "nope.yaml")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_missing_data_root_caught_before_ray(write_spec, tmp_path, capsys, monkeypatch):
+    path = write_spec(TINY + "data_roots: {fashion_mnist: no/such/folder}\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "data_roots.fashion_mnist" in err and "no/such/folder" in err
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_validate_prints_sizes(write_spec, capsys):
+    assert main(["validate", str(write_spec(TINY))]) == 0
+    assert "15 cells, 3 pretrain jobs, 3 probe jobs" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["validate", "run", "env"])
+def test_help_on_every_subcommand(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    assert "usage: monosweep" in capsys.readouterr().out

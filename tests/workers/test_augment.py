@@ -1,0 +1,223 @@
+"""workers.data.augment and AugmentConfig: seeded per-op streams, crop boxes, presets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+from torchvision.transforms.v2 import functional as TF
+
+from workers.config import AUGMENTATION_PRESETS, AugmentConfig
+from workers.data.augment import augment, crop_box, op_rng
+
+FULL = AugmentConfig(preset="full")
+SIZE = 32
+INDICES = range(24)
+
+
+@pytest.mark.parametrize("preset", ["full", "none"])
+@pytest.mark.parametrize("size", [32, 64])
+def test_augment_returns_uint8_square_rgb(small_astronaut: torch.Tensor, preset: str, size: int):
+    out = augment(small_astronaut, AugmentConfig(preset=preset), size, seed=0, index=3)
+    assert out.dtype == torch.uint8
+    assert out.shape == (3, size, size)
+
+
+def test_augment_on_a_non_square_source(astronaut: torch.Tensor):
+    out = augment(astronaut[:, :200, :], FULL, SIZE, seed=1, index=0)  # (3, 200, 512)
+    assert out.shape == (3, SIZE, SIZE)
+
+
+def test_same_seed_and_index_give_the_same_sample(small_astronaut: torch.Tensor):
+    for index in (0, 7):
+        a = augment(small_astronaut, FULL, SIZE, seed=5, index=index)
+        b = augment(small_astronaut, FULL, SIZE, seed=5, index=index)
+        assert torch.equal(a, b)
+
+
+def test_full_samples_differ_by_index_and_seed(small_astronaut: torch.Tensor):
+    samples = [augment(small_astronaut, FULL, SIZE, seed=0, index=i) for i in range(6)]
+    for i in range(len(samples)):
+        for j in range(i):
+            assert not torch.equal(samples[i], samples[j]), (i, j)
+    assert not torch.equal(samples[0], augment(small_astronaut, FULL, SIZE, seed=1, index=0))
+
+
+def test_augment_draws_nothing_from_global_random_state(small_astronaut: torch.Tensor):
+    torch.manual_seed(0)
+    np.random.seed(0)
+    a = augment(small_astronaut, FULL, SIZE, seed=3, index=2)
+    torch.manual_seed(123)
+    np.random.seed(123)
+    assert torch.equal(a, augment(small_astronaut, FULL, SIZE, seed=3, index=2))
+
+
+def test_none_preset_gives_one_image_for_every_index(small_astronaut: torch.Tensor):
+    none = AugmentConfig(preset="none")
+    first = augment(small_astronaut, none, SIZE, seed=0, index=0)
+    for seed, index in [(0, 1), (0, 17), (9, 4)]:
+        assert torch.equal(first, augment(small_astronaut, none, SIZE, seed=seed, index=index))
+    # ...and that image is the photo, not a blank: it is close to a plain resize of it.
+    resized = TF.resize(small_astronaut, [SIZE, SIZE], antialias=True)
+    assert (first.float() - resized.float()).abs().mean() < 8
+
+
+def draw_boxes(height: int, width: int, scale, ratio, n: int = 2000) -> np.ndarray:
+    rng = op_rng(0, "crop", 0)
+    return np.array([crop_box(height, width, scale, ratio, rng) for _ in range(n)])  # (n, 4)
+
+
+@pytest.mark.parametrize("height, width", [(512, 512), (300, 500)])
+def test_crop_boxes_fall_inside_and_fill_the_configured_ranges(height: int, width: int):
+    scale, ratio = FULL.crop_scale, FULL.crop_ratio  # (1/500, 1), (3/4, 4/3)
+    boxes = draw_boxes(height, width, scale, ratio)
+    top, left, h, w = boxes.T
+    assert (top >= 0).all() and (left >= 0).all() and (h > 0).all() and (w > 0).all()
+    assert (top + h <= height).all() and (left + w <= width).all()
+    area = h * w / (height * width)
+    aspect = w / h
+    # Sides are rounded to pixels: the smallest crops (about 16-23 px a side) move by up to
+    # half a pixel per side, so allow a few percent around the configured bounds.
+    assert area.min() >= scale[0] * 0.85 and area.max() <= scale[1]
+    assert aspect.min() >= ratio[0] * 0.95 and aspect.max() <= ratio[1] * 1.05
+    # ...and the draws reach both ends of both ranges.
+    assert area.min() < 2 * scale[0]
+    assert area.max() > 0.5
+    assert aspect.min() < ratio[0] * 1.03 and aspect.max() > ratio[1] * 0.97
+    # The aspect is log-uniform: about as many crops are tall as wide.
+    assert 0.4 < (aspect < 1).mean() < 0.6
+
+
+def test_crop_box_respects_a_narrow_scale_range():
+    boxes = draw_boxes(400, 400, (0.25, 0.3), (1.0, 1.0), n=500)
+    area = boxes[:, 2] * boxes[:, 3] / 400**2
+    assert area.min() >= 0.25 * 0.99 and area.max() <= 0.3 * 1.01
+    assert (boxes[:, 2] == boxes[:, 3]).all()  # ratio (1, 1): square crops
+
+
+def test_crop_box_is_reproducible_from_its_stream():
+    a = crop_box(512, 512, (0.1, 1.0), (0.75, 4 / 3), op_rng(4, "crop", 11))
+    b = crop_box(512, 512, (0.1, 1.0), (0.75, 4 / 3), op_rng(4, "crop", 11))
+    c = crop_box(512, 512, (0.1, 1.0), (0.75, 4 / 3), op_rng(4, "crop", 12))
+    assert a == b and a != c
+
+
+def test_crop_box_raises_when_no_crop_can_fit():
+    # The whole area with an aspect of 2-3 cannot fit a square: no centre-crop fallback.
+    with pytest.raises(ValueError, match="no crop"):
+        crop_box(100, 100, (1.0, 1.0), (2.0, 3.0), op_rng(0, "crop", 0))
+
+
+def test_op_streams_are_distinct_per_op_seed_and_index():
+    draws = {
+        (seed, op, index): op_rng(seed, op, index).random()
+        for seed in (0, 1)
+        for op in ("initial_crop", "crop", "affine", "hflip", "jitter")
+        for index in (0, 1)
+    }
+    assert len(set(draws.values())) == len(draws)
+
+
+def applied(op: str, p: float, seed: int = 0) -> list[bool]:
+    """Whether op's first draw switched it on, per index: the augment() decision rule."""
+    return [op_rng(seed, op, i).random() < p for i in INDICES]
+
+
+def test_switching_jitter_off_changes_only_the_jittered_samples(small_astronaut: torch.Tensor):
+    no_jitter = AugmentConfig(preset="full", jitter=None)
+    on = applied("jitter", FULL.jitter_p)
+    assert any(on) and not all(on)
+    for i, jittered in zip(INDICES, on):
+        a = augment(small_astronaut, FULL, SIZE, seed=0, index=i)
+        b = augment(small_astronaut, no_jitter, SIZE, seed=0, index=i)
+        assert torch.equal(a, b) != jittered, i
+    # jitter_p = 0 is the same switch as jitter = None.
+    zero_p = AugmentConfig(preset="full", jitter_p=0.0)
+    for i in INDICES[:6]:
+        assert torch.equal(
+            augment(small_astronaut, zero_p, SIZE, seed=0, index=i),
+            augment(small_astronaut, no_jitter, SIZE, seed=0, index=i),
+        )
+
+
+def test_switching_hflip_off_changes_only_the_flipped_samples(small_astronaut: torch.Tensor):
+    no_flip = AugmentConfig(preset="full", hflip=0.0)
+    on = applied("hflip", FULL.hflip)
+    assert any(on) and not all(on)
+    for i, flipped in zip(INDICES, on):
+        a = augment(small_astronaut, FULL, SIZE, seed=0, index=i)
+        b = augment(small_astronaut, no_flip, SIZE, seed=0, index=i)
+        # A flipped sample is exactly the mirror of the unflipped one: the crop, the affine
+        # and the jitter drew the same numbers whether or not the flip was on.
+        assert torch.equal(a, TF.horizontal_flip(b) if flipped else b), i
+        assert torch.equal(a, b) != flipped, i
+
+
+def test_flip_stream_is_independent_of_the_affine_path(small_astronaut: torch.Tensor):
+    # With rotation and shear off the affine op (and the sqrt(2) crop margin) is skipped; the
+    # flip still draws from its own stream, so the flipped samples are exact mirrors again.
+    no_affine = AugmentConfig(preset="full", rotation=0.0, shear=0.0, jitter=None)
+    no_affine_flip = AugmentConfig(preset="full", rotation=0.0, shear=0.0, jitter=None, hflip=0.0)
+    for i, flipped in zip(INDICES[:8], applied("hflip", FULL.hflip)):
+        a = augment(small_astronaut, no_affine, SIZE, seed=0, index=i)
+        b = augment(small_astronaut, no_affine_flip, SIZE, seed=0, index=i)
+        assert torch.equal(a, TF.horizontal_flip(b) if flipped else b), i
+
+
+def test_preset_with_an_override_keeps_the_other_preset_values():
+    config = AugmentConfig(preset="full", rotation=0)
+    assert config.rotation == 0.0
+    for name, value in AUGMENTATION_PRESETS["full"].items():
+        if name != "rotation":
+            assert getattr(config, name) == pytest.approx(value), name
+    assert config.crop_scale == pytest.approx((1 / 500, 1.0))
+    assert config.jitter == pytest.approx((0.4, 0.4, 0.4, 0.1))
+
+
+def test_default_and_bare_string_presets():
+    assert AugmentConfig() == AugmentConfig(preset="full")
+    assert AugmentConfig.model_validate("none") == AugmentConfig(preset="none")
+    none = AugmentConfig(preset="none")
+    assert none.crop_scale is None and none.jitter is None and none.hflip == 0 and none.rotation == 0
+
+
+def test_resolved_config_round_trips_through_json():
+    config = AugmentConfig(preset="full", rotation=0, crop_scale=(0.1, 1.0))
+    assert AugmentConfig.model_validate(config.model_dump(mode="json")) == config
+
+
+def test_unknown_preset_is_a_validation_error_naming_the_allowed_ones():
+    with pytest.raises(ValidationError, match="full, none"):
+        AugmentConfig(preset="fulll")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"rotatoin": 10},  # a typo is an error, never silently dropped
+        {"crop_scale": (0.5, 0.1)},
+        {"crop_scale": (0.0, 1.0)},
+        {"crop_ratio": (2.0, 1.0)},
+        {"hflip": 1.5},
+        {"initial_crop": 0.0},
+    ],
+)
+def test_invalid_augment_settings_are_rejected(bad: dict):
+    with pytest.raises(ValidationError):
+        AugmentConfig(preset="full", **bad)
+
+
+def test_config_is_frozen():
+    with pytest.raises(ValidationError):
+        FULL.rotation = 0.0  # type: ignore[misc]
+
+
+def test_crop_margin_keeps_rotation_corners_out():
+    # The random-resized crop goes to sqrt(2) x size before the affine, so a rotated sample's
+    # centre crop holds no black fill corner at all for a rotation-only config.
+    rotate_only = AugmentConfig(preset="none", rotation=30.0)
+    white = torch.full((3, 128, 128), 255, dtype=torch.uint8)
+    for i in range(4):
+        out = augment(white, rotate_only, SIZE, seed=0, index=i)
+        assert out.min() > 200, i

@@ -1,0 +1,182 @@
+"""workers.probes and workers.data.probe_sets: pooling, heads, schedule, scoring, training."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workers.config import LAYERS, ProbeConfig
+from workers.data.probe_sets import ProbeSplit, stratified_subset, test_inputs, train_inputs
+from workers.models.alexnet import AlexNetBN
+from workers.probes import (
+    LinearProbes,
+    ProbeTrainer,
+    extract,
+    feature_dims,
+    lr_at,
+    pool_taps,
+    topk_correct,
+)
+
+IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+CPU = torch.device("cpu")
+
+
+def naive_layer(trunk: AlexNetBN, x: torch.Tensor, layer: str) -> torch.Tensor:
+    """Reference: run the blocks by hand up to `layer`, then the asano2020 pooling of it."""
+    depth = LAYERS.index(layer)
+    for i in range(depth + 1):
+        block = trunk.blocks[i]
+        x = F.relu(block["bn"](block["conv"](x)))
+        if i < depth:
+            x = block["pool"](x)
+    # yukimasano/linear-probes: conv1 6/6 pad 3, conv2 4/4, conv3-4 3/3 pad 1, conv5 2/2.
+    kernel, stride, padding = {
+        "conv1": (6, 6, 3), "conv2": (4, 4, 0), "conv3": (3, 3, 1), "conv4": (3, 3, 1), "conv5": (2, 2, 0)
+    }[layer]
+    return nn.MaxPool2d(kernel, stride, padding)(x).flatten(1)  # (B, D)
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("size", [64, 96])
+def test_one_pass_features_equal_one_pass_per_layer(size: int):
+    torch.manual_seed(0)
+    trunk = AlexNetBN(width=0.25).eval()
+    x = torch.randn(2, 3, size, size)
+    together = pool_taps(trunk.taps(x, LAYERS))
+    assert set(together) == set(LAYERS)
+    for layer in LAYERS:
+        alone = pool_taps(trunk.taps(x, (layer,)))[layer]
+        torch.testing.assert_close(together[layer], alone, rtol=0, atol=0)
+        torch.testing.assert_close(together[layer], naive_layer(trunk, x, layer), rtol=0, atol=0)
+    dims = feature_dims(trunk, size, LAYERS)
+    assert {layer: f.shape for layer, f in together.items()} == {layer: (2, d) for layer, d in dims.items()}
+
+
+def test_linear_probes_heads():
+    dims = {"conv1": 216, "conv3": 96}
+    probes = LinearProbes(dims, classes=10)
+    assert set(probes.heads) == set(dims)
+    for layer, head in probes.heads.items():
+        bn, linear = head
+        assert isinstance(bn, nn.BatchNorm1d) and not bn.affine and bn.num_features == dims[layer]
+        assert bn.weight is None and bn.bias is None
+        assert isinstance(linear, nn.Linear) and (linear.in_features, linear.out_features) == (dims[layer], 10)
+    out = probes({layer: torch.randn(4, d) for layer, d in dims.items()})
+    assert {layer: o.shape for layer, o in out.items()} == {"conv1": (4, 10), "conv3": (4, 10)}
+
+
+def test_lr_schedule_steps_down_tenfold_at_each_milestone():
+    config = ProbeConfig()  # asano2020: lr 0.01, x0.1 at epochs 10, 20, 30
+    expected = {0: 1e-2, 9: 1e-2, 10: 1e-3, 19: 1e-3, 20: 1e-4, 29: 1e-4, 30: 1e-5, 35: 1e-5}
+    for epoch, lr in expected.items():
+        assert lr_at(epoch, config) == pytest.approx(lr, rel=1e-9), epoch
+    fast = ProbeConfig(preset="fast", lr=0.1)  # milestones 8, 11
+    assert [lr_at(e, fast) for e in (7, 8, 10, 11)] == pytest.approx([0.1, 0.01, 0.01, 0.001])
+
+
+def test_topk_correct_on_a_hand_made_example():
+    logits = torch.tensor(
+        [
+            [9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 0.0],  # label 0: top-1
+            [9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 0.0],  # label 4: 5th best, in the top-5 only
+            [9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 0.0],  # label 5: 6th best, missed
+            [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0],  # label 6: top-1
+        ]
+    )
+    labels = torch.tensor([0, 4, 5, 6])
+    assert topk_correct(logits, labels) == (2, 3)
+    # Fewer than 5 classes: the top-5 is every class.
+    assert topk_correct(torch.tensor([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0]]), torch.tensor([0, 0])) == (1, 2)
+
+
+def test_stratified_subset_is_balanced_and_deterministic(fashion_train: ProbeSplit):
+    labels = fashion_train.labels
+    idx = stratified_subset(labels, 1000)
+    assert len(idx) == 1000 and len(idx.unique()) == 1000
+    assert torch.equal(idx, idx.sort().values)
+    assert torch.bincount(labels[idx], minlength=10).tolist() == [100] * 10
+    assert torch.equal(idx, stratified_subset(labels, 1000))
+    assert torch.equal(idx, stratified_subset(labels, 1000, seed=0))
+    assert not torch.equal(idx, stratified_subset(labels, 1000, seed=1))
+    # Not divisible by the class count: as equal as possible.
+    counts = torch.bincount(labels[stratified_subset(labels, 995)], minlength=10)
+    assert counts.sum() == 995 and counts.max() - counts.min() <= 1
+    assert torch.equal(stratified_subset(labels, None), torch.arange(len(labels)))
+    assert torch.equal(stratified_subset(labels, 10**9), torch.arange(len(labels)))
+
+
+def test_fashion_mnist_splits(fashion_train: ProbeSplit, fashion_test: ProbeSplit):
+    assert fashion_train.images.shape == (60000, 1, 28, 28) and fashion_train.images.dtype == torch.uint8
+    assert fashion_test.images.shape == (10000, 1, 28, 28)
+    assert fashion_train.labels.dtype == torch.int64 and fashion_train.classes == 10
+    assert torch.bincount(fashion_test.labels).tolist() == [1000] * 10
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_test_inputs_maps_grey_to_normalised_rgb(size: int):
+    grey = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
+    x = test_inputs(grey, size)
+    assert x.dtype == torch.float32 and x.shape == (3, 3, size, size)
+    pixels = x * IMAGENET_STD + IMAGENET_MEAN  # back to [0, 1]: three equal channels
+    torch.testing.assert_close(pixels[:, 0], pixels[:, 1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(pixels[:, 1], pixels[:, 2], atol=1e-5, rtol=0)
+    # A constant image stays constant: white maps to (1 - mean) / std in every pixel.
+    white = test_inputs(torch.full((1, 1, 28, 28), 255, dtype=torch.uint8), size)
+    torch.testing.assert_close(white, ((1 - IMAGENET_MEAN) / IMAGENET_STD).expand(1, 3, size, size))
+    rgb = test_inputs(torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8), size)
+    assert rgb.shape == (2, 3, size, size)
+
+
+def test_train_inputs_shapes_and_reproducibility():
+    import numpy as np
+
+    images = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    a = train_inputs(images, 64, np.random.default_rng(0))
+    b = train_inputs(images, 64, np.random.default_rng(0))
+    assert a.shape == (4, 3, 64, 64) and a.dtype == torch.float32
+    assert torch.equal(a, b)
+    assert not torch.equal(a, train_inputs(images, 64, np.random.default_rng(1)))
+
+
+def subset(split: ProbeSplit, size: int) -> ProbeSplit:
+    idx = stratified_subset(split.labels, size)
+    return ProbeSplit(split.images[idx], split.labels[idx], split.classes)
+
+
+def test_probe_trainer_learns_fashion_mnist_on_a_random_trunk(fashion_train: ProbeSplit, fashion_test: ProbeSplit):
+    # A random conv1 already carries linearly usable signal (the paper's lower reference).
+    torch.manual_seed(0)
+    train, test = subset(fashion_train, 1000), subset(fashion_test, 1000)
+    trunk = AlexNetBN(width=0.25)
+    config = ProbeConfig(preset="fast", epochs=5)  # cached features, no train augmentation
+    layers = ("conv1",)
+    probes = LinearProbes(feature_dims(trunk, 64, layers), train.classes)
+    trainer = ProbeTrainer(trunk, probes, config, size=64, seed=0, device=CPU)
+    assert not trunk.training and not any(p.requires_grad for p in trunk.parameters())
+    train_cache = extract(trunk, train, 64, layers, 512, CPU)
+    test_cache = extract(trunk, test, 64, layers, 512, CPU)
+    before = {name: p.clone() for name, p in trunk.state_dict().items()}
+    losses = [trainer.train_epoch(epoch, train, train_cache)["conv1"]["train_loss"] for epoch in range(5)]
+    scores = trainer.evaluate(test, test_cache)["conv1"]
+    assert losses[-1] < losses[0]
+    assert scores["top1"] > 40  # chance is 10%
+    assert scores["top5"] > scores["top1"]
+    # The trunk stayed frozen: weights and BN running statistics untouched.
+    assert all(torch.equal(before[name], p) for name, p in trunk.state_dict().items())
+
+
+def test_cached_and_streamed_features_score_alike(fashion_test: ProbeSplit):
+    # evaluate() on the cache and on the images (no cache) must agree: same features.
+    torch.manual_seed(0)
+    test = subset(fashion_test, 200)
+    trunk = AlexNetBN(width=0.25)
+    layers = ("conv1", "conv3")
+    probes = LinearProbes(feature_dims(trunk, 64, layers), test.classes)
+    trainer = ProbeTrainer(trunk, probes, ProbeConfig(preset="fast", batch_size=64), 64, seed=0, device=CPU)
+    cache = extract(trunk, test, 64, layers, 512, CPU)
+    trainer.train_epoch(0, test, cache)
+    assert trainer.evaluate(test, cache) == trainer.evaluate(test, None)
