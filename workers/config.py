@@ -179,6 +179,12 @@ class ProbeConfig(Frozen):
     def _preset(cls, data: Any) -> Any:
         return apply_preset(data, PROBE_PRESETS, "asano2020")
 
+    @model_validator(mode="after")
+    def _cache_means_no_augmentation(self) -> ProbeConfig:
+        if self.cache_features and self.train_augment:
+            raise ValueError("cache_features computes features once, so train_augment must be false")
+        return self
+
 
 class ImageFile(Frozen):
     """One source image as a worker needs it: where it is and what its bytes hash to."""
@@ -199,6 +205,12 @@ class PretrainJob(Frozen):
     images: tuple[ImageFile, ...] = ()
     augmentation: AugmentConfig | None = None
     coordinates: dict[str, Any] = {}  # the grid values it came from, for records and reports
+
+    @model_validator(mode="after")
+    def _inputs_for_method(self) -> PretrainJob:
+        if type(self.method).uses_images and (not self.images or self.augmentation is None):
+            raise ValueError(f"method {self.method.name!r} needs source images and an augmentation")
+        return self
 
 
 class ProbeCell(Frozen):

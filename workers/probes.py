@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workers.config import ProbeConfig
-from workers.data.probe_sets import ProbeSplit, test_inputs, train_inputs
+from workers.data.probe_sets import ProbeSplit, eval_inputs, train_inputs
 from workers.models.alexnet import AlexNetBN
 
 # (kernel, stride, padding) of the max-pool before each probe (DESIGN.md).
@@ -36,7 +36,8 @@ def pool_taps(taps: dict[str, torch.Tensor]) -> Features:
 def feature_dims(trunk: AlexNetBN, input_size: int, layers: tuple[str, ...]) -> dict[str, int]:
     was_training = trunk.training
     trunk.eval()
-    taps = trunk.taps(torch.zeros(1, 3, input_size, input_size), layers)
+    x = torch.zeros(1, 3, input_size, input_size, device=next(trunk.parameters()).device)
+    taps = trunk.taps(x, layers)
     trunk.train(was_training)
     return {layer: f.shape[1] for layer, f in pool_taps(taps).items()}
 
@@ -71,7 +72,7 @@ def extract(trunk: AlexNetBN, split: ProbeSplit, size: int, layers: tuple[str, .
     """Pooled features of a whole split (the `cache_features` path), kept on the CPU."""
     chunks: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
     for i in range(0, len(split.labels), batch):
-        x = test_inputs(split.images[i : i + batch], size).to(device)
+        x = eval_inputs(split.images[i : i + batch], size).to(device)
         for layer, f in pool_taps(trunk.taps(x, layers)).items():
             chunks[layer].append(f.cpu())
     return {layer: torch.cat(c) for layer, c in chunks.items()}
@@ -102,7 +103,7 @@ class ProbeTrainer:
                 yield {layer: f[idx].to(self.device) for layer, f in cache.items()}, y
                 continue
             images = split.images[idx]
-            x = train_inputs(images, self.size, self.rng) if train and self.config.train_augment else test_inputs(images, self.size)
+            x = train_inputs(images, self.size, self.rng) if train and self.config.train_augment else eval_inputs(images, self.size)
             with torch.no_grad():
                 features = pool_taps(self.trunk.taps(x.to(self.device), self.layers))
             yield features, y

@@ -25,7 +25,13 @@ LOG_EVERY = 20  # steps between pretext-loss points
 
 
 def device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The GPU where there is one. cuDNN is kept to deterministic kernels, so a rerun of a key
+    repeats its numbers on the same hardware."""
+    if torch.cuda.is_available():
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        return torch.device("cuda")
+    return torch.device("cpu")
 
 
 def cosine_lr(step: int, total: int, base: float) -> float:
@@ -69,11 +75,12 @@ def _train(job: PretrainJob, method, recorder: Recorder, dev: torch.device) -> i
         order = np.random.default_rng([job.seed, epoch]).permutation(cfg.samples)
         for i in range(steps_per_epoch):
             batch = torch.stack([dataset[int(j)] for j in order[i * cfg.batch_size : (i + 1) * cfg.batch_size]])
-            for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(step, total, cfg.lr)
+            lr = cosine_lr(step, total, cfg.lr)
             loss, extra = method.training_step(batch.to(dev))
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(f"pretext loss is {loss.item()} at step {step}")
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -82,7 +89,7 @@ def _train(job: PretrainJob, method, recorder: Recorder, dev: torch.device) -> i
             if step % LOG_EVERY == 0 or step == total:
                 now = time.perf_counter()
                 recorder.metrics(
-                    {"pretext_loss": loss.item(), "lr": cosine_lr(step, total, cfg.lr),
+                    {"pretext_loss": loss.item(), "lr": lr,
                      "samples_per_s": seen / (now - tick), "epoch": epoch, **extra},
                     step,
                 )

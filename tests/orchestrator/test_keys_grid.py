@@ -82,7 +82,7 @@ CHANGES = {
     "pretrain length": ("grid.method.1.samples", 256),
     "seed": ("grid.seed", [1]),
     "network width": ("network.width", 0.5),
-    "input size": ("network.input_size", 64),
+    "input size": ("network.input_size", 96),
     "probe epochs": ("probe.epochs", 3),
     "probe protocol": ("probe.preset", "asano2020"),
     "augmentation parameter": ("grid.augmentation", [{"preset": "full", "rotation": 10}, "none"]),

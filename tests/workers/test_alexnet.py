@@ -12,7 +12,9 @@ from workers.models.alexnet import AlexNetBN, build_trunk, pool5_shape
 from workers.probes import feature_dims
 
 # The smallest input NetworkConfig accepts; the trunk must work at every size it accepts.
-MIN_INPUT = next(m.ge for m in NetworkConfig.model_fields["input_size"].metadata if hasattr(m, "ge"))
+MIN_INPUT = next(
+    m.ge for m in NetworkConfig.model_fields["input_size"].metadata if hasattr(m, "ge")
+)
 
 # A pool5 needs a 3x3 conv5 map: conv5 3 <- pool2 out 3 <- conv2 7 <- pool1 out 7 <- conv1 15
 # <- input 63 (conv1 11/4 pad 2); 32 px gives conv5 at 1x1 and an empty pool5.
@@ -29,7 +31,10 @@ def test_paper_channels_and_geometry_at_width_one():
     assert [conv(trunk, i).out_channels for i in range(5)] == [96, 256, 384, 384, 256]
     assert [conv(trunk, i).in_channels for i in range(5)] == [3, 96, 256, 384, 384]
     # DESIGN.md: conv1 11x11/4 pad 2; conv2 5x5 pad 2; conv3-5 3x3 pad 1.
-    geometry = [(conv(trunk, i).kernel_size, conv(trunk, i).stride, conv(trunk, i).padding) for i in range(5)]
+    geometry = [
+        (conv(trunk, i).kernel_size, conv(trunk, i).stride, conv(trunk, i).padding)
+        for i in range(5)
+    ]
     assert geometry == [
         ((11, 11), (4, 4), (2, 2)),
         ((5, 5), (1, 1), (2, 2)),

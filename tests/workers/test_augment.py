@@ -128,7 +128,7 @@ def test_switching_jitter_off_changes_only_the_jittered_samples(small_astronaut:
     no_jitter = AugmentConfig(preset="full", jitter=None)
     on = applied("jitter", FULL.jitter_p)
     assert any(on) and not all(on)
-    for i, jittered in zip(INDICES, on):
+    for i, jittered in enumerate(on):
         a = augment(small_astronaut, FULL, SIZE, seed=0, index=i)
         b = augment(small_astronaut, no_jitter, SIZE, seed=0, index=i)
         assert torch.equal(a, b) != jittered, i
@@ -145,7 +145,7 @@ def test_switching_hflip_off_changes_only_the_flipped_samples(small_astronaut: t
     no_flip = AugmentConfig(preset="full", hflip=0.0)
     on = applied("hflip", FULL.hflip)
     assert any(on) and not all(on)
-    for i, flipped in zip(INDICES, on):
+    for i, flipped in enumerate(on):
         a = augment(small_astronaut, FULL, SIZE, seed=0, index=i)
         b = augment(small_astronaut, no_flip, SIZE, seed=0, index=i)
         # A flipped sample is exactly the mirror of the unflipped one: the crop, the affine
@@ -159,7 +159,7 @@ def test_flip_stream_is_independent_of_the_affine_path(small_astronaut: torch.Te
     # flip still draws from its own stream, so the flipped samples are exact mirrors again.
     no_affine = AugmentConfig(preset="full", rotation=0.0, shear=0.0, jitter=None)
     no_affine_flip = AugmentConfig(preset="full", rotation=0.0, shear=0.0, jitter=None, hflip=0.0)
-    for i, flipped in zip(INDICES[:8], applied("hflip", FULL.hflip)):
+    for i, flipped in enumerate(applied("hflip", FULL.hflip)[:8]):
         a = augment(small_astronaut, no_affine, SIZE, seed=0, index=i)
         b = augment(small_astronaut, no_affine_flip, SIZE, seed=0, index=i)
         assert torch.equal(a, TF.horizontal_flip(b) if flipped else b), i
@@ -179,7 +179,9 @@ def test_default_and_bare_string_presets():
     assert AugmentConfig() == AugmentConfig(preset="full")
     assert AugmentConfig.model_validate("none") == AugmentConfig(preset="none")
     none = AugmentConfig(preset="none")
-    assert none.crop_scale is None and none.jitter is None and none.hflip == 0 and none.rotation == 0
+    assert (
+        none.crop_scale is None and none.jitter is None and none.hflip == 0 and none.rotation == 0
+    )
 
 
 def test_resolved_config_round_trips_through_json():

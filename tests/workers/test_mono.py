@@ -55,7 +55,9 @@ def test_greyscale_source_is_decoded_as_three_channels(tmp_path: Path):
 
 
 def test_mono_dataset_length_and_items(small_astronaut: torch.Tensor):
-    dataset = MonoDataset([small_astronaut], AugmentConfig(preset="full"), size=32, length=10, seed=0)
+    dataset = MonoDataset(
+        [small_astronaut], AugmentConfig(preset="full"), size=32, length=10, seed=0
+    )
     assert len(dataset) == 10
     item = dataset[3]
     assert item.dtype == torch.float32 and item.shape == (3, 32, 32)
@@ -72,8 +74,12 @@ def test_mono_dataset_length_and_items(small_astronaut: torch.Tensor):
 def test_mono_dataset_cycles_through_its_sources(small_astronaut: torch.Tensor):
     # Sample i comes from source i mod N: with `none`, a sample is its source, resized.
     other = torch.flip(small_astronaut, dims=(1,))  # a second, different source
-    dataset = MonoDataset([small_astronaut, other], AugmentConfig(preset="none"), size=32, length=6, seed=0)
-    assert torch.equal(dataset.raw(0), dataset.raw(2)) and torch.equal(dataset.raw(0), dataset.raw(4))
+    dataset = MonoDataset(
+        [small_astronaut, other], AugmentConfig(preset="none"), size=32, length=6, seed=0
+    )
+    assert torch.equal(dataset.raw(0), dataset.raw(2)) and torch.equal(
+        dataset.raw(0), dataset.raw(4)
+    )
     assert torch.equal(dataset.raw(1), dataset.raw(5))
     assert not torch.equal(dataset.raw(0), dataset.raw(1))
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from workers.config import LAYERS, ProbeConfig
-from workers.data.probe_sets import ProbeSplit, stratified_subset, test_inputs, train_inputs
+from workers.data import probe_sets
+from workers.data.probe_sets import ProbeSplit, stratified_subset, train_inputs
 from workers.models.alexnet import AlexNetBN
 from workers.probes import (
     LinearProbes,
@@ -35,7 +37,11 @@ def naive_layer(trunk: AlexNetBN, x: torch.Tensor, layer: str) -> torch.Tensor:
             x = block["pool"](x)
     # yukimasano/linear-probes: conv1 6/6 pad 3, conv2 4/4, conv3-4 3/3 pad 1, conv5 2/2.
     kernel, stride, padding = {
-        "conv1": (6, 6, 3), "conv2": (4, 4, 0), "conv3": (3, 3, 1), "conv4": (3, 3, 1), "conv5": (2, 2, 0)
+        "conv1": (6, 6, 3),
+        "conv2": (4, 4, 0),
+        "conv3": (3, 3, 1),
+        "conv4": (3, 3, 1),
+        "conv5": (2, 2, 0),
     }[layer]
     return nn.MaxPool2d(kernel, stride, padding)(x).flatten(1)  # (B, D)
 
@@ -53,7 +59,9 @@ def test_one_pass_features_equal_one_pass_per_layer(size: int):
         torch.testing.assert_close(together[layer], alone, rtol=0, atol=0)
         torch.testing.assert_close(together[layer], naive_layer(trunk, x, layer), rtol=0, atol=0)
     dims = feature_dims(trunk, size, LAYERS)
-    assert {layer: f.shape for layer, f in together.items()} == {layer: (2, d) for layer, d in dims.items()}
+    assert {layer: f.shape for layer, f in together.items()} == {
+        layer: (2, d) for layer, d in dims.items()
+    }
 
 
 def test_linear_probes_heads():
@@ -64,7 +72,10 @@ def test_linear_probes_heads():
         bn, linear = head
         assert isinstance(bn, nn.BatchNorm1d) and not bn.affine and bn.num_features == dims[layer]
         assert bn.weight is None and bn.bias is None
-        assert isinstance(linear, nn.Linear) and (linear.in_features, linear.out_features) == (dims[layer], 10)
+        assert isinstance(linear, nn.Linear) and (linear.in_features, linear.out_features) == (
+            dims[layer],
+            10,
+        )
     out = probes({layer: torch.randn(4, d) for layer, d in dims.items()})
     assert {layer: o.shape for layer, o in out.items()} == {"conv1": (4, 10), "conv3": (4, 10)}
 
@@ -90,7 +101,10 @@ def test_topk_correct_on_a_hand_made_example():
     labels = torch.tensor([0, 4, 5, 6])
     assert topk_correct(logits, labels) == (2, 3)
     # Fewer than 5 classes: the top-5 is every class.
-    assert topk_correct(torch.tensor([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0]]), torch.tensor([0, 0])) == (1, 2)
+    assert topk_correct(torch.tensor([[0.0, 1.0, 2.0], [2.0, 1.0, 0.0]]), torch.tensor([0, 0])) == (
+        1,
+        2,
+    )
 
 
 def test_stratified_subset_is_balanced_and_deterministic(fashion_train: ProbeSplit):
@@ -110,7 +124,10 @@ def test_stratified_subset_is_balanced_and_deterministic(fashion_train: ProbeSpl
 
 
 def test_fashion_mnist_splits(fashion_train: ProbeSplit, fashion_test: ProbeSplit):
-    assert fashion_train.images.shape == (60000, 1, 28, 28) and fashion_train.images.dtype == torch.uint8
+    assert (
+        fashion_train.images.shape == (60000, 1, 28, 28)
+        and fashion_train.images.dtype == torch.uint8
+    )
     assert fashion_test.images.shape == (10000, 1, 28, 28)
     assert fashion_train.labels.dtype == torch.int64 and fashion_train.classes == 10
     assert torch.bincount(fashion_test.labels).tolist() == [1000] * 10
@@ -119,21 +136,19 @@ def test_fashion_mnist_splits(fashion_train: ProbeSplit, fashion_test: ProbeSpli
 @pytest.mark.parametrize("size", [32, 64])
 def test_test_inputs_maps_grey_to_normalised_rgb(size: int):
     grey = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
-    x = test_inputs(grey, size)
+    x = probe_sets.eval_inputs(grey, size)
     assert x.dtype == torch.float32 and x.shape == (3, 3, size, size)
     pixels = x * IMAGENET_STD + IMAGENET_MEAN  # back to [0, 1]: three equal channels
     torch.testing.assert_close(pixels[:, 0], pixels[:, 1], atol=1e-5, rtol=0)
     torch.testing.assert_close(pixels[:, 1], pixels[:, 2], atol=1e-5, rtol=0)
     # A constant image stays constant: white maps to (1 - mean) / std in every pixel.
-    white = test_inputs(torch.full((1, 1, 28, 28), 255, dtype=torch.uint8), size)
+    white = probe_sets.eval_inputs(torch.full((1, 1, 28, 28), 255, dtype=torch.uint8), size)
     torch.testing.assert_close(white, ((1 - IMAGENET_MEAN) / IMAGENET_STD).expand(1, 3, size, size))
-    rgb = test_inputs(torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8), size)
+    rgb = probe_sets.eval_inputs(torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8), size)
     assert rgb.shape == (2, 3, size, size)
 
 
 def test_train_inputs_shapes_and_reproducibility():
-    import numpy as np
-
     images = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
     a = train_inputs(images, 64, np.random.default_rng(0))
     b = train_inputs(images, 64, np.random.default_rng(0))
@@ -147,7 +162,9 @@ def subset(split: ProbeSplit, size: int) -> ProbeSplit:
     return ProbeSplit(split.images[idx], split.labels[idx], split.classes)
 
 
-def test_probe_trainer_learns_fashion_mnist_on_a_random_trunk(fashion_train: ProbeSplit, fashion_test: ProbeSplit):
+def test_probe_trainer_learns_fashion_mnist_on_a_random_trunk(
+    fashion_train: ProbeSplit, fashion_test: ProbeSplit
+):
     # A random conv1 already carries linearly usable signal (the paper's lower reference).
     torch.manual_seed(0)
     train, test = subset(fashion_train, 1000), subset(fashion_test, 1000)
@@ -160,7 +177,9 @@ def test_probe_trainer_learns_fashion_mnist_on_a_random_trunk(fashion_train: Pro
     train_cache = extract(trunk, train, 64, layers, 512, CPU)
     test_cache = extract(trunk, test, 64, layers, 512, CPU)
     before = {name: p.clone() for name, p in trunk.state_dict().items()}
-    losses = [trainer.train_epoch(epoch, train, train_cache)["conv1"]["train_loss"] for epoch in range(5)]
+    losses = [
+        trainer.train_epoch(epoch, train, train_cache)["conv1"]["train_loss"] for epoch in range(5)
+    ]
     scores = trainer.evaluate(test, test_cache)["conv1"]
     assert losses[-1] < losses[0]
     assert scores["top1"] > 40  # chance is 10%
@@ -176,7 +195,9 @@ def test_cached_and_streamed_features_score_alike(fashion_test: ProbeSplit):
     trunk = AlexNetBN(width=0.25)
     layers = ("conv1", "conv3")
     probes = LinearProbes(feature_dims(trunk, 64, layers), test.classes)
-    trainer = ProbeTrainer(trunk, probes, ProbeConfig(preset="fast", batch_size=64), 64, seed=0, device=CPU)
+    trainer = ProbeTrainer(
+        trunk, probes, ProbeConfig(preset="fast", batch_size=64), 64, seed=0, device=CPU
+    )
     cache = extract(trunk, test, 64, layers, 512, CPU)
     trainer.train_epoch(0, test, cache)
     assert trainer.evaluate(test, cache) == trainer.evaluate(test, None)

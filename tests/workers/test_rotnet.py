@@ -47,7 +47,9 @@ def test_rotnet_training_step_output():
 def test_rotnet_loss_falls_on_a_fixed_batch(small_astronaut: torch.Tensor):
     # 8 mono samples of the astronaut, 64 px, width 0.25, 20 SGD steps on the same batch.
     torch.manual_seed(0)
-    dataset = MonoDataset([small_astronaut], AugmentConfig(preset="full"), size=64, length=8, seed=0)
+    dataset = MonoDataset(
+        [small_astronaut], AugmentConfig(preset="full"), size=64, length=8, seed=0
+    )
     batch = torch.stack([dataset[i] for i in range(8)])  # (8, 3, 64, 64)
     method = RotNet(RotNetConfig(), AlexNetBN(width=0.25), input_size=64)
     method.train()

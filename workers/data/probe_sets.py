@@ -84,7 +84,7 @@ def stratified_subset(labels: torch.Tensor, size: int | None, seed: int = 0) -> 
     return torch.from_numpy(rng.permutation(chosen)[:size]).sort().values
 
 
-def test_inputs(images: torch.Tensor, size: int) -> torch.Tensor:
+def eval_inputs(images: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 (B, C, h, w) -> normalised float (B, 3, size, size): resize, grey -> RGB."""
     x = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x

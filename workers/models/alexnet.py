@@ -44,6 +44,8 @@ class AlexNetBN(nn.Module):
 
     def taps(self, x: torch.Tensor, layers: tuple[str, ...] = LAYERS) -> dict[str, torch.Tensor]:
         """ReLU outputs of the requested conv layers; stops after the deepest one."""
+        if not layers:
+            raise ValueError("taps() needs at least one layer")
         out: dict[str, torch.Tensor] = {}
         last = max(LAYERS.index(name) for name in layers)
         for i, block in enumerate(self.blocks[: last + 1]):
@@ -68,6 +70,7 @@ def pool5_shape(trunk: AlexNetBN, input_size: int) -> tuple[int, int, int]:
     with torch.no_grad():
         was_training = trunk.training
         trunk.eval()
-        shape = trunk(torch.zeros(1, 3, input_size, input_size)).shape[1:]
+        x = torch.zeros(1, 3, input_size, input_size, device=next(trunk.parameters()).device)
+        shape = trunk(x).shape[1:]
         trunk.train(was_training)
     return tuple(shape)  # type: ignore[return-value]

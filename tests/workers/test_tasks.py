@@ -1,0 +1,228 @@
+"""workers.tasks: the worker entry points, run end to end on tiny real jobs (CPU, seconds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from workers import tasks
+from workers.config import (
+    AugmentConfig,
+    ImageFile,
+    NetworkConfig,
+    PretrainJob,
+    ProbeCell,
+    ProbeConfig,
+    ProbeJob,
+    RandomConfig,
+    RotNetConfig,
+)
+from workers.methods.base import NonFiniteLoss
+from workers.models.alexnet import build_trunk
+from workers.probes import feature_dims
+from workers.recording import MemoryRecorder
+
+NETWORK = NetworkConfig(width=0.25, input_size=64)  # 64 px: tiny, yet every layer has a pool5
+TINY_ROTNET = {"samples": 64, "epochs": 1, "batch_size": 16}  # 64 // 16 = 4 SGD steps
+
+
+def rotnet_job(image: ImageFile, seed: int = 0, **method: float) -> PretrainJob:
+    return PretrainJob(
+        key=f"rotnet-{seed}",
+        label=f"rotnet astronaut full s{seed}",
+        method=RotNetConfig(**{**TINY_ROTNET, **method}),
+        network=NETWORK,
+        seed=seed,
+        images=(image,),
+        augmentation=AugmentConfig(preset="full"),
+    )
+
+
+def random_job(seed: int, key: str = "random", images: tuple[ImageFile, ...] = ()) -> PretrainJob:
+    return PretrainJob(
+        key=key,
+        label=f"{key} s{seed}",
+        method=RandomConfig(),
+        network=NETWORK,
+        seed=seed,
+        images=images,
+    )
+
+
+def probe_job(root: str, layers: tuple[str, ...] = ("conv1", "conv3")) -> ProbeJob:
+    return ProbeJob(
+        key="probe",
+        label="rotnet astronaut full s0 / fashion_mnist",
+        pretrain_key="rotnet-0",
+        network=NETWORK,
+        probe=ProbeConfig(preset="fast", epochs=2, train_samples=500, test_samples=500),
+        dataset="fashion_mnist",
+        data_root=root,
+        seed=0,
+        cells=tuple(ProbeCell(layer=layer, key=f"cell-{layer}", label=layer) for layer in layers),
+    )
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory: pytest.TempPathFactory, astronaut_file: ImageFile):
+    """(job, checkpoint path, recorder) of one tiny RotNet pre-training, shared by the tests."""
+    job = rotnet_job(astronaut_file)
+    recorder = MemoryRecorder()
+    path = tasks.pretrain(job, recorder, tmp_path_factory.mktemp("pretrain"))
+    return job, path, recorder
+
+
+def test_pretrain_writes_a_loadable_checkpoint(pretrained):
+    job, path, recorder = pretrained
+    assert path.name == "checkpoint.pt" and path.is_file()
+    state = load(path)
+    assert state["step"] == 4
+    # The resolved config travels with the checkpoint and validates back to the same job.
+    assert PretrainJob.model_validate(state["job"]) == job
+    trunk = build_trunk(job.network)
+    trunk.load_state_dict(state["trunk"])  # strict: exactly the trunk's keys
+    assert recorder.artifacts[None] == [path]
+
+
+def test_pretrain_trains_the_trunk(pretrained, tmp_path: Path):
+    job, path, _ = pretrained
+    untrained = tasks.pretrain(random_job(job.seed), MemoryRecorder(), tmp_path)
+    trained, initial = load(path)["trunk"], load(untrained)["trunk"]
+    assert set(trained) == set(initial)
+    # Same seed, same initialisation: what differs is what the 4 SGD steps changed.
+    assert not torch.equal(trained["blocks.0.conv.weight"], initial["blocks.0.conv.weight"])
+    assert not torch.equal(trained["blocks.4.bn.running_mean"], initial["blocks.4.bn.running_mean"])
+
+
+def test_pretrain_logs_the_pretext_loss(pretrained):
+    _, _, recorder = pretrained
+    losses = recorder.series("pretext_loss")
+    assert len(losses) == 1  # logged every 20 steps and at the last step (step 4)
+    assert [step for step, _ in recorder.logged_metrics[None]] == [4]
+    assert 0 < losses[0] < 10 and torch.isfinite(torch.tensor(losses[0]))
+    point = recorder.logged_metrics[None][0][1]
+    assert {"lr", "samples_per_s", "epoch", "rotation_accuracy"} <= set(point)
+    assert point["samples_per_s"] > 0
+
+
+def test_pretrain_is_deterministic(pretrained, tmp_path: Path, astronaut_file: ImageFile):
+    job, path, recorder = pretrained
+    again = MemoryRecorder()
+    second = tasks.pretrain(job, again, tmp_path)
+    first_state, second_state = load(path)["trunk"], load(second)["trunk"]
+    for name, tensor in first_state.items():
+        assert torch.equal(tensor, second_state[name]), name  # bit-identical
+    assert again.series("pretext_loss") == recorder.series("pretext_loss")
+    (tmp_path / "seed1").mkdir()
+    other = load(
+        tasks.pretrain(rotnet_job(astronaut_file, seed=1), MemoryRecorder(), tmp_path / "seed1")
+    )
+    assert not torch.equal(
+        other["trunk"]["blocks.0.conv.weight"], first_state["blocks.0.conv.weight"]
+    )
+
+
+def test_random_method_trains_nothing_and_depends_only_on_the_seed(
+    tmp_path: Path, astronaut_file: ImageFile
+):
+    dirs = [tmp_path / name for name in ("a", "b", "c")]
+    for d in dirs:
+        d.mkdir()
+    recorder = MemoryRecorder()
+    a = load(tasks.pretrain(random_job(3), recorder, dirs[0]))
+    # A different key, label and image set, same seed: the same network.
+    b = load(
+        tasks.pretrain(
+            random_job(3, key="other", images=(astronaut_file,)), MemoryRecorder(), dirs[1]
+        )
+    )
+    c = load(tasks.pretrain(random_job(4), MemoryRecorder(), dirs[2]))
+    assert a["step"] == 0 and b["step"] == 0
+    assert not recorder.logged_metrics  # no pretext loss: nothing was trained
+    assert all(torch.equal(a["trunk"][k], b["trunk"][k]) for k in a["trunk"])
+    assert not torch.equal(a["trunk"]["blocks.0.conv.weight"], c["trunk"]["blocks.0.conv.weight"])
+    # BatchNorm statistics are the untouched defaults.
+    assert torch.equal(a["trunk"]["blocks.0.bn.running_mean"], torch.zeros(24))
+
+
+def test_pretrain_stops_on_a_non_finite_loss(tmp_path: Path, astronaut_file: ImageFile):
+    # lr = 1e30: the first step blows the weights up, the next loss is NaN (step 1 of 4).
+    with pytest.raises(NonFiniteLoss) as failure:
+        tasks.pretrain(rotnet_job(astronaut_file, lr=1e30), MemoryRecorder(), tmp_path)
+    assert failure.value.reason == "nan_loss"
+    assert not (tmp_path / "checkpoint.pt").exists()  # no garbage checkpoint is written
+
+
+def test_pretrain_with_a_changed_source_image_fails(tmp_path: Path, astronaut_file: ImageFile):
+    changed = ImageFile(path=astronaut_file.path, sha256="f" * 64)
+    with pytest.raises(ValueError, match="sha256"):
+        tasks.pretrain(rotnet_job(changed), MemoryRecorder(), tmp_path)
+
+
+@pytest.fixture(scope="module")
+def probed(pretrained, fashion_root: str):
+    _, path, _ = pretrained
+    job = probe_job(fashion_root)
+    recorder = MemoryRecorder()
+    return job, tasks.probe(job, path, recorder), recorder
+
+
+def test_probe_returns_top1_and_top5_per_layer(probed):
+    _, scores, _ = probed
+    assert set(scores) == {"conv1", "conv3"}
+    for layer, s in scores.items():
+        assert set(s) == {"top1", "top5"}
+        assert 0 <= s["top1"] <= s["top5"] <= 100, layer
+        # Percentages of the 500 test samples: whole counts, so multiples of 0.2.
+        assert round(s["top1"] * 5) == pytest.approx(s["top1"] * 5), layer
+
+
+def test_probe_logs_feature_dims_and_sizes_per_layer(probed):
+    _, _, recorder = probed
+    # 64 px, width 0.25: conv1 24 ch at 15x15 -> pool 6/6 pad 3 -> 3x3: 216;
+    # conv3 96 ch at 3x3 -> pool 3/3 pad 1 -> 1x1: 96.
+    assert recorder.logged_params["conv1"] == {
+        "feature_dim": 216,
+        "train_size": 500,
+        "test_size": 500,
+    }
+    assert recorder.logged_params["conv3"] == {
+        "feature_dim": 96,
+        "train_size": 500,
+        "test_size": 500,
+    }
+    assert feature_dims(build_trunk(NETWORK), 64, ("conv1", "conv3")) == {"conv1": 216, "conv3": 96}
+    assert None not in recorder.logged_params  # everything goes to the layer's own run
+
+
+def test_probe_logs_every_epoch_per_layer(probed):
+    _, scores, recorder = probed
+    for layer in ("conv1", "conv3"):
+        steps = [step for step, values in recorder.logged_metrics[layer] if "train_loss" in values]
+        assert steps == [1, 2]
+        # Cached features: scored every epoch; the last point is what probe() returned.
+        assert len(recorder.series("top1", layer)) == 2
+        assert recorder.series("top1", layer)[-1] == scores[layer]["top1"]
+        assert recorder.series("top5", layer)[-1] == scores[layer]["top5"]
+        assert recorder.series("lr", layer) == pytest.approx([0.01, 0.01])
+
+
+def test_probe_is_deterministic(probed, pretrained):
+    job, scores, recorder = probed
+    _, path, _ = pretrained
+    again = MemoryRecorder()
+    assert tasks.probe(job, path, again) == scores
+    assert again.series("train_loss", "conv1") == recorder.series("train_loss", "conv1")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_probe_runs_on_the_gpu(pretrained, fashion_root: str):
+    _, path, _ = pretrained
+    scores = tasks.probe(probe_job(fashion_root), path, MemoryRecorder())
+    assert set(scores) == {"conv1", "conv3"}
