@@ -72,6 +72,9 @@ def run_probe(job: ProbeJob, tracking: Tracking) -> dict[str, dict[str, float]]:
     }
     recorder = record.MlflowRecorder(tracking.uri, runs)
     try:
+        for cell in job.cells:
+            config = {**job.model_dump(mode="json", exclude={"cells"}), "cell": cell.model_dump(mode="json")}
+            recorder.text(json.dumps(config, indent=2), "config.json", cell.layer)
         with tempfile.TemporaryDirectory() as workdir:
             checkpoint = record.download(tracking.uri, pretrain, "checkpoint.pt", Path(workdir))
             scores = tasks.probe(job, checkpoint, recorder)

@@ -58,7 +58,9 @@ class Progress(tune.Callback):
     done_cells: int = 0
     done_jobs: int = 0
     failed_jobs: int = 0
-    running: set[str] = field(default_factory=set)
+    running: dict[str, float] = field(default_factory=dict)  # trial id -> start time
+    durations: list[float] = field(default_factory=list)  # of finished jobs
+    slots: int = 1  # the most jobs seen running at once
     cells_for: Callable[[Any], int] = lambda trial: 0  # cells a trial finishes; set per stage
     start: float = field(default_factory=time.monotonic)
     _last: float = 0.0
@@ -67,8 +69,10 @@ class Progress(tune.Callback):
     def line(self) -> str:
         elapsed = time.monotonic() - self.start
         pending = self.total_jobs - self.done_jobs - self.failed_jobs - len(self.running)
-        finished = self.done_jobs + self.failed_jobs
-        eta = f"ETA {_duration(elapsed / finished * (self.total_jobs - finished))}" if finished else "ETA ?"
+        eta = "ETA ?"
+        if self.durations:  # mean job time x jobs left (running ones half done) / parallel slots
+            left = pending + len(self.running) / 2
+            eta = f"ETA {_duration(sum(self.durations) / len(self.durations) * left / self.slots)}"
         return (
             f"cells {self.done_cells}/{self.total_cells} done | jobs: {self.done_jobs} done, "
             f"{len(self.running)} running, {self.failed_jobs} failed, {pending} pending | "
@@ -83,17 +87,23 @@ class Progress(tune.Callback):
             print(("\r\033[K" if self._tty else "") + self.line(), end=end, file=sys.stderr, flush=True)
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.running.add(trial.trial_id)
+        self.running[trial.trial_id] = time.monotonic()
+        self.slots = max(self.slots, len(self.running))
         self.show(force=True)
 
+    def _ended(self, trial) -> None:
+        started = self.running.pop(trial.trial_id, None)
+        if started is not None:
+            self.durations.append(time.monotonic() - started)
+
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.running.discard(trial.trial_id)
+        self._ended(trial)
         self.done_jobs += 1
         self.done_cells += self.cells_for(trial)
         self.show(force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.running.discard(trial.trial_id)
+        self._ended(trial)
         self.failed_jobs += 1
         self.show(force=True)
 

@@ -60,6 +60,8 @@ def test_sweep_records_one_finished_run_per_cell_and_reruns_nothing(write_spec, 
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     for r in pretrain:
         assert {a.path for a in client.list_artifacts(r.info.run_id)} >= {"checkpoint.pt", "config.json"}
+    for r in probe:
+        assert "config.json" in {a.path for a in client.list_artifacts(r.info.run_id)}
     rotnet = next(r for r in pretrain if r.data.params["method.name"] == "rotnet")
     assert [m.step for m in client.get_metric_history(rotnet.info.run_id, "pretext_loss")] == [4]
     history = client.get_metric_history(probe[0].info.run_id, "top1")

@@ -102,6 +102,14 @@ def test_missing_data_root_caught_before_ray(write_spec, tmp_path, capsys, monke
     assert not (tmp_path / "mlflow.db").exists()
 
 
+@pytest.mark.parametrize("shipped", ["experiments.yaml", "examples/quickstart.yaml"])
+def test_shipped_files_are_valid(shipped, capsys):
+    from pathlib import Path
+
+    assert main(["validate", str(Path(__file__).parents[2] / shipped)]) == 0
+    assert "valid" in capsys.readouterr().out
+
+
 def test_validate_prints_sizes(write_spec, capsys):
     assert main(["validate", str(write_spec(TINY))]) == 0
     assert "15 cells, 3 pretrain jobs, 3 probe jobs" in capsys.readouterr().out
