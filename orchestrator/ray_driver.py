@@ -126,6 +126,8 @@ def _trial(config: dict[str, Any], jobs: list[Any], tracking: Tracking, stage: s
     from orchestrator import jobs as recorded
 
     job = jobs[config["job"]]
+    # Which Ray node ran the job: hosts can share a name (several nodes on one machine).
+    os.environ["MONOSWEEP_RAY_NODE"] = ray.get_runtime_context().get_node_id()
     (recorded.run_pretrain if stage == "pretrain" else recorded.run_probe)(job, tracking)
     tune.report({"done": 1})
 

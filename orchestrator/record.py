@@ -68,8 +68,9 @@ def client(uri: str) -> MlflowClient:
     return MlflowClient(tracking_uri=uri)
 
 
-def open_sweep(name: str, uri: str, params: Mapping[str, Any]) -> Tracking:
-    """The sweep's experiment and parent run, created if new and set RUNNING; before any worker."""
+def open_sweep(name: str, uri: str, artifacts: Mapping[str, str]) -> Tracking:
+    """The sweep's experiment and parent run, created if new and set RUNNING; before any worker.
+    `artifacts` (file name -> text: the spec, the planned cells) are written on the sweep run."""
     c = client(uri)
     experiment = _retry(c.get_experiment_by_name, name)
     if experiment is None:
@@ -86,7 +87,8 @@ def open_sweep(name: str, uri: str, params: Mapping[str, Any]) -> Tracking:
     else:
         run = _retry(c.create_run, experiment_id, run_name=name, tags={KIND: "sweep", **environment()})
         run_id = run.info.run_id
-        _retry(c.log_batch, run_id, params=[Param(k, _text(v)) for k, v in params.items()])
+    for name_, text in artifacts.items():  # the plan as it stands now: the latest file wins
+        _retry(c.log_text, run_id, text, name_)
     return Tracking(uri=uri, experiment_id=experiment_id, sweep_run_id=run_id)
 
 
@@ -126,6 +128,8 @@ def environment() -> dict[str, str]:
     import importlib.metadata as md
 
     tags = {TAG + "host": platform.node(), TAG + "python": platform.python_version()}
+    if node := os.environ.get("MONOSWEEP_RAY_NODE"):
+        tags[TAG + "ray_node"] = node
     for package in ("monosweep", "torch", "torchvision", "ray", "mlflow"):
         try:
             tags[f"{TAG}version.{package}"] = md.version(package)

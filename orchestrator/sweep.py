@@ -6,6 +6,7 @@ runs before the first job is scheduled.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +85,14 @@ def run(prepared: Prepared, address: str | None = None) -> Outcome:
     from orchestrator import ray_driver
 
     ray_driver.connect(address or spec.ray_address, [spec.resources.pretrain, spec.resources.probe])
-    tracking = record.open_sweep(spec.name, prepared.uri, {"cells": len(sweep.cells), "spec": spec.model_dump_json()})
+    tracking = record.open_sweep(
+        spec.name,
+        prepared.uri,
+        {
+            "spec.json": spec.model_dump_json(indent=2),
+            "cells.json": json.dumps([c.model_dump() for c in sweep.cells], indent=1),
+        },
+    )
     progress = ray_driver.Progress(
         total_cells=todo.pending_cells, total_jobs=len(todo.pretrain) + len(todo.probe)
     )
