@@ -70,9 +70,11 @@ class Progress(tune.Callback):
         elapsed = time.monotonic() - self.start
         pending = self.total_jobs - self.done_jobs - self.failed_jobs - len(self.running)
         eta = "ETA ?"
-        if self.durations:  # mean job time x jobs left (running ones half done) / parallel slots
+        if self.durations:  # a job's time (at least the longest running one's) x jobs left / slots
+            now = time.monotonic()
+            job = max([sum(self.durations) / len(self.durations), *(now - t for t in self.running.values())])
             left = pending + len(self.running) / 2
-            eta = f"ETA {_duration(sum(self.durations) / len(self.durations) * left / self.slots)}"
+            eta = f"ETA {_duration(job * left / self.slots)}"
         return (
             f"cells {self.done_cells}/{self.total_cells} done | jobs: {self.done_jobs} done, "
             f"{len(self.running)} running, {self.failed_jobs} failed, {pending} pending | "

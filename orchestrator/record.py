@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -152,7 +154,8 @@ def start_run(
     else:
         run_id = _retry(c.create_run, tracking.experiment_id, run_name=name, tags={PARENT: parent}).info.run_id
         attempt = 1
-        _retry(c.log_batch, run_id, params=[Param(k, _text(v)) for k, v in params.items()])
+        # An axis a method ignores (random: images, augmentation) is left out, not "null".
+        _retry(c.log_batch, run_id, params=[Param(k, _text(v)) for k, v in params.items() if v is not None])
     all_tags = {KIND: kind, KEY: key, ATTEMPT: str(attempt), PARENT: parent, **environment(), **tags}
     _retry(c.log_batch, run_id, tags=[RunTag(k, v) for k, v in all_tags.items()])
     return run_id
@@ -210,3 +213,53 @@ class MlflowRecorder:
     def text(self, text: str, name: str, layer: str | None = None) -> None:
         for run_id in self._targets(layer):
             _retry(self.client.log_text, run_id, text, name)
+
+
+@dataclass(frozen=True)
+class RunView:
+    """What reports and status need of a run, as plain data."""
+
+    run_id: str
+    name: str
+    key: str
+    status: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+    start_time: int | None
+    end_time: int | None
+
+
+def latest_runs(uri: str, experiment: str | None, kind: str) -> dict[str, RunView]:
+    """Key -> its run (one query): the latest FINISHED one, else the latest of any status."""
+    if experiment is None:
+        return {}
+    views: dict[str, RunView] = {}
+    for r in search(uri, experiment, f"tags.`{KIND}` = '{kind}'"):  # newest first
+        key = r.data.tags.get(KEY)
+        if key is None or (key in views and views[key].status == "FINISHED"):
+            continue
+        if key not in views or r.info.status == "FINISHED":
+            views[key] = RunView(
+                r.info.run_id, r.info.run_name, key, r.info.status, dict(r.data.params),
+                dict(r.data.metrics), dict(r.data.tags), r.info.start_time, r.info.end_time,
+            )
+    return views
+
+
+def sweep_run_id(uri: str, experiment: str) -> str | None:
+    runs = search(uri, experiment, f"tags.`{KIND}` = 'sweep'")
+    return runs[0].info.run_id if runs else None
+
+
+def read_text(uri: str, run_id: str, name: str) -> str:
+    with tempfile.TemporaryDirectory() as tmp:
+        return download(uri, run_id, name, Path(tmp)).read_text()
+
+
+def artifact_names(uri: str, run_id: str) -> set[str]:
+    return {a.path for a in _retry(client(uri).list_artifacts, run_id)}
+
+
+def log_files(uri: str, run_id: str, folder: Path, artifact_path: str) -> None:
+    _retry(client(uri).log_artifacts, run_id, str(folder), artifact_path)

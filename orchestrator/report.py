@@ -1,64 +1,180 @@
-"""MLflow -> the paper's table: rows method x N x augmentation, columns conv1..conv5.
+"""MLflow -> the paper's tables and figures, from the record alone.
 
-Values are the final probe top-1 of the latest FINISHED run of each cell key, mean and
-standard deviation over seeds with the count; a cell with no finished run shows as `-`.
+The planned cells come from the sweep run's `cells.json`, the scores from the latest FINISHED
+run of each cell key, so a report works from another machine, on a partial sweep, and while
+the sweep runs. Table rows are method x N x augmentation, columns conv1..conv5, values the
+final probe top-1: mean, standard deviation and count over seeds. A cell without a finished
+run shows its state (failed, killed, running) or `-` (never run): nothing is dropped.
 """
 
 from __future__ import annotations
 
+import csv
+import html
+import io
+import json
 import statistics
 from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from orchestrator import record
-from orchestrator.grid import Cell, Sweep
+from orchestrator.grid import Cell
+from orchestrator.record import RunView
+from workers.config import LAYERS
+
+FORMATS = ("md", "csv", "latex", "html")
+VIEWS = ("top1", "diff_random", "pct_supervised")
 
 
-def final_scores(uri: str, experiment_name: str) -> dict[str, dict[str, float]]:
-    """Cell key -> final metrics of its latest FINISHED probe run (one query)."""
-    experiment = record.experiment_id(uri, experiment_name)
-    if experiment is None:
-        return {}
-    runs = record.search(uri, experiment, f"tags.`{record.KIND}` = 'probe' and attributes.status = 'FINISHED'")
-    scores: dict[str, dict[str, float]] = {}
-    for run in runs:  # newest first: keep the first seen
-        scores.setdefault(run.data.tags[record.KEY], dict(run.data.metrics))
-    return scores
+@dataclass
+class Record:
+    """One sweep as MLflow holds it."""
+
+    name: str
+    uri: str
+    experiment_id: str
+    sweep_run_id: str
+    cells: list[Cell]
+    probe: dict[str, RunView]
+    pretrain: dict[str, RunView]
+
+
+def load(uri: str, name: str, cells: list[Cell] | None = None) -> Record:
+    """The sweep's record; `cells` (the current plan) replaces the planned cells it holds.
+
+    Raises:
+        LookupError: the store holds no such sweep.
+    """
+    experiment = record.experiment_id(uri, name)
+    sweep_run = record.sweep_run_id(uri, experiment) if experiment else None
+    if experiment is None or sweep_run is None:
+        raise LookupError(f"no sweep {name!r} in {uri}")
+    if cells is None:
+        cells = [Cell(**c) for c in json.loads(record.read_text(uri, sweep_run, "cells.json"))]
+    return Record(
+        name, uri, experiment, sweep_run, cells,
+        record.latest_runs(uri, experiment, "probe"), record.latest_runs(uri, experiment, "pretrain"),
+    )
+
+
+@dataclass
+class Stat:
+    """One table entry: the finished seeds' values, and the states of the others."""
+
+    values: list[float] = field(default_factory=list)
+    states: list[str] = field(default_factory=list)
+
+    @property
+    def mean(self) -> float | None:
+        return statistics.mean(self.values) if self.values else None
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+
+    def text(self, digits: int = 2) -> str:
+        if not self.values:
+            return ", ".join(sorted(set(self.states))) or "-"
+        out = f"{self.mean:.{digits}f}"
+        if len(self.values) + len(self.states) > 1:
+            out += f" ± {self.std:.{digits}f} (n={len(self.values)})"
+        return out
+
+
+@dataclass
+class Table:
+    dataset: str
+    layers: list[str]
+    rows: dict[str, dict[str, Stat]]  # row label -> layer -> entry
+    view: str = "top1"
+
+    @property
+    def title(self) -> str:
+        what = {"top1": "top-1 (%)", "diff_random": "top-1 minus random (points)", "pct_supervised": "top-1 as % of supervised"}
+        return f"{what[self.view]} of linear probes on {self.dataset}"
 
 
 def row_label(cell: Cell) -> str:
     return " ".join(p for p in (cell.method, cell.images, cell.augmentation) if p)
 
 
-def _cell_text(values: list[float], expected: int) -> str:
-    if not values:
-        return "-"
-    text = f"{statistics.mean(values):.2f}"
-    if expected > 1:
-        std = statistics.stdev(values) if len(values) > 1 else 0.0
-        text += f" ± {std:.2f} (n={len(values)})"
-    return text
-
-
-def table(sweep: Sweep, scores: dict[str, dict[str, float]], metric: str = "top1") -> str:
-    """One markdown table per probe dataset."""
-    layers = sweep.spec.grid.layer
-    seeds = len(sweep.spec.grid.seed)
-    blocks = []
-    for dataset in sweep.spec.grid.probe_dataset:
-        rows: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-        for cell in sweep.cells:
+def tables(rec: Record, metric: str = "top1") -> list[Table]:
+    """One table per probe dataset, rows in grid order."""
+    layers = [layer for layer in LAYERS if any(c.layer == layer for c in rec.cells)]
+    out = []
+    for dataset in dict.fromkeys(c.probe_dataset for c in rec.cells):
+        rows: dict[str, dict[str, Stat]] = defaultdict(lambda: defaultdict(Stat))
+        for cell in rec.cells:
             if cell.probe_dataset != dataset:
                 continue
-            values = rows[row_label(cell)][cell.layer]
-            if metric in scores.get(cell.key, {}):
-                values.append(scores[cell.key][metric])
-        lines = [
-            f"{metric} (%) of linear probes on {dataset}",
-            "",
-            "| pre-training | " + " | ".join(layers) + " |",
-            "|---|" + "---|" * len(layers),
-        ]
-        for label, by_layer in rows.items():
-            lines.append(f"| {label} | " + " | ".join(_cell_text(by_layer[layer], seeds) for layer in layers) + " |")
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks)
+            entry = rows[row_label(cell)][cell.layer]
+            run = rec.probe.get(cell.key)
+            if run is not None and run.status == "FINISHED" and metric in run.metrics:
+                entry.values.append(run.metrics[metric])
+            else:
+                entry.states.append(run.status.lower() if run else "-")
+        out.append(Table(dataset, layers, rows))
+    return out
+
+
+def relative(table: Table, view: str) -> Table:
+    """The table as difference from the random row, or as a percentage of the supervised row."""
+    reference = "random" if view == "diff_random" else "supervised"
+    base = next((r for label, r in table.rows.items() if label.split()[0] == reference), None)
+    if base is None:
+        return Table(table.dataset, table.layers, {}, view)
+    rows: dict[str, dict[str, Stat]] = {}
+    for label, by_layer in table.rows.items():
+        rows[label] = {}
+        for layer in table.layers:
+            ref = base[layer].mean
+            stat = by_layer[layer]
+            if ref is None:
+                rows[label][layer] = Stat(states=["no " + reference])
+                continue
+            convert = (lambda v: v - ref) if view == "diff_random" else (lambda v: 100 * v / ref)  # noqa: B023
+            rows[label][layer] = Stat([convert(v) for v in stat.values], stat.states)
+    return Table(table.dataset, table.layers, rows, view)
+
+
+def render(table: Table, fmt: str) -> str:
+    header = ["pre-training", *table.layers]
+    body = [[label, *(by_layer[layer].text() for layer in table.layers)] for label, by_layer in table.rows.items()]
+    if fmt == "md":
+        lines = [table.title, "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["dataset", "view", "pre-training", *(f"{layer}_{s}" for layer in table.layers for s in ("mean", "std", "n", "state"))])
+        for label, by_layer in table.rows.items():
+            fields = []
+            for layer in table.layers:
+                stat = by_layer[layer]
+                mean = "" if stat.mean is None else f"{stat.mean:.4f}"
+                fields += [mean, f"{stat.std:.4f}" if stat.values else "", len(stat.values), ";".join(stat.states)]
+            writer.writerow([table.dataset, table.view, label, *fields])
+        return buffer.getvalue()
+    if fmt == "latex":
+        cols = "l" + "r" * len(table.layers)
+        esc = lambda s: s.replace("_", r"\_").replace("±", r"$\pm$").replace("%", r"\%")  # noqa: E731
+        lines = [f"% {table.title}", rf"\begin{{tabular}}{{{cols}}}", r"\toprule", " & ".join(map(esc, header)) + r" \\", r"\midrule"]
+        lines += [" & ".join(map(esc, row)) + r" \\" for row in body]
+        return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"])
+    if fmt == "html":
+        cells = lambda row, tag: "".join(f"<{tag}>{html.escape(str(v))}</{tag}>" for v in row)  # noqa: E731
+        rows = "".join(f"<tr>{cells(row, 'td')}</tr>" for row in body)
+        return f"<table><caption>{html.escape(table.title)}</caption><tr>{cells(header, 'th')}</tr>{rows}</table>"
+    raise ValueError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
+
+
+def compare(a: Table, b: Table, name_a: str, name_b: str) -> Table:
+    """Two sweeps side by side: each entry `A / B`, over the union of their rows."""
+    rows: dict[str, dict[str, Stat]] = {}
+    for label in dict.fromkeys([*a.rows, *b.rows]):
+        rows[label] = {}
+        for layer in a.layers:
+            left, right = a.rows.get(label, {}).get(layer, Stat()), b.rows.get(label, {}).get(layer, Stat())
+            rows[label][layer] = Stat(states=[f"{left.text()} / {right.text()}"])
+    return Table(f"{a.dataset} ({name_a} / {name_b})", a.layers, rows, a.view)

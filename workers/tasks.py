@@ -19,6 +19,7 @@ from workers.data.probe_sets import load_split, stratified_subset, ProbeSplit
 from workers.methods.base import NonFiniteLoss, registry
 from workers.models.alexnet import build_trunk
 from workers.probes import LinearProbes, ProbeTrainer, extract, feature_dims
+from workers import pictures
 from workers.recording import Recorder
 
 LOG_EVERY = 20  # steps between pretext-loss points
@@ -51,7 +52,10 @@ def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path) -> Path:
     method = registry()[job.method.name](job.method, trunk, job.network.input_size).to(dev)
     step = 0
     if method.trains:
-        step = _train(job, method, recorder, dev)
+        dataset = MonoDataset(load_images(job.images), job.augmentation, job.network.input_size, job.method.samples, job.seed)
+        recorder.artifact(pictures.mono_samples(dataset, workdir / "mono_samples.png"))
+        step = _train(job, method, dataset, recorder, dev)
+    recorder.artifact(pictures.conv1_filters(trunk, workdir / "conv1_filters.png"))
     path = workdir / "checkpoint.pt"
     torch.save(
         {"trunk": trunk.state_dict(), "job": job.model_dump(mode="json"), "step": step},
@@ -61,9 +65,8 @@ def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path) -> Path:
     return path
 
 
-def _train(job: PretrainJob, method, recorder: Recorder, dev: torch.device) -> int:
+def _train(job: PretrainJob, method, dataset: MonoDataset, recorder: Recorder, dev: torch.device) -> int:
     cfg = job.method
-    dataset = MonoDataset(load_images(job.images), job.augmentation, job.network.input_size, cfg.samples, job.seed)
     steps_per_epoch = max(1, cfg.samples // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     optimizer = torch.optim.SGD(

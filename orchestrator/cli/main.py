@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from orchestrator.cli import env, run, validate
+from orchestrator.cli import env, report, run, validate
 
-SUBCOMMANDS = {"validate": validate, "run": run, "env": env}
+SUBCOMMANDS = {"validate": validate, "run": run, "report": report, "env": env}
 
 
 def parser() -> argparse.ArgumentParser:

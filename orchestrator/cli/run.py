@@ -37,9 +37,10 @@ def main(args: argparse.Namespace) -> int:
     except (SpecError, ClusterError) as e:
         print("\n".join(getattr(e, "lines", [str(e)])), file=sys.stderr)
         return 2
-    print()
-    print(report.table(prepared.sweep, report.final_scores(outcome.uri, prepared.spec.name)))
-    print()
+    rec = report.load(outcome.uri, prepared.spec.name, prepared.sweep.cells)
+    print("\n" + "\n\n".join(report.render(t, "md") for t in report.tables(rec)) + "\n")
     print(f"{outcome.finished}/{outcome.total} cells FINISHED. MLflow store: {outcome.uri}")
-    print(f"  browse it: mlflow ui --backend-store-uri {outcome.uri}")
+    print(f"  browse it: mlflow ui --backend-store-uri {outcome.uri}, then open the experiment's "
+          f"Training runs: http://127.0.0.1:5000/#/experiments/{rec.experiment_id}/runs")
+    print(f"  tables and figures: monosweep report {args.file}")
     return 0 if outcome.complete else 1

@@ -87,7 +87,10 @@ def test_pretrain_writes_a_loadable_checkpoint(pretrained):
     assert PretrainJob.model_validate(state["job"]) == job
     trunk = build_trunk(job.network)
     trunk.load_state_dict(state["trunk"])  # strict: exactly the trunk's keys
-    assert recorder.artifacts[None] == [path]
+    names = [p.name for p in recorder.artifacts[None]]
+    assert names == ["mono_samples.png", "conv1_filters.png", "checkpoint.pt"]
+    for picture in recorder.artifacts[None][:2]:
+        assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_pretrain_trains_the_trunk(pretrained, tmp_path: Path):

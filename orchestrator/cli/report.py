@@ -1,0 +1,68 @@
+"""Write the sweep's tables and figures, from MLflow alone, and attach them to the sweep run.
+
+Tables (one per probe dataset, rows method x N x augmentation, columns conv1..conv5) in the
+chosen formats and views; figures as PNG; the conv1 filters and mono samples of every
+pretrain run. Works on a partial sweep while it runs, and from another machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from orchestrator import figures, record, report
+from orchestrator.loading import SpecError, load_spec
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="experiment file (YAML); only its name and tracking_uri are read")
+    p.add_argument("--format", default="md,csv", help=f"comma-separated, of {', '.join(report.FORMATS)} (default md,csv)")
+    p.add_argument("--view", default="top1,diff_random", help=f"comma-separated, of {', '.join(report.VIEWS)}")
+    p.add_argument("--out", type=Path, help="output folder (default reports/NAME)")
+    p.add_argument("--compare", metavar="OTHER", help="another experiment file: its tables side by side with this one's")
+    p.add_argument("--no-log", action="store_true", help="do not attach the report to the sweep run in MLflow")
+
+
+def _sweep(path: str) -> report.Record:
+    spec = load_spec(path)
+    return report.load(record.resolve_uri(spec.tracking_uri), spec.name)
+
+
+def main(args: argparse.Namespace) -> int:
+    formats, views = args.format.split(","), args.view.split(",")
+    bad = [f for f in formats if f not in report.FORMATS] + [v for v in views if v not in report.VIEWS]
+    if bad:
+        print(f"--format/--view: {', '.join(map(repr, bad))} not allowed; formats: {', '.join(report.FORMATS)}; "
+              f"views: {', '.join(report.VIEWS)}", file=sys.stderr)
+        return 2
+    try:
+        rec = _sweep(args.file)
+        other = _sweep(args.compare) if args.compare else None
+    except (SpecError, LookupError) as e:
+        print("\n".join(getattr(e, "lines", [str(e)])), file=sys.stderr)
+        return 2
+    out = args.out or Path("reports") / rec.name
+    out.mkdir(parents=True, exist_ok=True)
+    base = report.tables(rec)
+    shown = [t if v == "top1" else report.relative(t, v) for v in views for t in base]
+    if other:
+        theirs = {t.dataset: t for t in report.tables(other)}
+        shown += [report.compare(t, theirs[t.dataset], rec.name, other.name) for t in base if t.dataset in theirs]
+    shown = [t for t in shown if t.rows]
+    for fmt in formats:
+        separator = "\n" if fmt == "csv" else "\n\n"
+        (out / f"report.{fmt}").write_text(separator.join(report.render(t, fmt) for t in shown) + "\n")
+    pictures = [
+        figures.layer_curves(base, out / "top1_per_layer.png"),
+        figures.top1_vs_n(rec, out / "top1_vs_n.png"),
+        figures.ablation_bars(base, out / "augmentation_ablation.png"),
+        *figures.run_pictures(rec, out / "runs"),
+    ]
+    print("\n\n".join(report.render(t, "md") for t in shown))
+    done = sum(run.status == "FINISHED" for key, run in rec.probe.items() if key in {c.key for c in rec.cells})
+    print(f"\n{done}/{len(rec.cells)} cells FINISHED. Wrote {len(formats)} table file(s) and {len(pictures)} figures to {out}")
+    if not args.no_log:
+        record.log_files(rec.uri, rec.sweep_run_id, out, "report")
+        print(f"attached to the sweep run {rec.sweep_run_id} (artifacts: report/)")
+    return 0

@@ -1,0 +1,97 @@
+"""The report's figures (PNG): accuracy per layer, accuracy against N, the augmentation
+ablation, and each pretrain run's own pictures (conv1 filters, mono-dataset samples)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from orchestrator import record  # noqa: E402
+from orchestrator.report import Record, Table  # noqa: E402
+
+RUN_PICTURES = ("conv1_filters.png", "mono_samples.png")
+
+
+def layer_curves(tables: list[Table], path: Path) -> Path:
+    """Top-1 against layer, one line per pre-training (mean ± std over seeds), a panel per dataset."""
+    fig, axes = plt.subplots(1, len(tables), figsize=(6 * len(tables), 4.5), squeeze=False)
+    for ax, table in zip(axes[0], tables):
+        for label, by_layer in table.rows.items():
+            points = [(i, s.mean, s.std) for i, layer in enumerate(table.layers) if (s := by_layer[layer]).mean is not None]
+            if points:
+                x, y, err = zip(*points)
+                style = "--" if label.split()[0] == "random" else "-"
+                ax.errorbar(x, y, yerr=err, marker="o", linestyle=style, capsize=3, label=label)
+        ax.set_xticks(range(len(table.layers)), table.layers)
+        ax.set(title=table.dataset, xlabel="probed layer", ylabel="linear probe top-1 (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def top1_vs_n(rec: Record, path: Path, metric: str = "top1") -> Path:
+    """Top-1 against the number of source images N (log axis), a panel per layer."""
+    layers = list(dict.fromkeys(c.layer for c in rec.cells))
+    fig, axes = plt.subplots(1, len(layers), figsize=(3.5 * len(layers), 3.5), squeeze=False, sharey=True)
+    for ax, layer in zip(axes[0], layers):
+        series: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for cell in rec.cells:
+            run = rec.probe.get(cell.key)
+            if cell.layer == layer and cell.n and run and run.status == "FINISHED" and metric in run.metrics:
+                series[f"{cell.method} {cell.augmentation} {cell.probe_dataset}"][cell.n].append(run.metrics[metric])
+        for label, by_n in series.items():
+            ns = sorted(by_n)
+            ax.plot(ns, [sum(by_n[n]) / len(by_n[n]) for n in ns], marker="o", label=label)
+        ax.set_xscale("log")
+        ax.set(title=layer, xlabel="source images N")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("linear probe top-1 (%)")
+    axes[0][-1].legend(fontsize=7)
+    return _save(fig, path)
+
+
+def ablation_bars(tables: list[Table], path: Path) -> Path:
+    """The augmentation ablation: for each layer, one bar per pre-training (mean ± std)."""
+    fig, axes = plt.subplots(len(tables), 1, figsize=(10, 4 * len(tables)), squeeze=False)
+    for ax, table in zip(axes[:, 0], tables):
+        labels = list(table.rows)
+        width = 0.8 / max(len(labels), 1)
+        for j, label in enumerate(labels):
+            stats = [table.rows[label][layer] for layer in table.layers]
+            ax.bar(
+                [i + j * width for i in range(len(table.layers))],
+                [s.mean or 0.0 for s in stats], width, yerr=[s.std for s in stats], capsize=2, label=label,
+            )
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(table.layers))], table.layers)
+        values = [s.mean for r in table.rows.values() for s in r.values() if s.mean is not None]
+        if values:
+            ax.set_ylim(max(0.0, min(values) - 10), min(100.0, max(values) + 5))
+        ax.set(title=f"augmentation ablation, {table.dataset}", ylabel="linear probe top-1 (%)")
+        ax.legend(fontsize=8, ncol=2)
+        ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def run_pictures(rec: Record, folder: Path) -> list[Path]:
+    """Each FINISHED pretrain run's conv1 filter grid and mono samples, named by the run."""
+    out = []
+    for run in rec.pretrain.values():
+        if run.status != "FINISHED":
+            continue
+        target = folder / run.name.replace(" ", "_")
+        target.mkdir(parents=True, exist_ok=True)
+        present = record.artifact_names(rec.uri, run.run_id)  # random trunks have no samples
+        out += [record.download(rec.uri, run.run_id, name, target) for name in RUN_PICTURES if name in present]
+    return out
+
+
+def _save(fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,116 @@
+"""Reports from a real MLflow store filled by a small real sweep (two seeds, for std)."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from pathlib import Path
+
+import pytest
+import ray
+from mlflow.tracking import MlflowClient
+
+from orchestrator import report
+from orchestrator.cli.main import main
+from tests.conftest import FASHION_MNIST, TINY
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="needs Debian's dataset-fashion-mnist (make setup)"),
+]
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """A finished two-seed sweep: (folder, spec path, store uri)."""
+    folder = tmp_path_factory.mktemp("report")
+    spec = folder / "experiments.yaml"
+    spec.write_text(TINY.replace("seed: [0]", "seed: [0, 1]").replace("conv1, conv2, conv3, conv4, conv5", "conv1, conv3"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        assert main(["run", str(spec)]) == 0
+    ray.shutdown()
+    return folder, spec, f"sqlite:///{folder / 'mlflow.db'}"
+
+
+@pytest.fixture
+def in_folder(swept, monkeypatch):
+    monkeypatch.chdir(swept[0])
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return swept
+
+
+def probe_runs(uri: str) -> list:
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("tiny").experiment_id
+    return [r for r in client.search_runs([experiment], max_results=1000) if r.data.tags["monosweep.kind"] == "probe"]
+
+
+def test_table_numbers_are_the_runs_metrics(in_folder):
+    folder, spec, uri = in_folder
+    out = folder / "out"
+    assert main(["report", str(spec), "--format", "md,csv,latex,html", "--out", str(out)]) == 0
+    expected: dict[tuple, list[float]] = {}
+    for r in probe_runs(uri):
+        p = r.data.params
+        label = " ".join(p[k] for k in ("method", "images", "augmentation") if k in p)
+        expected.setdefault((label, p["layer"]), []).append(r.data.metrics["top1"])
+    rows = [row for row in csv.DictReader((out / "report.csv").open()) if row["view"] == "top1"]
+    assert {(row["pre-training"]) for row in rows} == {"random", "rotnet N1 astronaut full", "rotnet N1 astronaut none"}
+    for row in rows:
+        for layer in ("conv1", "conv3"):
+            values = expected[(row["pre-training"], layer)]
+            assert len(values) == 2 and row[f"{layer}_n"] == "2"
+            assert float(row[f"{layer}_mean"]) == pytest.approx(statistics.mean(values), abs=1e-4)
+            assert float(row[f"{layer}_std"]) == pytest.approx(statistics.stdev(values), abs=1e-4)
+    md = (out / "report.md").read_text()
+    assert "| pre-training | conv1 | conv3 |" in md and "(n=2)" in md
+    assert "top-1 minus random" in md  # the difference view is on by default
+    assert r"\begin{tabular}" in (out / "report.latex").read_text()
+    assert "<table>" in (out / "report.html").read_text()
+
+
+def test_every_figure_is_a_png(in_folder):
+    folder, spec, uri = in_folder
+    out = folder / "figs"
+    assert main(["report", str(spec), "--out", str(out)]) == 0
+    for name in ("top1_per_layer.png", "top1_vs_n.png", "augmentation_ablation.png"):
+        assert (out / name).read_bytes()[:8] == PNG, name
+    filters = sorted(out.glob("runs/*/conv1_filters.png"))
+    samples = sorted(out.glob("runs/*/mono_samples.png"))
+    assert len(filters) == 6 and len(samples) == 4  # every pretrain run; only rotnet has samples
+    assert all(p.read_bytes()[:8] == PNG for p in filters + samples)
+    client = MlflowClient(uri)
+    sweep = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], "tags.`monosweep.kind` = 'sweep'")[0]
+    attached = {a.path for a in client.list_artifacts(sweep.info.run_id, "report")}
+    assert {"report/report.md", "report/top1_per_layer.png"} <= attached
+
+
+def test_missing_and_failed_cells_are_shown(in_folder):
+    folder, spec, uri = in_folder
+    rec = report.load(uri, "tiny")
+    victim = next(c for c in rec.cells if c.method == "rotnet" and c.layer == "conv3" and c.augmentation == "none")
+    del rec.probe[victim.key]  # as if that cell never ran
+    failed = next(c for c in rec.cells if c.method == "random" and c.layer == "conv1" and c.seed == 1)
+    rec.probe[failed.key] = rec.probe[failed.key].__class__(**{**rec.probe[failed.key].__dict__, "status": "FAILED"})
+    table = report.tables(rec)[0]
+    assert table.rows["rotnet N1 astronaut none"]["conv3"].text().endswith("(n=1)")
+    assert table.rows["random"]["conv1"].states == ["failed"]
+    text = report.render(table, "md")
+    assert "random" in text and "rotnet N1 astronaut none" in text
+
+
+def test_compare_two_sweeps(in_folder, capsys):
+    folder, spec, uri = in_folder
+    assert main(["report", str(spec), "--compare", str(spec), "--out", str(folder / "cmp"), "--no-log"]) == 0
+    out = capsys.readouterr().out
+    assert "(tiny / tiny)" in out and " / " in out
+
+
+def test_unknown_format_is_rejected(in_folder, capsys):
+    folder, spec, uri = in_folder
+    assert main(["report", str(spec), "--format", "pdf"]) == 2
+    assert "'pdf' not allowed" in capsys.readouterr().err
