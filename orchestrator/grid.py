@@ -81,6 +81,7 @@ def pretrain_job(
     augment: AugmentConfig | None,
     network: NetworkConfig,
     seed: int,
+    checkpoint_every: int = 0,
 ) -> PretrainJob:
     """A pretrain job; `images` (the set and its hashed files) and `augment` are None for
     methods that use no images."""
@@ -110,6 +111,7 @@ def pretrain_job(
         images=files,
         augmentation=augment,
         coordinates=coordinates,
+        checkpoint_every=checkpoint_every,
     )
 
 
@@ -149,6 +151,7 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Sweep:
             augmentation if uses_images else None,
             spec.network,
             seed,
+            spec.checkpoint_every,
         )
         for dataset, layer in itertools.product(g.probe_dataset, g.layer):
             coordinates = {

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from orchestrator import record
+from orchestrator.faults import Fault, arm
 from orchestrator.keys import RESULTS_VERSION
 from orchestrator.record import Tracking
 from workers.config import ProbeJob, PretrainJob
@@ -32,20 +34,25 @@ def pretrain_params(job: PretrainJob) -> dict[str, Any]:
     return {**job.coordinates, **flatten("", data), "images": images, "n": len(job.images) or None}
 
 
-def run_pretrain(job: PretrainJob, tracking: Tracking) -> str:
-    """Train and record one pretrain job; returns its run id. Re-raises the job's error after
-    marking the run FAILED (or KILLED), so Ray can retry it."""
+def run_pretrain(job: PretrainJob, tracking: Tracking, faults: Sequence[Fault] = ()) -> str:
+    """Train and record one pretrain job; returns its run id. A retried job resumes from the
+    run's latest `resume.pt`. Re-raises the job's error after marking the run FAILED (or
+    KILLED), so Ray can retry it."""
     from workers import tasks
 
-    run_id = record.start_run(
+    run_id, attempt = record.start_run(
         tracking, "pretrain", job.key, job.label, tracking.sweep_run_id, pretrain_params(job),
         {record.TAG + "results_version": str(RESULTS_VERSION), record.TAG + "device": str(tasks.device())},
     )
-    recorder = record.MlflowRecorder(tracking.uri, {None: run_id})
+    mlflow_recorder = record.MlflowRecorder(tracking.uri, {None: run_id})
     try:
-        recorder.text(json.dumps(job.model_dump(mode="json"), indent=2), "config.json")
+        recorder = arm(list(faults), "pretrain", job.label, job.key, attempt, mlflow_recorder)
+        mlflow_recorder.text(json.dumps(job.model_dump(mode="json"), indent=2), "config.json")
         with tempfile.TemporaryDirectory() as workdir:
-            tasks.pretrain(job, recorder, Path(workdir))
+            resume = None
+            if attempt > 1 and "resume.pt" in record.artifact_names(tracking.uri, run_id):
+                resume = record.download(tracking.uri, run_id, "resume.pt", Path(workdir) / "earlier")
+            tasks.pretrain(job, recorder, Path(workdir), resume)
     except BaseException as error:
         record.end_run(tracking.uri, run_id, error)
         raise
@@ -53,7 +60,7 @@ def run_pretrain(job: PretrainJob, tracking: Tracking) -> str:
     return run_id
 
 
-def run_probe(job: ProbeJob, tracking: Tracking) -> dict[str, dict[str, float]]:
+def run_probe(job: ProbeJob, tracking: Tracking, faults: Sequence[Fault] = ()) -> dict[str, dict[str, float]]:
     """Probe the finished pretrain run's trunk on all the job's layers; one run per cell."""
     from workers import tasks
 
@@ -61,7 +68,7 @@ def run_probe(job: ProbeJob, tracking: Tracking) -> dict[str, dict[str, float]]:
     if pretrain is None:
         raise RuntimeError(f"no FINISHED pretrain run with key {job.pretrain_key} for {job.label}")
     base = job.model_dump(mode="json", exclude={"key", "label", "cells", "data_root", "pretrain_key"})
-    runs = {
+    started = {
         cell.layer: record.start_run(
             tracking, "probe", cell.key, cell.label, pretrain,
             {**cell.coordinates, **flatten("", base)},
@@ -70,11 +77,14 @@ def run_probe(job: ProbeJob, tracking: Tracking) -> dict[str, dict[str, float]]:
         )
         for cell in job.cells
     }
-    recorder = record.MlflowRecorder(tracking.uri, runs)
+    runs = {layer: run_id for layer, (run_id, _) in started.items()}
+    attempt = max(a for _, a in started.values())
+    mlflow_recorder = record.MlflowRecorder(tracking.uri, runs)
     try:
+        recorder = arm(list(faults), "probe", job.label, job.key, attempt, mlflow_recorder)
         for cell in job.cells:
             config = {**job.model_dump(mode="json", exclude={"cells"}), "cell": cell.model_dump(mode="json")}
-            recorder.text(json.dumps(config, indent=2), "config.json", cell.layer)
+            mlflow_recorder.text(json.dumps(config, indent=2), "config.json", cell.layer)
         with tempfile.TemporaryDirectory() as workdir:
             checkpoint = record.download(tracking.uri, pretrain, "checkpoint.pt", Path(workdir))
             scores = tasks.probe(job, checkpoint, recorder)

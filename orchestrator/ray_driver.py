@@ -10,6 +10,7 @@ the record of what is done.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -37,10 +38,14 @@ def connect(address: str | None, resources: Sequence[Resources]) -> None:
     """
     address = address or os.environ.get("RAY_ADDRESS")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress line replaces Tune's tables
+    # Ctrl-C must reach the driver (which marks runs KILLED), not be absorbed by Tune.
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     if not ray.is_initialized():
         # Quiet workers (results go to MLflow); the dashboard is off locally and never
         # bound beyond loopback by us.
+        handler = signal.getsignal(signal.SIGTERM)
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+        signal.signal(signal.SIGTERM, handler)  # ray.init installs its own, which aborts
     total = ray.cluster_resources()
     for r in resources:
         if r.gpus > total.get("GPU", 0):
@@ -123,14 +128,14 @@ def _duration(seconds: float) -> str:
     return f"{m}m{s:02d}s" if m else f"{s}s"
 
 
-def _trial(config: dict[str, Any], jobs: list[Any], tracking: Tracking, stage: str) -> None:
+def _trial(config: dict[str, Any], jobs: list[Any], tracking: Tracking, stage: str, faults: list[Any]) -> None:
     """A Tune trial: one job, run by the same function a test calls."""
     from orchestrator import jobs as recorded
 
     job = jobs[config["job"]]
     # Which Ray node ran the job: hosts can share a name (several nodes on one machine).
     os.environ["MONOSWEEP_RAY_NODE"] = ray.get_runtime_context().get_node_id()
-    (recorded.run_pretrain if stage == "pretrain" else recorded.run_probe)(job, tracking)
+    (recorded.run_pretrain if stage == "pretrain" else recorded.run_probe)(job, tracking, faults)
     tune.report({"done": 1})
 
 
@@ -143,12 +148,13 @@ def run_stage(
     storage: Path,
     progress: Progress,
     cells_per_job: Callable[[Any], int],
+    faults: list[Any],
 ) -> None:
     """Run one stage's jobs as Tune trials and wait for all of them."""
     if not jobs:
         return
     trainable = tune.with_resources(
-        tune.with_parameters(_trial, jobs=jobs, tracking=tracking, stage=stage),
+        tune.with_parameters(_trial, jobs=jobs, tracking=tracking, stage=stage, faults=faults),
         {"cpu": resources.cpus, "gpu": resources.gpus},
     )
     labels = [job.label for job in jobs]

@@ -142,8 +142,8 @@ def environment() -> dict[str, str]:
 
 def start_run(
     tracking: Tracking, kind: str, key: str, name: str, parent: str, params: Mapping[str, Any], tags: Mapping[str, str]
-) -> str:
-    """Create the run of a job or cell, or reopen its earlier unfinished run (attempt + 1)."""
+) -> tuple[str, int]:
+    """Create the run of a job or cell, or reopen its earlier unfinished run; (run id, attempt)."""
     c = client(tracking.uri)
     earlier = search(tracking.uri, tracking.experiment_id, f"tags.`{KEY}` = '{key}'")
     if earlier:
@@ -158,7 +158,53 @@ def start_run(
         _retry(c.log_batch, run_id, params=[Param(k, _text(v)) for k, v in params.items() if v is not None])
     all_tags = {KIND: kind, KEY: key, ATTEMPT: str(attempt), PARENT: parent, **environment(), **tags}
     _retry(c.log_batch, run_id, tags=[RunTag(k, v) for k, v in all_tags.items()])
-    return run_id
+    return run_id, attempt
+
+
+HEARTBEAT = TAG + "driver_heartbeat"
+
+
+def heartbeat(tracking: Tracking) -> None:
+    """The driver is alive: stamp the sweep run with the time, its host and its process id."""
+    beat = f"{int(time.time())} {platform.node()} {os.getpid()}"
+    _retry(client(tracking.uri).set_tag, tracking.sweep_run_id, HEARTBEAT, beat)
+
+
+def live_driver(uri: str, experiment: str | None, timeout: float) -> float | None:
+    """Seconds since the sweep's driver last beat, if it is RUNNING, beat within `timeout`,
+    and (on this host) its process still exists."""
+    if experiment is None:
+        return None
+    for run in search(uri, experiment, f"tags.`{KIND}` = 'sweep' and attributes.status = 'RUNNING'"):
+        stamp, host, pid = (run.data.tags.get(HEARTBEAT, "0 ? 0").split() + ["?", "0"])[:3]
+        age = time.time() - float(stamp)
+        if age < timeout and not (host == platform.node() and not _alive(int(pid))):
+            return age
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
+
+
+def kill_running(uri: str, experiment: str | None, reason: str) -> int:
+    """Mark every RUNNING job run of the sweep KILLED (a lost or cancelled driver); the count."""
+    if experiment is None:
+        return 0
+    c, killed = client(uri), 0
+    for run in search(uri, experiment, "attributes.status = 'RUNNING'"):
+        if run.data.tags.get(KIND) == "sweep":
+            continue
+        _retry(c.set_tag, run.info.run_id, TAG + "error", reason)
+        _retry(c.set_terminated, run.info.run_id, "KILLED")
+        killed += 1
+    return killed
 
 
 def end_run(uri: str, run_id: str, error: BaseException | None = None) -> None:
@@ -179,6 +225,7 @@ def end_run(uri: str, run_id: str, error: BaseException | None = None) -> None:
 
 
 def download(uri: str, run_id: str, path: str, dst: Path) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
     return Path(_retry(client(uri).download_artifacts, run_id, path, str(dst)))
 
 

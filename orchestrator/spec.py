@@ -21,6 +21,7 @@ from workers.config import (
     ProbeConfig,
     ProbeDataset,
 )
+from orchestrator.faults import Fault
 from workers.data.images import pool_files, resolve_photo
 
 
@@ -192,6 +193,8 @@ class Spec(Frozen):
     probe: ProbeConfig = ProbeConfig()
     resources: StageResources = StageResources()
     retries: int = Field(2, ge=0, description="times Ray retries a failed job")
+    checkpoint_every: int = Field(500, ge=0, description="pretrain steps between resume checkpoints; 0: none")
+    faults: list[Fault] = Field([], description="fault injection for tests and drills (MONOSWEEP_FAULTS wins)")
     tracking_uri: str = Field(
         "sqlite:///mlflow.db", description="MLflow store; MLFLOW_TRACKING_URI overrides it"
     )

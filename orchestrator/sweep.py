@@ -7,10 +7,11 @@ runs before the first job is scheduled.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator import record
+from orchestrator import faults, record
 from orchestrator.grid import Sweep, expand
 from orchestrator.loading import SpecError, load_spec
 from orchestrator.plan import Plan, plan
@@ -63,24 +64,55 @@ def check_local_data(prepared: Prepared, path: Path) -> None:
         raise SpecError(problems)
 
 
-def current_plan(prepared: Prepared) -> Plan:
+def current_plan(prepared: Prepared, only: set[str] | None = None) -> Plan:
     """Two MLflow queries (finished cells, finished pretrain runs), whatever the grid's size."""
     experiment = record.experiment_id(prepared.uri, prepared.spec.name)
     cells = set(record.finished(prepared.uri, experiment, "probe"))
     pretrain = set(record.finished(prepared.uri, experiment, "pretrain"))
+    if only is not None:  # everything outside the selection counts as done
+        cells |= {c.key for c in prepared.sweep.cells if c.key not in only}
     return plan(prepared.sweep, cells, pretrain)
 
 
-def run(prepared: Prepared, address: str | None = None) -> Outcome:
-    """Run what is not finished. With nothing to do, Ray is not even started.
+class DriverBusy(RuntimeError):
+    """Another driver is running this sweep right now."""
+
+
+DRIVER_TIMEOUT = 60.0  # seconds without a heartbeat after which a driver counts as lost
+BEAT_EVERY = 10.0
+
+
+class Heartbeat(threading.Thread):
+    """Stamps the sweep run every few seconds while the driver lives."""
+
+    def __init__(self, tracking: record.Tracking):
+        super().__init__(daemon=True)
+        self.tracking, self.stopped = tracking, threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(BEAT_EVERY):
+            record.heartbeat(self.tracking)
+
+
+def run(prepared: Prepared, address: str | None = None, only: set[str] | None = None) -> Outcome:
+    """Run what is not finished (of the cells in `only`, when given). With nothing to do, Ray
+    is not even started. Runs a lost driver left RUNNING are marked KILLED, then rerun.
 
     Raises:
         ClusterError: the cluster lacks the resources the spec asks for.
+        DriverBusy: another driver runs this sweep (its heartbeat is fresh).
+        KeyboardInterrupt: cancelled (Ctrl-C, SIGTERM); running runs are marked KILLED first.
     """
     spec, sweep = prepared.spec, prepared.sweep
-    todo = current_plan(prepared)
+    todo = current_plan(prepared, only)
+    experiment = record.experiment_id(prepared.uri, spec.name)
     if todo.empty:
-        return Outcome(todo, todo.done_cells, len(sweep.cells), prepared.uri)
+        done = set(record.finished(prepared.uri, experiment, "probe")) & {c.key for c in sweep.cells}
+        return Outcome(todo, len(done), len(sweep.cells), prepared.uri)
+    age = record.live_driver(prepared.uri, experiment, DRIVER_TIMEOUT)
+    if age is not None:
+        raise DriverBusy(f"sweep {spec.name!r} is being run by another driver (heartbeat {age:.0f} s ago)")
+    record.kill_running(prepared.uri, experiment, "driver lost: the run was left RUNNING")
 
     from orchestrator import ray_driver
 
@@ -98,17 +130,21 @@ def run(prepared: Prepared, address: str | None = None) -> Outcome:
     )
     storage = Path(spec.storage) / spec.name
     status = "FAILED"
+    record.heartbeat(tracking)
+    beat = Heartbeat(tracking)
+    beat.start()
+    injected = faults.active(spec.faults)
     try:
         ray_driver.run_stage(
             "pretrain", todo.pretrain, tracking, spec.resources.pretrain, spec.retries, storage, progress,
-            lambda job: 0,
+            lambda job: 0, injected,
         )
         trained = ray_driver.finished_pretrain(tracking)
         ready = [job for job in todo.probe if job.pretrain_key in trained]
         progress.failed_jobs += len(todo.probe) - len(ready)  # their trunk never finished
         ray_driver.run_stage(
             "probe", ready, tracking, spec.resources.probe, spec.retries, storage, progress,
-            lambda job: len(job.cells),
+            lambda job: len(job.cells), injected,
         )
         progress.close()
         done = len(set(record.finished(prepared.uri, tracking.experiment_id, "probe")) & {c.key for c in sweep.cells})
@@ -116,6 +152,8 @@ def run(prepared: Prepared, address: str | None = None) -> Outcome:
         return Outcome(todo, done, len(sweep.cells), prepared.uri)
     except BaseException:
         status = "KILLED"
+        record.kill_running(prepared.uri, tracking.experiment_id, "cancelled: the driver was stopped")
         raise
     finally:
+        beat.stopped.set()
         record.close_sweep(tracking, status)

@@ -195,7 +195,7 @@ class ImageFile(Frozen):
 
 class PretrainJob(Frozen):
     """Everything one pre-training needs; `key` is the hash of everything but `label`,
-    `coordinates`, `images[].path` (location, not content) and `key` itself."""
+    `coordinates`, `checkpoint_every`, `images[].path` (location, not content) and `key`."""
 
     key: str
     label: str
@@ -205,6 +205,7 @@ class PretrainJob(Frozen):
     images: tuple[ImageFile, ...] = ()
     augmentation: AugmentConfig | None = None
     coordinates: dict[str, Any] = {}  # the grid values it came from, for records and reports
+    checkpoint_every: int = Field(0, ge=0, description="steps between resume checkpoints; 0: none")
 
     @model_validator(mode="after")
     def _inputs_for_method(self) -> PretrainJob:

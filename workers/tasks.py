@@ -40,8 +40,12 @@ def cosine_lr(step: int, total: int, base: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
 
 
-def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path) -> Path:
+def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path, resume: Path | None = None) -> Path:
     """Pre-train the trunk with the job's method on its mono dataset; returns the checkpoint.
+
+    Every `job.checkpoint_every` steps the full training state goes to the recorder as
+    `resume.pt`; given such a file as `resume`, training continues from its step, and ends
+    with the same weights as an uninterrupted run.
 
     Raises:
         NonFiniteLoss: the pretext loss became NaN or infinite.
@@ -53,8 +57,9 @@ def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path) -> Path:
     step = 0
     if method.trains:
         dataset = MonoDataset(load_images(job.images), job.augmentation, job.network.input_size, job.method.samples, job.seed)
-        recorder.artifact(pictures.mono_samples(dataset, workdir / "mono_samples.png"))
-        step = _train(job, method, dataset, recorder, dev)
+        if resume is None:
+            recorder.artifact(pictures.mono_samples(dataset, workdir / "mono_samples.png"))
+        step = _train(job, method, dataset, recorder, dev, workdir, resume)
     recorder.artifact(pictures.conv1_filters(trunk, workdir / "conv1_filters.png"))
     path = workdir / "checkpoint.pt"
     torch.save(
@@ -65,18 +70,29 @@ def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path) -> Path:
     return path
 
 
-def _train(job: PretrainJob, method, dataset: MonoDataset, recorder: Recorder, dev: torch.device) -> int:
+def _train(
+    job: PretrainJob, method, dataset: MonoDataset, recorder: Recorder, dev: torch.device, workdir: Path,
+    resume: Path | None,
+) -> int:
     cfg = job.method
     steps_per_epoch = max(1, cfg.samples // cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     optimizer = torch.optim.SGD(
         method.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
     )
+    step = 0
+    if resume is not None:
+        state = torch.load(resume, map_location=dev, weights_only=True)
+        method.load_state_dict(state["method"])
+        optimizer.load_state_dict(state["optimizer"])
+        step = state["step"]
+        recorder.metrics({"resumed_from_step": step}, step)
     method.train()
-    step, tick, seen = 0, time.perf_counter(), 0
-    for epoch in range(cfg.epochs):
+    tick, seen = time.perf_counter(), 0
+    for epoch in range(step // steps_per_epoch, cfg.epochs):
+        # The order of epoch e depends on (seed, e) only, so a resumed run sees the same batches.
         order = np.random.default_rng([job.seed, epoch]).permutation(cfg.samples)
-        for i in range(steps_per_epoch):
+        for i in range(step - epoch * steps_per_epoch, steps_per_epoch):
             batch = torch.stack([dataset[int(j)] for j in order[i * cfg.batch_size : (i + 1) * cfg.batch_size]])
             lr = cosine_lr(step, total, cfg.lr)
             loss, extra = method.training_step(batch.to(dev))
@@ -97,6 +113,10 @@ def _train(job: PretrainJob, method, dataset: MonoDataset, recorder: Recorder, d
                     step,
                 )
                 tick, seen = now, 0
+            if job.checkpoint_every and step % job.checkpoint_every == 0 and step < total:
+                path = workdir / "resume.pt"
+                torch.save({"method": method.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, path)
+                recorder.artifact(path)
     return step
 
 

@@ -5,9 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from orchestrator.cli import env, report, run, validate
+from orchestrator.cli import env, report, resubmit, run, status, validate
 
-SUBCOMMANDS = {"validate": validate, "run": run, "report": report, "env": env}
+SUBCOMMANDS = {
+    "validate": validate,
+    "run": run,
+    "status": status,
+    "resubmit": resubmit,
+    "report": report,
+    "env": env,
+}
 
 
 def parser() -> argparse.ArgumentParser:

@@ -1,14 +1,19 @@
-"""Run a sweep: everything not yet FINISHED in MLflow, on a local Ray or a cluster."""
+"""Run a sweep: everything not yet FINISHED in MLflow, on a local Ray or a cluster.
+
+Ctrl-C or SIGTERM stops scheduling, marks the running runs KILLED and exits 130.
+"""
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
-from orchestrator import report
+from orchestrator import record, report
 from orchestrator.loading import SpecError
-from orchestrator.sweep import check_local_data, current_plan, prepare, run
+from orchestrator.sweep import DriverBusy, Outcome, Prepared, check_local_data, current_plan, prepare, run
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -16,27 +21,28 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
 
 
-def main(args: argparse.Namespace) -> int:
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def finish(args: argparse.Namespace, prepared: Prepared, action: Callable[[], Outcome]) -> int:
+    """Run `action` (a sweep run) with cancellation handled; print the table and where it is."""
     from orchestrator.ray_driver import ClusterError
 
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        prepared = prepare(args.file)
-        address = args.address or prepared.spec.ray_address
-        if not address:
-            check_local_data(prepared, Path(args.file))
-        todo = current_plan(prepared)
-        print(
-            f"sweep {prepared.spec.name!r}: {len(prepared.sweep.cells)} cells, {todo.done_cells} already "
-            f"finished; to run: {len(todo.pretrain)} pretrain jobs ({len(todo.reused_pretrain)} finished "
-            f"ones reused), {len(todo.probe)} probe jobs",
-            flush=True,
-        )
-        if todo.empty:
-            print("nothing to run: every cell is FINISHED in MLflow")
-        outcome = run(prepared, address)
-    except (SpecError, ClusterError) as e:
-        print("\n".join(getattr(e, "lines", [str(e)])), file=sys.stderr)
+        outcome = action()
+    except (ClusterError, DriverBusy) as e:
+        print(str(e), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        experiment = record.experiment_id(prepared.uri, prepared.spec.name)
+        done = len(set(record.finished(prepared.uri, experiment, "probe")) & {c.key for c in prepared.sweep.cells})
+        print(f"\ncancelled: {done}/{len(prepared.sweep.cells)} cells FINISHED, running runs marked KILLED; "
+              f"`monosweep run {args.file}` finishes the rest", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     rec = report.load(outcome.uri, prepared.spec.name, prepared.sweep.cells)
     print("\n" + "\n\n".join(report.render(t, "md") for t in report.tables(rec)) + "\n")
     print(f"{outcome.finished}/{outcome.total} cells FINISHED. MLflow store: {outcome.uri}")
@@ -44,3 +50,24 @@ def main(args: argparse.Namespace) -> int:
           f"Training runs: http://127.0.0.1:5000/#/experiments/{rec.experiment_id}/runs")
     print(f"  tables and figures: monosweep report {args.file}")
     return 0 if outcome.complete else 1
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        prepared = prepare(args.file)
+        address = args.address or prepared.spec.ray_address
+        if not address:
+            check_local_data(prepared, Path(args.file))
+        todo = current_plan(prepared)
+    except SpecError as e:
+        print("\n".join(e.lines), file=sys.stderr)
+        return 2
+    print(
+        f"sweep {prepared.spec.name!r}: {len(prepared.sweep.cells)} cells, {todo.done_cells} already "
+        f"finished; to run: {len(todo.pretrain)} pretrain jobs ({len(todo.reused_pretrain)} finished "
+        f"ones reused), {len(todo.probe)} probe jobs",
+        flush=True,
+    )
+    if todo.empty:
+        print("nothing to run: every cell is FINISHED in MLflow")
+    return finish(args, prepared, lambda: run(prepared, address))

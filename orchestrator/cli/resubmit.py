@@ -1,0 +1,54 @@
+"""Rerun exactly the selected cells (by default the failed and killed ones). Finished pretrain
+runs are reused, reruns reopen their runs under the same sweep run, attempts are counted."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from orchestrator import report, status
+from orchestrator.cli.run import finish
+from orchestrator.loading import SpecError
+from orchestrator.status import AXES, STATES
+from orchestrator.sweep import prepare, run
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="experiment file (YAML)")
+    p.add_argument("--status", default="failed,killed", help=f"comma-separated states to rerun, of {', '.join(STATES)}")
+    p.add_argument("--where", action="append", default=[], metavar="AXIS=VALUE",
+                   help=f"only cells with this axis value (repeatable); axes: {', '.join(AXES)}")
+    p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
+
+
+def _where(pairs: list[str]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for pair in pairs:
+        axis, sep, value = pair.partition("=")
+        if not sep or axis not in AXES:
+            raise ValueError(f"--where {pair!r}: expected AXIS=VALUE with AXIS one of {', '.join(AXES)}")
+        out.setdefault(axis, set()).add(value)
+    return out
+
+
+def main(args: argparse.Namespace) -> int:
+    wanted = set(args.status.split(","))
+    try:
+        if not wanted <= set(STATES):
+            raise ValueError(f"--status {args.status!r}: allowed states are {', '.join(STATES)}")
+        where = _where(args.where)
+        prepared = prepare(args.file)
+    except (SpecError, ValueError) as e:
+        print("\n".join(getattr(e, "lines", [str(e)])), file=sys.stderr)
+        return 2
+    try:
+        rec = report.load(prepared.uri, prepared.spec.name, prepared.sweep.cells)
+    except LookupError as e:
+        print(f"{e}: nothing to resubmit (use `monosweep run`)", file=sys.stderr)
+        return 2
+    states = status.cell_states(rec.cells, rec.probe, rec.pretrain)
+    chosen = status.select(states, wanted, where)
+    print(f"resubmitting {len(chosen)} of {len(states)} cells ({args.status})", flush=True)
+    if not chosen:
+        return 0
+    return finish(args, prepared, lambda: run(prepared, args.address or prepared.spec.ray_address, only=chosen))

@@ -1,0 +1,51 @@
+"""Where a sweep stands, from MLflow alone: counts by state, overall and per axis value; the
+failed cells with their error; the running ones with host and elapsed time."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from orchestrator import record, report, status
+from orchestrator.loading import SpecError, load_spec
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="experiment file (YAML); its name and tracking_uri say where to look")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def _line(c: dict[str, int]) -> str:
+    return " | ".join(f"{state} {n}" for state, n in c.items())
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        spec = load_spec(args.file)
+        rec = report.load(record.resolve_uri(spec.tracking_uri), spec.name)
+    except (SpecError, LookupError) as e:
+        print("\n".join(getattr(e, "lines", [str(e)])), file=sys.stderr)
+        return 2
+    states = status.cell_states(rec.cells, rec.probe, rec.pretrain)
+    total, axes = status.counts(states), status.by_axis(states)
+    failed = [s for s in states if s.state in ("failed", "killed")]
+    running = [s for s in states if s.state == "running"]
+    if args.json:
+        print(json.dumps({
+            "sweep": rec.name, "tracking_uri": rec.uri, "cells": len(states), "counts": total, "by_axis": axes,
+            "failed": [{"cell": s.cell.label, "key": s.cell.key, "state": s.state, "error": s.error} for s in failed],
+            "running": [{"cell": s.cell.label, "key": s.cell.key, "where": s.where} for s in running],
+        }, indent=2))
+        return 0
+    print(f"sweep {rec.name!r} ({rec.uri}): {len(states)} cells")
+    print(f"  {_line(total)}")
+    for axis, values in axes.items():
+        print(f"by {axis}:")
+        for value, c in values.items():
+            print(f"  {value}: {_line({k: v for k, v in c.items() if v})}")
+    for s in failed:
+        print(f"{s.state}: {s.cell.label}: {s.error}")
+    for s in running:
+        print(f"running: {s.cell.label} on {s.where}")
+    return 0

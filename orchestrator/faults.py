@@ -1,0 +1,97 @@
+"""Fault injection, for tests and drills: make chosen or random jobs fail, hang, or die.
+
+Off unless the spec's `faults` or the MONOSWEEP_FAULTS environment variable (the same list,
+as YAML or JSON; it wins) names some. A fault never enters a key: it changes whether a job
+finishes, not what it computes.
+
+    faults:
+      - {match: "rotnet*", action: kill, at_step: 40}     # the worker process dies at step 40
+      - {stage: probe, action: fail, rate: 0.5, seed: 1}  # half the probe jobs raise
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, TypeAdapter
+
+from workers.config import Frozen
+from workers.recording import Recorder
+
+ENV = "MONOSWEEP_FAULTS"
+
+
+class InjectedFault(RuntimeError):
+    """Raised by a `fail` fault."""
+
+    reason = "injected"
+
+
+class Fault(Frozen):
+    action: Literal["fail", "hang", "kill"]
+    match: str = Field("*", description="glob on the job's label, e.g. 'rotnet*full*'")
+    stage: Literal["pretrain", "probe", "any"] = "any"
+    at_step: int | None = Field(None, ge=0, description="step at which it strikes; None: at the start")
+    rate: float = Field(1.0, ge=0, le=1, description="share of the matching jobs hit, drawn per job")
+    seed: int = 0
+    attempts: list[int] = Field([1], description="attempts hit; the default lets a retry succeed")
+
+    def hits(self, stage: str, label: str, key: str, attempt: int) -> bool:
+        if self.stage not in (stage, "any") or attempt not in self.attempts:
+            return False
+        if not fnmatch.fnmatchcase(label, self.match):
+            return False
+        draw = int(hashlib.sha256(f"{self.seed}:{key}".encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+        return draw < self.rate
+
+    def strike(self) -> None:
+        if self.action == "fail":
+            raise InjectedFault(f"injected fault ({self.match}, step {self.at_step})")
+        if self.action == "kill":
+            os._exit(137)  # the process dies as if the OOM killer took it: no cleanup runs
+        while True:  # hang
+            time.sleep(3600)
+
+
+def active(spec_faults: list[Fault]) -> list[Fault]:
+    """The faults in force: MONOSWEEP_FAULTS when set, else the spec's."""
+    text = os.environ.get(ENV)
+    if not text:
+        return spec_faults
+    return TypeAdapter(list[Fault]).validate_python(yaml.safe_load(text) or [])
+
+
+class FaultyRecorder:
+    """Passes everything through, striking `fault` when a metric step reaches `at_step`
+    (the compute core reports steps through its recorder, so it needs no fault code)."""
+
+    def __init__(self, inner: Recorder, fault: Fault):
+        self.inner, self.fault = inner, fault
+
+    def params(self, values: Mapping[str, Any], layer: str | None = None) -> None:
+        self.inner.params(values, layer)
+
+    def metrics(self, values: Mapping[str, float], step: int, layer: str | None = None) -> None:
+        self.inner.metrics(values, step, layer)
+        if self.fault.at_step is not None and step >= self.fault.at_step:
+            self.fault.strike()
+
+    def artifact(self, path: Path, layer: str | None = None) -> None:
+        self.inner.artifact(path, layer)
+
+
+def arm(faults: list[Fault], stage: str, label: str, key: str, attempt: int, recorder: Recorder) -> Recorder:
+    """Strike now the faults due at the start; wrap the recorder for those due at a step."""
+    for fault in faults:
+        if fault.hits(stage, label, key, attempt):
+            if fault.at_step is None:
+                fault.strike()
+            recorder = FaultyRecorder(recorder, fault)
+    return recorder

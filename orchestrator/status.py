@@ -1,0 +1,80 @@
+"""Pure: planned cells + their latest runs -> each cell's state, counts overall and per axis."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from orchestrator.grid import Cell
+from orchestrator.record import TAG, RunView
+
+STATES = ("finished", "failed", "killed", "running", "pending")
+AXES = ("method", "images", "augmentation", "layer", "probe_dataset", "seed")
+_BY_STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed", "RUNNING": "running"}
+
+
+@dataclass(frozen=True)
+class CellState:
+    cell: Cell
+    state: str
+    run: RunView | None  # the run that decides the state: the cell's, else its pretrain run's
+
+    @property
+    def error(self) -> str:
+        if self.run is None:
+            return ""
+        tags = self.run.tags
+        return f"{tags.get(TAG + 'error_class', '')}: {tags.get(TAG + 'error', '')}".strip(": ")
+
+    @property
+    def where(self) -> str:
+        """`host (node abcd1234) for 2m13s` for a running cell."""
+        if self.run is None:
+            return ""
+        node = self.run.tags.get(TAG + "ray_node", "")[:8]
+        elapsed = int(time.time() - (self.run.start_time or 0) / 1000)
+        host = self.run.tags.get(TAG + "host", "?") + (f" (node {node})" if node else "")
+        return f"{host} for {elapsed // 60}m{elapsed % 60:02d}s"
+
+
+def cell_states(cells: list[Cell], probe: dict[str, RunView], pretrain: dict[str, RunView]) -> list[CellState]:
+    """A cell's own run decides; without one, a failed, killed or running pretrain run does."""
+    out = []
+    for cell in cells:
+        own = probe.get(cell.key)
+        if own is not None and own.status in _BY_STATUS:
+            out.append(CellState(cell, _BY_STATUS[own.status], own))
+            continue
+        trunk = pretrain.get(cell.pretrain_key)
+        if trunk is not None and trunk.status in ("FAILED", "KILLED", "RUNNING"):
+            out.append(CellState(cell, _BY_STATUS[trunk.status], trunk))
+        else:
+            out.append(CellState(cell, "pending", None))
+    return out
+
+
+def counts(states: list[CellState]) -> dict[str, int]:
+    c = Counter(s.state for s in states)
+    return {state: c.get(state, 0) for state in STATES}
+
+
+def by_axis(states: list[CellState]) -> dict[str, dict[str, dict[str, int]]]:
+    """axis -> value -> state -> count, for axes with more than one value."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for axis in AXES:
+        groups: dict[str, list[CellState]] = defaultdict(list)
+        for s in states:
+            groups[str(getattr(s.cell, axis))].append(s)
+        if len(groups) > 1:
+            out[axis] = {value: counts(group) for value, group in groups.items()}
+    return out
+
+
+def select(states: list[CellState], wanted: set[str], where: dict[str, set[str]]) -> set[str]:
+    """Keys of the cells in one of the `wanted` states whose axes match every `where` filter."""
+    return {
+        s.cell.key
+        for s in states
+        if s.state in wanted and all(str(getattr(s.cell, axis)) in values for axis, values in where.items())
+    }
