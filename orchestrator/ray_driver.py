@@ -9,11 +9,12 @@ the record of what is done.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,3 +180,39 @@ def run_stage(
 
 def finished_pretrain(tracking: Tracking) -> set[str]:
     return set(record.finished(tracking.uri, tracking.experiment_id, "pretrain"))
+
+
+def submit(address: str, working_dir: Path, entrypoint: str, submission_id: str) -> str:
+    """Run `entrypoint` as a Ray job on the cluster whose dashboard is at `address`: the
+    driver then lives on the cluster, not on this laptop. The folder travels with it."""
+    from ray.job_submission import JobSubmissionClient
+
+    return JobSubmissionClient(address).submit_job(
+        entrypoint=entrypoint, submission_id=submission_id, runtime_env={"working_dir": str(working_dir)}
+    )
+
+
+def job_logs(address: str, job_id: str, follow: bool) -> Iterator[str]:
+    """The job's output so far, or (follow) streamed until it ends."""
+    from ray.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient(address)
+    if not follow:
+        yield client.get_job_logs(job_id)
+        return
+    stream = client.tail_job_logs(job_id)
+    loop = asyncio.new_event_loop()
+    try:
+        while True:
+            try:
+                yield loop.run_until_complete(stream.__anext__())
+            except StopAsyncIteration:
+                return
+    finally:
+        loop.close()
+
+
+def job_status(address: str, job_id: str) -> str:
+    from ray.job_submission import JobSubmissionClient
+
+    return JobSubmissionClient(address).get_job_status(job_id).value

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from orchestrator.cli import env, report, resubmit, run, status, validate
+from orchestrator.cli import env, logs, report, resubmit, run, status, submit, validate
 
 SUBCOMMANDS = {
     "validate": validate,
@@ -13,6 +13,8 @@ SUBCOMMANDS = {
     "status": status,
     "resubmit": resubmit,
     "report": report,
+    "submit": submit,
+    "logs": logs,
     "env": env,
 }
 

@@ -115,7 +115,7 @@ def test_validate_prints_sizes(write_spec, capsys):
     assert "15 cells, 3 pretrain jobs, 3 probe jobs" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("command", ["validate", "run", "status", "resubmit", "report", "env"])
+@pytest.mark.parametrize("command", ["validate", "run", "status", "resubmit", "report", "submit", "logs", "env"])
 def test_help_on_every_subcommand(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([command, "--help"])

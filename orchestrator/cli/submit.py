@@ -1,0 +1,43 @@
+"""Run a sweep's driver on a Ray cluster as a Ray job (Jobs API), so it outlives this machine.
+
+The experiment file's folder travels with the job; follow it with `monosweep logs JOB` and
+`monosweep status FILE`. Records must go to a tracking server the cluster reaches (set
+MLFLOW_TRACKING_URI on the cluster, or tracking_uri in the file), not a local SQLite file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from orchestrator.loading import SpecError
+from orchestrator.sweep import prepare
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="experiment file (YAML)")
+    p.add_argument("--address", required=True, help="the cluster's dashboard, e.g. http://HEAD:8265")
+
+
+def main(args: argparse.Namespace) -> int:
+    from orchestrator import ray_driver
+
+    try:
+        prepared = prepare(args.file)
+    except SpecError as e:
+        print("\n".join(e.lines), file=sys.stderr)
+        return 2
+    path = Path(args.file).resolve()
+    if prepared.spec.tracking_uri.startswith("sqlite:///") and not prepared.spec.tracking_uri.startswith("sqlite:////"):
+        print("warning: a relative SQLite tracking_uri is written inside the job's working folder on the "
+              "cluster; use a tracking server (MLFLOW_TRACKING_URI on the cluster)", file=sys.stderr)
+    job_id = ray_driver.submit(
+        args.address, path.parent, f"python -m orchestrator.cli.main run {path.name}",
+        f"monosweep-{prepared.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+    )
+    print(f"submitted {job_id}")
+    print(f"  follow: monosweep logs {job_id} --address {args.address} --follow")
+    print(f"  state:  monosweep status {args.file}")
+    return 0
