@@ -51,13 +51,26 @@ def run_pretrain(job: PretrainJob, tracking: Tracking, faults: Sequence[Fault] =
         with tempfile.TemporaryDirectory() as workdir:
             resume = None
             if attempt > 1 and "resume.pt" in record.artifact_names(tracking.uri, run_id):
-                resume = record.download(tracking.uri, run_id, "resume.pt", Path(workdir) / "earlier")
+                resume = _readable(record.download(tracking.uri, run_id, "resume.pt", Path(workdir) / "earlier"))
+                if resume is None:
+                    mlflow_recorder.tag("warning", "corrupt resume.pt ignored: the job started over")
             tasks.pretrain(job, recorder, Path(workdir), resume)
     except BaseException as error:
         record.end_run(tracking.uri, run_id, error)
         raise
     record.end_run(tracking.uri, run_id)
     return run_id
+
+
+def _readable(checkpoint: Path) -> Path | None:
+    """The checkpoint, if torch can load it (weights only: a checkpoint never runs code)."""
+    import torch
+
+    try:
+        torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001  (truncated, garbled, or not a checkpoint at all)
+        return None
+    return checkpoint
 
 
 def run_probe(job: ProbeJob, tracking: Tracking, faults: Sequence[Fault] = ()) -> dict[str, dict[str, float]]:

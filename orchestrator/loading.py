@@ -14,15 +14,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from orchestrator.errors import SpecError
 from orchestrator.spec import Spec
-
-
-class SpecError(Exception):
-    """An invalid experiment file; `lines` holds one located message per problem."""
-
-    def __init__(self, lines: list[str]):
-        super().__init__("\n".join(lines))
-        self.lines = lines
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -35,20 +28,20 @@ def load_spec(path: str | Path) -> Spec:
     try:
         text = path.read_text()
     except OSError as e:
-        raise SpecError([f"{path}: cannot read the experiment file: {e.strerror}"]) from None
+        raise SpecError(f"{path}: cannot read the experiment file: {e.strerror}") from None
     try:
         data = yaml.safe_load(text)
         root = yaml.compose(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise SpecError([f"{where}: not valid YAML: {getattr(e, 'problem', e)}"]) from None
+        raise SpecError(f"{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
     if not isinstance(data, dict):
-        raise SpecError([f"{path}: expected a mapping of settings, got {type(data).__name__}"])
+        raise SpecError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
     try:
         return Spec.model_validate(data, context={"base_dir": path.parent})
     except ValidationError as e:
-        raise SpecError([_locate(path, root, err) for err in e.errors()]) from None
+        raise SpecError(*(_locate(path, root, err) for err in e.errors())) from None
 
 
 def _locate(path: Path, root: yaml.Node | None, err: Any) -> str:

@@ -23,16 +23,14 @@ import ray
 from ray import tune
 
 from orchestrator import record
+from orchestrator.errors import ClusterError
 from orchestrator.record import Tracking
 from orchestrator.spec import Resources
 
 
-class ClusterError(RuntimeError):
-    """The Ray cluster cannot run this sweep as specified (for example no GPUs)."""
-
-
-def connect(address: str | None, resources: Sequence[Resources]) -> None:
-    """Join the cluster at `address` (or RAY_ADDRESS), else start a local Ray on this machine.
+def connect(address: str | None, resources: Sequence[Resources]) -> float:
+    """Join the cluster at `address` (or RAY_ADDRESS), else start a local Ray on this machine;
+    returns how many jobs can run at once (the cluster's CPUs over the smallest CPU request).
 
     Raises:
         ClusterError: a stage asks for GPUs (or more CPUs per job) than any node has.
@@ -53,6 +51,7 @@ def connect(address: str | None, resources: Sequence[Resources]) -> None:
             raise ClusterError(f"a job asks for {r.gpus} GPU(s), but the Ray cluster has {total.get('GPU', 0)}")
         if r.cpus > total.get("CPU", 0):
             raise ClusterError(f"a job asks for {r.cpus} CPUs, but the Ray cluster has {total.get('CPU', 0)}")
+    return total.get("CPU", 0) / min(r.cpus for r in resources)
 
 
 @dataclass

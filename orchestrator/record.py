@@ -25,6 +25,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel, ConfigDict
 
+from orchestrator.errors import StoreUnreachable
+
 T = TypeVar("T")
 
 TAG = "monosweep."
@@ -64,6 +66,27 @@ def _retry(call: Callable[..., T], *args: Any, tries: int = 6, **kwargs: Any) ->
                 raise
             time.sleep(min(0.5 * 2**attempt, 10))
     raise AssertionError("unreachable")
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast (MLflow's own retries take minutes) when the store is not there.
+
+    Raises:
+        StoreUnreachable: with the URI and what to do about it.
+    """
+    hint = "start it (`mlflow server ...`) or fix tracking_uri / MLFLOW_TRACKING_URI"
+    if uri.startswith(("http://", "https://")):
+        import requests
+
+        try:
+            requests.get(uri.rstrip("/") + "/health", timeout=timeout)
+        except requests.RequestException as e:
+            reason = type(e).__name__
+            raise StoreUnreachable(f"tracking_uri: cannot reach the MLflow server at {uri} ({reason}); {hint}") from None
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///") :]).parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise StoreUnreachable(f"tracking_uri: {uri}: the folder {folder} does not exist or is not writable")
 
 
 def client(uri: str) -> MlflowClient:
@@ -256,6 +279,10 @@ class MlflowRecorder:
     def artifact(self, path: Path, layer: str | None = None) -> None:
         for run_id in self._targets(layer):
             _retry(self.client.log_artifact, run_id, str(path))
+
+    def tag(self, name: str, value: str, layer: str | None = None) -> None:
+        for run_id in self._targets(layer):
+            _retry(self.client.set_tag, run_id, TAG + name, value)
 
     def text(self, text: str, name: str, layer: str | None = None) -> None:
         for run_id in self._targets(layer):

@@ -16,9 +16,9 @@ import json
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from orchestrator import record
+from orchestrator.errors import NoSweep
 from orchestrator.grid import Cell
 from orchestrator.record import RunView
 from workers.config import LAYERS
@@ -44,12 +44,13 @@ def load(uri: str, name: str, cells: list[Cell] | None = None) -> Record:
     """The sweep's record; `cells` (the current plan) replaces the planned cells it holds.
 
     Raises:
-        LookupError: the store holds no such sweep.
+        NoSweep: the store holds no such sweep.
     """
+    record.check_reachable(uri)
     experiment = record.experiment_id(uri, name)
     sweep_run = record.sweep_run_id(uri, experiment) if experiment else None
     if experiment is None or sweep_run is None:
-        raise LookupError(f"no sweep {name!r} in {uri}")
+        raise NoSweep(f"no sweep {name!r} in {uri}")
     if cells is None:
         cells = [Cell(**c) for c in json.loads(record.read_text(uri, sweep_run, "cells.json"))]
     return Record(

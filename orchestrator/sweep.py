@@ -7,13 +7,15 @@ runs before the first job is scheduled.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator import faults, record
 from orchestrator.grid import Sweep, expand
-from orchestrator.loading import SpecError, load_spec
+from orchestrator.errors import DriverBusy, SpecError
+from orchestrator.loading import load_spec
 from orchestrator.plan import Plan, plan
 from orchestrator.spec import Spec
 
@@ -48,8 +50,16 @@ def prepare(path: str | Path) -> Prepared:
     try:
         sweep = expand(spec, path.parent)
     except (OSError, ValueError) as e:
-        raise SpecError([f"{path}: grid.images: {e}"]) from None
+        raise SpecError(f"{path}: grid.images: {e}") from None
     return Prepared(spec, sweep, record.resolve_uri(spec.tracking_uri))
+
+
+def sqlite_warning(uri: str, parallel: float) -> str | None:
+    """Several writers on one SQLite file lock it: say so when more than two jobs may write."""
+    if uri.startswith("sqlite:") and parallel > 2:
+        return (f"warning: up to {parallel:.0f} jobs at once will write to the SQLite file {uri}; "
+                "for parallel and cluster runs use a tracking server (`mlflow server`, MLFLOW_TRACKING_URI)")
+    return None
 
 
 def check_local_data(prepared: Prepared, path: Path) -> None:
@@ -61,21 +71,22 @@ def check_local_data(prepared: Prepared, path: Path) -> None:
         if not Path(job.data_root).is_dir()
     ]
     if problems:
-        raise SpecError(problems)
+        raise SpecError(*problems)
 
 
 def current_plan(prepared: Prepared, only: set[str] | None = None) -> Plan:
-    """Two MLflow queries (finished cells, finished pretrain runs), whatever the grid's size."""
+    """Two MLflow queries (finished cells, finished pretrain runs), whatever the grid's size.
+
+    Raises:
+        StoreUnreachable: the tracking store is not there.
+    """
+    record.check_reachable(prepared.uri)
     experiment = record.experiment_id(prepared.uri, prepared.spec.name)
     cells = set(record.finished(prepared.uri, experiment, "probe"))
     pretrain = set(record.finished(prepared.uri, experiment, "pretrain"))
     if only is not None:  # everything outside the selection counts as done
         cells |= {c.key for c in prepared.sweep.cells if c.key not in only}
     return plan(prepared.sweep, cells, pretrain)
-
-
-class DriverBusy(RuntimeError):
-    """Another driver is running this sweep right now."""
 
 
 DRIVER_TIMEOUT = 60.0  # seconds without a heartbeat after which a driver counts as lost
@@ -116,7 +127,9 @@ def run(prepared: Prepared, address: str | None = None, only: set[str] | None = 
 
     from orchestrator import ray_driver
 
-    ray_driver.connect(address or spec.ray_address, [spec.resources.pretrain, spec.resources.probe])
+    parallel = ray_driver.connect(address or spec.ray_address, [spec.resources.pretrain, spec.resources.probe])
+    if warning := sqlite_warning(prepared.uri, parallel):
+        print(warning, file=sys.stderr)
     tracking = record.open_sweep(
         spec.name,
         prepared.uri,

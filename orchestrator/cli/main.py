@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from orchestrator.errors import UserError
 from orchestrator.cli import env, logs, report, resubmit, run, status, submit, validate
 
 SUBCOMMANDS = {
@@ -32,7 +33,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return SUBCOMMANDS[args.command].main(args)
+    try:
+        return SUBCOMMANDS[args.command].main(args)
+    except UserError as e:  # bad input or environment: say what and where, spend nothing
+        print("\n".join(e.lines), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

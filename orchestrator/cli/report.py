@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from orchestrator import figures, record, report
-from orchestrator.loading import SpecError, load_spec
+from orchestrator.loading import load_spec
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -36,12 +36,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"--format/--view: {', '.join(map(repr, bad))} not allowed; formats: {', '.join(report.FORMATS)}; "
               f"views: {', '.join(report.VIEWS)}", file=sys.stderr)
         return 2
-    try:
-        rec = _sweep(args.file)
-        other = _sweep(args.compare) if args.compare else None
-    except (SpecError, LookupError) as e:
-        print("\n".join(getattr(e, "lines", [str(e)])), file=sys.stderr)
-        return 2
+    rec = _sweep(args.file)
+    other = _sweep(args.compare) if args.compare else None
     out = args.out or Path("reports") / rec.name
     out.mkdir(parents=True, exist_ok=True)
     base = report.tables(rec)

@@ -4,11 +4,10 @@ runs are reused, reruns reopen their runs under the same sweep run, attempts are
 from __future__ import annotations
 
 import argparse
-import sys
 
 from orchestrator import report, status
 from orchestrator.cli.run import finish
-from orchestrator.loading import SpecError
+from orchestrator.errors import UserError
 from orchestrator.status import AXES, STATES
 from orchestrator.sweep import prepare, run
 
@@ -26,26 +25,18 @@ def _where(pairs: list[str]) -> dict[str, set[str]]:
     for pair in pairs:
         axis, sep, value = pair.partition("=")
         if not sep or axis not in AXES:
-            raise ValueError(f"--where {pair!r}: expected AXIS=VALUE with AXIS one of {', '.join(AXES)}")
+            raise UserError(f"--where {pair!r}: expected AXIS=VALUE with AXIS one of {', '.join(AXES)}")
         out.setdefault(axis, set()).add(value)
     return out
 
 
 def main(args: argparse.Namespace) -> int:
     wanted = set(args.status.split(","))
-    try:
-        if not wanted <= set(STATES):
-            raise ValueError(f"--status {args.status!r}: allowed states are {', '.join(STATES)}")
-        where = _where(args.where)
-        prepared = prepare(args.file)
-    except (SpecError, ValueError) as e:
-        print("\n".join(getattr(e, "lines", [str(e)])), file=sys.stderr)
-        return 2
-    try:
-        rec = report.load(prepared.uri, prepared.spec.name, prepared.sweep.cells)
-    except LookupError as e:
-        print(f"{e}: nothing to resubmit (use `monosweep run`)", file=sys.stderr)
-        return 2
+    if not wanted <= set(STATES):
+        raise UserError(f"--status {args.status!r}: allowed states are {', '.join(STATES)}")
+    where = _where(args.where)
+    prepared = prepare(args.file)
+    rec = report.load(prepared.uri, prepared.spec.name, prepared.sweep.cells)
     states = status.cell_states(rec.cells, rec.probe, rec.pretrain)
     chosen = status.select(states, wanted, where)
     print(f"resubmitting {len(chosen)} of {len(states)} cells ({args.status})", flush=True)

@@ -12,8 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator import record, report
-from orchestrator.loading import SpecError
-from orchestrator.sweep import DriverBusy, Outcome, Prepared, check_local_data, current_plan, prepare, run
+from orchestrator.sweep import Outcome, Prepared, check_local_data, current_plan, prepare, run
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -27,14 +26,9 @@ def _interrupt(signum, frame):
 
 def finish(args: argparse.Namespace, prepared: Prepared, action: Callable[[], Outcome]) -> int:
     """Run `action` (a sweep run) with cancellation handled; print the table and where it is."""
-    from orchestrator.ray_driver import ClusterError
-
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         outcome = action()
-    except (ClusterError, DriverBusy) as e:
-        print(str(e), file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         experiment = record.experiment_id(prepared.uri, prepared.spec.name)
         done = len(set(record.finished(prepared.uri, experiment, "probe")) & {c.key for c in prepared.sweep.cells})
@@ -53,15 +47,11 @@ def finish(args: argparse.Namespace, prepared: Prepared, action: Callable[[], Ou
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        prepared = prepare(args.file)
-        address = args.address or prepared.spec.ray_address
-        if not address:
-            check_local_data(prepared, Path(args.file))
-        todo = current_plan(prepared)
-    except SpecError as e:
-        print("\n".join(e.lines), file=sys.stderr)
-        return 2
+    prepared = prepare(args.file)
+    address = args.address or prepared.spec.ray_address
+    if not address:
+        check_local_data(prepared, Path(args.file))
+    todo = current_plan(prepared)
     print(
         f"sweep {prepared.spec.name!r}: {len(prepared.sweep.cells)} cells, {todo.done_cells} already "
         f"finished; to run: {len(todo.pretrain)} pretrain jobs ({len(todo.reused_pretrain)} finished "

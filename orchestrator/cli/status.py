@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from orchestrator import record, report, status
-from orchestrator.loading import SpecError, load_spec
+from orchestrator.loading import load_spec
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -21,12 +20,8 @@ def _line(c: dict[str, int]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        spec = load_spec(args.file)
-        rec = report.load(record.resolve_uri(spec.tracking_uri), spec.name)
-    except (SpecError, LookupError) as e:
-        print("\n".join(getattr(e, "lines", [str(e)])), file=sys.stderr)
-        return 2
+    spec = load_spec(args.file)
+    rec = report.load(record.resolve_uri(spec.tracking_uri), spec.name)
     states = status.cell_states(rec.cells, rec.probe, rec.pretrain)
     total, axes = status.counts(states), status.by_axis(states)
     failed = [s for s in states if s.state in ("failed", "killed")]

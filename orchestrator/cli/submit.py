@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-from orchestrator.loading import SpecError
 from orchestrator.sweep import prepare
 
 
@@ -24,11 +23,7 @@ def register(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from orchestrator import ray_driver
 
-    try:
-        prepared = prepare(args.file)
-    except SpecError as e:
-        print("\n".join(e.lines), file=sys.stderr)
-        return 2
+    prepared = prepare(args.file)
     path = Path(args.file).resolve()
     if prepared.spec.tracking_uri.startswith("sqlite:///") and not prepared.spec.tracking_uri.startswith("sqlite:////"):
         print("warning: a relative SQLite tracking_uri is written inside the job's working folder on the "

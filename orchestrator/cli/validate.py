@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from orchestrator.loading import SpecError
 from orchestrator.sweep import prepare
 
 
@@ -14,11 +12,7 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        prepared = prepare(args.file)
-    except SpecError as e:
-        print("\n".join(e.lines), file=sys.stderr)
-        return 2
+    prepared = prepare(args.file)
     sweep = prepared.sweep
     print(
         f"{args.file}: valid. sweep {prepared.spec.name!r}: {len(sweep.cells)} cells, "
