@@ -93,6 +93,11 @@ DRIVER_TIMEOUT = 60.0  # seconds without a heartbeat after which a driver counts
 BEAT_EVERY = 10.0
 
 
+def finished_cells(prepared: Prepared, experiment: str | None) -> int:
+    """How many of the sweep's cells have a FINISHED run."""
+    return len(set(record.finished(prepared.uri, experiment, "probe")) & {c.key for c in prepared.sweep.cells})
+
+
 class Heartbeat(threading.Thread):
     """Stamps the sweep run every few seconds while the driver lives."""
 
@@ -118,8 +123,7 @@ def run(prepared: Prepared, address: str | None = None, only: set[str] | None = 
     todo = current_plan(prepared, only)
     experiment = record.experiment_id(prepared.uri, spec.name)
     if todo.empty:
-        done = set(record.finished(prepared.uri, experiment, "probe")) & {c.key for c in sweep.cells}
-        return Outcome(todo, len(done), len(sweep.cells), prepared.uri)
+        return Outcome(todo, finished_cells(prepared, experiment), len(sweep.cells), prepared.uri)
     age = record.live_driver(prepared.uri, experiment, DRIVER_TIMEOUT)
     if age is not None:
         raise DriverBusy(f"sweep {spec.name!r} is being run by another driver (heartbeat {age:.0f} s ago)")
@@ -160,7 +164,7 @@ def run(prepared: Prepared, address: str | None = None, only: set[str] | None = 
             lambda job: len(job.cells), injected,
         )
         progress.close()
-        done = len(set(record.finished(prepared.uri, tracking.experiment_id, "probe")) & {c.key for c in sweep.cells})
+        done = finished_cells(prepared, tracking.experiment_id)
         status = "FINISHED" if done == len(sweep.cells) else "FAILED"
         return Outcome(todo, done, len(sweep.cells), prepared.uri)
     except BaseException:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator import record, report
-from orchestrator.sweep import Outcome, Prepared, check_local_data, current_plan, prepare, run
+from orchestrator.sweep import Outcome, finished_cells, Prepared, check_local_data, current_plan, prepare, run
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -30,8 +30,7 @@ def finish(args: argparse.Namespace, prepared: Prepared, action: Callable[[], Ou
     try:
         outcome = action()
     except KeyboardInterrupt:
-        experiment = record.experiment_id(prepared.uri, prepared.spec.name)
-        done = len(set(record.finished(prepared.uri, experiment, "probe")) & {c.key for c in prepared.sweep.cells})
+        done = finished_cells(prepared, record.experiment_id(prepared.uri, prepared.spec.name))
         print(f"\ncancelled: {done}/{len(prepared.sweep.cells)} cells FINISHED, running runs marked KILLED; "
               f"`monosweep run {args.file}` finishes the rest", file=sys.stderr)
         return 130
