@@ -461,12 +461,15 @@ def compose_validator() -> list[str] | None:
 
 @pytest.mark.skipif(compose_validator() is None, reason="no `docker compose` plugin and no `docker-compose` (Debian's "
                     "package; .ci/run installs it)")
+@pytest.mark.parametrize("settings", ["defaults", "env.example"])
 @pytest.mark.parametrize("name", COMPOSE_FILES)
-def test_compose_file_is_accepted_by_compose(name, tmp_path):
-    # As a user runs it, with the defaults of the file; secret files are only named, not read.
+def test_compose_file_is_accepted_by_compose(name, settings):
+    # As a user runs it: the file's defaults, or the example settings as the .env file;
+    # secret files are only named, not read.
     env = {k: v for k, v in base_env().items() if not k.startswith("COMPOSE_")}
+    env_file = ["--env-file", str(DOCKER / "env.example")] if settings == "env.example" else []
     result = subprocess.run(
-        [*compose_validator(), "--project-directory", str(DOCKER), "-f", str(DOCKER / name), "config"],
+        [*compose_validator(), *env_file, "--project-directory", str(DOCKER), "-f", str(DOCKER / name), "config"],
         cwd=DOCKER, env=env, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr
@@ -522,3 +525,10 @@ def test_docker_commands_use_flags_the_installed_tools_know():
     pinned = next(line.split("=")[1] for line in (DOCKER / "Dockerfile").read_text().splitlines()
                   if line.startswith("ARG RAY_VERSION="))
     assert pinned == kuberay["rayVersion"] == ray.__version__
+
+
+def test_cluster_example_is_a_valid_experiment_file(capsys):
+    from orchestrator.cli.main import main
+
+    assert main(["validate", str(DOCKER / "cluster-quickstart.yaml")]) == 0
+    assert "15 cells, 3 pretrain jobs, 3 probe jobs" in capsys.readouterr().out
