@@ -3,8 +3,10 @@
 A cell is one point of the grid down to layer and probe dataset. Cells that share everything
 the pre-training depends on share one pretrain job; the layers of one (pretrain job, probe
 dataset) share one probe job, which probes them all in one pass of the frozen trunk.
-A method that uses no images (random) ignores the images and augmentation axes: its cells
-collapse to one per (seed, layer, probe dataset), so it is trained and probed once.
+A method that uses no images (random, supervised) ignores the images and augmentation axes:
+its cells collapse to one per (seed, layer, probe dataset), so it is trained and probed once.
+A method that learns from labels (supervised) gets one pretrain job per probe dataset: the
+cells of dataset D probe the trunk trained on D's train split.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from orchestrator.keys import content_key
 from orchestrator.spec import ImageSet, Spec
 from workers.config import (
     AugmentConfig,
+    DatasetImages,
     ImageFile,
+    LabelledData,
     NetworkConfig,
     ProbeCell,
     ProbeConfig,
@@ -65,51 +69,80 @@ def _settings(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json", exclude={"preset"})
 
 
-def image_files(images: ImageSet, base_dir: Path) -> tuple[ImageFile, ...]:
-    """The files of an image set, each with the hash of its bytes."""
+@dataclass(frozen=True)
+class Sources:
+    """An image set as a job needs it: its label, and its files (hashed) or its draw."""
+
+    label: str
+    files: tuple[ImageFile, ...] = ()
+    drawn: DatasetImages | None = None
+
+    def material(self) -> Any:
+        """Content, not location: the set of file hashes (order-free), or what defines a
+        draw from a dataset's train split (the worker records the drawn images' hash)."""
+        if self.drawn is not None:
+            return {"dataset": self.drawn.dataset, "split": "train", "n": self.drawn.n, "draw_seed": self.drawn.draw_seed}
+        return sorted(f.sha256 for f in self.files)
+
+
+def sources(images: ImageSet, spec: Spec, base_dir: Path) -> Sources:
+    """The files of an image set, each with the hash of its bytes; or its draw from a
+    dataset, left to the worker (the driver may not see the data)."""
+    if images.dataset is not None:
+        root = str((base_dir / spec.data_root(images.dataset)).resolve())
+        drawn = DatasetImages(dataset=images.dataset, data_root=root, n=images.size, draw_seed=images.draw_seed)
+        return Sources(images.label, drawn=drawn)
     if images.photos is not None:
         paths = [resolve_photo(ref, base_dir) for ref in images.photos]
     else:
         paths = draw(pool_files(base_dir / images.pool), images.size, images.draw_seed)  # type: ignore[operator]
-    return tuple(ImageFile(path=str(p), sha256=sha256_file(p)) for p in paths)
+    return Sources(images.label, files=tuple(ImageFile(path=str(p), sha256=sha256_file(p)) for p in paths))
+
+
+def job_network(network: NetworkConfig, method: Any) -> NetworkConfig:
+    """The network a method's jobs train and probe: DeepCluster's `sobel` puts the Sobel
+    filter in front (the method's setting, so one spec mixes it with methods without)."""
+    return network.model_copy(update={"sobel": True}) if getattr(method, "sobel", False) else network
 
 
 def pretrain_job(
     method: Any,
     method_label: str,
-    images: tuple[ImageSet, tuple[ImageFile, ...]] | None,
+    images: Sources | None,
     augment: AugmentConfig | None,
     network: NetworkConfig,
     seed: int,
     checkpoint_every: int = 0,
+    labels: LabelledData | None = None,
 ) -> PretrainJob:
-    """A pretrain job; `images` (the set and its hashed files) and `augment` are None for
-    methods that use no images."""
-    files = images[1] if images else ()
+    """A pretrain job; `images` and `augment` are None for methods that use no images,
+    `labels` the labelled train split of a method that learns from labels."""
+    network = job_network(network, method)
     material = {
         "method": method.model_dump(mode="json"),
         "network": network.model_dump(mode="json"),
         "seed": seed,
-        # Content, not location: the set of image hashes, order-free.
-        "images": sorted(f.sha256 for f in files),
+        "images": images.material() if images else [],
         "augmentation": _settings(augment) if augment else None,
+        "labels": labels.dataset if labels else None,
     }
     coordinates = {
         "method": method_label,
-        "images": images[0].label if images else None,
+        "images": images.label if images else None,
         "augmentation": augmentation_label(augment) if augment else None,
         "seed": seed,
     }
+    parts = (method_label, coordinates["images"], coordinates["augmentation"], labels.dataset if labels else None)
     return PretrainJob(
         key=content_key("pretrain", material),
-        label=" ".join(
-            [v for v in (method_label, coordinates["images"], coordinates["augmentation"]) if v] + [f"s{seed}"]
-        ),
+        label=" ".join([v for v in parts if v] + [f"s{seed}"]),
         method=method,
         network=network,
         seed=seed,
-        images=files,
+        images=images.files if images else (),
+        drawn=images.drawn if images else None,
         augmentation=augment,
+        labels=labels,
         coordinates=coordinates,
         checkpoint_every=checkpoint_every,
     )
@@ -134,26 +167,36 @@ def _method_labels(methods: list[Any]) -> list[str]:
 
 def expand(spec: Spec, base_dir: Path = Path(".")) -> Sweep:
     """Cells in grid order (method, images, augmentation, seed, probe dataset, layer), with
-    exclusions applied and duplicates (methods that ignore an axis) merged."""
+    exclusions applied and duplicates (methods that ignore an axis) merged. A method that
+    learns from labels (supervised) is trained once per probe dataset, on its train split."""
     sweep = Sweep(spec)
     g = spec.grid
     layers_by_probe_job: dict[str, list[Cell]] = {}
     seen: set[str] = set()
-    files = {images: image_files(images, base_dir) for images in g.images}  # hash each set once
+    resolved = {images: sources(images, spec, base_dir) for images in g.images}  # hash each set once
     for (method, label), images, augmentation, seed in itertools.product(
         zip(g.method, _method_labels(g.method)), g.images, g.augmentation, g.seed
     ):
-        uses_images = type(method).uses_images
-        job = pretrain_job(
-            method,
-            label,
-            (images, files[images]) if uses_images else None,
-            augmentation if uses_images else None,
-            spec.network,
-            seed,
-            spec.checkpoint_every,
-        )
+        uses_images, uses_labels = type(method).uses_images, type(method).uses_labels
+        jobs: dict[str | None, PretrainJob] = {}  # by the labelled dataset it learns from
         for dataset, layer in itertools.product(g.probe_dataset, g.layer):
+            learns_from = dataset if uses_labels else None
+            if learns_from not in jobs:
+                labels = None
+                if learns_from is not None:
+                    root = str((base_dir / spec.data_root(learns_from)).resolve())
+                    labels = LabelledData(dataset=learns_from, data_root=root)  # type: ignore[arg-type]
+                jobs[learns_from] = pretrain_job(
+                    method,
+                    label,
+                    resolved[images] if uses_images else None,
+                    augmentation if uses_images else None,
+                    spec.network,
+                    seed,
+                    spec.checkpoint_every,
+                    labels,
+                )
+            job = jobs[learns_from]
             coordinates = {
                 "method": method.name,
                 "n": images.size if uses_images else None,
@@ -194,7 +237,7 @@ def probe_job(
         key=key,
         label=f"{pretrain.label} {first.probe_dataset}",
         pretrain_key=first.pretrain_key,
-        network=spec.network,
+        network=pretrain.network,  # the trunk as trained (DeepCluster's Sobel layer included)
         probe=spec.probe,
         dataset=first.probe_dataset,  # type: ignore[arg-type]
         data_root=str((base_dir / spec.data_root(first.probe_dataset)).resolve()),

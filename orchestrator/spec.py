@@ -20,6 +20,7 @@ from workers.config import (
     NetworkConfig,
     ProbeConfig,
     ProbeDataset,
+    TRAIN_SIZES,
 )
 from orchestrator.faults import Fault
 from workers.data.images import pool_files, resolve_photo
@@ -30,20 +31,30 @@ def _base_dir(info: ValidationInfo) -> Path:
 
 
 class ImageSet(Frozen):
-    """One value of the N axis: named photos / image files, or N drawn from a pool folder.
+    """One value of the N axis: named photos / image files, N drawn from a pool folder, or N
+    drawn from a labelled dataset's train split (`n: all` takes the whole split).
 
-    A bare string is shorthand for one photo: `astronaut` == `{photos: [astronaut]}`.
+    A bare string is shorthand for one photo: `astronaut` == `{photos: [astronaut]}`. Photos
+    and pools are read and hashed here; a dataset draw is made on the worker, where the data
+    is, so a file naming `/data/imagenet` validates on a laptop without it.
     """
 
     photos: tuple[str, ...] | None = None
     pool: str | None = None
-    n: int | None = Field(None, ge=1, description="number of source images N")
-    draw_seed: int = Field(0, ge=0, description="seed of the draw of N images from the pool")
+    dataset: ProbeDataset | None = Field(None, description="a labelled dataset whose train split is drawn from")
+    n: int | None = Field(None, ge=1, description="number of source images N (`all`: a whole train split)")
+    draw_seed: int = Field(0, ge=0, description="seed of the draw of N images from the pool or dataset")
 
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
-        return {"photos": [data]} if isinstance(data, str) else data
+        if isinstance(data, str):
+            return {"photos": [data]}
+        if isinstance(data, dict) and data.get("n") == "all":
+            if data.get("dataset") not in TRAIN_SIZES:
+                raise ValueError("`n: all` draws a whole dataset's train split: give `dataset` too")
+            return {**data, "n": TRAIN_SIZES[data["dataset"]]}
+        return data
 
     @field_validator("photos")
     @classmethod
@@ -54,19 +65,25 @@ class ImageSet(Frozen):
 
     @model_validator(mode="after")
     def _one_source(self, info: ValidationInfo) -> ImageSet:
-        if (self.photos is None) == (self.pool is None):
-            raise ValueError("give exactly one of `photos` (names or files) and `pool` (a folder)")
+        if sum(x is not None for x in (self.photos, self.pool, self.dataset)) != 1:
+            raise ValueError(
+                "give exactly one of `photos` (names or files), `pool` (a folder) and `dataset` (a train split)"
+            )
         if self.photos is not None:
             if not self.photos:
                 raise ValueError("`photos` is empty")
             if self.n is not None and self.n != len(self.photos):
                 raise ValueError(f"n = {self.n} but {len(self.photos)} photos are listed")
             return self
-        folder = _base_dir(info) / self.pool
+        if self.n is None:
+            raise ValueError(f"a {'pool' if self.pool else 'dataset'} needs `n`, the number of images to draw")
+        if self.dataset is not None:
+            if self.n > TRAIN_SIZES[self.dataset]:
+                raise ValueError(f"n = {self.n} but the {self.dataset} train split holds {TRAIN_SIZES[self.dataset]} images")
+            return self
+        folder = _base_dir(info) / self.pool  # type: ignore[operator]
         if not folder.is_dir():
             raise ValueError(f"pool {self.pool!r}: no folder at {folder}")
-        if self.n is None:
-            raise ValueError("a pool needs `n`, the number of images to draw")
         available = len(pool_files(folder))
         if self.n > available:
             raise ValueError(f"n = {self.n} but pool {self.pool!r} holds {available} images")
@@ -79,9 +96,13 @@ class ImageSet(Frozen):
 
     @property
     def label(self) -> str:
-        """`N1 astronaut`, `N10 pool:imgs`: how reports and run names show this value."""
-        what = "+".join(Path(p).stem for p in self.photos) if self.photos else f"pool:{self.pool}"
-        return f"N{self.size} {what}"
+        """`N1 astronaut`, `N10 pool:imgs`, `N1000 imagenet`: how reports and run names show
+        this value (a draw seed other than 0 is appended: `N10 imagenet d3`)."""
+        if self.photos:
+            return f"N{self.size} " + "+".join(Path(p).stem for p in self.photos)
+        what = f"pool:{self.pool}" if self.pool else self.dataset
+        seed = f" d{self.draw_seed}" if self.draw_seed else ""
+        return f"N{self.n} {what}{seed}"
 
 
 def _unique(values: list[Any]) -> list[Any]:

@@ -8,12 +8,32 @@ rotation switched off, and the resolved values (not the preset's name) enter the
 
 from __future__ import annotations
 
+import itertools
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Layer = Literal["conv1", "conv2", "conv3", "conv4", "conv5"]
 LAYERS: tuple[str, ...] = get_args(Layer)
+
+ProbeDataset = Literal["fashion_mnist", "cifar10", "cifar100", "stl10", "imagenet"]
+PROBE_DATASETS: tuple[str, ...] = get_args(ProbeDataset)
+# Where each probe dataset is looked for unless the experiment file says otherwise.
+DEFAULT_DATA_ROOTS: dict[str, str] = {
+    "fashion_mnist": "/usr/share/datasets/fashion-mnist",  # Debian's dataset-fashion-mnist
+    "cifar10": "data/cifar10",
+    "cifar100": "data/cifar100",
+    "stl10": "data/stl10",
+    "imagenet": "data/imagenet",
+}
+# Images in each train split: lets the driver check a draw of N without seeing the data.
+TRAIN_SIZES: dict[str, int] = {
+    "fashion_mnist": 60_000,
+    "cifar10": 50_000,
+    "cifar100": 50_000,
+    "stl10": 5_000,  # the labelled train split
+    "imagenet": 1_281_167,
+}
 
 
 class Frozen(BaseModel):
@@ -36,38 +56,72 @@ def apply_preset(data: Any, presets: dict[str, dict[str, Any]], default: str) ->
 
 
 class NetworkConfig(Frozen):
-    """The trunk. `alexnet_bn` is the paper's AlexNet (DESIGN.md); width and input size
-    shrink it for CPU runs (width 1.0 at 224 px is the paper's network)."""
+    """The trunk. `alexnet_bn` is the paper's AlexNet (DESIGN.md), `alexnet` torchvision's
+    shape (64-192-384-256-256, no BatchNorm); width and input size shrink it for CPU runs
+    (width 1.0 at 224 px is the paper's network). `sobel` puts DeepCluster's fixed Sobel
+    filter first (a method such as deepcluster switches it on for its own jobs)."""
 
-    arch: Literal["alexnet_bn"] = "alexnet_bn"
+    arch: Literal["alexnet_bn", "alexnet"] = "alexnet_bn"
     width: float = Field(1.0, gt=0, le=4)
     # 64 px is the smallest input whose pool5 is not empty (conv5 at 3x3, pool5 at 1x1).
     input_size: int = Field(224, ge=64, le=512)
+    sobel: bool = False
+
+
+# The paper's seed note (DESIGN.md): crops of at least beta*H*W, rotation up to 35 degrees,
+# flip with p = 0.5, colour jitter, rescale. The text gives no beta or jitter strengths: beta,
+# the aspect range and the jitter are the official script's.
+_ASANO2020_OPS: dict[str, dict[str, Any]] = {
+    "crop": {"crop_scale": (1 / 500, 1.0), "crop_ratio": (3 / 4, 4 / 3)},
+    "rotation": {"rotation": 35.0},
+    "flip": {"hflip": 0.5},
+    "jitter": {"jitter": (0.4, 0.4, 0.4, 0.1), "jitter_p": 0.5},
+}
+_NONE: dict[str, Any] = {
+    "initial_crop": None,
+    "crop_scale": None,
+    "crop_ratio": (3 / 4, 4 / 3),
+    "rotation": 0.0,
+    "shear": 0.0,
+    "hflip": 0.0,
+    "vflip": 0.0,
+    "jitter": None,
+    "jitter_p": 0.0,
+}
+# yukimasano/single_img_pretraining's make_dataset_single.py defaults (DESIGN.md). The script
+# leaves the horizontal flip to the pre-training code ("hflip ... is usually in the pretraining
+# method's codebase already"), which applies it with p = 0.5: it is here, so the network sees
+# what it saw upstream. Its --vflip is off by default.
+_OFFICIAL_SCRIPT: dict[str, Any] = {
+    **_NONE,
+    "initial_crop": 0.5,
+    "crop_scale": (1 / 500, 1.0),
+    "rotation": 30.0,
+    "shear": 30.0,
+    "hflip": 0.5,
+    "jitter": (0.4, 0.4, 0.4, 0.1),
+    "jitter_p": 0.5,
+}
+
+
+def _ablations() -> dict[str, dict[str, Any]]:
+    """The paper's augmentation study: every subset of asano2020's ops, named by its ops
+    (`crop`, `crop+rotation`, ..., `crop+rotation+flip+jitter`, which is asano2020 itself)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in range(1, len(_ASANO2020_OPS) + 1):
+        for ops in itertools.combinations(_ASANO2020_OPS, r):
+            out["+".join(ops)] = {k: v for op in ops for k, v in _ASANO2020_OPS[op].items()}
+    return {name: {**_NONE, **values} for name, values in out.items()}
 
 
 AUGMENTATION_PRESETS: dict[str, dict[str, Any]] = {
-    # The paper's full augmentation: the official script's defaults (DESIGN.md) plus the
-    # horizontal flip with p = 0.5 that the paper's text names.
-    "full": {
-        "initial_crop": 0.5,
-        "crop_scale": (1 / 500, 1.0),
-        "crop_ratio": (3 / 4, 4 / 3),
-        "rotation": 30.0,
-        "shear": 30.0,
-        "hflip": 0.5,
-        "jitter": (0.4, 0.4, 0.4, 0.1),
-        "jitter_p": 0.5,
-    },
+    # `full` is an alias of `official_script`: the paper's full augmentation as its code ran.
+    "full": _OFFICIAL_SCRIPT,
     # Every sample is the (resized) source image itself.
-    "none": {
-        "initial_crop": None,
-        "crop_scale": None,
-        "rotation": 0.0,
-        "shear": 0.0,
-        "hflip": 0.0,
-        "jitter": None,
-        "jitter_p": 0.0,
-    },
+    "none": _NONE,
+    "asano2020": {**_NONE, **{k: v for op in _ASANO2020_OPS.values() for k, v in op.items()}},
+    "official_script": _OFFICIAL_SCRIPT,
+    **_ablations(),
 }
 
 
@@ -79,12 +133,13 @@ class AugmentConfig(Frozen):
         None, gt=0, le=1, description="side of a first random square crop, as a fraction of min(H, W)"
     )
     crop_scale: tuple[float, float] | None = Field(
-        None, description="random-resized-crop area fraction range; None resizes the whole image"
+        None, description="random-resized-crop area fraction range (beta, max); None resizes the whole image"
     )
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     rotation: float = Field(0.0, ge=0, le=180, description="max absolute rotation, degrees")
     shear: float = Field(0.0, ge=0, le=60, description="max absolute shear, degrees")
     hflip: float = Field(0.0, ge=0, le=1, description="probability of a horizontal flip")
+    vflip: float = Field(0.0, ge=0, le=1, description="probability of a vertical flip")
     jitter: tuple[float, float, float, float] | None = Field(
         None, description="colour jitter: brightness, contrast, saturation, hue"
     )
@@ -101,6 +156,8 @@ class AugmentConfig(Frozen):
             raise ValueError(f"crop_scale {self.crop_scale} must satisfy 0 < min <= max <= 1")
         if not 0 < self.crop_ratio[0] <= self.crop_ratio[1]:
             raise ValueError(f"crop_ratio {self.crop_ratio} must satisfy 0 < min <= max")
+        if self.jitter and not (all(0 <= s <= 1 for s in self.jitter[:3]) and 0 <= self.jitter[3] <= 0.5):
+            raise ValueError(f"jitter {self.jitter}: strengths in [0, 1], hue in [0, 0.5]")
         return self
 
 
@@ -109,6 +166,7 @@ class RandomConfig(Frozen):
 
     name: Literal["random"] = "random"
     uses_images: ClassVar[bool] = False
+    uses_labels: ClassVar[bool] = False
 
 
 class RotNetConfig(Frozen):
@@ -118,20 +176,99 @@ class RotNetConfig(Frozen):
 
     name: Literal["rotnet"] = "rotnet"
     uses_images: ClassVar[bool] = True
+    uses_labels: ClassVar[bool] = False
     samples: int = Field(1_281_167, ge=1, description="mono dataset length d")
     epochs: int = Field(50, ge=1)
     batch_size: int = Field(192, ge=1, description="source samples per step; x4 rotations")
     lr: float = Field(0.1, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0)
+    nesterov: bool = True
 
 
-MethodConfig = Annotated[RandomConfig | RotNetConfig, Field(discriminator="name")]
-METHODS: tuple[str, ...] = ("random", "rotnet")
+class DeepClusterConfig(Frozen):
+    """DeepCluster (Caron et al., ECCV 2018): k-means on the network's own features gives
+    pseudo-labels, re-computed every epoch. Defaults are upstream's (DESIGN.md): Sobel input,
+    k = 10000 on PCA-256 whitened, L2-normalised features, 20 k-means iterations (faiss's
+    niter), SGD lr 0.05, wd 1e-5, batch 256, 200 epochs (main.py's default)."""
+
+    name: Literal["deepcluster"] = "deepcluster"
+    uses_images: ClassVar[bool] = True
+    uses_labels: ClassVar[bool] = False
+    samples: int = Field(1_281_167, ge=1, description="mono dataset length d")
+    epochs: int = Field(200, ge=1)
+    batch_size: int = Field(256, ge=2)
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-5, ge=0)
+    nesterov: bool = False
+    k: int = Field(10_000, ge=2, description="clusters")
+    pca_dim: int = Field(256, ge=2, description="PCA-whitened feature size before k-means")
+    kmeans_iterations: int = Field(20, ge=1)
+    cluster_samples: int | None = Field(
+        None, ge=2, description="mono samples clustered each epoch (a seeded draw); None: all d"
+    )
+    sobel: bool = True
+
+    @model_validator(mode="after")
+    def _enough_samples(self) -> DeepClusterConfig:
+        clustered = self.cluster_samples or self.samples
+        if clustered > self.samples:
+            raise ValueError(f"cluster_samples {clustered} exceeds the dataset length {self.samples}")
+        if self.k > clustered:
+            raise ValueError(f"k = {self.k} clusters need at least as many clustered samples ({clustered})")
+        return self
+
+
+class BiGANConfig(Frozen):
+    """BiGAN (Donahue, Kraehenbuehl, Darrell, ICLR 2017): an encoder E (the trunk and a linear
+    map to z), a generator G and a discriminator D of (x, z) pairs. Defaults are the paper's
+    ImageNet settings: z of 200 dims, Adam lr 2e-4, betas (0.5, 0.999), wd 2.5e-5, batch 128,
+    100 epochs; `gan_channels` is DCGAN's base width of G and D."""
+
+    name: Literal["bigan"] = "bigan"
+    uses_images: ClassVar[bool] = True
+    uses_labels: ClassVar[bool] = False
+    samples: int = Field(1_281_167, ge=1, description="mono dataset length d")
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(2e-4, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = Field(2.5e-5, ge=0)
+    z_dim: int = Field(200, ge=1)
+    gan_channels: int = Field(64, ge=4)
+
+
+class SupervisedConfig(Frozen):
+    """Supervised training with the labels of the probe dataset's train split: the paper's
+    upper reference. Defaults are torchvision's AlexNet reference recipe (SGD lr 0.01,
+    momentum 0.9, wd 1e-4, batch 256, 90 epochs), not confirmed as the paper's."""
+
+    name: Literal["supervised"] = "supervised"
+    uses_images: ClassVar[bool] = False
+    uses_labels: ClassVar[bool] = True
+    train_samples: int | None = Field(
+        None, ge=10, description="stratified subset of the train split; None = all"
+    )
+    epochs: int = Field(90, ge=1)
+    batch_size: int = Field(256, ge=2)
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    nesterov: bool = False
+
+
+# RandomConfig and RotNetConfig first: error messages list the names in this order.
+MethodConfig = Annotated[
+    RandomConfig | RotNetConfig | SupervisedConfig | DeepClusterConfig | BiGANConfig,
+    Field(discriminator="name"),
+]
+METHODS: tuple[str, ...] = ("random", "rotnet", "supervised", "deepcluster", "bigan")
 
 
 PROBE_PRESETS: dict[str, dict[str, Any]] = {
-    # yukimasano/linear-probes (DESIGN.md): 36 epochs, lr 0.01 x0.1 at 10/20/30, wd 1e-5.
+    # yukimasano/linear-probes (DESIGN.md): 36 epochs, lr 0.01 x0.1 at 10/20/30, wd 1e-5;
+    # BN without affine; test Resize(256/224 x size) + ten crops, their logits averaged.
     "asano2020": {
         "epochs": 36,
         "batch_size": 192,
@@ -141,6 +278,22 @@ PROBE_PRESETS: dict[str, dict[str, Any]] = {
         "weight_decay": 1e-5,
         "cache_features": False,
         "train_augment": True,
+        "bn_affine": False,
+        "test_crops": "ten",
+    },
+    # VISSL's AlexNet linear protocol (DESIGN.md): 28 epochs, wd 5e-4, lr steps 8/16/24,
+    # affine BN, one centre crop. lr and batch are not given there: asano2020's are kept.
+    "vissl": {
+        "epochs": 28,
+        "batch_size": 192,
+        "lr": 0.01,
+        "lr_milestones": (8, 16, 24),
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "cache_features": False,
+        "train_augment": True,
+        "bn_affine": True,
+        "test_crops": "center",
     },
     # Pooled features computed once and the heads trained from the cache: fast, but no
     # train-time augmentation, so its numbers are not protocol-equal to asano2020.
@@ -153,22 +306,29 @@ PROBE_PRESETS: dict[str, dict[str, Any]] = {
         "weight_decay": 1e-5,
         "cache_features": True,
         "train_augment": False,
+        "bn_affine": False,
+        "test_crops": "resize",
     },
 }
 
 
 class ProbeConfig(Frozen):
-    """Linear-probe protocol: a named preset with optional overrides, recorded on every run."""
+    """Linear-probe protocol: a named preset with optional overrides, recorded on every run.
+    `test_crops`: `resize` scales the whole image to the input size; `center` resizes the
+    short side to 256/224 x the input size and takes the centre crop; `ten` takes the four
+    corners, the centre and their mirrors and averages the logits."""
 
     preset: str = "asano2020"
     epochs: int = Field(36, ge=1)
-    batch_size: int = Field(192, ge=1)
+    batch_size: int = Field(192, ge=2)
     lr: float = Field(0.01, gt=0)
     lr_milestones: tuple[int, ...] = (10, 20, 30)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(1e-5, ge=0)
     cache_features: bool = False
     train_augment: bool = True
+    bn_affine: bool = False
+    test_crops: Literal["resize", "center", "ten"] = "ten"
     train_samples: int | None = Field(
         None, ge=10, description="stratified subset of the train split; None = all"
     )
@@ -193,9 +353,28 @@ class ImageFile(Frozen):
     sha256: str
 
 
+class DatasetImages(Frozen):
+    """N source images drawn (seeded) from a labelled dataset's train split, labels unused.
+    Drawn on the worker, where the data is: the driver may not see it. `data_root` is where,
+    not what, so it is no part of any key."""
+
+    dataset: ProbeDataset
+    data_root: str
+    n: int = Field(ge=1)
+    draw_seed: int = Field(0, ge=0)
+
+
+class LabelledData(Frozen):
+    """The labelled train split a supervised pre-training learns from."""
+
+    dataset: ProbeDataset
+    data_root: str
+
+
 class PretrainJob(Frozen):
     """Everything one pre-training needs; `key` is the hash of everything but `label`,
-    `coordinates`, `checkpoint_every`, `images[].path` (location, not content) and `key`."""
+    `coordinates`, `checkpoint_every`, `images[].path`, the data roots (locations, not content)
+    and `key`. The source images are `images` (files) or `drawn` (from a dataset)."""
 
     key: str
     label: str
@@ -203,14 +382,21 @@ class PretrainJob(Frozen):
     network: NetworkConfig
     seed: int
     images: tuple[ImageFile, ...] = ()
+    drawn: DatasetImages | None = None
     augmentation: AugmentConfig | None = None
+    labels: LabelledData | None = None
     coordinates: dict[str, Any] = {}  # the grid values it came from, for records and reports
     checkpoint_every: int = Field(0, ge=0, description="steps between resume checkpoints; 0: none")
 
     @model_validator(mode="after")
     def _inputs_for_method(self) -> PretrainJob:
-        if type(self.method).uses_images and (not self.images or self.augmentation is None):
+        method = type(self.method)
+        if self.images and self.drawn:
+            raise ValueError("give the source images as files or as a draw from a dataset, not both")
+        if method.uses_images and (not (self.images or self.drawn) or self.augmentation is None):
             raise ValueError(f"method {self.method.name!r} needs source images and an augmentation")
+        if method.uses_labels and self.labels is None:
+            raise ValueError(f"method {self.method.name!r} needs a labelled dataset")
         return self
 
 
@@ -233,13 +419,3 @@ class ProbeJob(Frozen):
     data_root: str
     seed: int
     cells: tuple[ProbeCell, ...]
-
-
-ProbeDataset = Literal["fashion_mnist", "cifar10", "cifar100"]
-PROBE_DATASETS: tuple[str, ...] = get_args(ProbeDataset)
-# Where each probe dataset is looked for unless the experiment file says otherwise.
-DEFAULT_DATA_ROOTS: dict[str, str] = {
-    "fashion_mnist": "/usr/share/datasets/fashion-mnist",  # Debian's dataset-fashion-mnist
-    "cifar10": "data/cifar10",
-    "cifar100": "data/cifar100",
-}

@@ -8,12 +8,16 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 from workers.data.mono import MonoDataset
-from workers.models.alexnet import AlexNetBN
+from workers.data.probe_sets import LabelledSamples
+from workers.models.alexnet import AlexNet
 
 
-def conv1_filters(trunk: AlexNetBN, path: Path) -> Path:
-    """The conv1 kernels as an RGB grid, each scaled to its own range (as in the paper's figure)."""
-    w = trunk.blocks[0]["conv"].weight.detach().float().cpu()  # (C1, 3, 11, 11)
+def conv1_filters(trunk: AlexNet, path: Path) -> Path:
+    """The conv1 kernels as an RGB grid, each scaled to its own range (as in the paper's
+    figure); behind a Sobel layer (2 input channels) each channel is a grey kernel."""
+    w = trunk.blocks[0]["conv"].weight.detach().float().cpu()  # (C1, 3 or 2, 11, 11)
+    if w.shape[1] != 3:
+        w = w.reshape(-1, 1, *w.shape[2:])  # (C1 x 2, 1, 11, 11)
     low = w.amin(dim=(1, 2, 3), keepdim=True)
     high = w.amax(dim=(1, 2, 3), keepdim=True)
     w = (w - low) / (high - low).clamp_min(1e-8)
@@ -22,8 +26,8 @@ def conv1_filters(trunk: AlexNetBN, path: Path) -> Path:
     return path
 
 
-def mono_samples(dataset: MonoDataset, path: Path, count: int = 32) -> Path:
-    """The first `count` samples of a mono dataset, before normalisation."""
+def samples(dataset: MonoDataset | LabelledSamples, path: Path, count: int = 32) -> Path:
+    """The first `count` training samples (mono, or a labelled split's), before normalisation."""
     samples = torch.stack([dataset.raw(i) for i in range(min(count, len(dataset)))])
     save_image(make_grid(samples.float() / 255, nrow=8, padding=2, pad_value=1.0), path)
     return path

@@ -5,7 +5,9 @@ max-pooled (conv1 6/6 pad 3, conv2 4/4, conv3 3/3 pad 1, conv4 3/3 pad 1, conv5 
 9216 / 9600 / 9600 / 9216 features at 224 px, proportionally fewer at smaller inputs), then
 BatchNorm without affine, then a linear layer. All heads train together on one forward pass
 of the trunk, their losses summed. The trunk runs in eval mode, which is the same function
-as BN folded into the convs.
+as BN folded into the convs. Test views (ProbeConfig.test_crops): with ten crops the logits are
+averaged; a head in eval mode (BN with running statistics, then linear) is affine, so that is
+exactly the head applied to the views' averaged features, which is what is computed (and cached).
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from workers.config import ProbeConfig
-from workers.data.probe_sets import ProbeSplit, eval_inputs, train_inputs
-from workers.models.alexnet import AlexNetBN
+from workers.data.probe_sets import ProbeSplit, decoded, eval_views, train_inputs
+from workers.models.alexnet import AlexNet
 
 # (kernel, stride, padding) of the max-pool before each probe (DESIGN.md).
 POOLING = {"conv1": (6, 6, 3), "conv2": (4, 4, 0), "conv3": (3, 3, 1), "conv4": (3, 3, 1), "conv5": (2, 2, 0)}
@@ -33,7 +35,7 @@ def pool_taps(taps: dict[str, torch.Tensor]) -> Features:
 
 
 @torch.no_grad()
-def feature_dims(trunk: AlexNetBN, input_size: int, layers: tuple[str, ...]) -> dict[str, int]:
+def feature_dims(trunk: AlexNet, input_size: int, layers: tuple[str, ...]) -> dict[str, int]:
     was_training = trunk.training
     trunk.eval()
     x = torch.zeros(1, 3, input_size, input_size, device=next(trunk.parameters()).device)
@@ -43,12 +45,13 @@ def feature_dims(trunk: AlexNetBN, input_size: int, layers: tuple[str, ...]) -> 
 
 
 class LinearProbes(nn.Module):
-    """One head per layer: BatchNorm1d without affine, then a linear classifier."""
+    """One head per layer: BatchNorm1d (without affine in asano2020, with it in VISSL), then a
+    linear classifier."""
 
-    def __init__(self, dims: dict[str, int], classes: int):
+    def __init__(self, dims: dict[str, int], classes: int, affine: bool = False):
         super().__init__()
         self.heads = nn.ModuleDict(
-            {layer: nn.Sequential(nn.BatchNorm1d(d, affine=False), nn.Linear(d, classes)) for layer, d in dims.items()}
+            {layer: nn.Sequential(nn.BatchNorm1d(d, affine=affine), nn.Linear(d, classes)) for layer, d in dims.items()}
         )
 
     def forward(self, features: Features) -> dict[str, torch.Tensor]:
@@ -68,12 +71,30 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def extract(trunk: AlexNetBN, split: ProbeSplit, size: int, layers: tuple[str, ...], batch: int, device: torch.device) -> Features:
+def view_features(trunk: AlexNet, views: torch.Tensor, layers: tuple[str, ...]) -> Features:
+    """(V, B, 3, S, S) views of B images -> pooled features (B, D) per layer, averaged over
+    the V views in one pass of the trunk."""
+    v, b = views.shape[:2]
+    pooled = pool_taps(trunk.taps(views.flatten(0, 1), layers))
+    return {layer: f.view(v, b, -1).mean(0) for layer, f in pooled.items()}
+
+
+def single_view(crops: str) -> str:
+    """The one deterministic view of a train image when a protocol trains without random
+    crops: the test protocol's, with one crop instead of ten."""
+    return "resize" if crops == "resize" else "center"
+
+
+@torch.no_grad()
+def extract(
+    trunk: AlexNet, split: ProbeSplit, size: int, layers: tuple[str, ...], batch: int, device: torch.device,
+    crops: str = "resize",
+) -> Features:
     """Pooled features of a whole split (the `cache_features` path), kept on the CPU."""
     chunks: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
     for i in range(0, len(split.labels), batch):
-        x = eval_inputs(split.images[i : i + batch], size).to(device)
-        for layer, f in pool_taps(trunk.taps(x, layers)).items():
+        views = eval_views(decoded(split.images[i : i + batch]), size, crops).to(device)
+        for layer, f in view_features(trunk, views, layers).items():
             chunks[layer].append(f.cpu())
     return {layer: torch.cat(c) for layer, c in chunks.items()}
 
@@ -81,7 +102,7 @@ def extract(trunk: AlexNetBN, split: ProbeSplit, size: int, layers: tuple[str, .
 class ProbeTrainer:
     """Trains the heads over epochs and scores them; the trunk stays frozen in eval mode."""
 
-    def __init__(self, trunk: AlexNetBN, probes: LinearProbes, config: ProbeConfig, size: int, seed: int, device: torch.device):
+    def __init__(self, trunk: AlexNet, probes: LinearProbes, config: ProbeConfig, size: int, seed: int, device: torch.device):
         self.trunk, self.probes, self.config, self.size, self.device = trunk.eval(), probes, config, size, device
         self.layers = tuple(probes.heads.keys())
         self.rng = np.random.default_rng([seed, 7])
@@ -102,11 +123,13 @@ class ProbeTrainer:
             if cache is not None:
                 yield {layer: f[idx].to(self.device) for layer, f in cache.items()}, y
                 continue
-            images = split.images[idx]
-            x = train_inputs(images, self.size, self.rng) if train and self.config.train_augment else eval_inputs(images, self.size)
-            with torch.no_grad():
-                features = pool_taps(self.trunk.taps(x.to(self.device), self.layers))
-            yield features, y
+            images = decoded(split.images[idx])
+            if train and self.config.train_augment:
+                views = train_inputs(images, self.size, self.rng).unsqueeze(0)  # (1, B, 3, S, S)
+            else:
+                crops = single_view(self.config.test_crops) if train else self.config.test_crops
+                views = eval_views(images, self.size, crops)  # (V, B, 3, S, S)
+            yield view_features(self.trunk, views.to(self.device), self.layers), y
 
     def train_epoch(self, epoch: int, split: ProbeSplit, cache: Features | None) -> dict[str, dict[str, float]]:
         for group in self.optimizer.param_groups:

@@ -9,16 +9,26 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset, default_collate
 
 from workers.config import ProbeJob, PretrainJob
 from workers.data.mono import MonoDataset, load_images
-from workers.data.probe_sets import load_split, stratified_subset, ProbeSplit
-from workers.methods.base import NonFiniteLoss, registry
+from workers.data.probe_sets import (
+    LabelledSamples,
+    ProbeSplit,
+    content_hash,
+    draw_sources,
+    load_split,
+    stratified_subset,
+    subset,
+)
+from workers.methods.base import Method, NonFiniteLoss, registry
 from workers.models.alexnet import build_trunk
-from workers.probes import LinearProbes, ProbeTrainer, extract, feature_dims
+from workers.probes import LinearProbes, ProbeTrainer, extract, feature_dims, single_view
 from workers import pictures
 from workers.recording import Recorder
 
@@ -41,7 +51,7 @@ def cosine_lr(step: int, total: int, base: float) -> float:
 
 
 def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path, resume: Path | None = None) -> Path:
-    """Pre-train the trunk with the job's method on its mono dataset; returns the checkpoint.
+    """Pre-train the trunk with the job's method; returns the checkpoint.
 
     Every `job.checkpoint_every` steps the full training state goes to the recorder as
     `resume.pt`; given such a file as `resume`, training continues from its step, and ends
@@ -53,12 +63,14 @@ def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path, resume: Path |
     torch.manual_seed(job.seed)
     dev = device()
     trunk = build_trunk(job.network)
-    method = registry()[job.method.name](job.method, trunk, job.network.input_size).to(dev)
+    cls = registry()[job.method.name]
     step = 0
-    if method.trains:
-        dataset = MonoDataset(load_images(job.images), job.augmentation, job.network.input_size, job.method.samples, job.seed)
+    if cls.trains:
+        dataset = training_set(job, recorder)
+        method = cls(job.method, trunk, job.network.input_size, classes=getattr(dataset, "classes", None)).to(dev)
         if resume is None:
-            recorder.artifact(pictures.mono_samples(dataset, workdir / "mono_samples.png"))
+            name = "train_samples.png" if job.labels else "mono_samples.png"
+            recorder.artifact(pictures.samples(dataset, workdir / name))
         step = _train(job, method, dataset, recorder, dev, workdir, resume)
     recorder.artifact(pictures.conv1_filters(trunk, workdir / "conv1_filters.png"))
     path = workdir / "checkpoint.pt"
@@ -70,52 +82,98 @@ def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path, resume: Path |
     return path
 
 
+def training_set(job: PretrainJob, recorder: Recorder) -> MonoDataset | LabelledSamples:
+    """The labelled train split (supervised), or the mono dataset of the job's source images:
+    files checked against their hashes, or a seeded draw from a dataset's train split, whose
+    content hash is recorded as `images_sha256`."""
+    size = job.network.input_size
+    if job.labels is not None:
+        split = load_split(job.labels.dataset, job.labels.data_root, train=True)
+        return LabelledSamples(_subset(split, job.method.train_samples), size, job.seed)
+    if job.drawn is not None:
+        split = load_split(job.drawn.dataset, job.drawn.data_root, train=True)
+        images = draw_sources(split, job.drawn.n, job.drawn.draw_seed)
+        recorder.params({"images_sha256": content_hash(images)})
+    else:
+        images = load_images(job.images)
+    return MonoDataset(images, job.augmentation, size, job.method.samples, job.seed)
+
+
+def _to(batch: Any, dev: torch.device) -> Any:
+    """A collated batch (a tensor, or a tuple of them) on the device."""
+    return tuple(b.to(dev) for b in batch) if isinstance(batch, (tuple, list)) else batch.to(dev)
+
+
+def _rng_state() -> dict[str, Any]:
+    """The global torch streams (dropout, BiGAN's noise, DeepCluster's draws), for resuming."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["cpu"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"].cpu())
+
+
 def _train(
-    job: PretrainJob, method, dataset: MonoDataset, recorder: Recorder, dev: torch.device, workdir: Path,
+    job: PretrainJob, method: Method, dataset: Dataset, recorder: Recorder, dev: torch.device, workdir: Path,
     resume: Path | None,
 ) -> int:
     cfg = job.method
-    steps_per_epoch = max(1, cfg.samples // cfg.batch_size)
+    steps_per_epoch = max(1, len(dataset) // cfg.batch_size)  # type: ignore[arg-type]
     total = steps_per_epoch * cfg.epochs
-    optimizer = torch.optim.SGD(
-        method.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True
-    )
+    optimizers = method.configure_optimizers()
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["initial_lr"] = group["lr"]  # the schedule scales each group's own base rate
     step = 0
     if resume is not None:
         state = torch.load(resume, map_location=dev, weights_only=True)
         method.load_state_dict(state["method"])
-        optimizer.load_state_dict(state["optimizer"])
+        for optimizer, saved in zip(optimizers, state["optimizers"], strict=True):
+            optimizer.load_state_dict(saved)
+        _set_rng_state(state["rng"])
         step = state["step"]
         recorder.metrics({"resumed_from_step": step}, step)
     method.train()
     tick, seen = time.perf_counter(), 0
     for epoch in range(step // steps_per_epoch, cfg.epochs):
+        epoch_data = method.on_epoch_start(epoch, dataset, dev)
         # The order of epoch e depends on (seed, e) only, so a resumed run sees the same batches.
-        order = np.random.default_rng([job.seed, epoch]).permutation(cfg.samples)
+        order = np.random.default_rng([job.seed, epoch]).permutation(len(epoch_data))  # type: ignore[arg-type]
         for i in range(step - epoch * steps_per_epoch, steps_per_epoch):
-            batch = torch.stack([dataset[int(j)] for j in order[i * cfg.batch_size : (i + 1) * cfg.batch_size]])
-            lr = cosine_lr(step, total, cfg.lr)
-            loss, extra = method.training_step(batch.to(dev))
+            picked = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            batch = default_collate([epoch_data[int(j)] for j in picked])
+            factor = cosine_lr(step, total, 1.0)
+            for optimizer in optimizers:
+                for group in optimizer.param_groups:
+                    group["lr"] = group["initial_lr"] * factor
+            loss, extra = method.training_step(_to(batch, dev))
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(f"pretext loss is {loss.item()} at step {step}")
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
+            optimizers[0].zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            optimizers[0].step()
             step += 1
-            seen += len(batch)
+            seen += len(picked)
             if step % LOG_EVERY == 0 or step == total:
                 now = time.perf_counter()
                 recorder.metrics(
-                    {"pretext_loss": loss.item(), "lr": lr,
+                    {"pretext_loss": loss.item(), "lr": cfg.lr * factor,
                      "samples_per_s": seen / (now - tick), "epoch": epoch, **extra},
                     step,
                 )
                 tick, seen = now, 0
             if job.checkpoint_every and step % job.checkpoint_every == 0 and step < total:
                 path = workdir / "resume.pt"
-                torch.save({"method": method.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, path)
+                torch.save(
+                    {"method": method.state_dict(), "optimizers": [o.state_dict() for o in optimizers],
+                     "rng": _rng_state(), "step": step},
+                    path,
+                )
                 recorder.artifact(path)
     return step
 
@@ -139,13 +197,13 @@ def probe(job: ProbeJob, checkpoint: Path, recorder: Recorder) -> dict[str, dict
     dims = feature_dims(trunk, size, layers)
     for layer in layers:
         recorder.params({"feature_dim": dims[layer], "train_size": len(train.labels), "test_size": len(test.labels)}, layer)
-    probes = LinearProbes(dims, train.classes).to(dev)
+    probes = LinearProbes(dims, train.classes, affine=cfg.bn_affine).to(dev)
     trainer = ProbeTrainer(trunk, probes, cfg, size, job.seed, dev)
     train_cache = test_cache = None
     if cfg.cache_features:
         tick = time.perf_counter()
-        train_cache = extract(trunk, train, size, layers, 512, dev)
-        test_cache = extract(trunk, test, size, layers, 512, dev)
+        train_cache = extract(trunk, train, size, layers, 512, dev, single_view(cfg.test_crops))
+        test_cache = extract(trunk, test, size, layers, 512, dev, cfg.test_crops)
         for layer in layers:
             recorder.metrics({"feature_seconds": time.perf_counter() - tick}, 0, layer)
     scores: dict[str, dict[str, float]] = {}
@@ -160,5 +218,4 @@ def probe(job: ProbeJob, checkpoint: Path, recorder: Recorder) -> dict[str, dict
 
 
 def _subset(split: ProbeSplit, size: int | None) -> ProbeSplit:
-    idx = stratified_subset(split.labels, size)
-    return ProbeSplit(split.images[idx], split.labels[idx], split.classes)
+    return subset(split, stratified_subset(split.labels, size))

@@ -86,6 +86,11 @@ CHANGES = {
     "probe epochs": ("probe.epochs", 3),
     "probe protocol": ("probe.preset", "asano2020"),
     "augmentation parameter": ("grid.augmentation", [{"preset": "full", "rotation": 10}, "none"]),
+    "vertical flip": ("grid.augmentation", [{"preset": "full", "vflip": 0.5}, "none"]),
+    "network arch": ("network.arch", "alexnet"),
+    "sobel input": ("network.sobel", True),
+    "probe test crops": ("probe.test_crops", "ten"),
+    "probe BN affine": ("probe.bn_affine", True),
 }
 
 
@@ -95,7 +100,11 @@ def test_key_changes_with_every_result_setting(change, base, tmp_path):
     before = keys(base, tmp_path)
     after = keys(_set(base, path, value), tmp_path)
     label = "rotnet N1 astronaut full s0 conv1 fashion_mnist"
-    renamed = {"seed": ("s0", "s1"), "augmentation parameter": ("full", "full(rotation=10.0)")}
+    renamed = {
+        "seed": ("s0", "s1"),
+        "augmentation parameter": ("full", "full(rotation=10.0)"),
+        "vertical flip": ("full", "full(vflip=0.5)"),
+    }
     label_after = label.replace(*renamed.get(change, ("", "")))
     assert label_after in after
     assert before[label] != after[label_after]
@@ -196,3 +205,94 @@ def test_plan_skips_finished_and_reuses_pretrain(base, tmp_path):
     assert grown.pretrain == [] and sorted(grown.reused_pretrain) == sorted(done_pretrain)
     assert [tuple(c.layer for c in job.cells) for job in grown.probe] == [("conv5",)] * 3
     assert plan(sweep, {c.key for c in sweep.cells}, done_pretrain).empty
+
+
+def _methods(base: dict, *methods) -> dict:
+    return _set(base, "grid.method", list(methods))
+
+
+def test_supervised_is_trained_once_per_probe_dataset_on_its_train_split(base, tmp_path):
+    data = _set(_methods(base, "random", {"name": "supervised", "epochs": 1}), "grid.probe_dataset", ["fashion_mnist", "cifar10"])
+    data = _set(data, "grid.images", ["astronaut", "coffee"])  # ignored by both methods
+    sweep = expand(spec_from(data, tmp_path), tmp_path)
+    supervised = {k: j for k, j in sweep.pretrain_jobs.items() if j.method.name == "supervised"}
+    assert len(supervised) == 2
+    by_dataset = {j.labels.dataset: k for k, j in supervised.items()}
+    assert set(by_dataset) == {"fashion_mnist", "cifar10"}
+    for job in supervised.values():
+        assert job.images == () and job.augmentation is None and job.drawn is None
+    roots = {j.labels.dataset: j.labels.data_root for j in supervised.values()}
+    assert roots == {"fashion_mnist": "/usr/share/datasets/fashion-mnist", "cifar10": str((tmp_path / "data/cifar10").resolve())}
+    # Every supervised cell of dataset D probes the trunk trained on D.
+    cells = [c for c in sweep.cells if c.method == "supervised"]
+    assert len(cells) == 10 and all(c.pretrain_key == by_dataset[c.probe_dataset] for c in cells)
+    assert all(c.images is None and c.augmentation is None and c.n is None for c in cells)
+    assert {j.label for j in supervised.values()} == {"supervised fashion_mnist s0", "supervised cifar10 s0"}
+    # random stays one pretrain job for both datasets.
+    assert len({c.pretrain_key for c in sweep.cells if c.method == "random"}) == 1
+
+
+def test_supervised_key_is_its_dataset_not_where_the_data_lies(base, tmp_path):
+    data = _methods(base, {"name": "supervised", "epochs": 1})
+    moved = _set(data, "data_roots", {"fashion_mnist": "/elsewhere"})
+    key = lambda d: {j.key for j in expand(spec_from(d, tmp_path), tmp_path).pretrain_jobs.values()}  # noqa: E731
+    assert key(data) == key(moved)
+    jobs = expand(spec_from(moved, tmp_path), tmp_path).pretrain_jobs.values()
+    assert [j.labels.data_root for j in jobs] == ["/elsewhere"]
+    other = _set(data, "grid.probe_dataset", ["cifar10"])
+    assert key(data) != key(other)
+
+
+def test_deepcluster_trains_and_probes_behind_a_sobel_filter(base, tmp_path):
+    data = _methods(base, {"name": "deepcluster", "samples": 64, "k": 4, "epochs": 1}, {"name": "rotnet", "samples": 64})
+    sweep = expand(spec_from(data, tmp_path), tmp_path)
+    sobel = {j.method.name: j.network.sobel for j in sweep.pretrain_jobs.values()}
+    assert sobel == {"deepcluster": True, "rotnet": False}
+    for job in sweep.probe_jobs.values():
+        assert job.network == sweep.pretrain_jobs[job.pretrain_key].network
+    # Without Sobel, DeepCluster is another pre-training: another key.
+    plain = _set(data, "grid.method.0.sobel", False)
+    keys_of = lambda d: {j.method.name: j.key for j in expand(spec_from(d, tmp_path), tmp_path).pretrain_jobs.values()}  # noqa: E731
+    assert keys_of(plain)["deepcluster"] != keys_of(data)["deepcluster"]
+    assert keys_of(plain)["rotnet"] == keys_of(data)["rotnet"]
+
+
+def test_dataset_draws_validate_and_plan_without_the_data(base, tmp_path):
+    draws = [{"dataset": "imagenet", "n": 10}, {"dataset": "imagenet", "n": "all"}, {"dataset": "cifar10", "n": 10, "draw_seed": 1}]
+    data = _set(_set(base, "grid.images", draws), "data_roots", {"imagenet": "/nowhere/imagenet"})
+    sweep = expand(spec_from(data, tmp_path), tmp_path)
+    drawn = [j.drawn for j in sweep.pretrain_jobs.values() if j.drawn]
+    assert [(d.dataset, d.n, d.draw_seed) for d in drawn] == [
+        ("imagenet", 10, 0), ("imagenet", 10, 0), ("imagenet", 1281167, 0), ("imagenet", 1281167, 0),
+        ("cifar10", 10, 1), ("cifar10", 10, 1),
+    ]  # full and none for each
+    assert drawn[0].data_root == "/nowhere/imagenet"
+    assert {c.images for c in sweep.cells if c.images} == {"N10 imagenet", "N1281167 imagenet", "N10 cifar10 d1"}
+    assert {c.n for c in sweep.cells if c.n} == {10, 1281167}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"n": 11}, {"draw_seed": 1}, {"dataset": "cifar100"}],
+)
+def test_dataset_draw_keys_change_with_what_is_drawn(change, base, tmp_path):
+    draw = {"dataset": "cifar10", "n": 10}
+    key = lambda d: {j.key for j in expand(spec_from(_set(base, "grid.images", [d]), tmp_path), tmp_path).pretrain_jobs.values()}  # noqa: E731
+    assert key(draw) != key({**draw, **change})
+    moved = _set(_set(base, "grid.images", [draw]), "data_roots", {"cifar10": "/moved"})
+    assert key(draw) == {j.key for j in expand(spec_from(moved, tmp_path), tmp_path).pretrain_jobs.values()}
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        ({"dataset": "cifar10", "n": 50001}, "holds 50000"),
+        ({"dataset": "cifar10"}, "needs `n`"),
+        ({"pool": "pool", "n": "all"}, "give `dataset` too"),
+        ({"dataset": "cifar10", "photos": ["astronaut"]}, "exactly one of"),
+        ({"dataset": "mnist", "n": 3}, "fashion_mnist"),
+    ],
+)
+def test_bad_dataset_draws_are_rejected(bad, words, base, tmp_path):
+    with pytest.raises(ValueError, match=words):
+        spec_from(_set(base, "grid.images", [bad]), tmp_path)

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from workers.config import LAYERS, NetworkConfig
-from workers.models.alexnet import AlexNetBN, build_trunk, pool5_shape
+from workers.models.alexnet import AlexNet, build_trunk, pool5_shape
 from workers.probes import feature_dims
 
 # The smallest input NetworkConfig accepts; the trunk must work at every size it accepts.
@@ -21,12 +21,12 @@ MIN_INPUT = next(
 TOO_SMALL = 32
 
 
-def conv(trunk: AlexNetBN, i: int) -> nn.Conv2d:
+def conv(trunk: AlexNet, i: int) -> nn.Conv2d:
     return trunk.blocks[i]["conv"]
 
 
 def test_paper_channels_and_geometry_at_width_one():
-    trunk = AlexNetBN(width=1.0)
+    trunk = AlexNet(width=1.0)
     assert trunk.channels == (96, 256, 384, 384, 256)
     assert [conv(trunk, i).out_channels for i in range(5)] == [96, 256, 384, 384, 256]
     assert [conv(trunk, i).in_channels for i in range(5)] == [3, 96, 256, 384, 384]
@@ -51,7 +51,7 @@ def test_paper_channels_and_geometry_at_width_one():
 
 @pytest.mark.parametrize("width", [0.25, 0.5, 2.0])
 def test_width_multiplier_scales_channels(width: float):
-    trunk = AlexNetBN(width=width)
+    trunk = AlexNet(width=width)
     expected = tuple(max(8, round(c * width)) for c in (96, 256, 384, 384, 256))
     assert trunk.channels == expected
     assert tuple(conv(trunk, i).out_channels for i in range(5)) == expected
@@ -61,13 +61,13 @@ def test_width_multiplier_scales_channels(width: float):
 @torch.no_grad()
 def test_asano2020_feature_dims_at_224():
     # DESIGN.md / yukimasano/linear-probes: 9600 / 9216 / 9600 / 9600 / 9216 at 224 px.
-    dims = feature_dims(AlexNetBN(width=1.0), 224, LAYERS)
+    dims = feature_dims(AlexNet(width=1.0), 224, LAYERS)
     assert dims == {"conv1": 9600, "conv2": 9216, "conv3": 9600, "conv4": 9600, "conv5": 9216}
 
 
 @torch.no_grad()
 def test_tap_shapes_at_224():
-    taps = AlexNetBN(width=1.0).eval().taps(torch.zeros(1, 3, 224, 224))
+    taps = AlexNet(width=1.0).eval().taps(torch.zeros(1, 3, 224, 224))
     assert {k: tuple(v.shape) for k, v in taps.items()} == {
         "conv1": (1, 96, 55, 55),
         "conv2": (1, 256, 27, 27),
@@ -81,7 +81,7 @@ def test_tap_shapes_at_224():
     "layers", [("conv1",), ("conv2",), ("conv1", "conv4"), ("conv3", "conv5"), ("conv5",), LAYERS]
 )
 def test_taps_returns_only_requested_layers(layers: tuple[str, ...]):
-    trunk = AlexNetBN(width=0.25).eval()
+    trunk = AlexNet(width=0.25).eval()
     with torch.no_grad():
         taps = trunk.taps(torch.randn(2, 3, 64, 64), layers)
     assert set(taps) == set(layers)
@@ -92,7 +92,7 @@ def test_taps_returns_only_requested_layers(layers: tuple[str, ...]):
 
 @pytest.mark.parametrize("deepest", LAYERS)
 def test_taps_stops_after_deepest_requested_layer(deepest: str):
-    trunk = AlexNetBN(width=0.25).eval()
+    trunk = AlexNet(width=0.25).eval()
     ran: list[int] = []
     for i in range(5):
         conv(trunk, i).register_forward_hook(lambda module, args, out, i=i: ran.append(i))
@@ -104,7 +104,7 @@ def test_taps_stops_after_deepest_requested_layer(deepest: str):
 @torch.no_grad()
 def test_taps_agree_with_forward():
     # forward() is pool5 of the conv5 tap; eval mode, so BN uses running statistics.
-    trunk = AlexNetBN(width=0.25).eval()
+    trunk = AlexNet(width=0.25).eval()
     x = torch.randn(2, 3, 96, 96)
     conv5 = trunk.taps(x)["conv5"]
     torch.testing.assert_close(trunk(x), nn.functional.max_pool2d(conv5, 3, 2), rtol=0, atol=0)
@@ -112,7 +112,7 @@ def test_taps_agree_with_forward():
 
 @pytest.mark.parametrize("size", [MIN_INPUT, 96, 128])
 def test_forward_at_small_inputs(size: int):
-    trunk = AlexNetBN(width=0.25)
+    trunk = AlexNet(width=0.25)
     out = trunk(torch.randn(2, 3, size, size))  # train mode: batch statistics, batch 2
     assert out.shape[:2] == (2, trunk.channels[-1])
     assert out.shape[2] >= 1 and out.shape[2] == out.shape[3]
@@ -121,7 +121,7 @@ def test_forward_at_small_inputs(size: int):
 
 
 def test_feature_dims_shrink_with_input_size():
-    trunk = AlexNetBN(width=0.25)
+    trunk = AlexNet(width=0.25)
     dims = {size: feature_dims(trunk, size, LAYERS) for size in (MIN_INPUT, 96, 224)}
     for layer in LAYERS:
         assert 0 < dims[MIN_INPUT][layer] < dims[96][layer] < dims[224][layer], layer
@@ -139,6 +139,42 @@ def test_every_accepted_input_size_gives_pool5_and_all_probe_layers():
 def test_input_size_too_small_for_the_trunk_is_rejected():
     # At 32 px pool5 of the trunk is empty, so the schema must refuse it before a job starts.
     with pytest.raises(RuntimeError):
-        AlexNetBN(width=0.25)(torch.randn(2, 3, TOO_SMALL, TOO_SMALL))
+        AlexNet(width=0.25)(torch.randn(2, 3, TOO_SMALL, TOO_SMALL))
     with pytest.raises(ValidationError):
         NetworkConfig(width=0.25, input_size=TOO_SMALL)
+
+
+def test_torchvision_shaped_variant_matches_torchvision_alexnet_features():
+    from torchvision.models import alexnet
+
+    ours = build_trunk(NetworkConfig(arch="alexnet", input_size=224))
+    assert ours.channels == (64, 192, 384, 256, 256)
+    reference = [m for m in alexnet(weights=None).features if isinstance(m, nn.Conv2d)]
+    for i, ref in enumerate(reference):
+        mine = conv(ours, i)
+        assert (mine.weight.shape, mine.stride, mine.padding) == (ref.weight.shape, ref.stride, ref.padding)
+    assert all(isinstance(ours.blocks[i]["bn"], nn.Identity) for i in range(5))  # no BatchNorm
+    with torch.no_grad():
+        x = torch.randn(1, 3, 224, 224)
+        # torchvision's features end with pool5: (1, 256, 6, 6), as ours.
+        assert ours(x).shape == alexnet(weights=None).features(x).shape == (1, 256, 6, 6)
+
+
+def test_sobel_layer_gives_grey_gradients_and_is_frozen():
+    trunk = AlexNet(width=0.25, sobel=True)
+    assert conv(trunk, 0).in_channels == 2
+    assert not any(p.requires_grad for p in trunk.sobel.parameters())
+    assert any(k.startswith("sobel.") for k in trunk.state_dict())  # saved with the trunk
+    # A horizontal ramp in every colour: x-gradient 8 x slope inside, y-gradient 0.
+    ramp = torch.arange(12.0).repeat(12, 1)  # (12, 12), slope 1 along the width
+    x = torch.stack([ramp, 2 * ramp, 3 * ramp]).unsqueeze(0)  # grey = mean = 2 x ramp
+    with torch.no_grad():
+        out = trunk.sobel(x)  # (1, 2, 12, 12)
+    inner = out[0, :, 1:-1, 1:-1]
+    torch.testing.assert_close(inner[0], torch.full((10, 10), -16.0))  # [1 0 -1] weights: -(1+2+1) x 2 x 2
+    torch.testing.assert_close(inner[1], torch.zeros(10, 10))
+    # The trunk still takes RGB and every tap works.
+    with torch.no_grad():
+        taps = trunk.eval().taps(torch.randn(2, 3, 64, 64))
+    assert set(taps) == set(LAYERS)
+    assert build_trunk(NetworkConfig(width=0.25, input_size=64, sobel=True)).blocks[0]["conv"].in_channels == 2

@@ -10,8 +10,8 @@ from torch import nn
 
 from workers.config import LAYERS, ProbeConfig
 from workers.data import probe_sets
-from workers.data.probe_sets import ProbeSplit, stratified_subset, train_inputs
-from workers.models.alexnet import AlexNetBN
+from workers.data.probe_sets import ProbeSplit, eval_views, stratified_subset, train_inputs
+from workers.models.alexnet import AlexNet
 from workers.probes import (
     LinearProbes,
     ProbeTrainer,
@@ -20,6 +20,7 @@ from workers.probes import (
     lr_at,
     pool_taps,
     topk_correct,
+    view_features,
 )
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -27,7 +28,7 @@ IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 CPU = torch.device("cpu")
 
 
-def naive_layer(trunk: AlexNetBN, x: torch.Tensor, layer: str) -> torch.Tensor:
+def naive_layer(trunk: AlexNet, x: torch.Tensor, layer: str) -> torch.Tensor:
     """Reference: run the blocks by hand up to `layer`, then the asano2020 pooling of it."""
     depth = LAYERS.index(layer)
     for i in range(depth + 1):
@@ -50,7 +51,7 @@ def naive_layer(trunk: AlexNetBN, x: torch.Tensor, layer: str) -> torch.Tensor:
 @pytest.mark.parametrize("size", [64, 96])
 def test_one_pass_features_equal_one_pass_per_layer(size: int):
     torch.manual_seed(0)
-    trunk = AlexNetBN(width=0.25).eval()
+    trunk = AlexNet(width=0.25).eval()
     x = torch.randn(2, 3, size, size)
     together = pool_taps(trunk.taps(x, LAYERS))
     assert set(together) == set(LAYERS)
@@ -168,7 +169,7 @@ def test_probe_trainer_learns_fashion_mnist_on_a_random_trunk(
     # A random conv1 already carries linearly usable signal (the paper's lower reference).
     torch.manual_seed(0)
     train, test = subset(fashion_train, 1000), subset(fashion_test, 1000)
-    trunk = AlexNetBN(width=0.25)
+    trunk = AlexNet(width=0.25)
     config = ProbeConfig(preset="fast", epochs=5)  # cached features, no train augmentation
     layers = ("conv1",)
     probes = LinearProbes(feature_dims(trunk, 64, layers), train.classes)
@@ -192,7 +193,7 @@ def test_cached_and_streamed_features_score_alike(fashion_test: ProbeSplit):
     # evaluate() on the cache and on the images (no cache) must agree: same features.
     torch.manual_seed(0)
     test = subset(fashion_test, 200)
-    trunk = AlexNetBN(width=0.25)
+    trunk = AlexNet(width=0.25)
     layers = ("conv1", "conv3")
     probes = LinearProbes(feature_dims(trunk, 64, layers), test.classes)
     trainer = ProbeTrainer(
@@ -201,3 +202,77 @@ def test_cached_and_streamed_features_score_alike(fashion_test: ProbeSplit):
     cache = extract(trunk, test, 64, layers, 512, CPU)
     trainer.train_epoch(0, test, cache)
     assert trainer.evaluate(test, cache) == trainer.evaluate(test, None)
+
+
+def test_ten_crops_are_corners_centre_and_mirrors():
+    # 56 px crops of images resized to 64 (56 x 256/224): even margins, so mirrors are exact.
+    images = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8)
+    views = eval_views(images, 56, "ten")
+    assert views.shape == (10, 2, 3, 56, 56)
+    for v in range(5):  # torchvision's TenCrop: 5 crops, then the same 5 of the mirrored image
+        mirrored = {0: 1, 1: 0, 2: 3, 3: 2, 4: 4}[v]
+        torch.testing.assert_close(views[5 + v], views[mirrored].flip(-1), rtol=0, atol=0)
+    assert len({views[v].sum().item() for v in range(5)}) == 5  # five different places
+    centre = eval_views(images, 56, "center")
+    assert centre.shape == (1, 2, 3, 56, 56) and torch.equal(centre[0], views[4])
+    # Files (a list of differently sized images) take the same path, image by image.
+    assert torch.equal(eval_views([images[0], images[1]], 56, "ten"), views)
+    with pytest.raises(ValueError, match="test crops"):
+        eval_views(images, 56, "five")
+
+
+def test_averaged_features_give_the_averaged_logits_of_a_head_in_eval_mode():
+    # asano2020 averages the ten crops' logits; a head in eval mode is affine, so applying it
+    # to the averaged features (what view_features computes) is the same number.
+    torch.manual_seed(0)
+    trunk = AlexNet(width=0.25).eval()
+    views = torch.randn(10, 4, 3, 64, 64)
+    layers = ("conv1", "conv5")
+    for affine in (False, True):
+        probes = LinearProbes(feature_dims(trunk, 64, layers), 7, affine=affine)
+        probes.train()
+        probes({layer: torch.randn(16, d) * 3 + 1 for layer, d in feature_dims(trunk, 64, layers).items()})
+        probes.eval()  # running statistics are not the identity now
+        with torch.no_grad():
+            averaged = probes(view_features(trunk, views, layers))
+            per_view = [probes(pool_taps(trunk.taps(views[v], layers))) for v in range(10)]
+        for layer in layers:
+            mean_logits = torch.stack([p[layer] for p in per_view]).mean(0)
+            torch.testing.assert_close(averaged[layer], mean_logits, rtol=1e-4, atol=1e-4)
+
+
+def test_ten_crop_cache_equals_the_streamed_ten_crop_features(fashion_test: ProbeSplit):
+    torch.manual_seed(0)
+    test = subset(fashion_test, 20)
+    trunk = AlexNet(width=0.25).eval()
+    cache = extract(trunk, test, 64, ("conv2",), 8, CPU, crops="ten")
+    streamed = view_features(trunk, eval_views(test.images, 64, "ten"), ("conv2",))
+    torch.testing.assert_close(cache["conv2"], streamed["conv2"], rtol=1e-5, atol=1e-5)
+    plain = extract(trunk, test, 64, ("conv2",), 8, CPU)
+    assert not torch.allclose(cache["conv2"], plain["conv2"])
+
+
+def test_vissl_and_asano2020_presets():
+    vissl, asano = ProbeConfig(preset="vissl"), ProbeConfig()
+    assert (vissl.epochs, vissl.weight_decay, vissl.lr_milestones) == (28, 5e-4, (8, 16, 24))
+    assert vissl.bn_affine and vissl.test_crops == "center" and vissl.train_augment
+    assert (asano.epochs, asano.weight_decay, asano.lr_milestones, asano.batch_size) == (36, 1e-5, (10, 20, 30), 192)
+    assert not asano.bn_affine and asano.test_crops == "ten"
+    assert [lr_at(e, vissl) for e in (7, 8, 16, 24)] == pytest.approx([1e-2, 1e-3, 1e-4, 1e-5])
+    heads = LinearProbes({"conv1": 8}, 3, affine=vissl.bn_affine).heads["conv1"]
+    assert heads[0].affine and heads[0].weight is not None
+
+
+def test_probe_trainer_on_a_ten_crop_protocol(fashion_train: ProbeSplit, fashion_test: ProbeSplit):
+    # The asano2020 path end to end: random crops to train, ten crops to test, no cache.
+    torch.manual_seed(0)
+    train, test = subset(fashion_train, 60), subset(fashion_test, 30)
+    trunk = AlexNet(width=0.25)
+    config = ProbeConfig(epochs=2, batch_size=30)
+    probes = LinearProbes(feature_dims(trunk, 64, ("conv1",)), 10)
+    trainer = ProbeTrainer(trunk, probes, config, size=64, seed=0, device=CPU)
+    fit = [trainer.train_epoch(e, train, None)["conv1"]["train_loss"] for e in range(2)]
+    scores = trainer.evaluate(test, None)["conv1"]
+    assert all(np.isfinite(fit)) and 0 <= scores["top1"] <= scores["top5"] <= 100
+    # The streamed ten-crop score equals the score on the ten-crop cache.
+    assert scores == trainer.evaluate(test, extract(trunk, test, 64, ("conv1",), 16, CPU, crops="ten"))["conv1"]

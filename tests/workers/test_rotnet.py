@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import pytest
 import torch
 
-from workers.config import METHODS, AugmentConfig, RandomConfig, RotNetConfig
+from workers.config import METHODS, AugmentConfig, MethodConfig, RotNetConfig
 from workers.data.mono import MonoDataset
 from workers.methods.base import Method, NonFiniteLoss, registry
 from workers.methods.random_init import RandomInit
 from workers.methods.rotnet import RotNet, rotate_batch
-from workers.models.alexnet import AlexNetBN
+from workers.models.alexnet import AlexNet
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 1, 5, 5), (3, 3, 64, 64)])
@@ -37,7 +39,7 @@ def test_rotate_batch_turns_counter_clockwise_by_quarter_turns():
 
 def test_rotnet_training_step_output():
     torch.manual_seed(0)
-    method = RotNet(RotNetConfig(), AlexNetBN(width=0.25), input_size=64)
+    method = RotNet(RotNetConfig(), AlexNet(width=0.25), input_size=64)
     loss, metrics = method.training_step(torch.randn(2, 3, 64, 64))
     assert loss.ndim == 0 and torch.isfinite(loss)
     assert loss.requires_grad
@@ -51,7 +53,7 @@ def test_rotnet_loss_falls_on_a_fixed_batch(small_astronaut: torch.Tensor):
         [small_astronaut], AugmentConfig(preset="full"), size=64, length=8, seed=0
     )
     batch = torch.stack([dataset[i] for i in range(8)])  # (8, 3, 64, 64)
-    method = RotNet(RotNetConfig(), AlexNetBN(width=0.25), input_size=64)
+    method = RotNet(RotNetConfig(), AlexNet(width=0.25), input_size=64)
     method.train()
     optimizer = torch.optim.SGD(method.parameters(), lr=0.05, momentum=0.9)
     losses = []
@@ -72,9 +74,11 @@ def test_registry_maps_every_method_name():
     assert methods["rotnet"] is RotNet
     assert set(methods) == set(METHODS)
     assert all(issubclass(cls, Method) for cls in methods.values())
-    assert RandomInit.trains is False and RotNet.trains is True
+    assert RandomInit.trains is False
+    assert all(cls.trains for name, cls in methods.items() if name != "random")
     # The registry's names are the configs' discriminator values.
-    assert {RandomConfig().name, RotNetConfig().name} == set(methods)
+    configs = get_args(get_args(MethodConfig)[0])
+    assert {c.model_fields["name"].default for c in configs} == set(methods)
 
 
 def test_non_finite_loss_carries_its_reason():

@@ -10,7 +10,11 @@ import torch
 from workers import tasks
 from workers.config import (
     AugmentConfig,
+    BiGANConfig,
+    DatasetImages,
+    DeepClusterConfig,
     ImageFile,
+    LabelledData,
     NetworkConfig,
     PretrainJob,
     ProbeCell,
@@ -18,7 +22,9 @@ from workers.config import (
     ProbeJob,
     RandomConfig,
     RotNetConfig,
+    SupervisedConfig,
 )
+from workers.data.probe_sets import content_hash, draw_sources
 from workers.methods.base import NonFiniteLoss
 from workers.models.alexnet import build_trunk
 from workers.probes import feature_dims
@@ -229,3 +235,101 @@ def test_probe_runs_on_the_gpu(pretrained, fashion_root: str):
     _, path, _ = pretrained
     scores = tasks.probe(probe_job(fashion_root), path, MemoryRecorder())
     assert set(scores) == {"conv1", "conv3"}
+
+
+SELF_SUPERVISED = {
+    "deepcluster": DeepClusterConfig(samples=32, epochs=2, batch_size=8, k=4, pca_dim=8, kmeans_iterations=5),
+    "bigan": BiGANConfig(samples=32, epochs=2, batch_size=8, z_dim=16, gan_channels=8),
+}
+
+
+def ssl_job(name: str, image: ImageFile, checkpoint_every: int = 0) -> PretrainJob:
+    method = SELF_SUPERVISED[name]
+    return PretrainJob(
+        key=name,
+        label=f"{name} astronaut full s0",
+        method=method,
+        network=NETWORK.model_copy(update={"sobel": name == "deepcluster"}),
+        seed=0,
+        images=(image,),
+        augmentation=AugmentConfig(preset="full"),
+        checkpoint_every=checkpoint_every,
+    )
+
+
+@pytest.mark.parametrize("name", SELF_SUPERVISED)
+def test_pretrain_trains_every_self_supervised_method(name: str, tmp_path: Path, astronaut_file: ImageFile):
+    job = ssl_job(name, astronaut_file)
+    recorder = MemoryRecorder()
+    state = load(tasks.pretrain(job, recorder, tmp_path))
+    assert state["step"] == 8  # 32 // 8 = 4 steps an epoch, 2 epochs
+    torch.manual_seed(job.seed)
+    initial = build_trunk(job.network).state_dict()  # what pretrain() started from
+    assert set(initial) == set(state["trunk"])
+    assert not torch.equal(state["trunk"]["blocks.0.conv.weight"], initial["blocks.0.conv.weight"])
+    point = recorder.logged_metrics[None][-1][1]
+    assert torch.isfinite(torch.tensor(point["pretext_loss"]))
+    extra = {"deepcluster": {"cluster_accuracy", "clusters"}, "bigan": {"discriminator_loss"}}[name]
+    assert extra <= set(point)
+
+
+@pytest.mark.parametrize("name", SELF_SUPERVISED)
+def test_resumed_pretraining_ends_with_the_same_weights(name: str, tmp_path: Path, astronaut_file: ImageFile):
+    # A checkpoint at step 6 is mid-epoch 1: DeepCluster's pseudo-labels of that epoch, BiGAN's
+    # discriminator optimiser and the noise stream must all come back with it.
+    job = ssl_job(name, astronaut_file, checkpoint_every=6)
+    recorder = MemoryRecorder()
+    (tmp_path / "a").mkdir()
+    full = load(tasks.pretrain(job, recorder, tmp_path / "a"))
+    resume = tmp_path / "resume.pt"
+    resume.write_bytes((tmp_path / "a" / "resume.pt").read_bytes())
+    (tmp_path / "b").mkdir()
+    again = MemoryRecorder()
+    resumed = load(tasks.pretrain(job, again, tmp_path / "b", resume=resume))
+    assert again.series("resumed_from_step") == [6]
+    assert resumed["step"] == full["step"] == 8
+    for key, tensor in full["trunk"].items():
+        assert torch.equal(tensor, resumed["trunk"][key]), key
+
+
+def test_supervised_pretrain_learns_from_the_labelled_split(tmp_path: Path, fashion_root: str):
+    job = PretrainJob(
+        key="supervised",
+        label="supervised fashion_mnist s0",
+        method=SupervisedConfig(train_samples=40, epochs=1, batch_size=8),
+        network=NETWORK,
+        seed=0,
+        labels=LabelledData(dataset="fashion_mnist", data_root=fashion_root),
+    )
+    recorder = MemoryRecorder()
+    state = load(tasks.pretrain(job, recorder, tmp_path))
+    assert state["step"] == 5  # 40 images, batch 8
+    assert [p.name for p in recorder.artifacts[None]] == ["train_samples.png", "conv1_filters.png", "checkpoint.pt"]
+    assert "train_top1" in recorder.logged_metrics[None][-1][1]
+
+
+def test_supervised_job_needs_its_labelled_dataset():
+    with pytest.raises(ValueError, match="labelled dataset"):
+        PretrainJob(key="s", label="s", method=SupervisedConfig(), network=NETWORK, seed=0)
+
+
+def test_pretrain_on_images_drawn_from_a_dataset_records_their_hash(tmp_path: Path, fashion_root: str, fashion_train):
+    def job(draw_seed: int) -> PretrainJob:
+        return PretrainJob(
+            key=f"drawn-{draw_seed}",
+            label="rotnet N3 fashion_mnist full s0",
+            method=RotNetConfig(samples=16, epochs=1, batch_size=8),
+            network=NETWORK,
+            seed=0,
+            drawn=DatasetImages(dataset="fashion_mnist", data_root=fashion_root, n=3, draw_seed=draw_seed),
+            augmentation=AugmentConfig(preset="full"),
+        )
+
+    hashes = []
+    for draw_seed in (0, 1):
+        recorder = MemoryRecorder()
+        (tmp_path / str(draw_seed)).mkdir()
+        tasks.pretrain(job(draw_seed), recorder, tmp_path / str(draw_seed))
+        hashes.append(recorder.logged_params[None]["images_sha256"])
+    assert hashes[0] == content_hash(draw_sources(fashion_train, 3, 0))
+    assert hashes[0] != hashes[1]

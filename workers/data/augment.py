@@ -4,7 +4,7 @@ Sample i of op `o` draws from a generator seeded from (seed, o, i), never from g
 two runs with one seed see the same samples, and switching an op off changes only its draws.
 The order follows the official script (DESIGN.md): initial square crop -> random-resized crop
 to sqrt(2) x the output size (bicubic) -> random affine (rotation, shear, black fill) -> centre
-crop -> flip -> colour jitter with probability p.
+crop -> horizontal flip -> vertical flip -> colour jitter with probability p.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torchvision.transforms.v2 import functional as F
 
 from workers.config import AugmentConfig
 
-OP_IDS = {"initial_crop": 1, "crop": 2, "affine": 3, "hflip": 4, "jitter": 5}
+OP_IDS = {"initial_crop": 1, "crop": 2, "affine": 3, "hflip": 4, "jitter": 5, "vflip": 6}
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)  # ImageNet statistics
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
 
@@ -71,9 +71,7 @@ def augment(image: torch.Tensor, config: AugmentConfig, size: int, seed: int, in
         image, top, left, h, w, [crop_size, crop_size], InterpolationMode.BICUBIC, antialias=True
     )
     if affine:
-        rng = op_rng(seed, "affine", index)
-        angle = float(rng.uniform(-config.rotation, config.rotation))
-        shear = float(rng.uniform(-config.shear, config.shear))
+        angle, shear = draw_affine(op_rng(seed, "affine", index), config.rotation, config.shear)
         image = F.affine(
             image, angle=angle, translate=[0, 0], scale=1.0, shear=[shear, 0.0],
             interpolation=InterpolationMode.BILINEAR, fill=0,
@@ -81,23 +79,42 @@ def augment(image: torch.Tensor, config: AugmentConfig, size: int, seed: int, in
         image = F.center_crop(image, [size, size])
     if config.hflip > 0 and op_rng(seed, "hflip", index).random() < config.hflip:
         image = F.horizontal_flip(image)
+    if config.vflip > 0 and op_rng(seed, "vflip", index).random() < config.vflip:
+        image = F.vertical_flip(image)
     if config.jitter is not None and config.jitter_p > 0:
         rng = op_rng(seed, "jitter", index)
         if rng.random() < config.jitter_p:
-            image = color_jitter(image, config.jitter, rng)
+            image = color_jitter(image, draw_jitter(rng, config.jitter))
     return image
 
 
-def color_jitter(
-    image: torch.Tensor, strengths: tuple[float, float, float, float], rng: np.random.Generator
-) -> torch.Tensor:
-    """Brightness, contrast, saturation factors in [1 - s, 1 + s] and a hue shift in [-h, h],
-    applied in that fixed order (torchvision shuffles the order; a fixed one is reproducible)."""
+def draw_affine(rng: np.random.Generator, rotation: float, shear: float) -> tuple[float, float]:
+    """(angle, shear) in degrees, uniform in [-rotation, rotation] and [-shear, shear]."""
+    return float(rng.uniform(-rotation, rotation)), float(rng.uniform(-shear, shear))
+
+
+def draw_jitter(
+    rng: np.random.Generator, strengths: tuple[float, float, float, float]
+) -> tuple[float, float, float, float]:
+    """Brightness, contrast, saturation factors uniform in [1 - s, 1 + s] and a hue shift
+    uniform in [-h, h] (torchvision's ColorJitter ranges)."""
     brightness, contrast, saturation, hue = strengths
-    image = F.adjust_brightness(image, float(rng.uniform(1 - brightness, 1 + brightness)))
-    image = F.adjust_contrast(image, float(rng.uniform(1 - contrast, 1 + contrast)))
-    image = F.adjust_saturation(image, float(rng.uniform(1 - saturation, 1 + saturation)))
-    return F.adjust_hue(image, float(rng.uniform(-hue, hue)))
+    return (
+        float(rng.uniform(1 - brightness, 1 + brightness)),
+        float(rng.uniform(1 - contrast, 1 + contrast)),
+        float(rng.uniform(1 - saturation, 1 + saturation)),
+        float(rng.uniform(-hue, hue)),
+    )
+
+
+def color_jitter(image: torch.Tensor, factors: tuple[float, float, float, float]) -> torch.Tensor:
+    """uint8 (3, H, W) -> the same with brightness, contrast, saturation factors and a hue
+    shift applied in that fixed order (torchvision shuffles it; a fixed one is reproducible)."""
+    brightness, contrast, saturation, hue = factors
+    image = F.adjust_brightness(image, brightness)
+    image = F.adjust_contrast(image, contrast)
+    image = F.adjust_saturation(image, saturation)
+    return F.adjust_hue(image, hue)
 
 
 def to_input(images: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ dataset is fully described by its images, augmentation, length and seed.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -34,10 +35,11 @@ def load_images(files: tuple[ImageFile, ...]) -> list[torch.Tensor]:
 
 
 class MonoDataset(Dataset):
-    """Sample i: source image i mod N, augmented -> normalised float (3, size, size)."""
+    """Sample i: source image i mod N, augmented -> normalised float (3, size, size). The
+    sources are RGB uint8 (3, H, W) tensors, or files decoded when asked (N = all of ImageNet)."""
 
     def __init__(
-        self, images: list[torch.Tensor], augmentation: AugmentConfig, size: int, length: int, seed: int
+        self, images: Sequence[torch.Tensor], augmentation: AugmentConfig, size: int, length: int, seed: int
     ):
         self.images, self.augmentation = images, augmentation
         self.size, self.length, self.seed = size, length, seed

@@ -6,8 +6,9 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
-from workers.models.alexnet import AlexNetBN
+from workers.models.alexnet import AlexNet
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -18,23 +19,52 @@ class NonFiniteLoss(FloatingPointError):
 
 class Method(nn.Module):
     """A pretext task around the trunk. Subclasses that train set `trains` and implement
-    `training_step`; the loop itself (data, optimiser, schedule, logging) is in tasks.py."""
+    `training_step`; the loop itself (data, schedule, logging, checkpoints) is in tasks.py.
+
+    A method whose `uses_labels` config needs the class count gets it as `classes`."""
 
     trains: ClassVar[bool] = True
 
-    def __init__(self, config: Any, trunk: AlexNetBN, input_size: int):
+    def __init__(self, config: Any, trunk: AlexNet, input_size: int, classes: int | None = None):
         super().__init__()
         self.config, self.trunk, self.input_size = config, trunk, input_size
 
-    def training_step(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """(B, 3, H, W) mono samples -> (loss, metrics to log)."""
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        """The loop steps the first one on the loss `training_step` returns and scales every
+        one's learning rate by the schedule; any others are the method's to step inside
+        `training_step` (BiGAN's discriminator). Default: SGD over every parameter."""
+        c = self.config
+        return [
+            torch.optim.SGD(
+                [p for p in self.parameters() if p.requires_grad], lr=c.lr, momentum=c.momentum,
+                weight_decay=c.weight_decay, nesterov=c.nesterov,
+            )
+        ]
+
+    def on_epoch_start(self, epoch: int, dataset: Dataset, device: torch.device) -> Dataset:
+        """Called before every epoch, also the one a resumed run re-enters; returns the dataset
+        to iterate this epoch (DeepCluster: the samples paired with fresh pseudo-labels)."""
+        return dataset
+
+    def training_step(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        """A collated batch of the epoch's dataset (mono samples: (B, 3, H, W)) -> (loss,
+        metrics to log)."""
         raise NotImplementedError
 
 
 def registry() -> dict[str, type[Method]]:
     """Method name (the spec's `name`) -> class; imported lazily so one method's import
     cost is paid only where it is used."""
+    from workers.methods.bigan import BiGAN
+    from workers.methods.deepcluster import DeepCluster
     from workers.methods.random_init import RandomInit
     from workers.methods.rotnet import RotNet
+    from workers.methods.supervised import Supervised
 
-    return {"random": RandomInit, "rotnet": RotNet}
+    return {
+        "random": RandomInit,
+        "rotnet": RotNet,
+        "supervised": Supervised,
+        "deepcluster": DeepCluster,
+        "bigan": BiGAN,
+    }

@@ -3,8 +3,8 @@ image rotations", ICLR 2018.
 
 Every sample is shown at 0, 90, 180 and 270 degrees; a head on pool5 predicts which.
 Settings (workers.config.RotNetConfig): samples (d), epochs, batch_size (source samples per
-step, so the network sees 4x as many), lr, momentum, weight_decay; upstream defaults: batch
-192, SGD lr 0.1 Nesterov, wd 5e-4, 50 epochs.
+step, so the network sees 4x as many), lr, momentum, weight_decay, nesterov; its defaults are
+upstream's: batch 192, SGD lr 0.1 Nesterov, wd 5e-4, 50 epochs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workers.methods.base import Method
-from workers.models.alexnet import AlexNetBN, pool5_shape
+from workers.models.alexnet import AlexNet, pool5_shape
 
 
 def rotate_batch(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -25,7 +25,7 @@ def rotate_batch(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class RotNet(Method):
-    def __init__(self, config, trunk: AlexNetBN, input_size: int):
+    def __init__(self, config, trunk: AlexNet, input_size: int, classes: int | None = None):
         super().__init__(config, trunk, input_size)
         c, h, w = pool5_shape(trunk, input_size)
         hidden = max(64, round(1024 * c / 256))  # AlexNet's fc6 shrunk with the trunk's width

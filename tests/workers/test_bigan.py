@@ -1,0 +1,107 @@
+"""workers.methods.bigan: the losses, the generator and discriminator, and learning."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from workers.config import AugmentConfig, BiGANConfig
+from workers.data.augment import MEAN, STD
+from workers.data.mono import MonoDataset
+from workers.methods.bigan import BiGAN, Discriminator, Generator, bigan_losses
+from workers.models.alexnet import AlexNet
+
+TINY = {"samples": 16, "batch_size": 8, "z_dim": 16, "gan_channels": 8}
+
+
+def test_bigan_losses_by_hand():
+    zero = torch.zeros(4)
+    d_loss, eg_loss = bigan_losses(zero, zero)  # D undecided: log 2 per term
+    assert d_loss.item() == pytest.approx(2 * math.log(2))
+    assert eg_loss.item() == pytest.approx(2 * math.log(2))
+    sure = torch.full((4,), 20.0)
+    d_loss, eg_loss = bigan_losses(sure, -sure)  # D right about both: D's loss ~0, E/G's large
+    assert d_loss.item() < 1e-6 and eg_loss.item() == pytest.approx(40.0, rel=1e-6)
+    d_loss, eg_loss = bigan_losses(-sure, sure)  # D fooled both ways
+    assert eg_loss.item() < 1e-6 and d_loss.item() == pytest.approx(40.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("size", [64, 96])
+def test_generator_makes_images_in_the_trunks_input_space(size: int):
+    torch.manual_seed(0)
+    generator = Generator(z_dim=16, size=size, channels=8)
+    x = generator(torch.rand(3, 16) * 2 - 1)
+    assert x.shape == (3, 3, size, size)
+    pixels = x * STD + MEAN  # back to [0, 1]
+    assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5
+
+
+@pytest.mark.parametrize("size", [64, 96])
+def test_discriminator_scores_pairs(size: int):
+    torch.manual_seed(0)
+    discriminator = Discriminator(z_dim=16, size=size, channels=8)
+    out = discriminator(torch.randn(3, 3, size, size), torch.randn(3, 16))
+    assert out.shape == (3,)
+    # It looks at z as well as x: changing only z changes the score.
+    discriminator.eval()
+    x = torch.randn(3, 3, size, size)
+    assert not torch.equal(discriminator(x, torch.zeros(3, 16)), discriminator(x, torch.ones(3, 16)))
+
+
+@pytest.fixture
+def batch(small_astronaut: torch.Tensor) -> torch.Tensor:
+    dataset = MonoDataset([small_astronaut], AugmentConfig(preset="full"), size=64, length=8, seed=0)
+    return torch.stack([dataset[i] for i in range(8)])  # (8, 3, 64, 64)
+
+
+def bigan(**settings) -> BiGAN:
+    torch.manual_seed(0)
+    return BiGAN(BiGANConfig(**{**TINY, **settings}), AlexNet(width=0.25), 64)
+
+
+def test_optimizers_split_encoder_generator_from_discriminator():
+    method = bigan()
+    eg, d = method.configure_optimizers()
+    eg_params = {id(p) for g in eg.param_groups for p in g["params"]}
+    d_params = {id(p) for g in d.param_groups for p in g["params"]}
+    assert d_params == {id(p) for p in method.discriminator.parameters()}
+    assert not eg_params & d_params
+    assert {id(p) for p in method.trunk.parameters()} <= eg_params  # the trunk is the encoder
+    assert {id(p) for p in method.generator.parameters()} <= eg_params
+    assert method.d_optimizer is d and isinstance(eg, torch.optim.Adam)
+
+
+def test_training_step_needs_the_optimizers(batch: torch.Tensor):
+    with pytest.raises(RuntimeError, match="configure_optimizers"):
+        bigan().training_step(batch)
+
+
+def test_discriminator_loss_falls_while_encoder_and_generator_stay(batch: torch.Tensor):
+    method = bigan()
+    method.configure_optimizers()
+    method.train()
+    before = {k: v.clone() for k, v in method.trunk.state_dict().items() if "conv" in k}
+    d_losses = [method.training_step(batch)[1]["discriminator_loss"] for _ in range(15)]
+    assert np.mean(d_losses[-3:]) < 0.5 * np.mean(d_losses[:3]), d_losses
+    # training_step stepped D only: E's weights are what they were.
+    assert all(torch.equal(v, method.trunk.state_dict()[k]) for k, v in before.items())
+
+
+def test_encoder_and_generator_loss_falls_against_a_fixed_discriminator(batch: torch.Tensor):
+    method = bigan(lr=2e-3)  # 15 steps: faster than the paper's 2e-4
+    eg_optimizer, d_optimizer = method.configure_optimizers()
+    for group in d_optimizer.param_groups:
+        group["lr"] = 0.0  # D frozen
+    method.train()
+    losses = []
+    for _ in range(15):
+        loss, metrics = method.training_step(batch)
+        eg_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        eg_optimizer.step()
+        losses.append(loss.item())
+    assert set(metrics) == {"discriminator_loss", "discriminator_accuracy"}
+    assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3]), losses

@@ -1,0 +1,195 @@
+"""workers.methods.deepcluster: PCA whitening, k-means, uniform cluster sampling, the method."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from pydantic import ValidationError
+from torch.utils.data import default_collate
+
+from workers.config import AugmentConfig, DeepClusterConfig
+from workers.data.mono import MonoDataset
+from workers.methods.deepcluster import (
+    DeepCluster,
+    PseudoLabelled,
+    kmeans,
+    kmeans_assign,
+    pca_whiten,
+    uniform_cluster_sample,
+)
+from workers.models.alexnet import AlexNet
+
+CPU = torch.device("cpu")
+TINY = {"samples": 32, "k": 4, "pca_dim": 16, "batch_size": 8, "kmeans_iterations": 10}
+
+
+def test_pca_whiten_gives_unit_covariance_along_the_top_axes():
+    torch.manual_seed(0)
+    scales = torch.tensor([10.0, 5.0, 1.0, 0.1, 0.01])
+    rotation, _ = torch.linalg.qr(torch.randn(5, 5))
+    x = (torch.randn(4000, 5) * scales) @ rotation.T + 3.0  # (n, 5), off-centre
+    out = pca_whiten(x, 2)
+    assert out.shape == (4000, 2) and out.dtype == torch.float32
+    torch.testing.assert_close(out.mean(0), torch.zeros(2), atol=1e-4, rtol=0)
+    torch.testing.assert_close(torch.cov(out.T), torch.eye(2), atol=1e-3, rtol=0)
+    # The kept axes are the two of largest variance: the output is a whitened linear map of
+    # the data's coordinates along rotation[:, 0] and rotation[:, 1].
+    top = (x - x.mean(0)) @ rotation[:, :2]
+    for i in range(2):
+        corr = torch.corrcoef(torch.stack([out[:, i], top[:, i]]))[0, 1].abs()
+        assert corr > 0.999, (i, corr)
+
+
+def test_pca_whiten_rejects_more_axes_than_features():
+    with pytest.raises(ValueError, match="principal axes"):
+        pca_whiten(torch.randn(10, 3), 4)
+
+
+@pytest.mark.parametrize("n, k, d", [(1, 1, 2), (37, 5, 3), (300, 16, 8)])
+def test_kmeans_assign_matches_the_naive_nearest_centroid(n: int, k: int, d: int):
+    torch.manual_seed(n)
+    x, centroids = torch.randn(n, d), torch.randn(k, d)
+    naive = torch.cdist(x, centroids).argmin(1)
+    assert torch.equal(kmeans_assign(x, centroids, chunk=7), naive)
+
+
+def inertia(x: torch.Tensor, centroids: torch.Tensor, assignments: torch.Tensor) -> float:
+    return float(((x - centroids[assignments]) ** 2).sum())
+
+
+@pytest.fixture
+def blobs() -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(100)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    truth = torch.arange(3).repeat_interleave(50)
+    return centres[truth] + 0.5 * torch.randn(150, 2), truth  # (150, 2), (150,)
+
+
+def test_kmeans_converges_to_a_lloyd_fixed_point(blobs):
+    x, _ = blobs
+    centroids, assignments = kmeans(x, 3, 20, torch.Generator().manual_seed(0))
+    assert centroids.shape == (3, 2) and assignments.shape == (150,)
+    assert torch.equal(assignments, kmeans_assign(x, centroids))  # points at their nearest
+    for c in range(3):  # centroids at their points' mean
+        torch.testing.assert_close(centroids[c], x[assignments == c].mean(0))
+    # More iterations never raise the objective (same start).
+    costs = [inertia(x, *kmeans(x, 3, it, torch.Generator().manual_seed(1))) for it in (1, 2, 5, 20)]
+    assert costs == sorted(costs, reverse=True)
+
+
+def test_kmeans_best_of_a_few_starts_recovers_separated_blobs(blobs):
+    x, truth = blobs
+    runs = [kmeans(x, 3, 20, torch.Generator().manual_seed(seed)) for seed in range(5)]
+    _, assignments = min(runs, key=lambda run: inertia(x, *run))
+    # Each blob is exactly one cluster (the ids are a permutation of the blob ids).
+    pairs = set(zip(truth.tolist(), assignments.tolist()))
+    assert len(pairs) == 3 and len({c for _, c in pairs}) == 3
+
+
+def test_kmeans_refills_empty_clusters():
+    # 40 points at two spots, k = 4: starting centroids on coincident points leave clusters
+    # empty, and each is refilled by taking half of the largest cluster.
+    x = torch.tensor([[1.0, 2.0]] * 20 + [[5.0, 1.0]] * 19 + [[5.0, 1.5]])
+    for seed in range(4):
+        _, assignments = kmeans(x, 4, 10, torch.Generator().manual_seed(seed))
+        assert len(torch.unique(assignments)) >= 3, seed
+
+
+def test_kmeans_needs_as_many_points_as_clusters():
+    with pytest.raises(ValueError, match="at least k points"):
+        kmeans(torch.randn(3, 2), 4, 5, torch.Generator().manual_seed(0))
+
+
+def test_uniform_cluster_sample_balances_unequal_clusters():
+    assignments = np.array([0] * 1000 + [1] * 10 + [2] * 1 + [5] * 89)  # cluster 3, 4 empty
+    picked = uniform_cluster_sample(assignments, 300, np.random.default_rng(0))
+    assert picked.shape == (300,)
+    counts = np.bincount(assignments[picked], minlength=6)
+    assert counts[3] == counts[4] == 0
+    # share = 300 // 4 + 1 = 76 per non-empty cluster, 304 drawn, 4 dropped after shuffling.
+    assert all(72 <= counts[c] <= 76 for c in (0, 1, 2, 5)), counts
+    big = picked[assignments[picked] == 0]
+    assert len(np.unique(big)) == len(big)  # large enough: drawn without replacement
+    # Reproducible from the generator, different for another one.
+    assert np.array_equal(picked, uniform_cluster_sample(assignments, 300, np.random.default_rng(0)))
+    assert not np.array_equal(picked, uniform_cluster_sample(assignments, 300, np.random.default_rng(1)))
+
+
+def test_config_needs_enough_samples_for_k():
+    with pytest.raises(ValidationError, match="k = 64"):
+        DeepClusterConfig(samples=32, k=64)
+    with pytest.raises(ValidationError, match="k = 16"):
+        DeepClusterConfig(samples=1000, cluster_samples=10, k=16)
+    with pytest.raises(ValidationError, match="exceeds"):
+        DeepClusterConfig(samples=100, cluster_samples=200, k=4)
+
+
+@pytest.fixture
+def mono(small_astronaut: torch.Tensor) -> MonoDataset:
+    return MonoDataset([small_astronaut], AugmentConfig(preset="full"), size=64, length=32, seed=0)
+
+
+def deepcluster(**settings) -> DeepCluster:
+    torch.manual_seed(0)
+    return DeepCluster(DeepClusterConfig(**{**TINY, **settings}), AlexNet(width=0.25, sobel=True), 64)
+
+
+def test_epoch_start_clusters_the_samples_and_pairs_them_with_labels(mono: MonoDataset):
+    method = deepcluster(cluster_samples=24)
+    epoch_data = method.on_epoch_start(0, mono, CPU)
+    assert isinstance(epoch_data, PseudoLabelled) and len(epoch_data) == 32  # d samples an epoch
+    assert method.clustered_epoch == 0
+    assert set(method.labels.tolist()) <= set(range(4)) and method.non_empty >= 2
+    x, y = epoch_data[5]
+    assert x.shape == (3, 64, 64) and torch.equal(x, mono[int(method.indices[5])])
+    assert y == method.labels[5]
+    # Only the 24 clustered samples are drawn.
+    assert len(np.unique(method.indices.numpy())) <= 24
+
+
+def test_every_epoch_reclusters_with_a_fresh_top_layer(mono: MonoDataset):
+    method = deepcluster()
+    optimizer = method.configure_optimizers()[0]
+    method.on_epoch_start(0, mono, CPU)
+    x, y = default_collate([method.on_epoch_start(0, mono, CPU)[i] for i in range(8)])
+    loss, _ = method.training_step((x, y))
+    loss.backward()
+    optimizer.step()  # the top layer now has momentum state
+    assert method.top.weight in optimizer.state
+    trained_top = method.top.weight.detach().clone()
+    method.on_epoch_start(1, mono, CPU)
+    assert method.clustered_epoch == 1
+    assert method.top.weight not in optimizer.state  # no momentum from the old clusters
+    assert not torch.equal(method.top.weight, trained_top)
+    assert method.top.weight.std() < 0.02 and torch.equal(method.top.bias, torch.zeros(4))
+
+
+def test_resumed_epoch_keeps_its_pseudo_labels(mono: MonoDataset):
+    method = deepcluster()
+    method.on_epoch_start(0, mono, CPU)
+    state = method.state_dict()
+    again = deepcluster()
+    again.load_state_dict(state)
+    again.on_epoch_start(0, mono, CPU)  # the same epoch: no re-clustering
+    assert torch.equal(again.indices, method.indices) and torch.equal(again.labels, method.labels)
+    again.on_epoch_start(1, mono, CPU)  # the next epoch clusters again
+    assert again.clustered_epoch == 1
+
+
+def test_deepcluster_loss_falls_on_a_fixed_batch(mono: MonoDataset):
+    method = deepcluster(lr=0.01)  # 16 samples and dropout: upstream's 0.05 is too jumpy here
+    optimizer = method.configure_optimizers()[0]
+    batch = default_collate([method.on_epoch_start(0, mono, CPU)[i] for i in range(16)])
+    method.train()
+    losses = []
+    for _ in range(20):
+        loss, metrics = method.training_step(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert set(metrics) == {"cluster_accuracy", "clusters"}
+    first, last = np.mean(losses[:5]), np.mean(losses[-5:])
+    assert first > 1.0  # about log 4 = 1.39: chance over 4 clusters
+    assert last < 0.7 * first, losses
