@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from torchvision.transforms.v2 import functional as TF
 
 from workers.config import AUGMENTATION_PRESETS, AugmentConfig
-from workers.data.augment import augment, crop_box, op_rng
+from workers.data.augment import augment, crop_box, draw_affine, draw_jitter, op_rng
 
 FULL = AugmentConfig(preset="full")
 SIZE = 32
@@ -113,7 +113,7 @@ def test_op_streams_are_distinct_per_op_seed_and_index():
     draws = {
         (seed, op, index): op_rng(seed, op, index).random()
         for seed in (0, 1)
-        for op in ("initial_crop", "crop", "affine", "hflip", "jitter")
+        for op in ("initial_crop", "crop", "affine", "hflip", "jitter", "vflip")
         for index in (0, 1)
     }
     assert len(set(draws.values())) == len(draws)
@@ -190,7 +190,7 @@ def test_resolved_config_round_trips_through_json():
 
 
 def test_unknown_preset_is_a_validation_error_naming_the_allowed_ones():
-    with pytest.raises(ValidationError, match="full, none"):
+    with pytest.raises(ValidationError, match="full, none, asano2020, official_script, crop, "):
         AugmentConfig(preset="fulll")
 
 
@@ -203,6 +203,8 @@ def test_unknown_preset_is_a_validation_error_naming_the_allowed_ones():
         {"crop_ratio": (2.0, 1.0)},
         {"hflip": 1.5},
         {"initial_crop": 0.0},
+        {"vflip": -0.1},
+        {"jitter": (0.4, 0.4, 0.4, 0.6)},  # hue beyond half a turn
     ],
 )
 def test_invalid_augment_settings_are_rejected(bad: dict):
@@ -223,3 +225,117 @@ def test_crop_margin_keeps_rotation_corners_out():
     for i in range(4):
         out = augment(white, rotate_only, SIZE, seed=0, index=i)
         assert out.min() > 200, i
+
+
+def test_switching_vflip_on_flips_exactly_the_drawn_samples(small_astronaut: torch.Tensor):
+    with_vflip = AugmentConfig(preset="full", vflip=0.5)
+    on = applied("vflip", 0.5)
+    assert any(on) and not all(on)
+    for i, flipped in enumerate(on):
+        a = augment(small_astronaut, with_vflip, SIZE, seed=0, index=i)
+        b = augment(small_astronaut, FULL, SIZE, seed=0, index=i)
+        # A flipped sample is exactly the mirror of the unflipped one (the jitter after the
+        # flip works per pixel and on the image mean, so it commutes with it).
+        assert torch.equal(a, TF.vertical_flip(b) if flipped else b), i
+    # Its own stream: the horizontal flips are unchanged by switching vflip on.
+    assert applied("hflip", 0.5) != on
+
+
+def draws(fn, n: int = 2000) -> np.ndarray:
+    return np.array([fn(op_rng(0, "affine", i)) for i in range(n)])
+
+
+@pytest.mark.parametrize("rotation, shear", [(35.0, 0.0), (30.0, 30.0), (10.0, 5.0)])
+def test_drawn_angles_fall_in_and_fill_the_configured_ranges(rotation: float, shear: float):
+    angles, shears = draws(lambda rng: draw_affine(rng, rotation, shear)).T
+    assert np.abs(angles).max() <= rotation and np.abs(shears).max() <= shear
+    assert angles.min() < -0.98 * rotation and angles.max() > 0.98 * rotation
+    if shear:
+        assert shears.min() < -0.98 * shear and shears.max() > 0.98 * shear
+    else:
+        assert (shears == 0).all()
+    # Uniform: about a quarter of the angles in each quarter of the range.
+    quarters = np.histogram(angles, bins=4, range=(-rotation, rotation))[0] / len(angles)
+    assert (np.abs(quarters - 0.25) < 0.04).all(), quarters
+
+
+@pytest.mark.parametrize("strengths", [(0.4, 0.4, 0.4, 0.1), (0.8, 0.0, 0.2, 0.5)])
+def test_drawn_jitter_factors_fall_in_and_fill_the_configured_ranges(strengths):
+    factors = draws(lambda rng: draw_jitter(rng, strengths))  # (n, 4)
+    for column, s in enumerate(strengths[:3]):
+        f = factors[:, column]
+        assert f.min() >= 1 - s and f.max() <= 1 + s, column
+        if s:
+            assert f.min() < 1 - 0.98 * s and f.max() > 1 + 0.98 * s, column
+        else:
+            assert (f == 1).all()
+    hue = factors[:, 3]
+    assert np.abs(hue).max() <= strengths[3] and hue.min() < -0.98 * strengths[3] and hue.max() > 0.98 * strengths[3]
+
+
+def test_jitter_factors_are_the_ones_applied(small_astronaut: torch.Tensor):
+    # augment() applies exactly the factors draw_jitter gives after the p-draw of the stream.
+    only_jitter = AugmentConfig(preset="none", jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=1.0)
+    plain = augment(small_astronaut, AugmentConfig(preset="none"), SIZE, seed=0, index=3)
+    rng = op_rng(0, "jitter", 3)
+    rng.random()  # the p-draw
+    b, c, s, h = draw_jitter(rng, (0.4, 0.4, 0.4, 0.1))
+    expected = TF.adjust_hue(TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(plain, b), c), s), h)
+    assert torch.equal(augment(small_astronaut, only_jitter, SIZE, seed=0, index=3), expected)
+
+
+def test_official_script_preset_is_the_scripts_defaults():
+    # yukimasano/single_img_pretraining make_dataset_single.py (DESIGN.md), plus the
+    # horizontal flip its pre-training code applies; `full` is its alias.
+    script = AugmentConfig(preset="official_script")
+    assert script.initial_crop == 0.5
+    assert script.crop_scale == pytest.approx((1 / 500, 1.0)) and script.crop_ratio == pytest.approx((3 / 4, 4 / 3))
+    assert (script.rotation, script.shear) == (30.0, 30.0)
+    assert script.jitter == pytest.approx((0.4, 0.4, 0.4, 0.1)) and script.jitter_p == 0.5
+    assert (script.hflip, script.vflip) == (0.5, 0.0)
+    assert script.model_dump(exclude={"preset"}) == AugmentConfig(preset="full").model_dump(exclude={"preset"})
+
+
+def test_asano2020_preset_is_the_papers_description():
+    # Crops of at least beta*H*W, rotation up to 35 degrees, flip with p = 0.5, colour
+    # jitter, rescale; nothing else (no initial crop, no shear, no vertical flip).
+    paper = AugmentConfig(preset="asano2020")
+    assert paper.crop_scale == pytest.approx((1 / 500, 1.0))
+    assert (paper.rotation, paper.shear, paper.hflip, paper.vflip) == (35.0, 0.0, 0.5, 0.0)
+    assert paper.initial_crop is None and paper.jitter is not None and paper.jitter_p > 0
+
+
+OPS = {  # the fields each ablated op owns
+    "crop": {"crop_scale"},
+    "rotation": {"rotation"},
+    "flip": {"hflip"},
+    "jitter": {"jitter", "jitter_p"},
+}
+
+
+def test_ablation_presets_cover_none_each_op_each_pair_and_all():
+    names = [n for n in AUGMENTATION_PRESETS if set(n.split("+")) <= set(OPS)]
+    assert len(names) == 15  # 4 alone + 6 pairs + 4 triples + all
+    singles = [n for n in names if "+" not in n]
+    pairs = [n for n in names if n.count("+") == 1]
+    assert sorted(singles) == sorted(OPS) and len(pairs) == 6
+    none, paper = AugmentConfig(preset="none"), AugmentConfig(preset="asano2020")
+    for name in names:
+        config = AugmentConfig(preset=name)
+        on = set().union(*(OPS[op] for op in name.split("+")))
+        for field in AugmentConfig.model_fields:
+            if field == "preset":
+                continue
+            # An op's fields take asano2020's values; every other field stays off.
+            want = getattr(paper if field in on else none, field)
+            assert getattr(config, field) == want, (name, field)
+    assert AugmentConfig(preset="crop+rotation+flip+jitter").model_dump(exclude={"preset"}) == paper.model_dump(
+        exclude={"preset"}
+    )
+
+
+@pytest.mark.parametrize("name", ["crop", "rotation", "flip", "jitter"])
+def test_each_op_alone_makes_samples_differ(small_astronaut: torch.Tensor, name: str):
+    config = AugmentConfig(preset=name)
+    samples = [augment(small_astronaut, config, SIZE, seed=0, index=i) for i in range(8)]
+    assert len({s.numpy().tobytes() for s in samples}) > 1, name
