@@ -296,3 +296,13 @@ def test_dataset_draw_keys_change_with_what_is_drawn(change, base, tmp_path):
 def test_bad_dataset_draws_are_rejected(bad, words, base, tmp_path):
     with pytest.raises(ValueError, match=words):
         spec_from(_set(base, "grid.images", [bad]), tmp_path)
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in (Path(__file__).parents[2] / "examples").glob("*.yaml")))
+def test_every_example_expands(example):
+    from orchestrator.loading import load_spec
+
+    path = Path(__file__).parents[2] / "examples" / example
+    sweep = expand(load_spec(path), path.parent)
+    assert sweep.cells and sweep.pretrain_jobs and sweep.probe_jobs
+    assert len(sweep.cells) == len({c.key for c in sweep.cells})
