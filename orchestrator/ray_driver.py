@@ -162,6 +162,7 @@ def run_stage(
         trainable,
         param_space={"job": tune.grid_search(list(range(len(jobs))))},
         tune_config=tune.TuneConfig(
+            reuse_actors=True,  # a worker process imports torch and mlflow once, not once per job
             trial_name_creator=lambda t: labels[t.config["job"]],
             trial_dirname_creator=lambda t: f"{stage}_{jobs[t.config['job']].key}",
         ),
