@@ -145,7 +145,7 @@ def run_stage(
     tracking: Tracking,
     resources: Resources,
     retries: int,
-    storage: Path,
+    storage: str,
     progress: Progress,
     cells_per_job: Callable[[Any], int],
     faults: list[Any],
@@ -168,7 +168,7 @@ def run_stage(
         ),
         run_config=tune.RunConfig(
             name=f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}",
-            storage_path=str(storage.resolve()),
+            storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=retries),
             callbacks=[progress],
             verbose=0,

@@ -82,11 +82,18 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
             requests.get(uri.rstrip("/") + "/health", timeout=timeout)
         except requests.RequestException as e:
             reason = type(e).__name__
-            raise StoreUnreachable(f"tracking_uri: cannot reach the MLflow server at {uri} ({reason}); {hint}") from None
+            raise StoreUnreachable(f"tracking_uri: cannot reach the MLflow server at {shown(uri)} ({reason}); {hint}") from None
     elif uri.startswith("sqlite:///"):
         folder = Path(uri[len("sqlite:///") :]).parent
         if not folder.is_dir() or not os.access(folder, os.W_OK):
             raise StoreUnreachable(f"tracking_uri: {uri}: the folder {folder} does not exist or is not writable")
+
+
+def shown(uri: str) -> str:
+    """The URI as it may be printed: without a user or password."""
+    scheme, sep, rest = uri.partition("://")
+    host, slash, path = rest.partition("/")
+    return f"{scheme}{sep}{host.rpartition('@')[2]}{slash}{path}" if sep else uri
 
 
 def client(uri: str) -> MlflowClient:

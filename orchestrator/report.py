@@ -50,7 +50,7 @@ def load(uri: str, name: str, cells: list[Cell] | None = None) -> Record:
     experiment = record.experiment_id(uri, name)
     sweep_run = record.sweep_run_id(uri, experiment) if experiment else None
     if experiment is None or sweep_run is None:
-        raise NoSweep(f"no sweep {name!r} in {uri}")
+        raise NoSweep(f"no sweep {name!r} in {record.shown(uri)}")
     if cells is None:
         cells = [Cell(**c) for c in json.loads(record.read_text(uri, sweep_run, "cells.json"))]
     return Record(

@@ -78,8 +78,9 @@ class ImageSet(Frozen):
         if self.n is None:
             raise ValueError(f"a {'pool' if self.pool else 'dataset'} needs `n`, the number of images to draw")
         if self.dataset is not None:
-            if self.n > TRAIN_SIZES[self.dataset]:
-                raise ValueError(f"n = {self.n} but the {self.dataset} train split holds {TRAIN_SIZES[self.dataset]} images")
+            size = TRAIN_SIZES[self.dataset]
+            if self.n > size:
+                raise ValueError(f"n = {self.n} but the {self.dataset} train split holds {size} images")
             return self
         folder = _base_dir(info) / self.pool  # type: ignore[operator]
         if not folder.is_dir():
@@ -224,6 +225,15 @@ class Spec(Frozen):
     )
     storage: str = Field(".monosweep", description="Ray Tune's trial storage (a shared path on a cluster)")
     data_roots: dict[ProbeDataset, str] = {}
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _no_credentials(cls, uri: str) -> str:
+        # The resolved spec is recorded on the sweep run: a password here would be recorded too.
+        if "@" in uri.split("://", 1)[-1].split("/", 1)[0]:
+            raise ValueError("credentials do not belong in the experiment file; set "
+                             "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD in the environment")
+        return uri
 
     def data_root(self, dataset: str) -> str:
         return self.data_roots.get(dataset, DEFAULT_DATA_ROOTS[dataset])  # type: ignore[call-overload]

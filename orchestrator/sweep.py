@@ -93,6 +93,13 @@ DRIVER_TIMEOUT = 60.0  # seconds without a heartbeat after which a driver counts
 BEAT_EVERY = 10.0
 
 
+def trial_storage(storage: str, name: str) -> str:
+    """Where Ray Tune keeps trials: an object-store URI as it is, a path made absolute."""
+    if "://" in storage:
+        return f"{storage.rstrip('/')}/{name}"
+    return str((Path(storage) / name).resolve())
+
+
 def finished_cells(prepared: Prepared, experiment: str | None) -> int:
     """How many of the sweep's cells have a FINISHED run."""
     return len(set(record.finished(prepared.uri, experiment, "probe")) & {c.key for c in prepared.sweep.cells})
@@ -145,7 +152,7 @@ def run(prepared: Prepared, address: str | None = None, only: set[str] | None = 
     progress = ray_driver.Progress(
         total_cells=todo.pending_cells, total_jobs=len(todo.pretrain) + len(todo.probe)
     )
-    storage = Path(spec.storage) / spec.name
+    storage = trial_storage(spec.storage, spec.name)
     status = "FAILED"
     record.heartbeat(tracking)
     beat = Heartbeat(tracking)

@@ -43,6 +43,10 @@ def head(tmp_path, monkeypatch):
         [Path(sys.executable).parent / "ray", "start", "--head", "--block", f"--port={free_port()}",
          "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--include-dashboard=true",
          "--num-cpus=2", "--node-ip-address=127.0.0.1", "--disable-usage-stats",
+         # Every port free, not Ray's defaults: another Ray on this machine may hold those.
+         *(f"--{flag}={free_port()}" for flag in (
+             "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+             "runtime-env-agent-port", "node-manager-port", "object-manager-port")),
          f"--temp-dir={temp}"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )

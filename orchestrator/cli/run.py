@@ -38,8 +38,9 @@ def finish(args: argparse.Namespace, prepared: Prepared, action: Callable[[], Ou
         signal.signal(signal.SIGTERM, previous)
     rec = report.load(outcome.uri, prepared.spec.name, prepared.sweep.cells)
     print("\n" + "\n\n".join(report.render(t, "md") for t in report.tables(rec)) + "\n")
-    print(f"{outcome.finished}/{outcome.total} cells FINISHED. MLflow store: {outcome.uri}")
-    print(f"  browse it: mlflow ui --backend-store-uri {outcome.uri}, then open the experiment's "
+    uri = record.shown(outcome.uri)
+    print(f"{outcome.finished}/{outcome.total} cells FINISHED. MLflow store: {uri}")
+    print(f"  browse it: mlflow ui --backend-store-uri {uri}, then open the experiment's "
           f"Training runs: http://127.0.0.1:5000/#/experiments/{rec.experiment_id}/runs")
     print(f"  tables and figures: monosweep report {args.file}")
     return 0 if outcome.complete else 1

@@ -28,12 +28,12 @@ def main(args: argparse.Namespace) -> int:
     running = [s for s in states if s.state == "running"]
     if args.json:
         print(json.dumps({
-            "sweep": rec.name, "tracking_uri": rec.uri, "cells": len(states), "counts": total, "by_axis": axes,
+            "sweep": rec.name, "tracking_uri": record.shown(rec.uri), "cells": len(states), "counts": total, "by_axis": axes,
             "failed": [{"cell": s.cell.label, "key": s.cell.key, "state": s.state, "error": s.error} for s in failed],
             "running": [{"cell": s.cell.label, "key": s.cell.key, "where": s.where} for s in running],
         }, indent=2))
         return 0
-    print(f"sweep {rec.name!r} ({rec.uri}): {len(states)} cells")
+    print(f"sweep {rec.name!r} ({record.shown(rec.uri)}): {len(states)} cells")
     print(f"  {_line(total)}")
     for axis, values in axes.items():
         print(f"by {axis}:")

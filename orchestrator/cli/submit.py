@@ -28,6 +28,9 @@ def main(args: argparse.Namespace) -> int:
     if prepared.spec.tracking_uri.startswith("sqlite:///") and not prepared.spec.tracking_uri.startswith("sqlite:////"):
         print("warning: a relative SQLite tracking_uri is written inside the job's working folder on the "
               "cluster; use a tracking server (MLFLOW_TRACKING_URI on the cluster)", file=sys.stderr)
+    if "://" not in prepared.spec.storage and not Path(prepared.spec.storage).is_absolute():
+        print(f"warning: storage {prepared.spec.storage!r} is relative: Tune's trials stay in the job's folder on "
+              "the head; give a shared path or an object-store URI to keep them", file=sys.stderr)
     job_id = ray_driver.submit(
         args.address, path.parent, f"python -m orchestrator.cli.main run {path.name}",
         f"monosweep-{prepared.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",

@@ -121,3 +121,18 @@ def test_help_on_every_subcommand(command, capsys):
         main([command, "--help"])
     assert e.value.code == 0
     assert "usage: monosweep" in capsys.readouterr().out
+
+
+def test_credentials_in_the_tracking_uri_are_refused(write_spec, capsys):
+    path = write_spec(TINY + "tracking_uri: http://alice:s3cret@127.0.0.1:5000\n")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "tracking_uri" in err and "MLFLOW_TRACKING_PASSWORD" in err
+    assert "s3cret" not in err  # a secret is not echoed back
+
+
+def test_uris_are_printed_without_credentials():
+    from orchestrator.record import shown
+
+    assert shown("http://alice:s3cret@host:5000/x") == "http://host:5000/x"
+    assert shown("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
