@@ -14,7 +14,7 @@ import torch
 from bench import common
 from bench.common import interleaved, median, parser, ratio, report, setup, table
 from workers.config import AugmentConfig, ImageFile
-from workers.data.batch_augment import BatchAugmenter, draw_params, draw_params_reference, normalise
+from workers.data.batch_augment import BatchAugmenter, draw_params, draw_params_reference
 from workers.data.images import bundled_photos, sha256_file
 from workers.data.mono import MonoDataset, load_images
 
@@ -22,7 +22,7 @@ from workers.data.mono import MonoDataset, load_images
 def main(argv: list[str] | None = None) -> None:
     p = parser("augment", __doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[64, 224])
-    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile'd jitter case")
+    p.add_argument("--no-compile", action="store_true", help="skip the case with the torch.compile'd fill and jitter")
     args = p.parse_args(argv)
     device = setup(args)
     repeats = args.repeats or (2 if args.tiny else 5)
@@ -38,13 +38,13 @@ def main(argv: list[str] | None = None) -> None:
         eager = BatchAugmenter(images, config, size, seed=0, device=device)
         cases = {
             "per-sample v2 (MonoDataset[i])": lambda: torch.stack([dataset[int(i)] for i in indices]),
-            "batched": lambda: normalise(eager(indices)),
+            "batched": lambda: eager(indices, normalised=True),
         }
         if not (args.tiny or args.no_compile):
-            compiled = BatchAugmenter(images, config, size, seed=0, device=device, compile_jitter=True)
+            compiled = BatchAugmenter(images, config, size, seed=0, device=device, compiled=True)
             for b in (batch, batch - 1):  # compile (dynamic shapes) outside the timing
                 compiled(indices[:b])
-            cases["batched, compiled jitter"] = lambda: normalise(compiled(indices))
+            cases["batched, compiled tail"] = lambda: compiled(indices, normalised=True)
         times = interleaved(cases, repeats, warmup=1, device=device)
         walls = dict(common.wall_times)
         base, base_wall = times["per-sample v2 (MonoDataset[i])"], walls["per-sample v2 (MonoDataset[i])"]

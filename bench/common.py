@@ -75,16 +75,18 @@ def sync(device: str) -> None:
 
 
 def interleaved(
-    cases: Mapping[str, Callable[[], Any]], repeats: int, warmup: int = 1, device: str = "cpu"
+    cases: Mapping[str, Callable[[], Any]], repeats: int, warmup: int = 1, device: str = "cpu", wall: bool = False
 ) -> dict[str, list[float]]:
     """Seconds per call of each case, `repeats` times, cases alternating order every repeat.
 
-    On the CPU the clock is the process's CPU time (time.process_time): on a machine shared
-    with other tenants, wall time measures their load as much as our code; CPU time of a
-    single-threaded case measures our code. On a GPU the clock is wall time (synchronised).
-    `wall_times` keeps the wall clock of the last call in either case."""
+    On the CPU with one torch thread the clock is the process's CPU time (time.process_time):
+    on a machine shared with other tenants, wall time measures their load as much as our code;
+    CPU time of a single-threaded case measures our code. On a GPU, with several threads, or
+    with `wall` (work that waits on files and databases), the clock is wall time. `wall_times` keeps the wall clock of the last call
+    in either case."""
     names = list(cases)
-    clock = time.perf_counter if device.startswith("cuda") else time.process_time
+    threads = __import__("torch").get_num_threads()
+    clock = time.perf_counter if wall or threads > 1 or device.startswith("cuda") else time.process_time
     for _ in range(warmup):
         for name in names:
             cases[name]()

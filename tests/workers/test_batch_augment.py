@@ -270,3 +270,16 @@ def test_both_pipelines_draw_the_same_distribution(astronaut: torch.Tensor):
     torch.testing.assert_close(ours.mean(dim=(0, 2, 3)), theirs.mean(dim=(0, 2, 3)), atol=3, rtol=0)
     # Contrast within a sample (pixel spread) survives the interpolation change.
     assert abs(ours.std(dim=(1, 2, 3)).mean() - theirs.std(dim=(1, 2, 3)).mean()) < 3
+
+
+def test_many_small_sources_pack_into_one_atlas():
+    """N drawn from a dataset (small images, many of them): every sample reads its own source."""
+    g = torch.Generator().manual_seed(0)
+    images = [smooth_source(28 + 4 * (i % 3), 32) for i in range(40)]
+    images = [(im.int() + torch.randint(-60, 60, (3, 1, 1), generator=g)).clamp(0, 255).to(torch.uint8) for im in images]
+    config = AugmentConfig(preset="full", jitter=None, initial_crop=None)
+    augmenter = BatchAugmenter(images, config, 32, seed=0)
+    assert augmenter.atlas.shape[-1] < 8 * augmenter.atlas.shape[-2]  # shelves, not one tall column
+    indices = range(80)
+    error = mean_abs_error(to_uint8(augmenter(indices)), per_sample(images, config, 32, 0, indices))
+    assert error.median() < 1 and error.max() < 3, error

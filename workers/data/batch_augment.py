@@ -26,6 +26,7 @@ pixel with its pyramid): right for the paper's N = 1..1000 photographs, not for 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -217,6 +218,9 @@ class BatchParams:
     def __len__(self) -> int:
         return len(self.source)
 
+    def __getitem__(self, rows: slice) -> BatchParams:
+        return BatchParams(*(getattr(self, f.name)[rows] for f in dataclasses.fields(self)))
+
 
 def uses_affine(config: AugmentConfig) -> bool:
     return config.rotation > 0 or config.shear > 0
@@ -366,6 +370,7 @@ def draw_params_reference(
 # ---------------------------------------------------------------------------------------------
 # Pixels: one grid-sample per batch over an atlas of the sources' mip pyramids.
 
+CHUNK_BYTES = 2 * 2**20  # a CPU renders this much output at a time: its passes then stay in cache
 PAD = 2  # replicated border around each atlas tile, so bilinear reads at an edge clamp as resize does
 
 
@@ -380,8 +385,8 @@ class Tile:
 
 
 def _levels(height: int, width: int, canvas: int) -> int:
-    """Levels 0..L-1 so that the largest crop (the whole image) reads within 2x of its level."""
-    return 1 + max(0, int(math.floor(math.log2(max(1.0, min(height, width) / canvas)))))
+    """Levels 0..L-1: enough that the largest crop (the whole image) finds its nearest level."""
+    return 1 + max(0, int(round(math.log2(max(1.0, min(height, width) / canvas)))))
 
 
 def build_atlas(
@@ -389,9 +394,10 @@ def build_atlas(
 ) -> tuple[torch.Tensor, list[list[Tile]]]:
     """uint8 (3, H_n, W_n) sources -> float (3, Ha, Wa) in [0, 1] and each source's tiles.
 
-    Per source: level 0 on the left, levels 1.. (antialiased bicubic halvings, the filter of
-    augment's resized_crop) stacked on its right, every tile with a PAD-pixel replicated
-    border; sources stacked top to bottom. Memory: about 5.3 x 4 bytes per source pixel."""
+    A source's block: level 0 on the left, levels 1.. (antialiased bicubic halvings, the filter
+    of augment's resized_crop) stacked on its right, each tile with a PAD-pixel replicated
+    border. Blocks are packed in shelves (rows) about as wide as the atlas is tall, so many
+    small sources make a square atlas, whose coordinates float32 resolves finely."""
     pyramids, blocks = [], []
     for image in images:
         x = image.float().div(255).unsqueeze(0)  # (1, 3, H, W)
@@ -400,31 +406,36 @@ def build_atlas(
         for k in range(1, _levels(h0, w0, canvas)):
             size = (max(1, round(h0 / 2**k)), max(1, round(w0 / 2**k)))
             levels.append(F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1))
-        pyramids.append([F.pad(level, (PAD,) * 4, mode="replicate")[0] for level in levels])
-        rest = levels[1:]
+        pyramid = [F.pad(level, (PAD,) * 4, mode="replicate")[0] for level in levels]
+        pyramids.append(pyramid)
+        rest = pyramid[1:]
         blocks.append(
             (
-                max(h0 + 2 * PAD, sum(t.shape[-2] + 2 * PAD for t in rest)),
-                w0 + 2 * PAD + max((t.shape[-1] + 2 * PAD for t in rest), default=0),
+                max(pyramid[0].shape[-2], sum(t.shape[-2] for t in rest)),
+                pyramid[0].shape[-1] + max((t.shape[-1] for t in rest), default=0),
             )
         )
-    atlas = torch.zeros(3, sum(h for h, _ in blocks), max(w for _, w in blocks))
+    shelf_width = max(max(w for _, w in blocks), math.isqrt(sum(h * w for h, w in blocks)))
+    corners, x, y, shelf_height = [], 0, 0, 0
+    for h, w in blocks:  # (top, left) of each block, filling shelves left to right
+        if x + w > shelf_width:
+            x, y, shelf_height = 0, y + shelf_height, 0
+        corners.append((y, x))
+        x, shelf_height = x + w, max(shelf_height, h)
+    atlas = torch.zeros(3, y + shelf_height, max(left + w for (_, left), (_, w) in zip(corners, blocks)))
     tiles: list[list[Tile]] = []
-    y = 0
-    for pyramid, (block_h, _) in zip(pyramids, blocks):
+    for pyramid, (top, left) in zip(pyramids, corners):
         h0, w0 = pyramid[0].shape[-2] - 2 * PAD, pyramid[0].shape[-1] - 2 * PAD
-        row, x, y_rest = [], 0, y
+        row, tx, ty = [], left, top
         for k, tile in enumerate(pyramid):
             th, tw = tile.shape[-2:]
-            ty = y if k == 0 else y_rest
-            atlas[:, ty : ty + th, x : x + tw] = tile
-            row.append(Tile(x + PAD, ty + PAD, (tw - 2 * PAD) / w0, (th - 2 * PAD) / h0))
+            atlas[:, ty : ty + th, tx : tx + tw] = tile
+            row.append(Tile(tx + PAD, ty + PAD, (tw - 2 * PAD) / w0, (th - 2 * PAD) / h0))
             if k == 0:
-                x = tw
+                tx, ty = left + tw, top  # the smaller levels go in a column on its right
             else:
-                y_rest += th
+                ty += th
         tiles.append(row)
-        y += block_h
     return atlas, tiles
 
 
@@ -459,27 +470,44 @@ class BatchAugmenter:
 
     def __init__(
         self, images: Sequence[torch.Tensor], config: AugmentConfig, size: int, seed: int,
-        device: torch.device | str = "cpu", compile_jitter: bool = False,
+        device: torch.device | str = "cpu", compiled: bool = False,
     ):
-        """`compile_jitter` runs the colour jitter through torch.compile (one fused kernel instead of
-        ~20 passes over the batch; ~20 s to compile once, worth it on a CPU)."""
+        """`compiled` runs the pointwise tail (fill mask, colour jitter) through torch.compile:
+        fused loops instead of ~20 passes over the batch; compiling takes tens of seconds once
+        (and a C++ compiler on a CPU)."""
         self.config, self.size, self.seed, self.device = config, size, seed, torch.device(device)
         self.shapes = [tuple(int(s) for s in image.shape[-2:]) for image in images]
         self.canvas = canvas_size(config, size)
         atlas, self.tiles = build_atlas(images, self.canvas)
         self.atlas = atlas.to(self.device)  # (3, Ha, Wa)
-        self.jitter = torch.compile(color_jitter_batch, dynamic=True) if compile_jitter else color_jitter_batch
+        self.jitter = torch.compile(color_jitter_batch, dynamic=True) if compiled else color_jitter_batch
+        self.coverage = torch.compile(coverage, dynamic=True) if compiled else coverage
 
     def params(self, indices: Sequence[int] | np.ndarray) -> BatchParams:
         return draw_params(self.config, self.shapes, self.seed, indices)
 
-    def __call__(self, indices: Sequence[int] | np.ndarray) -> torch.Tensor:
-        return self.render(self.params(indices))
-
-    def render(self, p: BatchParams) -> torch.Tensor:
-        """Parameters -> float (B, 3, size, size) in [0, 1]."""
+    def __call__(self, indices: Sequence[int] | np.ndarray, normalised: bool = False) -> torch.Tensor:
+        """Samples `indices`: float (B, 3, size, size), in [0, 1] or (`normalised`) as
+        augment.to_input gives them. On a CPU the batch is rendered a cache-sized chunk at a
+        time (every pass of a chunk then stays in cache); on a GPU in one go."""
+        p = self.params(indices)
         n, size = len(p), self.size
-        to_source, to_canvas = self.matrices(p)
+        matrices = self.matrices(p)
+        out = torch.empty(n, 3, size, size, device=self.device)
+        step = n if self.device.type == "cuda" else max(1, CHUNK_BYTES // (3 * 4 * size * size))
+        for i in range(0, n, step):
+            x = self.render(p[i : i + step], tuple(m[i : i + step] for m in matrices))
+            if normalised:
+                normalise(x, out=out[i : i + step])
+            else:
+                out[i : i + step] = x
+        return out
+
+    def render(self, p: BatchParams, matrices: tuple[np.ndarray, np.ndarray] | None = None) -> torch.Tensor:
+        """Parameters (and their `matrices`, when already computed) -> float (B, 3, size, size)
+        in [0, 1]: a view of channel-major memory (`normalise` makes it contiguous)."""
+        n, size = len(p), self.size
+        to_source, to_canvas = matrices if matrices is not None else self.matrices(p)
         grid = affine_grid(torch.from_numpy(to_source[:, :2]).float().to(self.device), size)  # (B, S, S, 2)
         # One image, one tall grid: (1, 3, Ha, Wa) sampled at (1, B * S, S) points, so the atlas
         # is never copied per sample (grid_sample makes an expanded input contiguous).
@@ -487,16 +515,15 @@ class BatchAugmenter:
             self.atlas[None], grid.view(1, n * size, size, 2), mode="bilinear", padding_mode="zeros",
             align_corners=False,
         )  # (1, 3, B * S, S)
-        out = out.view(3, n, size, size).transpose(0, 1).contiguous()  # (B, 3, S, S)
+        out = out.view(3, n, size, size).transpose(0, 1)  # (B, 3, S, S), a view
         filled = self._needs_fill(to_canvas)
         if filled.any():
-            # torchvision's black fill: the sampled coverage of the canvas (1 inside, 0 outside,
-            # linear over the half pixel at its edge), per axis; only samples that reach it.
+            # torchvision's black fill: the canvas' sampled coverage, on the samples that reach it.
             on = torch.from_numpy(np.flatnonzero(filled)).to(self.device)
-            theta = torch.from_numpy(to_canvas[filled, :2]).float().to(self.device)
-            u = affine_grid(theta, size) - self.canvas / 2  # (b, S, S, 2) canvas pixels, centred
-            cover = (self.canvas / 2 + 0.5 - u.abs()).clamp_(0, 1)
-            out[on] *= (cover[..., 0] * cover[..., 1]).unsqueeze(1)
+            centred = to_canvas[filled, :2].copy()
+            centred[:, :, 2] -= self.canvas / 2
+            theta = torch.from_numpy(centred).float().to(self.device)
+            out[on] *= self.coverage(theta, size, self.canvas / 2).unsqueeze(1)
         if p.jitter.any():
             on = torch.from_numpy(np.flatnonzero(p.jitter)).to(self.device)
             factors = np.stack([p.brightness, p.contrast, p.saturation, p.hue], 1)[p.jitter]
@@ -537,11 +564,26 @@ class BatchAugmenter:
         return to_unit @ level @ resized_crop @ to_canvas, to_canvas
 
     def _tiles(self, p: BatchParams) -> list[Tile]:
-        """Per sample, the pyramid level whose resolution is closest above the crop's:
-        source pixels per canvas pixel in [1, 2) there (bilinear reads without aliasing much)."""
+        """Per sample, the pyramid level nearest the crop's scale (log2 of source pixels per
+        canvas pixel, rounded): bilinear reads between 0.7 and 1.4 texels per pixel there,
+        which tracks augment's antialiased bicubic resize more closely (and reads fewer cache
+        lines) than always taking the finer level."""
         per_pixel = np.sqrt(p.width * p.height) / self.canvas
-        level = np.floor(np.log2(np.maximum(per_pixel, 1.0))).astype(int)
+        level = np.rint(np.log2(np.maximum(per_pixel, 1.0))).astype(int)
         return [self.tiles[src][min(k, len(self.tiles[src]) - 1)] for src, k in zip(p.source, level)]
+
+
+def coverage(theta: torch.Tensor, size: int, half: float) -> torch.Tensor:
+    """torchvision's affine fill mask: theta (b, 2, 3) maps affine_grid's output coordinates
+    to canvas pixels centred on the canvas (half its side away from each edge) -> (b, S, S),
+    1 inside, 0 outside, linear over the half pixel at the edge, per axis (what bilinear
+    sampling of a ones channel with zero padding gives)."""
+    base = torch.linspace(-1 + 1 / size, 1 - 1 / size, size, device=theta.device, dtype=theta.dtype)
+    along_x = theta[:, :, 0, None] * base + theta[:, :, 2, None]  # (b, 2, S)
+    along_y = theta[:, :, 1, None] * base
+    u = along_x[:, :, None, :] + along_y[:, :, :, None]  # (b, 2, S, S): x and y, centred
+    cover = (half + 0.5 - u.abs_()).clamp_(0, 1)
+    return cover[:, 0] * cover[:, 1]
 
 
 def affine_grid(theta: torch.Tensor, size: int) -> torch.Tensor:
@@ -594,10 +636,13 @@ def shift_hue(x: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:
     return k.neg_().add_(2).clamp_(0, 1).mul_(-delta.unsqueeze(1)).add_(high.unsqueeze(1))
 
 
-def normalise(x: torch.Tensor) -> torch.Tensor:
-    """float [0, 1] (B, 3, H, W) -> normalised with ImageNet statistics, as augment.to_input."""
+def normalise(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """float [0, 1] (B, 3, H, W), any memory layout -> normalised with ImageNet statistics, as
+    augment.to_input, into `out` (default: a new contiguous tensor); one pass."""
     scale = (1 / STD).to(x.device, x.dtype).unsqueeze(0)  # (1, 3, 1, 1)
-    return torch.addcmul(-MEAN.to(x.device, x.dtype).unsqueeze(0) * scale, x, scale)  # one pass
+    if out is None:
+        out = torch.empty(x.shape, device=x.device, dtype=x.dtype)
+    return torch.addcmul(-MEAN.to(x.device, x.dtype).unsqueeze(0) * scale, x, scale, out=out)
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
