@@ -22,9 +22,18 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def parser(name: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"python -m bench.{name}", description=description)
-    p.add_argument("--tiny", action="store_true", help="smallest sizes: proves the script runs (tests)")
-    p.add_argument("--repeats", type=int, default=None, help="timed repeats per case (default per script)")
-    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: one core, as a data worker)")
+    p.add_argument(
+        "--tiny", action="store_true", help="smallest sizes: proves the script runs (tests)"
+    )
+    p.add_argument(
+        "--repeats", type=int, default=None, help="timed repeats per case (default per script)"
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1: one core, as a data worker)",
+    )
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda where there is one)")
     p.add_argument("--out", type=Path, default=RESULTS / f"{name}.json", help="where the JSON goes")
     return p
@@ -75,18 +84,24 @@ def sync(device: str) -> None:
 
 
 def interleaved(
-    cases: Mapping[str, Callable[[], Any]], repeats: int, warmup: int = 1, device: str = "cpu", wall: bool = False
+    cases: Mapping[str, Callable[[], Any]],
+    repeats: int,
+    warmup: int = 1,
+    device: str = "cpu",
+    wall: bool = False,
 ) -> dict[str, list[float]]:
     """Seconds per call of each case, `repeats` times, cases alternating order every repeat.
 
     On the CPU with one torch thread the clock is the process's CPU time (time.process_time):
     on a machine shared with other tenants, wall time measures their load as much as our code;
     CPU time of a single-threaded case measures our code. On a GPU, with several threads, or
-    with `wall` (work that waits on files and databases), the clock is wall time. `wall_times` keeps the wall clock of the last call
-    in either case."""
+    with `wall` (work that waits on files and databases), the clock is wall time.
+    `wall_times` keeps the wall clock of the last call in either case."""
     names = list(cases)
     threads = __import__("torch").get_num_threads()
-    clock = time.perf_counter if wall or threads > 1 or device.startswith("cuda") else time.process_time
+    clock = (
+        time.perf_counter if wall or threads > 1 or device.startswith("cuda") else time.process_time
+    )
     for _ in range(warmup):
         for name in names:
             cases[name]()
@@ -109,7 +124,7 @@ wall_times: dict[str, list[float]] = {}
 
 def ratio(baseline: list[float], candidate: list[float]) -> float:
     """Median over repeats of baseline / candidate time (how many times faster)."""
-    return statistics.median(b / c for b, c in zip(baseline, candidate))
+    return statistics.median(b / c for b, c in zip(baseline, candidate, strict=True))
 
 
 def median(values: list[float]) -> float:
@@ -129,7 +144,9 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def report(name: str, args: argparse.Namespace, device: str, text: str, results: dict[str, Any]) -> None:
+def report(
+    name: str, args: argparse.Namespace, device: str, text: str, results: dict[str, Any]
+) -> None:
     """Print the table; write the JSON (machine, settings, results) to args.out."""
     print(text)
     print(f"\nmachine: {json.dumps(machine(device))}")
@@ -144,4 +161,6 @@ def skipped(name: str, args: argparse.Namespace, device: str, why: str) -> None:
     """A bench that cannot run here: say why, and write that down too."""
     print(f"{name}: skipped: {why}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"bench": name, "machine": machine(device), "skipped": why}, indent=2) + "\n")
+    args.out.write_text(
+        json.dumps({"bench": name, "machine": machine(device), "skipped": why}, indent=2) + "\n"
+    )

@@ -13,9 +13,7 @@ for the same code run small on the CPU (a check that it runs, not a measurement)
 
 from __future__ import annotations
 
-import io
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +32,17 @@ from workers.methods.rotnet import RotNet
 from workers.models.alexnet import build_trunk
 
 # Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets, by device name.
-BF16_PEAK = {"H200": 989e12, "H100 SXM": 989e12, "H100 80GB HBM3": 989e12, "H100 PCIe": 756e12,
-             "H100 NVL": 835e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12}
+BF16_PEAK = {
+    "H200": 989e12,
+    "H100 SXM": 989e12,
+    "H100 80GB HBM3": 989e12,
+    "H100 PCIe": 756e12,
+    "H100 NVL": 835e12,
+    "H100": 989e12,
+    "A100": 312e12,
+    "L40S": 362e12,
+    "L4": 121e12,
+}
 
 
 def peak_flops(name: str) -> float | None:
@@ -82,11 +89,16 @@ def flops_per_step(method: RotNet, batch: torch.Tensor) -> float:
 def pretraining(device: str, tiny: bool, repeats: int) -> tuple[list[list[Any]], dict[str, Any]]:
     size, width, batch = (64, 0.25, 8) if tiny else (224, 1.0, 192)
     steps = 2 if tiny else 10
-    torch.backends.cudnn.benchmark = False  # what workers.tasks.device() sets: deterministic kernels
+    torch.backends.cudnn.benchmark = (
+        False  # what workers.tasks.device() sets: deterministic kernels
+    )
     torch.backends.cudnn.deterministic = True
     x = torch.randn(batch, 3, size, size, device=device)
-    variants = {"fp32 eager": (False, False, False), "bf16 autocast": (True, False, False),
-                "bf16 + channels_last": (True, True, False)}
+    variants = {
+        "fp32 eager": (False, False, False),
+        "bf16 autocast": (True, False, False),
+        "bf16 + channels_last": (True, True, False),
+    }
     if not tiny:
         variants["bf16 + channels_last + compile"] = (True, True, True)
     cases, flops = {}, None
@@ -106,15 +118,36 @@ def pretraining(device: str, tiny: bool, repeats: int) -> tuple[list[list[Any]],
     base = t["fp32 eager"]
     name = torch.cuda.get_device_name() if device.startswith("cuda") else "cpu"
     peak = peak_flops(name)
-    rows, results = [], {"batch": batch, "size": size, "width": width, "flops_per_step": flops,
-                         "flops_per_image_fwd_bwd": flops / (4 * batch), "device_name": name, "peak_bf16": peak, "cases": {}}
+    rows, results = (
+        [],
+        {
+            "batch": batch,
+            "size": size,
+            "width": width,
+            "flops_per_step": flops,
+            "flops_per_image_fwd_bwd": flops / (4 * batch),
+            "device_name": name,
+            "peak_bf16": peak,
+            "cases": {},
+        },
+    )
     for case, times in t.items():
         per_step = median(times) / steps
         mfu = flops / per_step / peak if peak else None
-        results["cases"][case] = {"s_per_step": per_step, "images_per_s": 4 * batch / per_step,
-                                  "speedup": ratio(base, times), "mfu": mfu}
-        rows.append([f"pretrain step: {case}", f"{4 * batch / per_step:,.0f} img/s", ratio(base, times),
-                     f"{100 * mfu:.1f}%" if mfu else "n/a"])
+        results["cases"][case] = {
+            "s_per_step": per_step,
+            "images_per_s": 4 * batch / per_step,
+            "speedup": ratio(base, times),
+            "mfu": mfu,
+        }
+        rows.append(
+            [
+                f"pretrain step: {case}",
+                f"{4 * batch / per_step:,.0f} img/s",
+                ratio(base, times),
+                f"{100 * mfu:.1f}%" if mfu else "n/a",
+            ]
+        )
     # The augmentation's share: a batch of mono samples made on the device, as tasks would.
     photo = bundled_photos()["astronaut"]
     images = load_images((ImageFile(path=str(photo), sha256=sha256_file(photo)),))
@@ -122,18 +155,37 @@ def pretraining(device: str, tiny: bool, repeats: int) -> tuple[list[list[Any]],
     indices = np.arange(batch)
     fastest = min(results["cases"].values(), key=lambda c: c["s_per_step"])["s_per_step"]
     big = np.arange(16 if tiny else 2048)
-    t = interleaved({"step batch": lambda: augmenter(indices, normalised=True),
-                     "large batch": lambda: augmenter(big, normalised=True)}, repeats, warmup=2, device=device)
+    t = interleaved(
+        {
+            "step batch": lambda: augmenter(indices, normalised=True),
+            "large batch": lambda: augmenter(big, normalised=True),
+        },
+        repeats,
+        warmup=2,
+        device=device,
+    )
     a = t["step batch"]
     share = median(a) / (median(a) + fastest)
     rate = len(big) / median(t["large batch"])
     results["augment_s_per_batch"] = median(a)
     results["augment_samples_per_s"] = rate
     results["gpu_busy_fraction_serial"] = 1 - share
-    rows.append([f"batched augmentation at {size} px, {len(big)} per call (target 50,000/s on an H100)",
-                 f"{rate:,.0f} samples/s", "", ""])
-    rows.append([f"  its share of a training step ({batch} samples, done serially)", f"{100 * share:.1f}%", "",
-                 f"GPU busy {100 * (1 - share):.0f}% of the loop"])
+    rows.append(
+        [
+            f"batched augmentation at {size} px, {len(big)} per call (target 50,000/s on an H100)",
+            f"{rate:,.0f} samples/s",
+            "",
+            "",
+        ]
+    )
+    rows.append(
+        [
+            f"  its share of a training step ({batch} samples, done serially)",
+            f"{100 * share:.1f}%",
+            "",
+            f"GPU busy {100 * (1 - share):.0f}% of the loop",
+        ]
+    )
     return rows, results
 
 
@@ -150,7 +202,9 @@ def jpeg_folder(folder: Path, count: int) -> list[Path]:
         w, h = photo.size
         cw, ch = int(w * rng.uniform(0.6, 1.0)), int(h * rng.uniform(0.6, 1.0))
         left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-        image = photo.crop((left, top, left + cw, top + ch)).resize((500, 375) if i % 3 else (375, 500))
+        image = photo.crop((left, top, left + cw, top + ch)).resize(
+            (500, 375) if i % 3 else (375, 500)
+        )
         path = folder / f"{i:05d}.jpg"
         image.save(path, quality=90)
         paths.append(path)
@@ -163,7 +217,9 @@ def device_crops(images: list[torch.Tensor], size: int, rng: np.random.Generator
     for image in images:
         top, left, h, w = crop_box(image.shape[1], image.shape[2], (0.08, 1.0), (3 / 4, 4 / 3), rng)
         crop = image[None, :, top : top + h, left : left + w].float()
-        crop = F.interpolate(crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        crop = F.interpolate(
+            crop, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
         out.append(crop.flip(-1) if rng.random() < 0.5 else crop)
     return normalise(torch.cat(out) / 255)
 
@@ -186,15 +242,30 @@ def decoding(device: str, tiny: bool, repeats: int) -> tuple[list[list[Any]], di
             images = decode_jpeg(data, device=device)
             device_crops(images, size, rng)
 
-        t = interleaved({"cpu decode + per-sample crops": cpu_path, "device decode + crops": gpu_path},
-                        repeats, warmup=1, device=device)
+        t = interleaved(
+            {"cpu decode + per-sample crops": cpu_path, "device decode + crops": gpu_path},
+            repeats,
+            warmup=1,
+            device=device,
+        )
     base, ours = t["cpu decode + per-sample crops"], t["device decode + crops"]
     rate = count / median(ours)
     hours = 36 * 1_281_167 / rate / 3600
-    results = {"images": count, "cpu_images_per_s": count / median(base), "device_images_per_s": rate,
-               "speedup": ratio(base, ours), "asano2020_36_epochs_imagenet_hours_data_only": hours}
-    rows = [[f"JPEG decode + RandomResizedCrop + flip ({count} files, ~500x375)", f"{rate:,.0f} img/s",
-             ratio(base, ours), f"36 epochs of ImageNet: {hours:.1f} h of decoding"]]
+    results = {
+        "images": count,
+        "cpu_images_per_s": count / median(base),
+        "device_images_per_s": rate,
+        "speedup": ratio(base, ours),
+        "asano2020_36_epochs_imagenet_hours_data_only": hours,
+    }
+    rows = [
+        [
+            f"JPEG decode + RandomResizedCrop + flip ({count} files, ~500x375)",
+            f"{rate:,.0f} img/s",
+            ratio(base, ours),
+            f"36 epochs of ImageNet: {hours:.1f} h of decoding",
+        ]
+    ]
     return rows, results
 
 
@@ -203,14 +274,25 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     device = setup(args)
     if not device.startswith("cuda") and args.device != "cpu":
-        skipped("gpu", args, device, "no CUDA device on this machine (pass --device cpu to check the code path)")
+        skipped(
+            "gpu",
+            args,
+            device,
+            "no CUDA device on this machine (pass --device cpu to check the code path)",
+        )
         return
     repeats = args.repeats or (1 if args.tiny else 5)
     rows, results = pretraining(device, args.tiny, repeats)
     more, results["decode"] = decoding(device, args.tiny, repeats)
     rows += more
-    name = torch.cuda.get_device_name() if device.startswith("cuda") else "CPU (code-path check only)"
-    text = table(f"GPU: pre-training and the probe data path ({name})", ["what", "rate", "x vs baseline", "note"], rows)
+    name = (
+        torch.cuda.get_device_name() if device.startswith("cuda") else "CPU (code-path check only)"
+    )
+    text = table(
+        f"GPU: pre-training and the probe data path ({name})",
+        ["what", "rate", "x vs baseline", "note"],
+        rows,
+    )
     report("gpu", args, device, text, results)
 
 

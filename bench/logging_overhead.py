@@ -82,7 +82,8 @@ def timed_job(run, recorder) -> None:
 
 def spec(folder: Path, samples: int, train: int, test: int) -> Path:
     path = folder / "logging.yaml"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         name: logging
         grid:
           method: [{{name: rotnet, samples: {samples}, epochs: 1, batch_size: 32}}]
@@ -92,9 +93,10 @@ def spec(folder: Path, samples: int, train: int, test: int) -> Path:
           probe_dataset: [fashion_mnist]
         network: {{width: 0.25, input_size: 64}}
         probe: {{preset: fast, epochs: 4, train_samples: {train}, test_samples: {test}}}
-        tracking_uri: sqlite:///{folder / 'mlflow.db'}
+        tracking_uri: sqlite:///{folder / "mlflow.db"}
         checkpoint_every: 0
-        """))
+        """)
+    )
     return path
 
 
@@ -120,22 +122,40 @@ def main(argv: list[str] | None = None) -> None:
             return path
 
         def fresh_run(kind: str, key: str) -> str:
-            run_id, _ = record.start_run(tracking, kind, key + str(next(workdirs)), job.label, tracking.sweep_run_id,
-                                         pretrain_params(job), {})
+            run_id, _ = record.start_run(
+                tracking,
+                kind,
+                key + str(next(workdirs)),
+                job.label,
+                tracking.sweep_run_id,
+                pretrain_params(job),
+                {},
+            )
             return run_id
 
         checkpoint = tasks.pretrain(job, MemoryRecorder(), workdir())
         # Runs are opened outside the timed calls: what is timed is the job and its logging.
         pretrain_runs = iter([fresh_run("pretrain", job.key) for _ in range(repeats + 1)])
-        probe_runs = iter([{c.layer: fresh_run("probe", c.key) for c in probe_job.cells} for _ in range(2 * repeats + 2)])
+        probe_runs = iter(
+            [
+                {c.layer: fresh_run("probe", c.key) for c in probe_job.cells}
+                for _ in range(2 * repeats + 2)
+            ]
+        )
         t = interleaved(
             {
                 "memory": lambda: tasks.pretrain(job, MemoryRecorder(), workdir()),
-                "mlflow": lambda: timed_job(lambda r: tasks.pretrain(job, r, workdir()),
-                                            record.MlflowRecorder(uri, {None: next(pretrain_runs)})),
-                "recorded job": lambda: run_pretrain(job.model_copy(update={"key": f"{job.key}-{next(workdirs)}"}), tracking),
+                "mlflow": lambda: timed_job(
+                    lambda r: tasks.pretrain(job, r, workdir()),
+                    record.MlflowRecorder(uri, {None: next(pretrain_runs)}),
+                ),
+                "recorded job": lambda: run_pretrain(
+                    job.model_copy(update={"key": f"{job.key}-{next(workdirs)}"}), tracking
+                ),
             },
-            repeats, warmup=1, wall=True,
+            repeats,
+            warmup=1,
+            wall=True,
         )
         overhead = median(t["mlflow"]) / median(t["memory"]) - 1
         whole = median(t["recorded job"]) / median(t["memory"]) - 1
@@ -143,45 +163,105 @@ def main(argv: list[str] | None = None) -> None:
         share = inside / median(t["mlflow"])
         Timed.log.clear()
         steps = samples // 32
-        results["pretrain"] = {"memory_s": median(t["memory"]), "mlflow_s": median(t["mlflow"]),
-                               "recorded_job_s": median(t["recorded job"]), "overhead_ab": overhead,
-                               "recorded_job_overhead_ab": whole, "steps": steps, "logging_s": inside,
-                               "logging_calls": calls, "logging_share": share}
-        label = f"rotnet pretrain, {steps} steps of 32 at 64 px ({calls} logging calls: 3 artifacts)"
-        rows.append([label, median(t["mlflow"]), inside, 1e3 * inside / calls, 100 * share, 100 * overhead, 100 * whole])
+        results["pretrain"] = {
+            "memory_s": median(t["memory"]),
+            "mlflow_s": median(t["mlflow"]),
+            "recorded_job_s": median(t["recorded job"]),
+            "overhead_ab": overhead,
+            "recorded_job_overhead_ab": whole,
+            "steps": steps,
+            "logging_s": inside,
+            "logging_calls": calls,
+            "logging_share": share,
+        }
+        label = (
+            f"rotnet pretrain, {steps} steps of 32 at 64 px ({calls} logging calls: 3 artifacts)"
+        )
+        rows.append(
+            [
+                label,
+                median(t["mlflow"]),
+                inside,
+                1e3 * inside / calls,
+                100 * share,
+                100 * overhead,
+                100 * whole,
+            ]
+        )
 
         t = interleaved(
             {
                 "memory": lambda: tasks.probe(probe_job, checkpoint, MemoryRecorder()),
-                "mlflow": lambda: timed_job(lambda r: tasks.probe(probe_job, checkpoint, r),
-                                            record.MlflowRecorder(uri, next(probe_runs))),
-                "mlflow, async metrics": lambda: timed_job(lambda r: tasks.probe(probe_job, checkpoint, r),
-                                                           AsyncMetrics(uri, next(probe_runs))),
+                "mlflow": lambda: timed_job(
+                    lambda r: tasks.probe(probe_job, checkpoint, r),
+                    record.MlflowRecorder(uri, next(probe_runs)),
+                ),
+                "mlflow, async metrics": lambda: timed_job(
+                    lambda r: tasks.probe(probe_job, checkpoint, r),
+                    AsyncMetrics(uri, next(probe_runs)),
+                ),
             },
-            repeats, warmup=1, wall=True,
+            repeats,
+            warmup=1,
+            wall=True,
         )
         overhead = median(t["mlflow"]) / median(t["memory"]) - 1
         async_overhead = median(t["mlflow, async metrics"]) / median(t["memory"]) - 1
         kinds = {"mlflow": "MlflowRecorder", "mlflow, async metrics": "AsyncMetrics"}
-        inside = {n: median([s for k, s, _ in Timed.log[2:] if k == kind]) for n, kind in kinds.items()}  # after warm-up
+        inside = {
+            n: median([s for k, s, _ in Timed.log[2:] if k == kind]) for n, kind in kinds.items()
+        }  # after warm-up
         calls = Timed.log[-1][2]
         share = {n: inside[n] / median(t[n]) for n in inside}
-        results["probe"] = {"memory_s": median(t["memory"]), "mlflow_s": median(t["mlflow"]), "overhead_ab": overhead,
-                            "mlflow_async_metrics_s": median(t["mlflow, async metrics"]),
-                            "async_metrics_overhead_ab": async_overhead, "logging_calls": calls,
-                            "logging_s": inside["mlflow"], "logging_share": share["mlflow"],
-                            "async_logging_s": inside["mlflow, async metrics"],
-                            "async_logging_share": share["mlflow, async metrics"]}
-        label = f"probe job, fast preset, {probe_job.probe.epochs} epochs x 5 layers, {train} images ({calls} calls)"
-        rows.append([label, median(t["mlflow"]), inside["mlflow"], 1e3 * inside["mlflow"] / calls,
-                     100 * share["mlflow"], 100 * overhead, ""])
-        rows.append(["  the same, metrics through MLflow's async log_batch (proposal)", median(t["mlflow, async metrics"]),
-                     inside["mlflow, async metrics"], 1e3 * inside["mlflow, async metrics"] / calls,
-                     100 * share["mlflow, async metrics"], 100 * async_overhead, ""])
+        results["probe"] = {
+            "memory_s": median(t["memory"]),
+            "mlflow_s": median(t["mlflow"]),
+            "overhead_ab": overhead,
+            "mlflow_async_metrics_s": median(t["mlflow, async metrics"]),
+            "async_metrics_overhead_ab": async_overhead,
+            "logging_calls": calls,
+            "logging_s": inside["mlflow"],
+            "logging_share": share["mlflow"],
+            "async_logging_s": inside["mlflow, async metrics"],
+            "async_logging_share": share["mlflow, async metrics"],
+        }
+        epochs = probe_job.probe.epochs
+        label = (
+            f"probe job, fast preset, {epochs} epochs x 5 layers, {train} images ({calls} calls)"
+        )
+        rows.append(
+            [
+                label,
+                median(t["mlflow"]),
+                inside["mlflow"],
+                1e3 * inside["mlflow"] / calls,
+                100 * share["mlflow"],
+                100 * overhead,
+                "",
+            ]
+        )
+        rows.append(
+            [
+                "  the same, metrics through MLflow's async log_batch (proposal)",
+                median(t["mlflow, async metrics"]),
+                inside["mlflow, async metrics"],
+                1e3 * inside["mlflow, async metrics"] / calls,
+                100 * share["mlflow, async metrics"],
+                100 * async_overhead,
+                "",
+            ]
+        )
     text = table(
         f"MLflow logging overhead (SQLite store; target at most {100 * TARGET:.0f}%)",
-        ["job", "job s", "inside logging calls s", "ms / call", "logging % of job",
-         "A/B vs MemoryRecorder %", "A/B whole recorded job %"],
+        [
+            "job",
+            "job s",
+            "inside logging calls s",
+            "ms / call",
+            "logging % of job",
+            "A/B vs MemoryRecorder %",
+            "A/B whole recorded job %",
+        ],
         rows,
     )
     report("logging_overhead", args, device, text, results)

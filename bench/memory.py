@@ -22,13 +22,21 @@ from typing import Any
 
 from bench.common import parser, report, setup, table
 
-KINDS = ("import only", "pretrain random", "pretrain rotnet", "probe fast (cached)", "probe asano2020", "plan 10k cells")
+KINDS = (
+    "import only",
+    "pretrain random",
+    "pretrain rotnet",
+    "probe fast (cached)",
+    "probe asano2020",
+    "plan 10k cells",
+)
 
 
 def spec(folder: Path, tiny: bool) -> Path:
     samples, train, test = (64, 200, 100) if tiny else (2048, 10_000, 2_000)
     path = folder / "memory.yaml"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         name: memory
         grid:
           method: [random, {{name: rotnet, samples: {samples}, epochs: 1, batch_size: 64}}]
@@ -38,8 +46,9 @@ def spec(folder: Path, tiny: bool) -> Path:
           probe_dataset: [fashion_mnist]
         network: {{width: 0.5, input_size: 64}}
         probe: {{preset: fast, epochs: 1, train_samples: {train}, test_samples: {test}}}
-        tracking_uri: sqlite:///{folder / 'unused.db'}
-        """))
+        tracking_uri: sqlite:///{folder / "unused.db"}
+        """)
+    )
     return path
 
 
@@ -55,7 +64,9 @@ def child(kind: str, folder: Path, tiny: bool) -> dict[str, Any]:
     tracemalloc.start()
     prepared = prepare(spec(folder, tiny))
     jobs = {j.method.name: j for j in prepared.sweep.pretrain_jobs.values()}
-    probe_jobs = [j for j in prepared.sweep.probe_jobs.values() if j.pretrain_key == jobs["rotnet"].key]
+    probe_jobs = [
+        j for j in prepared.sweep.probe_jobs.values() if j.pretrain_key == jobs["rotnet"].key
+    ]
     tracemalloc.reset_peak()
     if kind == "pretrain random":
         tasks.pretrain(jobs["random"], MemoryRecorder(), folder)
@@ -66,8 +77,13 @@ def child(kind: str, folder: Path, tiny: bool) -> dict[str, Any]:
         tracemalloc.reset_peak()
         job = probe_jobs[0]
         if kind == "probe asano2020":
-            probe = ProbeConfig(preset="asano2020", epochs=1, test_crops="center",
-                                train_samples=job.probe.train_samples, test_samples=job.probe.test_samples)
+            probe = ProbeConfig(
+                preset="asano2020",
+                epochs=1,
+                test_crops="center",
+                train_samples=job.probe.train_samples,
+                test_samples=job.probe.test_samples,
+            )
             job = job.model_copy(update={"probe": probe})
         tasks.probe(job, checkpoint, MemoryRecorder())
     elif kind == "plan 10k cells":
@@ -77,8 +93,11 @@ def child(kind: str, folder: Path, tiny: bool) -> dict[str, Any]:
         sweep = prepare(write_spec(folder, 4 if tiny else 50, 2 if tiny else 10)).sweep
         plan(sweep, set(), set())
     _, heap_peak = tracemalloc.get_traced_memory()
-    out = {"kind": kind, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-           "python_heap_peak_mb": heap_peak / 2**20}
+    out = {
+        "kind": kind,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "python_heap_peak_mb": heap_peak / 2**20,
+    }
     if torch.cuda.is_available():
         out["cuda_peak_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return out
@@ -101,7 +120,11 @@ def gpu_memory_between_jobs(jobs: int = 3) -> dict[str, Any]:
         raise RuntimeError("no CUDA device")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        job = next(j for j in prepare(spec(folder, tiny=True)).sweep.pretrain_jobs.values() if j.method.name == "rotnet")
+        job = next(
+            j
+            for j in prepare(spec(folder, tiny=True)).sweep.pretrain_jobs.values()
+            if j.method.name == "rotnet"
+        )
         gc.collect()
         before = torch.cuda.memory_allocated()
         after, peaks = [], []
@@ -111,8 +134,12 @@ def gpu_memory_between_jobs(jobs: int = 3) -> dict[str, Any]:
             gc.collect()
             after.append(torch.cuda.memory_allocated())
             peaks.append(torch.cuda.max_memory_allocated())
-        return {"allocated_before": before, "allocated_after_each": after, "peak_each": peaks,
-                "reserved_after": torch.cuda.memory_reserved()}
+        return {
+            "allocated_before": before,
+            "allocated_after_each": after,
+            "peak_each": peaks,
+            "reserved_after": torch.cuda.memory_reserved(),
+        }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -126,24 +153,61 @@ def main(argv: list[str] | None = None) -> None:
     device = setup(args)
     results: list[dict[str, Any]] = []
     for kind in KINDS[:2] if args.tiny else KINDS:
-        command = [sys.executable, "-m", "bench.memory", "--child", kind, "--threads", str(args.threads)]
-        done = subprocess.run(command + (["--tiny"] if args.tiny else []), capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parent.parent)
+        command = [
+            sys.executable,
+            "-m",
+            "bench.memory",
+            "--child",
+            kind,
+            "--threads",
+            str(args.threads),
+        ]
+        done = subprocess.run(
+            command + (["--tiny"] if args.tiny else []),
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"{kind}: {done.stderr[-2000:]}")
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     base = results[0]["peak_rss_mb"]
-    rows = [[r["kind"], r["peak_rss_mb"], r["peak_rss_mb"] / base, r["peak_rss_mb"] - base, r["python_heap_peak_mb"],
-             r.get("cuda_peak_mb", "")] for r in results]
+    rows = [
+        [
+            r["kind"],
+            r["peak_rss_mb"],
+            r["peak_rss_mb"] / base,
+            r["peak_rss_mb"] - base,
+            r["python_heap_peak_mb"],
+            r.get("cuda_peak_mb", ""),
+        ]
+        for r in results
+    ]
     out: dict[str, Any] = {"jobs": results}
     if device.startswith("cuda"):
         out["gpu_between_jobs"] = gpu_memory_between_jobs()
         after = out["gpu_between_jobs"]["allocated_after_each"]
-        rows.append(["GPU allocated after each of 3 jobs in one process (MB)", "", "", "",
-                     "", " / ".join(f"{a / 2**20:.1f}" for a in after)])
+        rows.append(
+            [
+                "GPU allocated after each of 3 jobs in one process (MB)",
+                "",
+                "",
+                "",
+                "",
+                " / ".join(f"{a / 2**20:.1f}" for a in after),
+            ]
+        )
     text = table(
-        "Peak memory per job type (own process each; 64 px, width 0.5" + (", tiny)" if args.tiny else ")"),
-        ["job", "peak RSS MB", "x import-only", "+MB over import-only", "Python heap peak MB", "CUDA peak MB"],
+        "Peak memory per job type (own process each; 64 px, width 0.5"
+        + (", tiny)" if args.tiny else ")"),
+        [
+            "job",
+            "peak RSS MB",
+            "x import-only",
+            "+MB over import-only",
+            "Python heap peak MB",
+            "CUDA peak MB",
+        ],
         rows,
     )
     report("memory", args, device, text, out)

@@ -31,7 +31,8 @@ def write_spec(folder: Path, augmentations: int, seeds: int, name: str = "bench"
     """RotNet on 4 photos x `augmentations` x `seeds` x 5 layers (+ random, collapsed)."""
     variants = ", ".join(f"{{preset: full, rotation: {r}}}" for r in range(1, augmentations + 1))
     path = folder / f"{name}.yaml"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         name: {name}
         grid:
           method: [random, {{name: rotnet, epochs: 1}}]
@@ -42,9 +43,10 @@ def write_spec(folder: Path, augmentations: int, seeds: int, name: str = "bench"
           seed: {list(range(seeds))}
         network: {{width: 0.25, input_size: 64}}
         probe: {{preset: fast}}
-        tracking_uri: sqlite:///{folder / 'mlflow.db'}
-        storage: {folder / 'ray'}
-        """))
+        tracking_uri: sqlite:///{folder / "mlflow.db"}
+        storage: {folder / "ray"}
+        """)
+    )
     return path
 
 
@@ -57,20 +59,32 @@ def fill_store(uri: str, db_path: Path, prepared) -> tuple[int, float]:
     sweep = prepared.sweep
     tracking = record.open_sweep(prepared.spec.name, uri, {})
     job = next(iter(sweep.pretrain_jobs.values()))
-    pretrain_run, _ = record.start_run(tracking, "pretrain", job.key, job.label, tracking.sweep_run_id,
-                                       pretrain_params(job), {})
+    pretrain_run, _ = record.start_run(
+        tracking, "pretrain", job.key, job.label, tracking.sweep_run_id, pretrain_params(job), {}
+    )
     recorder = record.MlflowRecorder(uri, {None: pretrain_run})
     for step in range(20, 220, 20):  # a pretext-loss point every 20 steps
         recorder.metrics({"pretext_loss": 1.0, "lr": 0.1, "samples_per_s": 100.0, "epoch": 0}, step)
     record.end_run(uri, pretrain_run)
     probe_job = next(iter(sweep.probe_jobs.values()))
     cell = probe_job.cells[0]
-    base = probe_job.model_dump(mode="json", exclude={"key", "label", "cells", "data_root", "pretrain_key"})
-    probe_run, _ = record.start_run(tracking, "probe", cell.key, cell.label, pretrain_run,
-                                    {**cell.coordinates, **flatten("", base)}, {})
+    base = probe_job.model_dump(
+        mode="json", exclude={"key", "label", "cells", "data_root", "pretrain_key"}
+    )
+    probe_run, _ = record.start_run(
+        tracking,
+        "probe",
+        cell.key,
+        cell.label,
+        pretrain_run,
+        {**cell.coordinates, **flatten("", base)},
+        {},
+    )
     recorder = record.MlflowRecorder(uri, {None: probe_run})
     for epoch in range(1, 13):  # the fast preset's 12 epochs
-        recorder.metrics({"train_loss": 1.0, "train_top1": 50.0, "lr": 0.01, "top1": 50.0, "top5": 90.0}, epoch)
+        recorder.metrics(
+            {"train_loss": 1.0, "train_top1": 50.0, "lr": 0.01, "top1": 50.0, "top5": 90.0}, epoch
+        )
     record.end_run(uri, probe_run)
 
     db = sqlite3.connect(db_path)
@@ -84,22 +98,24 @@ def fill_store(uri: str, db_path: Path, prepared) -> tuple[int, float]:
 def clone(db: sqlite3.Connection, template: str, keys: list[str]) -> None:
     """Copies of run `template` (its row and its tags, params, metrics), one per key."""
     ids = [uuid.uuid4().hex for _ in keys]
-    for table in ("runs", "tags", "params", "metrics", "latest_metrics"):
-        columns = [r[1] for r in db.execute(f"pragma table_info('{table}')")]
-        rows = db.execute(f"select * from {table} where run_uuid = ?", (template,)).fetchall()
+    for name in ("runs", "tags", "params", "metrics", "latest_metrics"):
+        columns = [r[1] for r in db.execute(f"pragma table_info('{name}')")]
+        rows = db.execute(f"select * from {name} where run_uuid = ?", (template,)).fetchall()
         at = columns.index("run_uuid")
         copies = []
-        for run_id, key in zip(ids, keys):
+        for run_id, key in zip(ids, keys, strict=True):
             for row in rows:
                 row = list(row)
                 row[at] = run_id
-                if table == "tags" and row[columns.index("key")] == record.KEY:
+                if name == "tags" and row[columns.index("key")] == record.KEY:
                     row[columns.index("value")] = key
-                if table == "runs":
-                    row[columns.index("artifact_uri")] = row[columns.index("artifact_uri")].replace(template, run_id)
+                if name == "runs":
+                    row[columns.index("artifact_uri")] = row[columns.index("artifact_uri")].replace(
+                        template, run_id
+                    )
                 copies.append(row)
         marks = ",".join("?" * len(columns))
-        db.executemany(f"insert into {table} ({','.join(columns)}) values ({marks})", copies)
+        db.executemany(f"insert into {name} ({','.join(columns)}) values ({marks})", copies)
 
 
 def experiment_tag_index(db_path: Path, experiment: str, keys: list[str]) -> None:
@@ -119,7 +135,7 @@ DONE = record.TAG + "done."
 
 def done_from_experiment_tags(uri: str, experiment: str) -> set[str]:
     tags = record.client(uri).get_experiment(experiment).tags
-    return {k[len(DONE):] for k in tags if k.startswith(DONE)}
+    return {k[len(DONE) :] for k in tags if k.startswith(DONE)}
 
 
 def timed(call, *args):
@@ -138,10 +154,14 @@ def planning(folder: Path, augmentations: int, seeds: int, repeats: int) -> tupl
     names = ("validate", "expand", "skip query", "plan")
     wall: dict[str, list[float]] = {k: [] for k in names}
     cpu: dict[str, list[float]] = {k: [] for k in names}
-    record.finished(uri, experiment, "pretrain")  # warm: the client's engine, the file in the page cache
+    record.finished(
+        uri, experiment, "pretrain"
+    )  # warm: the client's engine, the file in the page cache
 
     def skip_query() -> tuple[set[str], set[str]]:
-        return set(record.finished(uri, experiment, "probe")), set(record.finished(uri, experiment, "pretrain"))
+        return set(record.finished(uri, experiment, "probe")), set(
+            record.finished(uri, experiment, "pretrain")
+        )
 
     for _ in range(repeats):
         spec, *t = timed(load_spec, path)
@@ -153,19 +173,27 @@ def planning(folder: Path, augmentations: int, seeds: int, repeats: int) -> tupl
         todo, *t = timed(plan, sweep, cells, pretrain)
         times.append(t)
         assert todo.empty and todo.done_cells == len(sweep.cells), "every cell should be found done"
-        for name, (w, c) in zip(names, times):
+        for name, (w, c) in zip(names, times, strict=True):
             wall[name].append(w)
             cpu[name].append(c)
-    _, end_to_end, _ = timed(lambda: current_plan(prepare(path)))  # what `monosweep run` does before Ray
+    _, end_to_end, _ = timed(
+        lambda: current_plan(prepare(path))
+    )  # what `monosweep run` does before Ray
     # The baseline the design avoids: one MLflow query per cell key (timed on a sample).
     keys = random.Random(0).sample([c.key for c in sweep.cells], min(20, len(sweep.cells)))
-    _, per_key_wall, per_key_cpu = timed(lambda: [
-        record.search(uri, experiment, f"tags.`{record.KEY}` = '{key}' and attributes.status = 'FINISHED'")
-        for key in keys
-    ])
+    _, per_key_wall, per_key_cpu = timed(
+        lambda: [
+            record.search(
+                uri, experiment, f"tags.`{record.KEY}` = '{key}' and attributes.status = 'FINISHED'"
+            )
+            for key in keys
+        ]
+    )
     scale = len(sweep.cells) / len(keys)
     # A proposal: the finished keys as experiment tags, read in one get_experiment.
-    experiment_tag_index(folder / "mlflow.db", experiment, [c.key for c in sweep.cells] + list(sweep.pretrain_jobs))
+    experiment_tag_index(
+        folder / "mlflow.db", experiment, [c.key for c in sweep.cells] + list(sweep.pretrain_jobs)
+    )
     done_from_experiment_tags(uri, experiment)
     index = [timed(done_from_experiment_tags, uri, experiment) for _ in range(repeats)]
     assert len(index[0][0]) == runs
@@ -175,26 +203,55 @@ def planning(folder: Path, augmentations: int, seeds: int, repeats: int) -> tupl
     total_wall, total_cpu = sum(w for w, _ in med.values()), sum(c for _, c in med.values())
     skip_wall, skip_cpu = med["skip query"]
     results = {
-        "cells": len(sweep.cells), "pretrain_jobs": len(sweep.pretrain_jobs), "probe_jobs": len(sweep.probe_jobs),
-        "finished_runs_in_store": runs, "store_fill_s": fill_s,
+        "cells": len(sweep.cells),
+        "pretrain_jobs": len(sweep.pretrain_jobs),
+        "probe_jobs": len(sweep.probe_jobs),
+        "finished_runs_in_store": runs,
+        "store_fill_s": fill_s,
         **{f"{k.replace(' ', '_')}_s": w for k, (w, _) in med.items()},
         **{f"{k.replace(' ', '_')}_cpu_s": c for k, (_, c) in med.items()},
-        "total_s": total_wall, "total_cpu_s": total_cpu, "end_to_end_s": end_to_end, "budget_s": BUDGET_S,
-        "per_key_total_s_extrapolated": per_key_wall * scale, "per_key_total_cpu_s_extrapolated": per_key_cpu * scale,
+        "total_s": total_wall,
+        "total_cpu_s": total_cpu,
+        "end_to_end_s": end_to_end,
+        "budget_s": BUDGET_S,
+        "per_key_total_s_extrapolated": per_key_wall * scale,
+        "per_key_total_cpu_s_extrapolated": per_key_cpu * scale,
         "x_vs_per_key_queries_cpu": per_key_cpu * scale / skip_cpu,
-        "experiment_tag_index_s": index_wall, "experiment_tag_index_cpu_s": index_cpu,
+        "experiment_tag_index_s": index_wall,
+        "experiment_tag_index_cpu_s": index_cpu,
         "x_experiment_tag_index_vs_skip_query_cpu": skip_cpu / index_cpu,
     }
     n = f"{len(sweep.cells):,} cells, {runs:,} FINISHED runs"
     rows = [
-        [f"plan a sweep ({n}): validate + expand + skip query + plan", f"{BUDGET_S:.0f} (budget)",
-         total_wall, total_cpu, BUDGET_S / total_cpu],
+        [
+            f"plan a sweep ({n}): validate + expand + skip query + plan",
+            f"{BUDGET_S:.0f} (budget)",
+            total_wall,
+            total_cpu,
+            BUDGET_S / total_cpu,
+        ],
         *[[f"  {k}", "", w, c, ""] for k, (w, c) in med.items()],
-        ["  end to end, as `monosweep run` does before Ray (prepare + current_plan)", "", end_to_end, "", ""],
-        [f"skip query: 2 search_runs vs one per cell key (timed on {len(keys)}, x{scale:,.0f}; CPU s)",
-         per_key_cpu * scale, skip_wall, skip_cpu, per_key_cpu * scale / skip_cpu],
-        ["proposal: finished keys as experiment tags, one get_experiment (vs the skip query, CPU s)",
-         skip_cpu, index_wall, index_cpu, skip_cpu / index_cpu],
+        [
+            "  end to end, as `monosweep run` does before Ray (prepare + current_plan)",
+            "",
+            end_to_end,
+            "",
+            "",
+        ],
+        [
+            f"skip query: 2 search_runs vs a query per cell key ({len(keys)} timed, x{scale:,.0f})",
+            per_key_cpu * scale,
+            skip_wall,
+            skip_cpu,
+            per_key_cpu * scale / skip_cpu,
+        ],
+        [
+            "proposal: finished keys as experiment tags, one get_experiment (vs skip query, CPU s)",
+            skip_cpu,
+            index_wall,
+            index_cpu,
+            skip_cpu / index_cpu,
+        ],
     ]
     return rows, results
 
@@ -207,7 +264,8 @@ def driver_overhead(folder: Path, jobs: int) -> tuple[list[list], dict]:
     from orchestrator.spec import Resources
 
     path = folder / "driver.yaml"
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         name: driver
         grid:
           method: [random]
@@ -217,8 +275,9 @@ def driver_overhead(folder: Path, jobs: int) -> tuple[list[list], dict]:
           probe_dataset: [fashion_mnist]
           seed: {list(range(2 * jobs))}
         network: {{width: 0.25, input_size: 64}}
-        tracking_uri: sqlite:///{folder / 'driver.db'}
-        """))
+        tracking_uri: sqlite:///{folder / "driver.db"}
+        """)
+    )
     prepared = prepare(path)
     tracking = record.open_sweep("driver", prepared.uri, {})
     all_jobs = list(prepared.sweep.pretrain_jobs.values())
@@ -237,7 +296,9 @@ def driver_overhead(folder: Path, jobs: int) -> tuple[list[list], dict]:
     startup = time.perf_counter() - t
     progress = ray_driver.Progress(total_cells=0, total_jobs=len(through_ray))
     t = time.perf_counter()
-    ray_driver.run_stage("pretrain", through_ray, tracking, everything, 0, folder / "ray", progress, lambda j: 0, [])
+    ray_driver.run_stage(
+        "pretrain", through_ray, tracking, everything, 0, folder / "ray", progress, lambda j: 0, []
+    )
     stage = time.perf_counter() - t
     progress.close()
     import ray
@@ -245,11 +306,22 @@ def driver_overhead(folder: Path, jobs: int) -> tuple[list[list], dict]:
     ray.shutdown()
     own_s = median(own)
     overhead = stage / len(through_ray) - own_s
-    results = {"jobs": jobs, "own_s_per_job": own_s, "ray_startup_s": startup, "stage_s": stage,
-               "overhead_s_per_job": overhead, "x_job_time_through_ray": stage / (own_s * len(through_ray))}
+    results = {
+        "jobs": jobs,
+        "own_s_per_job": own_s,
+        "ray_startup_s": startup,
+        "stage_s": stage,
+        "overhead_s_per_job": overhead,
+        "x_job_time_through_ray": stage / (own_s * len(through_ray)),
+    }
     rows = [
-        [f"driver: {jobs} trivial jobs through run_stage vs called directly (s per job, wall)", own_s,
-         stage / len(through_ray), "", own_s / (stage / len(through_ray))],
+        [
+            f"driver: {jobs} trivial jobs through run_stage vs called directly (s per job, wall)",
+            own_s,
+            stage / len(through_ray),
+            "",
+            own_s / (stage / len(through_ray)),
+        ],
         [f"  overhead per job {overhead:.2f} s; Ray start {startup:.1f} s once", "", "", "", ""],
     ]
     return rows, results
@@ -257,7 +329,12 @@ def driver_overhead(folder: Path, jobs: int) -> tuple[list[list], dict]:
 
 def main(argv: list[str] | None = None) -> None:
     p = parser("orchestration", __doc__.splitlines()[0])
-    p.add_argument("--augmentations", type=int, default=50, help="grid size: 4 photos x this x seeds x 5 layers")
+    p.add_argument(
+        "--augmentations",
+        type=int,
+        default=50,
+        help="grid size: 4 photos x this x seeds x 5 layers",
+    )
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--no-driver", action="store_true", help="skip the Ray driver overhead part")
     p.add_argument("--driver-jobs", type=int, default=6)
@@ -271,8 +348,11 @@ def main(argv: list[str] | None = None) -> None:
         if not (args.tiny or args.no_driver):
             more, out["driver"] = driver_overhead(Path(tmp), args.driver_jobs)
             rows += more
-    text = table("Orchestration (wall clock on a shared machine; CPU time is what an idle one would see)",
-                 ["what", "baseline s", "ours s (wall)", "ours s (CPU)", "x"], rows)
+    text = table(
+        "Orchestration (wall clock on a shared machine; CPU time is what an idle one would see)",
+        ["what", "baseline s", "ours s (wall)", "ours s (CPU)", "x"],
+        rows,
+    )
     report("orchestration", args, device, text, out)
 
 

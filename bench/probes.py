@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from bench.common import interleaved, median, parser, ratio, report, setup, table
-from workers.config import LAYERS, DEFAULT_DATA_ROOTS, ProbeConfig
+from workers.config import DEFAULT_DATA_ROOTS, LAYERS, ProbeConfig
 from workers.data.probe_sets import eval_views, load_split, stratified_subset, subset
 from workers.models.alexnet import AlexNet
 from workers.probes import LinearProbes, ProbeTrainer, extract, feature_dims, pool_taps, single_view
@@ -33,7 +33,9 @@ def flop_bound(trunk: AlexNet, x: torch.Tensor) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     p = parser("probes", __doc__.splitlines()[0])
-    p.add_argument("--size", type=int, default=64, help="input px (224 is the paper's; slow on a CPU)")
+    p.add_argument(
+        "--size", type=int, default=64, help="input px (224 is the paper's; slow on a CPU)"
+    )
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--samples", type=int, default=None, help="train images per epoch")
     p.add_argument("--data-root", default=DEFAULT_DATA_ROOTS["fashion_mnist"])
@@ -67,18 +69,39 @@ def main(argv: list[str] | None = None) -> None:
         for layer in LAYERS:
             pool_taps({layer: trunk.taps(x, LAYERS)[layer]})
 
-    t = interleaved({"per layer": per_layer, "per layer, full trunk": per_layer_full, "one pass": one_pass},
-                    repeats=max(repeats, 5), device=device)
+    t = interleaved(
+        {"per layer": per_layer, "per layer, full trunk": per_layer_full, "one pass": one_pass},
+        repeats=max(repeats, 5),
+        device=device,
+    )
     bound = flop_bound(trunk, x[:1])
-    results["trunk"] = {"speedup": ratio(t["per layer"], t["one pass"]), "ms_one_pass": 1e3 * median(t["one pass"]),
-                        "ms_per_layer": 1e3 * median(t["per layer"]), "batch": len(x), "flop_bound": bound,
-                        "speedup_vs_full_trunk_per_layer": ratio(t["per layer, full trunk"], t["one pass"]),
-                        "ms_per_layer_full_trunk": 1e3 * median(t["per layer, full trunk"])}
-    rows.append([f"trunk forward, 5 layers: vs 5 passes each stopping at its layer (FLOP bound {bound:.2f}x)",
-                 f"batch {len(x)}", 1e3 * median(t["per layer"]), 1e3 * median(t["one pass"]), results["trunk"]["speedup"]])
-    rows.append(["trunk forward, 5 layers: vs 5 full-trunk passes (a hook per layer)", f"batch {len(x)}",
-                 1e3 * median(t["per layer, full trunk"]), 1e3 * median(t["one pass"]),
-                 results["trunk"]["speedup_vs_full_trunk_per_layer"]])
+    results["trunk"] = {
+        "speedup": ratio(t["per layer"], t["one pass"]),
+        "ms_one_pass": 1e3 * median(t["one pass"]),
+        "ms_per_layer": 1e3 * median(t["per layer"]),
+        "batch": len(x),
+        "flop_bound": bound,
+        "speedup_vs_full_trunk_per_layer": ratio(t["per layer, full trunk"], t["one pass"]),
+        "ms_per_layer_full_trunk": 1e3 * median(t["per layer, full trunk"]),
+    }
+    rows.append(
+        [
+            f"trunk, 5 layers: vs 5 passes each stopping at its layer (FLOP bound {bound:.2f}x)",
+            f"batch {len(x)}",
+            1e3 * median(t["per layer"]),
+            1e3 * median(t["one pass"]),
+            results["trunk"]["speedup"],
+        ]
+    )
+    rows.append(
+        [
+            "trunk forward, 5 layers: vs 5 full-trunk passes (a hook per layer)",
+            f"batch {len(x)}",
+            1e3 * median(t["per layer, full trunk"]),
+            1e3 * median(t["one pass"]),
+            results["trunk"]["speedup_vs_full_trunk_per_layer"],
+        ]
+    )
 
     # (1b) A whole asano2020 training epoch: five heads on one pass vs five one-head jobs.
     config = ProbeConfig(preset="asano2020")
@@ -89,15 +112,30 @@ def main(argv: list[str] | None = None) -> None:
 
     t = interleaved(
         {
-            "per layer": lambda: [trainer((layer,)).train_epoch(0, train, None) for layer in LAYERS],
+            "per layer": lambda: [
+                trainer((layer,)).train_epoch(0, train, None) for layer in LAYERS
+            ],
             "one pass": lambda: trainer(LAYERS).train_epoch(0, train, None),
         },
-        repeats, warmup=0 if tiny else 1, device=device,
+        repeats,
+        warmup=0 if tiny else 1,
+        device=device,
     )
-    results["epoch"] = {"speedup": ratio(t["per layer"], t["one pass"]), "s_one_pass": median(t["one pass"]),
-                        "s_per_layer": median(t["per layer"]), "samples": samples}
-    rows.append(["asano2020 train epoch (augment + trunk + heads)", f"{samples} images",
-                 1e3 * median(t["per layer"]), 1e3 * median(t["one pass"]), results["epoch"]["speedup"]])
+    results["epoch"] = {
+        "speedup": ratio(t["per layer"], t["one pass"]),
+        "s_one_pass": median(t["one pass"]),
+        "s_per_layer": median(t["per layer"]),
+        "samples": samples,
+    }
+    rows.append(
+        [
+            "asano2020 train epoch (augment + trunk + heads)",
+            f"{samples} images",
+            1e3 * median(t["per layer"]),
+            1e3 * median(t["one pass"]),
+            results["epoch"]["speedup"],
+        ]
+    )
 
     # (2) fast preset: features extracted once then E epochs from the cache, against the same
     # single-view features recomputed every epoch.
@@ -112,15 +150,29 @@ def main(argv: list[str] | None = None) -> None:
             job.train_epoch(epoch, train, cache)
 
     def recomputed() -> None:
-        job = ProbeTrainer(trunk, LinearProbes(dims, train.classes).to(dev), recompute, size, 0, dev)
+        job = ProbeTrainer(
+            trunk, LinearProbes(dims, train.classes).to(dev), recompute, size, 0, dev
+        )
         for epoch in range(recompute.epochs):
             job.train_epoch(epoch, train, None)
 
     t = interleaved({"recompute": recomputed, "cached": cached}, repeats, warmup=0, device=device)
-    results["cache"] = {"speedup": ratio(t["recompute"], t["cached"]), "s_cached": median(t["cached"]),
-                        "s_recompute": median(t["recompute"]), "epochs": fast.epochs, "samples": samples}
-    rows.append([f"fast preset, {fast.epochs} epochs: cached features vs recomputed", f"{samples} images",
-                 1e3 * median(t["recompute"]), 1e3 * median(t["cached"]), results["cache"]["speedup"]])
+    results["cache"] = {
+        "speedup": ratio(t["recompute"], t["cached"]),
+        "s_cached": median(t["cached"]),
+        "s_recompute": median(t["recompute"]),
+        "epochs": fast.epochs,
+        "samples": samples,
+    }
+    rows.append(
+        [
+            f"fast preset, {fast.epochs} epochs: cached features vs recomputed",
+            f"{samples} images",
+            1e3 * median(t["recompute"]),
+            1e3 * median(t["cached"]),
+            results["cache"]["speedup"],
+        ]
+    )
 
     text = table(
         f"Linear probes (AlexNet-BN width {width}, {size} px input, Fashion-MNIST)",

@@ -33,19 +33,27 @@ NO_JITTER = AugmentConfig(preset="full", jitter=None)
 CONFIGS = {
     "full": FULL,
     "none": AugmentConfig(preset="none"),
-    "full, no initial crop, wide ratios": AugmentConfig(preset="full", initial_crop=None, crop_ratio=(0.3, 3.0)),
+    "full, no initial crop, wide ratios": AugmentConfig(
+        preset="full", initial_crop=None, crop_ratio=(0.3, 3.0)
+    ),
     "rotation only": AugmentConfig(preset="none", rotation=30.0),
     "crop only, large (retries)": AugmentConfig(preset="none", crop_scale=(0.2, 1.0)),
 }
 SHAPES = {"one square": [(512, 512)], "three shapes": [(128, 128), (200, 512), (301, 97)]}
 
 
-def per_sample(images: list[torch.Tensor], config: AugmentConfig, size: int, seed: int, indices) -> torch.Tensor:
+def per_sample(
+    images: list[torch.Tensor], config: AugmentConfig, size: int, seed: int, indices
+) -> torch.Tensor:
     """The reference: augment() sample by sample, as MonoDataset does. uint8 (B, 3, S, S)."""
-    return torch.stack([augment(images[i % len(images)], config, size, seed, int(i)) for i in indices])
+    return torch.stack(
+        [augment(images[i % len(images)], config, size, seed, int(i)) for i in indices]
+    )
 
 
-def batched(images: list[torch.Tensor], config: AugmentConfig, size: int, seed: int, indices) -> torch.Tensor:
+def batched(
+    images: list[torch.Tensor], config: AugmentConfig, size: int, seed: int, indices
+) -> torch.Tensor:
     return to_uint8(BatchAugmenter(images, config, size, seed)(indices))
 
 
@@ -71,7 +79,10 @@ def test_streams_replay_numpy_generators_bit_for_bit(seed: int):
         elif draw == "uniform":
             got, want = streams.uniform(at, -30.0, 30.0), [g.uniform(-30.0, 30.0) for g in gens]
         else:
-            got, want = streams.integers(at, highs), [g.integers(0, h) for g, h in zip(gens, highs)]
+            got, want = (
+                streams.integers(at, highs),
+                [g.integers(0, h) for g, h in zip(gens, highs, strict=True)],
+            )
         np.testing.assert_array_equal(got, np.array(want), err_msg=draw)
 
 
@@ -93,7 +104,9 @@ def test_batched_parameters_are_augments_own_draws(config: AugmentConfig, shapes
     got = draw_params(config, shapes, seed=11, indices=indices)
     want = draw_params_reference(config, shapes, seed=11, indices=indices)
     for field in dataclasses.fields(got):
-        np.testing.assert_array_equal(getattr(got, field.name), getattr(want, field.name), err_msg=field.name)
+        np.testing.assert_array_equal(
+            getattr(got, field.name), getattr(want, field.name), err_msg=field.name
+        )
 
 
 def test_reference_draws_follow_augments_decision_rules():
@@ -150,7 +163,8 @@ def test_color_jitter_batch_is_torchvisions_adjust_ops_per_sample():
         [
             TF.adjust_hue(
                 TF.adjust_saturation(
-                    TF.adjust_contrast(TF.adjust_brightness(x[i], float(b[i])), float(c[i])), float(s[i])
+                    TF.adjust_contrast(TF.adjust_brightness(x[i], float(b[i])), float(c[i])),
+                    float(s[i]),
                 ),
                 float(h[i]),
             )
@@ -196,7 +210,9 @@ def test_same_crop_and_affine_give_the_same_image(config: AugmentConfig, size: i
     affine + centre crop + flips do (within a grey level), for sources of several shapes."""
     images = [smooth_source(512, 512), smooth_source(300, 512), smooth_source(400, 260)]
     indices = range(24)
-    error = mean_abs_error(batched(images, config, size, 0, indices), per_sample(images, config, size, 0, indices))
+    error = mean_abs_error(
+        batched(images, config, size, 0, indices), per_sample(images, config, size, 0, indices)
+    )
     assert error.median() < 0.6 and error.max() < 1.5, error
 
 
@@ -206,7 +222,10 @@ def test_photos_differ_only_by_interpolation(astronaut: torch.Tensor, size: int)
     level against bicubic resize then bilinear affine): a few grey levels on average."""
     images = [astronaut, astronaut[:, 50:350, :]]  # a square and a wide source
     indices = range(24)
-    error = mean_abs_error(batched(images, NO_JITTER, size, 0, indices), per_sample(images, NO_JITTER, size, 0, indices))
+    error = mean_abs_error(
+        batched(images, NO_JITTER, size, 0, indices),
+        per_sample(images, NO_JITTER, size, 0, indices),
+    )
     assert error.median() < 5 and error.max() < 10, error
 
 
@@ -235,11 +254,15 @@ def test_switching_hflip_off_changes_only_the_flipped_samples(small_astronaut: t
     without = batched([small_astronaut], AugmentConfig(preset="full", hflip=0.0), 32, 0, range(16))
     for i, flipped in enumerate(p.hflip):
         expected = TF.horizontal_flip(without[i]) if flipped else without[i]
-        assert (with_flip[i].int() - expected.int()).abs().max() <= 1, i  # the same pixels, mirrored
+        assert (with_flip[i].int() - expected.int()).abs().max() <= 1, (
+            i
+        )  # the same pixels, mirrored
 
 
 def test_none_preset_gives_one_image_for_every_index(small_astronaut: torch.Tensor):
-    out = BatchAugmenter([small_astronaut], AugmentConfig(preset="none"), 32, seed=0)([0, 1, 17, 99])
+    out = BatchAugmenter([small_astronaut], AugmentConfig(preset="none"), 32, seed=0)(
+        [0, 1, 17, 99]
+    )
     assert all(torch.equal(out[0], out[i]) for i in range(1, 4))
 
 
@@ -276,7 +299,10 @@ def test_many_small_sources_pack_into_one_atlas():
     """N drawn from a dataset (small images, many of them): every sample reads its own source."""
     g = torch.Generator().manual_seed(0)
     images = [smooth_source(28 + 4 * (i % 3), 32) for i in range(40)]
-    images = [(im.int() + torch.randint(-60, 60, (3, 1, 1), generator=g)).clamp(0, 255).to(torch.uint8) for im in images]
+    images = [
+        (im.int() + torch.randint(-60, 60, (3, 1, 1), generator=g)).clamp(0, 255).to(torch.uint8)
+        for im in images
+    ]
     config = AugmentConfig(preset="full", jitter=None, initial_crop=None)
     augmenter = BatchAugmenter(images, config, 32, seed=0)
     assert augmenter.atlas.shape[-1] < 8 * augmenter.atlas.shape[-2]  # shelves, not one tall column

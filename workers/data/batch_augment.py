@@ -133,7 +133,10 @@ class Streams:
         initstate = [w[2], w[3], w[0], w[1]]
         initseq = [w[6], w[7], w[4], w[5]]
         inc = [(initseq[0] << np.uint64(1)) & U32 | np.uint64(1)]
-        inc += [((initseq[k] << np.uint64(1)) & U32) | (initseq[k - 1] >> np.uint64(31)) for k in (1, 2, 3)]
+        inc += [
+            ((initseq[k] << np.uint64(1)) & U32) | (initseq[k - 1] >> np.uint64(31))
+            for k in (1, 2, 3)
+        ]
         self.inc = np.stack(inc)  # (4, n)
         state = _add128(inc, initstate)  # state 0 stepped once is inc
         self.state = np.stack(_add128(_mul128(state, _PCG_MULT_LIMBS), inc))
@@ -237,7 +240,10 @@ def canvas_size(config: AugmentConfig, size: int) -> int:
 
 
 def draw_params(
-    config: AugmentConfig, shapes: Sequence[tuple[int, int]], seed: int, indices: Sequence[int] | np.ndarray
+    config: AugmentConfig,
+    shapes: Sequence[tuple[int, int]],
+    seed: int,
+    indices: Sequence[int] | np.ndarray,
 ) -> BatchParams:
     """The parameters augment() draws for samples `indices` (sample i uses source i mod N, whose
     (H, W) is shapes[i mod N]), from the same streams and bit-identical, computed on arrays.
@@ -262,14 +268,20 @@ def draw_params(
     }
     ops = [op for op, on in used.items() if on]  # seed only the streams augment() opens
     entropy = np.stack(
-        [np.full(n * len(ops), seed), np.repeat([OP_IDS[o] for o in ops], n), np.tile(idx, len(ops))]
+        [
+            np.full(n * len(ops), seed),
+            np.repeat([OP_IDS[o] for o in ops], n),
+            np.tile(idx, len(ops)),
+        ]
     )
     streams = Streams(entropy)
     at = {op: np.arange(k * n, (k + 1) * n) for k, op in enumerate(ops)}
     top0, left0 = np.zeros(n, np.int64), np.zeros(n, np.int64)
 
     if config.initial_crop is not None:
-        side = np.maximum(1, np.rint(config.initial_crop * np.minimum(height, width))).astype(np.int64)
+        side = np.maximum(1, np.rint(config.initial_crop * np.minimum(height, width))).astype(
+            np.int64
+        )
         top0 = streams.integers(at["initial_crop"], height - side + 1)
         left0 = streams.integers(at["initial_crop"], width - side + 1)
         height = width = side
@@ -294,14 +306,23 @@ def draw_params(
     if config.jitter is not None and config.jitter_p > 0:
         jitter = streams.random(at["jitter"]) < config.jitter_p
         b, c, s, hue = config.jitter
-        drawn = [streams.uniform(at["jitter"], lo, hi) for lo, hi in ((1 - b, 1 + b), (1 - c, 1 + c), (1 - s, 1 + s), (-hue, hue))]
-        factors = [np.where(jitter, d, f) for d, f in zip(drawn, factors)]
-    return BatchParams(source, top0 + top, left0 + left, h, w, angle, shear, hflip, vflip, jitter, *factors)
+        drawn = [
+            streams.uniform(at["jitter"], lo, hi)
+            for lo, hi in ((1 - b, 1 + b), (1 - c, 1 + c), (1 - s, 1 + s), (-hue, hue))
+        ]
+        factors = [np.where(jitter, d, f) for d, f in zip(drawn, factors, strict=True)]
+    return BatchParams(
+        source, top0 + top, left0 + left, h, w, angle, shear, hflip, vflip, jitter, *factors
+    )
 
 
 def _crop_sizes(
-    streams: Streams, at: np.ndarray, height: np.ndarray, width: np.ndarray,
-    scale: tuple[float, float], ratio: tuple[float, float],
+    streams: Streams,
+    at: np.ndarray,
+    height: np.ndarray,
+    width: np.ndarray,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
 ) -> tuple[np.ndarray, np.ndarray]:
     """(h, w) of crop_box()'s accepted try per stream: the same retry loop, on arrays."""
     area = (height * width).astype(np.float64)
@@ -322,11 +343,16 @@ def _crop_sizes(
     if not len(pending):
         return h, w
     i = pending[0]
-    raise ValueError(f"no crop with scale {scale} and ratio {ratio} fits a {height[i]}x{width[i]} image")
+    raise ValueError(
+        f"no crop with scale {scale} and ratio {ratio} fits a {height[i]}x{width[i]} image"
+    )
 
 
 def draw_params_reference(
-    config: AugmentConfig, shapes: Sequence[tuple[int, int]], seed: int, indices: Sequence[int] | np.ndarray
+    config: AugmentConfig,
+    shapes: Sequence[tuple[int, int]],
+    seed: int,
+    indices: Sequence[int] | np.ndarray,
 ) -> BatchParams:
     """The spec of draw_params: augment()'s own draws, one sample at a time through op_rng."""
     rows = []
@@ -337,10 +363,15 @@ def draw_params_reference(
         if config.initial_crop is not None:
             side = max(1, round(config.initial_crop * min(height, width)))
             rng = op_rng(seed, "initial_crop", index)
-            top0, left0 = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
+            top0, left0 = (
+                int(rng.integers(0, height - side + 1)),
+                int(rng.integers(0, width - side + 1)),
+            )
             height = width = side
         if config.crop_scale is not None:
-            top, left, h, w = crop_box(height, width, config.crop_scale, config.crop_ratio, op_rng(seed, "crop", index))
+            top, left, h, w = crop_box(
+                height, width, config.crop_scale, config.crop_ratio, op_rng(seed, "crop", index)
+            )
         else:
             h = w = min(height, width)
             top, left = (height - h) // 2, (width - w) // 2
@@ -359,19 +390,26 @@ def draw_params_reference(
                 b, c, s, hue = config.jitter
                 jitter = True
                 factors = (
-                    rng.uniform(1 - b, 1 + b), rng.uniform(1 - c, 1 + c), rng.uniform(1 - s, 1 + s), rng.uniform(-hue, hue)
+                    rng.uniform(1 - b, 1 + b),
+                    rng.uniform(1 - c, 1 + c),
+                    rng.uniform(1 - s, 1 + s),
+                    rng.uniform(-hue, hue),
                 )
-        rows.append((source, top0 + top, left0 + left, h, w, angle, shear, hflip, vflip, jitter, *factors))
-    columns = list(zip(*rows)) if rows else [()] * 14
+        rows.append(
+            (source, top0 + top, left0 + left, h, w, angle, shear, hflip, vflip, jitter, *factors)
+        )
+    columns = list(zip(*rows, strict=True)) if rows else [()] * 14
     types = [np.int64] * 5 + [np.float64] * 2 + [bool] * 3 + [np.float64] * 4
-    return BatchParams(*(np.array(c, dtype=t) for c, t in zip(columns, types)))
+    return BatchParams(*(np.array(c, dtype=t) for c, t in zip(columns, types, strict=True)))
 
 
 # ---------------------------------------------------------------------------------------------
 # Pixels: one grid-sample per batch over an atlas of the sources' mip pyramids.
 
 CHUNK_BYTES = 2 * 2**20  # a CPU renders this much output at a time: its passes then stay in cache
-PAD = 2  # replicated border around each atlas tile, so bilinear reads at an edge clamp as resize does
+PAD = (
+    2  # replicated border around each atlas tile, so bilinear reads at an edge clamp as resize does
+)
 
 
 @dataclass(frozen=True)
@@ -400,12 +438,17 @@ def build_atlas(
     small sources make a square atlas, whose coordinates float32 resolves finely."""
     pyramids, blocks = [], []
     for image in images:
+        image = image.expand(3, -1, -1) if image.shape[0] == 1 else image  # grey -> RGB
         x = image.float().div(255).unsqueeze(0)  # (1, 3, H, W)
         h0, w0 = image.shape[-2:]
         levels = [x]
         for k in range(1, _levels(h0, w0, canvas)):
             size = (max(1, round(h0 / 2**k)), max(1, round(w0 / 2**k)))
-            levels.append(F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False).clamp_(0, 1))
+            levels.append(
+                F.interpolate(
+                    x, size=size, mode="bicubic", antialias=True, align_corners=False
+                ).clamp_(0, 1)
+            )
         pyramid = [F.pad(level, (PAD,) * 4, mode="replicate")[0] for level in levels]
         pyramids.append(pyramid)
         rest = pyramid[1:]
@@ -422,9 +465,10 @@ def build_atlas(
             x, y, shelf_height = 0, y + shelf_height, 0
         corners.append((y, x))
         x, shelf_height = x + w, max(shelf_height, h)
-    atlas = torch.zeros(3, y + shelf_height, max(left + w for (_, left), (_, w) in zip(corners, blocks)))
+    width = max(left + w for (_, left), (_, w) in zip(corners, blocks, strict=True))
+    atlas = torch.zeros(3, y + shelf_height, width)
     tiles: list[list[Tile]] = []
-    for pyramid, (top, left) in zip(pyramids, corners):
+    for pyramid, (top, left) in zip(pyramids, corners, strict=True):
         h0, w0 = pyramid[0].shape[-2] - 2 * PAD, pyramid[0].shape[-1] - 2 * PAD
         row, tx, ty = [], left, top
         for k, tile in enumerate(pyramid):
@@ -458,7 +502,10 @@ def _affine3(linear: np.ndarray, offset: np.ndarray) -> np.ndarray:
 
 def _diag(sx: np.ndarray, sy: np.ndarray, ox: np.ndarray, oy: np.ndarray) -> np.ndarray:
     n = len(sx)
-    return _affine3(np.stack([np.stack([sx, np.zeros(n)], -1), np.stack([np.zeros(n), sy], -1)], -2), np.stack([ox, oy], -1))
+    return _affine3(
+        np.stack([np.stack([sx, np.zeros(n)], -1), np.stack([np.zeros(n), sy], -1)], -2),
+        np.stack([ox, oy], -1),
+    )
 
 
 class BatchAugmenter:
@@ -469,8 +516,13 @@ class BatchAugmenter:
     affine_grid + grid_sample and the colour jitter."""
 
     def __init__(
-        self, images: Sequence[torch.Tensor], config: AugmentConfig, size: int, seed: int,
-        device: torch.device | str = "cpu", compiled: bool = False,
+        self,
+        images: Sequence[torch.Tensor],
+        config: AugmentConfig,
+        size: int,
+        seed: int,
+        device: torch.device | str = "cpu",
+        compiled: bool = False,
     ):
         """`compiled` runs the pointwise tail (fill mask, colour jitter) through torch.compile:
         fused loops instead of ~20 passes over the batch; compiling takes tens of seconds once
@@ -480,13 +532,17 @@ class BatchAugmenter:
         self.canvas = canvas_size(config, size)
         atlas, self.tiles = build_atlas(images, self.canvas)
         self.atlas = atlas.to(self.device)  # (3, Ha, Wa)
-        self.jitter = torch.compile(color_jitter_batch, dynamic=True) if compiled else color_jitter_batch
+        self.jitter = (
+            torch.compile(color_jitter_batch, dynamic=True) if compiled else color_jitter_batch
+        )
         self.coverage = torch.compile(coverage, dynamic=True) if compiled else coverage
 
     def params(self, indices: Sequence[int] | np.ndarray) -> BatchParams:
         return draw_params(self.config, self.shapes, self.seed, indices)
 
-    def __call__(self, indices: Sequence[int] | np.ndarray, normalised: bool = False) -> torch.Tensor:
+    def __call__(
+        self, indices: Sequence[int] | np.ndarray, normalised: bool = False
+    ) -> torch.Tensor:
         """Samples `indices`: float (B, 3, size, size), in [0, 1] or (`normalised`) as
         augment.to_input gives them. On a CPU the batch is rendered a cache-sized chunk at a
         time (every pass of a chunk then stays in cache); on a GPU in one go."""
@@ -503,16 +559,23 @@ class BatchAugmenter:
                 out[i : i + step] = x
         return out
 
-    def render(self, p: BatchParams, matrices: tuple[np.ndarray, np.ndarray] | None = None) -> torch.Tensor:
+    def render(
+        self, p: BatchParams, matrices: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> torch.Tensor:
         """Parameters (and their `matrices`, when already computed) -> float (B, 3, size, size)
         in [0, 1]: a view of channel-major memory (`normalise` makes it contiguous)."""
         n, size = len(p), self.size
         to_source, to_canvas = matrices if matrices is not None else self.matrices(p)
-        grid = affine_grid(torch.from_numpy(to_source[:, :2]).float().to(self.device), size)  # (B, S, S, 2)
+        grid = affine_grid(
+            torch.from_numpy(to_source[:, :2]).float().to(self.device), size
+        )  # (B, S, S, 2)
         # One image, one tall grid: (1, 3, Ha, Wa) sampled at (1, B * S, S) points, so the atlas
         # is never copied per sample (grid_sample makes an expanded input contiguous).
         out = F.grid_sample(
-            self.atlas[None], grid.view(1, n * size, size, 2), mode="bilinear", padding_mode="zeros",
+            self.atlas[None],
+            grid.view(1, n * size, size, 2),
+            mode="bilinear",
+            padding_mode="zeros",
             align_corners=False,
         )  # (1, 3, B * S, S)
         out = out.view(3, n, size, size).transpose(0, 1)  # (B, 3, S, S), a view
@@ -527,14 +590,18 @@ class BatchAugmenter:
         if p.jitter.any():
             on = torch.from_numpy(np.flatnonzero(p.jitter)).to(self.device)
             factors = np.stack([p.brightness, p.contrast, p.saturation, p.hue], 1)[p.jitter]
-            out[on] = self.jitter(out[on], *torch.from_numpy(factors).float().to(self.device).unbind(1))
+            out[on] = self.jitter(
+                out[on], *torch.from_numpy(factors).float().to(self.device).unbind(1)
+            )
         return out
 
     def _needs_fill(self, to_canvas: np.ndarray) -> np.ndarray:
         """(B,) whether any output pixel centre falls within half a pixel of the canvas edge or
         beyond (then the fill shows); the map is affine, so its four corners decide."""
         s = self.size
-        corners = np.array([[x, y, 1.0] for x in (-1 + 1 / s, 1 - 1 / s) for y in (-1 + 1 / s, 1 - 1 / s)])
+        corners = np.array(
+            [[x, y, 1.0] for x in (-1 + 1 / s, 1 - 1 / s) for y in (-1 + 1 / s, 1 - 1 / s)]
+        )
         u = to_canvas[:, :2] @ corners.T  # (B, 2, 4) canvas pixels of the corner pixel centres
         return ((u < 0.5) | (u > self.canvas - 0.5)).any(axis=(1, 2))
 
@@ -549,16 +616,25 @@ class BatchAugmenter:
         one, zero = np.ones(n), np.zeros(n)
         from_normalised = _diag(one * s / 2, one * s / 2, one * s / 2, one * s / 2)
         flip = _diag(  # both flips mirror the final image, so their order does not matter
-            np.where(p.hflip, -1.0, 1.0), np.where(p.vflip, -1.0, 1.0), np.where(p.hflip, s, 0.0), np.where(p.vflip, s, 0.0)
+            np.where(p.hflip, -1.0, 1.0),
+            np.where(p.vflip, -1.0, 1.0),
+            np.where(p.hflip, s, 0.0),
+            np.where(p.vflip, s, 0.0),
         )
         offset = float(int(round((c - s) / 2.0)))  # F.center_crop's offset
         centre_crop = _diag(one, one, one * offset, one * offset)
         rotate = _affine3(_inverse_affine(p.angle, p.shear), zero[:, None].repeat(2, 1))
-        about_centre = _diag(one, one, one * c / 2, one * c / 2) @ rotate @ _diag(one, one, -one * c / 2, -one * c / 2)
+        about_centre = (
+            _diag(one, one, one * c / 2, one * c / 2)
+            @ rotate
+            @ _diag(one, one, -one * c / 2, -one * c / 2)
+        )
         to_canvas = about_centre @ centre_crop @ flip @ from_normalised
         resized_crop = _diag(p.width / c, p.height / c, p.left.astype(float), p.top.astype(float))
         tiles = self._tiles(p)
-        level = _diag(*(np.array([getattr(t, f) for t in tiles]) for f in ("scale_x", "scale_y", "x", "y")))
+        level = _diag(
+            *(np.array([getattr(t, f) for t in tiles]) for f in ("scale_x", "scale_y", "x", "y"))
+        )
         ha, wa = self.atlas.shape[-2:]
         to_unit = _diag(one * 2 / wa, one * 2 / ha, -one, -one)  # grid_sample's [-1, 1]
         return to_unit @ level @ resized_crop @ to_canvas, to_canvas
@@ -570,7 +646,8 @@ class BatchAugmenter:
         lines) than always taking the finer level."""
         per_pixel = np.sqrt(p.width * p.height) / self.canvas
         level = np.rint(np.log2(np.maximum(per_pixel, 1.0))).astype(int)
-        return [self.tiles[src][min(k, len(self.tiles[src]) - 1)] for src, k in zip(p.source, level)]
+        pairs = zip(p.source, level, strict=True)
+        return [self.tiles[src][min(k, len(self.tiles[src]) - 1)] for src, k in pairs]
 
 
 def coverage(theta: torch.Tensor, size: int, half: float) -> torch.Tensor:
@@ -601,7 +678,11 @@ LUMA = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale weights
 
 
 def color_jitter_batch(
-    x: torch.Tensor, brightness: torch.Tensor, contrast: torch.Tensor, saturation: torch.Tensor, hue: torch.Tensor
+    x: torch.Tensor,
+    brightness: torch.Tensor,
+    contrast: torch.Tensor,
+    saturation: torch.Tensor,
+    hue: torch.Tensor,
 ) -> torch.Tensor:
     """augment.color_jitter with one factor per sample: float (B, 3, H, W) in [0, 1], factors
     (B,) -> jittered (B, 3, H, W). Brightness, contrast, saturation, hue in that order, each
@@ -629,9 +710,13 @@ def shift_hue(x: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:
     high, low = x.amax(1), x.amin(1)  # (B, H, W)
     delta = high - low
     # 6 h x delta: the hexagon sector of the largest channel, then the position within it.
-    h6 = torch.where(high == r, g - b, torch.where(high == g, (b - r).add_(2 * delta), (r - g).add_(4 * delta)))
+    h6 = torch.where(
+        high == r, g - b, torch.where(high == g, (b - r).add_(2 * delta), (r - g).add_(4 * delta))
+    )
     h6 = h6.div_(delta.clamp_min(1e-12)).add_(6 * hue.view(-1, 1, 1) - 2)  # 6 h + shift - 2
-    k = h6.unsqueeze(1) + torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    k = h6.unsqueeze(1) + torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(
+        1, 3, 1, 1
+    )
     k = k.sub_(torch.round(k * (1 / 6)).mul_(6)).abs_()  # |wrap(k - 2)| in [0, 3]
     return k.neg_().add_(2).clamp_(0, 1).mul_(-delta.unsqueeze(1)).add_(high.unsqueeze(1))
 
