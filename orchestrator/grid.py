@@ -80,8 +80,9 @@ class Sources:
     def material(self) -> Any:
         """Content, not location: the set of file hashes (order-free), or what defines a
         draw from a dataset's train split (the worker records the drawn images' hash)."""
-        if self.drawn is not None:
-            return {"dataset": self.drawn.dataset, "split": "train", "n": self.drawn.n, "draw_seed": self.drawn.draw_seed}
+        d = self.drawn
+        if d is not None:
+            return {"dataset": d.dataset, "split": "train", "n": d.n, "draw_seed": d.draw_seed}
         return sorted(f.sha256 for f in self.files)
 
 
@@ -90,13 +91,16 @@ def sources(images: ImageSet, spec: Spec, base_dir: Path) -> Sources:
     dataset, left to the worker (the driver may not see the data)."""
     if images.dataset is not None:
         root = str((base_dir / spec.data_root(images.dataset)).resolve())
-        drawn = DatasetImages(dataset=images.dataset, data_root=root, n=images.size, draw_seed=images.draw_seed)
+        drawn = DatasetImages(
+            dataset=images.dataset, data_root=root, n=images.size, draw_seed=images.draw_seed
+        )
         return Sources(images.label, drawn=drawn)
     if images.photos is not None:
         paths = [resolve_photo(ref, base_dir) for ref in images.photos]
     else:
         paths = draw(pool_files(base_dir / images.pool), images.size, images.draw_seed)  # type: ignore[operator]
-    return Sources(images.label, files=tuple(ImageFile(path=str(p), sha256=sha256_file(p)) for p in paths))
+    files = tuple(ImageFile(path=str(p), sha256=sha256_file(p)) for p in paths)
+    return Sources(images.label, files=files)
 
 
 def job_network(network: NetworkConfig, method: Any) -> NetworkConfig:
@@ -124,7 +128,7 @@ def pretrain_job(
         "seed": seed,
         "images": images.material() if images else [],
         "augmentation": _settings(augment) if augment else None,
-        "labels": labels.dataset if labels else None,
+        "labels": labels.dataset if labels else None,  # what it learns from, not where it lies
     }
     coordinates = {
         "method": method_label,
@@ -132,7 +136,8 @@ def pretrain_job(
         "augmentation": augmentation_label(augment) if augment else None,
         "seed": seed,
     }
-    parts = (method_label, coordinates["images"], coordinates["augmentation"], labels.dataset if labels else None)
+    learns_from = labels.dataset if labels else None
+    parts = (method_label, coordinates["images"], coordinates["augmentation"], learns_from)
     return PretrainJob(
         key=content_key("pretrain", material),
         label=" ".join([v for v in parts if v] + [f"s{seed}"]),
