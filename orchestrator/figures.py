@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from orchestrator import record  # noqa: E402
 from orchestrator.report import Record, Table  # noqa: E402
 
-RUN_PICTURES = ("conv1_filters.png", "mono_samples.png")
+RUN_PICTURES = ("conv1_filters.png", "mono_samples.png", "train_samples.png")
 
 
 def layer_curves(tables: list[Table], path: Path) -> Path:

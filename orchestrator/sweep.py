@@ -63,12 +63,18 @@ def sqlite_warning(uri: str, parallel: float) -> str | None:
 
 
 def check_local_data(prepared: Prepared, path: Path) -> None:
-    """Raises SpecError when a probe dataset's root is missing on this machine."""
+    """Raises SpecError when a dataset's root (probed, drawn from, or trained on with labels)
+    is missing on this machine."""
+    roots = {j.dataset: j.data_root for j in prepared.sweep.probe_jobs.values()}
+    for job in prepared.sweep.pretrain_jobs.values():
+        for source in (job.drawn, job.labels):
+            if source is not None:
+                roots[source.dataset] = source.data_root
     problems = [
-        f"{path}: data_roots.{job.dataset}: no folder at {job.data_root} "
-        f"(install Debian's dataset-fashion-mnist, or set data_roots.{job.dataset})"
-        for job in {j.dataset: j for j in prepared.sweep.probe_jobs.values()}.values()
-        if not Path(job.data_root).is_dir()
+        f"{path}: data_roots.{dataset}: no folder at {root} "
+        f"(install Debian's dataset-fashion-mnist, or set data_roots.{dataset})"
+        for dataset, root in roots.items()
+        if not Path(root).is_dir()
     ]
     if problems:
         raise SpecError(*problems)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from orchestrator.cli.main import main
@@ -102,10 +104,11 @@ def test_missing_data_root_caught_before_ray(write_spec, tmp_path, capsys, monke
     assert not (tmp_path / "mlflow.db").exists()
 
 
-@pytest.mark.parametrize("shipped", ["experiments.yaml", "examples/quickstart.yaml"])
-def test_shipped_files_are_valid(shipped, capsys):
-    from pathlib import Path
+ROOT = Path(__file__).parents[2]
 
+
+@pytest.mark.parametrize("shipped", ["experiments.yaml", *sorted(f"examples/{p.name}" for p in (ROOT / "examples").glob("*.yaml"))])
+def test_shipped_files_are_valid(shipped, capsys):
     assert main(["validate", str(Path(__file__).parents[2] / shipped)]) == 0
     assert "valid" in capsys.readouterr().out
 
