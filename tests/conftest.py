@@ -39,3 +39,16 @@ def write_spec(tmp_path: Path):
 @pytest.fixture
 def tiny_spec_text() -> str:
     return TINY
+
+
+@pytest.fixture
+def sweep_sandbox(monkeypatch, tmp_path: Path):
+    """A test's sweep runs in its own folder, store and Ray, with no fault or store from the
+    environment."""
+    import ray
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MONOSWEEP_FAULTS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+    ray.shutdown()

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import ray
-import yaml
 from mlflow.tracking import MlflowClient
 
 from orchestrator.cli.main import main
@@ -24,19 +23,11 @@ from orchestrator.loading import load_spec
 from tests.conftest import FASHION_MNIST, TINY
 
 pytestmark = [
+    pytest.mark.usefixtures("sweep_sandbox"),
     pytest.mark.slow,
     pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="needs Debian's dataset-fashion-mnist (make setup)"),
 ]
 ROOT = Path(__file__).parents[1]
-
-
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch, tmp_path):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("MONOSWEEP_FAULTS", raising=False)
-    monkeypatch.chdir(tmp_path)
-    yield
-    ray.shutdown()
 
 
 def all_runs(tmp_path: Path, name: str = "tiny") -> list:

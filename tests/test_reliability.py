@@ -16,16 +16,8 @@ from orchestrator.cli.main import main
 from orchestrator.sweep import prepare, sqlite_warning
 from tests.conftest import FASHION_MNIST, TINY
 
+pytestmark = pytest.mark.usefixtures("sweep_sandbox")
 needs_data = pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="needs Debian's dataset-fashion-mnist")
-
-
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch, tmp_path):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("MONOSWEEP_FAULTS", raising=False)
-    monkeypatch.chdir(tmp_path)
-    yield
-    ray.shutdown()
 
 
 def closed_port() -> int:
