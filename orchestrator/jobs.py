@@ -30,11 +30,11 @@ def flatten(prefix: str, value: Any) -> dict[str, Any]:
 
 def pretrain_params(job: PretrainJob) -> dict[str, Any]:
     data = job.model_dump(mode="json", exclude={"key", "label", "images", "drawn", "coordinates"})
-    drawn = job.drawn
-    images = ",".join(f"{Path(f.path).name}:{f.sha256[:12]}" for f in job.images) or None
-    if drawn is not None:
-        images = f"{drawn.dataset}:n{drawn.n}:d{drawn.draw_seed}"
-    n = drawn.n if drawn is not None else (len(job.images) or None)
+    if (drawn := job.drawn) is not None:  # drawn on the worker, which records their hash
+        images, n = f"{drawn.dataset}:n{drawn.n}:d{drawn.draw_seed}", drawn.n
+    else:
+        images = ",".join(f"{Path(f.path).name}:{f.sha256[:12]}" for f in job.images) or None
+        n = len(job.images) or None
     return {**job.coordinates, **flatten("", data), "images": images, "n": n}
 
 
