@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.workers.steps import fit
 from workers.config import AugmentConfig, BiGANConfig
 from workers.data.augment import MEAN, STD
 from workers.data.mono import MonoDataset
@@ -95,13 +96,6 @@ def test_encoder_and_generator_loss_falls_against_a_fixed_discriminator(batch: t
     eg_optimizer, d_optimizer = method.configure_optimizers()
     for group in d_optimizer.param_groups:
         group["lr"] = 0.0  # D frozen
-    method.train()
-    losses = []
-    for _ in range(15):
-        loss, metrics = method.training_step(batch)
-        eg_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        eg_optimizer.step()
-        losses.append(loss.item())
+    losses, metrics = fit(method, eg_optimizer, batch, 15)
     assert set(metrics) == {"discriminator_loss", "discriminator_accuracy"}
     assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3]), losses

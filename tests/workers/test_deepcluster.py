@@ -8,6 +8,7 @@ import torch
 from pydantic import ValidationError
 from torch.utils.data import default_collate
 
+from tests.workers.steps import fit
 from workers.config import AugmentConfig, DeepClusterConfig
 from workers.data.mono import MonoDataset
 from workers.methods.deepcluster import (
@@ -181,14 +182,7 @@ def test_deepcluster_loss_falls_on_a_fixed_batch(mono: MonoDataset):
     method = deepcluster(lr=0.01)  # 16 samples and dropout: upstream's 0.05 is too jumpy here
     optimizer = method.configure_optimizers()[0]
     batch = default_collate([method.on_epoch_start(0, mono, CPU)[i] for i in range(16)])
-    method.train()
-    losses = []
-    for _ in range(20):
-        loss, metrics = method.training_step(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses, metrics = fit(method, optimizer, batch, 20)
     assert set(metrics) == {"cluster_accuracy", "clusters"}
     first, last = np.mean(losses[:5]), np.mean(losses[-5:])
     assert first > 1.0  # about log 4 = 1.39: chance over 4 clusters

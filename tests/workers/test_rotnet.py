@@ -7,6 +7,7 @@ from typing import get_args
 import pytest
 import torch
 
+from tests.workers.steps import fit
 from workers.config import METHODS, AugmentConfig, MethodConfig, RotNetConfig
 from workers.data.mono import MonoDataset
 from workers.methods.base import Method, NonFiniteLoss, registry
@@ -54,15 +55,8 @@ def test_rotnet_loss_falls_on_a_fixed_batch(small_astronaut: torch.Tensor):
     )
     batch = torch.stack([dataset[i] for i in range(8)])  # (8, 3, 64, 64)
     method = RotNet(RotNetConfig(), AlexNet(width=0.25), input_size=64)
-    method.train()
     optimizer = torch.optim.SGD(method.parameters(), lr=0.05, momentum=0.9)
-    losses = []
-    for _ in range(20):
-        loss, _ = method.training_step(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses, _ = fit(method, optimizer, batch, 20)
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
     assert first > 1.0  # about log 4 = 1.39 at the start: chance
     assert last < 0.7 * first, losses

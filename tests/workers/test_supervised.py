@@ -7,10 +7,11 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
+from tests.workers.steps import fit
 from workers.config import AugmentConfig, SupervisedConfig
+from workers.data.augment import to_input
 from workers.data.mono import MonoDataset
 from workers.data.probe_sets import LabelledSamples, ProbeSplit, stratified_subset, subset
-from workers.data.augment import to_input
 from workers.methods.supervised import Supervised
 from workers.models.alexnet import AlexNet
 
@@ -68,14 +69,7 @@ def test_supervised_loss_falls_on_a_fixed_batch(small_train: ProbeSplit):
     assert isinstance(optimizer, torch.optim.SGD)
     data = LabelledSamples(small_train, size=64, seed=0)
     batch = default_collate([data[i] for i in range(20)])  # two of each class
-    method.train()
-    losses = []
-    for _ in range(20):
-        loss, metrics = method.training_step(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses, metrics = fit(method, optimizer, batch, 20)
     assert set(metrics) == {"train_top1"} and 0 <= metrics["train_top1"] <= 100
     assert np.mean(losses[:3]) > 2.0  # about log 10 = 2.30: chance
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
