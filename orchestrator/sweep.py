@@ -123,9 +123,12 @@ class Heartbeat(threading.Thread):
             record.heartbeat(self.tracking)
 
 
-def run(prepared: Prepared, address: str | None = None, only: set[str] | None = None) -> Outcome:
-    """Run what is not finished (of the cells in `only`, when given). With nothing to do, Ray
-    is not even started. Runs a lost driver left RUNNING are marked KILLED, then rerun.
+def run(
+    prepared: Prepared, address: str | None = None, only: set[str] | None = None, todo: Plan | None = None
+) -> Outcome:
+    """Run what is not finished (of the cells in `only`, when given; `todo` is the plan if the
+    caller has just asked MLflow for it). With nothing to do, Ray is not even started. Runs a
+    lost driver left RUNNING are marked KILLED, then rerun.
 
     Raises:
         ClusterError: the cluster lacks the resources the spec asks for.
@@ -133,7 +136,7 @@ def run(prepared: Prepared, address: str | None = None, only: set[str] | None = 
         KeyboardInterrupt: cancelled (Ctrl-C, SIGTERM); running runs are marked KILLED first.
     """
     spec, sweep = prepared.spec, prepared.sweep
-    todo = current_plan(prepared, only)
+    todo = todo or current_plan(prepared, only)
     experiment = record.experiment_id(prepared.uri, spec.name)
     if todo.empty:
         return Outcome(todo, finished_cells(prepared, experiment), len(sweep.cells), prepared.uri)

@@ -60,4 +60,4 @@ def main(args: argparse.Namespace) -> int:
     )
     if todo.empty:
         print("nothing to run: every cell is FINISHED in MLflow")
-    return finish(args, prepared, lambda: run(prepared, address))
+    return finish(args, prepared, lambda: run(prepared, address, todo=todo))
