@@ -9,6 +9,7 @@ rotation switched off, and the resolved values (not the preset's name) enter the
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -346,6 +347,81 @@ class ProbeConfig(Frozen):
         return self
 
 
+FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
+    # torchvision's AlexNet reference recipe (SGD lr 0.01, momentum 0.9, wd 1e-4, batch 256,
+    # 90 epochs, x0.1 every 30), the classic supervised protocol; not confirmed as the paper's.
+    "torchvision": {
+        "epochs": 90,
+        "batch_size": 256,
+        "lr": 0.01,
+        "lr_milestones": (30, 60),
+        "momentum": 0.9,
+        "weight_decay": 1e-4,
+        "test_crops": "center",
+    },
+    # A few epochs at a higher rate: CPU-sized example sweeps, not protocol-equal.
+    "fast": {
+        "epochs": 3,
+        "batch_size": 64,
+        "lr": 0.02,
+        "lr_milestones": (2,),
+        "momentum": 0.9,
+        "weight_decay": 1e-4,
+        "test_crops": "resize",
+    },
+}
+
+
+class FinetuneConfig(Frozen):
+    """Finetuning with the leading conv layers frozen (the paper: conv1-2 learned from one
+    image, the rest trained with labels, comes close to full supervision). The unfrozen conv
+    layers are re-initialised (seeded) when `reinit` is set, as in the paper, so what is
+    measured is the frozen layers alone: then k = 0 is supervised training from scratch, the
+    same number for every trunk. Train inputs: RandomResizedCrop + flip; AlexNet's classifier
+    (fc6, fc7, fc8) as the head."""
+
+    preset: str = "torchvision"
+    epochs: int = Field(90, ge=1)
+    batch_size: int = Field(256, ge=2)
+    lr: float = Field(0.01, gt=0)
+    lr_milestones: tuple[int, ...] = (30, 60)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    nesterov: bool = False
+    reinit: bool = Field(True, description="re-initialise the unfrozen conv layers")
+    test_crops: Literal["resize", "center"] = "center"
+    train_samples: int | None = Field(
+        None, ge=10, description="stratified subset of the train split; None = all"
+    )
+    test_samples: int | None = Field(None, ge=10, description="test subset; None = the full split")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        return apply_preset(data, FINETUNE_PRESETS, "torchvision")
+
+
+class StyleConfig(Frozen):
+    """Gatys-style transfer (Gatys, Ecker, Bethge, CVPR 2016) through the trunk: an image,
+    started from the content image, is optimised so that its Gram matrices on `style_layers`
+    match the style image's and its `content_layer` features match the content image's. Each
+    loss is relative (divided by its target's squared norm), so trunks whose features differ
+    in scale are compared on one footing. Images: bundled names (photos for contents, style
+    images for styles) or files."""
+
+    contents: tuple[str, ...] = Field(("astronaut",), min_length=1)
+    styles: tuple[str, ...] = Field(("hubble", "ihc"), min_length=1)
+    style_layers: tuple[Layer, ...] = Field(("conv1", "conv2"), min_length=1)
+    content_layer: Layer = "conv2"
+    size: int = Field(256, ge=32, le=1024, description="side of the stylised image, pixels")
+    steps: int = Field(300, ge=1)
+    lr: float = Field(0.01, gt=0, description="Adam's rate on pixels in [0, 1]")
+    style_weight: float = Field(10.0, ge=0)
+    content_weight: float = Field(3.0, ge=0)
+    # conv1's stride of 4 leaves a 4-pixel grid on the image; total variation smooths it.
+    tv_weight: float = Field(2.0, ge=0, description="weight of the total-variation term")
+
+
 class ImageFile(Frozen):
     """One source image as a worker needs it: where it is and what its bytes hash to."""
 
@@ -401,10 +477,16 @@ class PretrainJob(Frozen):
 
 
 class ProbeCell(Frozen):
+    """A cell of an evaluation job: one MLflow run; `part` routes the job's records to it."""
+
     layer: Layer
     key: str
     label: str
     coordinates: dict[str, Any] = {}
+
+    @property
+    def part(self) -> str:
+        return self.layer
 
 
 class ProbeJob(Frozen):
@@ -419,3 +501,59 @@ class ProbeJob(Frozen):
     data_root: str
     seed: int
     cells: tuple[ProbeCell, ...]
+
+
+class FinetuneCell(Frozen):
+    key: str
+    label: str
+    coordinates: dict[str, Any] = {}
+
+    @property
+    def part(self) -> None:
+        return None  # the job's one run
+
+
+class FinetuneJob(Frozen):
+    """Finetune the trunk of one pretrain job on a labelled dataset with conv1..conv`frozen`
+    frozen: one cell, one run."""
+
+    key: str
+    label: str
+    pretrain_key: str
+    network: NetworkConfig
+    finetune: FinetuneConfig
+    frozen: int = Field(ge=0, le=len(LAYERS))
+    dataset: ProbeDataset
+    data_root: str
+    seed: int
+    cells: tuple[FinetuneCell, ...]
+
+
+class StyleCell(Frozen):
+    """One (content, style) pair of a style-transfer job."""
+
+    content: ImageFile
+    style: ImageFile
+    key: str
+    label: str
+    coordinates: dict[str, Any] = {}
+
+    @property
+    def part(self) -> str:
+        return f"{Path(self.content.path).stem}+{Path(self.style.path).stem}"
+
+
+class StyleJob(Frozen):
+    """Style transfer through the trunk of one pretrain job, every pending pair."""
+
+    key: str
+    label: str
+    pretrain_key: str
+    network: NetworkConfig
+    style: StyleConfig
+    seed: int
+    cells: tuple[StyleCell, ...]
+
+
+# Every job that evaluates a finished trunk; one MLflow run per cell.
+EvaluationJob = ProbeJob | FinetuneJob | StyleJob

@@ -1,6 +1,7 @@
 """What the compute core needs from a recorder: passed in, never imported (no mlflow here).
 
-`layer` routes a probe job's values to the run of that layer's cell; None means the job's run.
+`layer` routes a job's values to the run of one of its cells: a probe job's layer, a style
+job's (content, style) pair (a cell's `part`); None means every run of the job.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from workers.config import ProbeJob, PretrainJob
+from workers.config import EvaluationJob, ProbeJob, PretrainJob
 from workers.data.mono import MonoDataset, load_images
 from workers.data.probe_sets import (
     LabelledSamples,
@@ -27,7 +27,7 @@ from workers.data.probe_sets import (
     subset,
 )
 from workers.methods.base import Method, NonFiniteLoss, registry
-from workers.models.alexnet import build_trunk
+from workers.models.alexnet import AlexNet, build_trunk
 from workers.probes import LinearProbes, ProbeTrainer, extract, feature_dims, single_view
 from workers import pictures
 from workers.recording import Recorder
@@ -89,7 +89,7 @@ def training_set(job: PretrainJob, recorder: Recorder) -> MonoDataset | Labelled
     size = job.network.input_size
     if job.labels is not None:
         split = load_split(job.labels.dataset, job.labels.data_root, train=True)
-        return LabelledSamples(_subset(split, job.method.train_samples), size, job.seed)
+        return LabelledSamples(subset_of(split, job.method.train_samples), size, job.seed)
     if job.drawn is not None:
         split = load_split(job.drawn.dataset, job.drawn.data_root, train=True)
         images = draw_sources(split, job.drawn.n, job.drawn.draw_seed)
@@ -178,7 +178,7 @@ def _train(
     return step
 
 
-def load_trunk(job: ProbeJob, checkpoint: Path) -> torch.nn.Module:
+def load_trunk(job: EvaluationJob, checkpoint: Path) -> AlexNet:
     trunk = build_trunk(job.network)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     trunk.load_state_dict(state["trunk"])
@@ -192,8 +192,8 @@ def probe(job: ProbeJob, checkpoint: Path, recorder: Recorder) -> dict[str, dict
     cfg, size = job.probe, job.network.input_size
     layers = tuple(c.layer for c in job.cells)
     trunk = load_trunk(job, checkpoint).to(dev).eval()
-    train = _subset(load_split(job.dataset, job.data_root, train=True), cfg.train_samples)
-    test = _subset(load_split(job.dataset, job.data_root, train=False), cfg.test_samples)
+    train = subset_of(load_split(job.dataset, job.data_root, train=True), cfg.train_samples)
+    test = subset_of(load_split(job.dataset, job.data_root, train=False), cfg.test_samples)
     dims = feature_dims(trunk, size, layers)
     for layer in layers:
         recorder.params({"feature_dim": dims[layer], "train_size": len(train.labels), "test_size": len(test.labels)}, layer)
@@ -217,5 +217,6 @@ def probe(job: ProbeJob, checkpoint: Path, recorder: Recorder) -> dict[str, dict
     return scores
 
 
-def _subset(split: ProbeSplit, size: int | None) -> ProbeSplit:
+def subset_of(split: ProbeSplit, size: int | None) -> ProbeSplit:
+    """A stratified subset of `size` samples (all of them for None)."""
     return subset(split, stratified_subset(split.labels, size))

@@ -10,28 +10,30 @@ import random
 from pathlib import Path
 
 PHOTOS_DIR = Path(__file__).parent / "photos"
+STYLES_DIR = Path(__file__).parent / "styles"  # style images of the style-transfer evaluation
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
-def bundled_photos() -> dict[str, Path]:
-    """Name -> path of the photographs shipped with the package (licences in photos/)."""
-    return {p.stem: p for p in sorted(PHOTOS_DIR.glob("*.jpg"))}
+def bundled_photos(folder: Path = PHOTOS_DIR) -> dict[str, Path]:
+    """Name -> path of the images shipped with the package (licences beside them)."""
+    return {p.stem: p for p in sorted(folder.glob("*.jpg"))}
 
 
-def resolve_photo(ref: str, base_dir: Path) -> Path:
-    """A bundled photo's name, or an image file path (relative to `base_dir`).
+def resolve_photo(ref: str, base_dir: Path, folder: Path = PHOTOS_DIR) -> Path:
+    """A bundled image's name (a photo, or a style image with `folder=STYLES_DIR`), or an
+    image file path (relative to `base_dir`).
 
     Raises:
         ValueError: neither a bundled name nor an existing file.
     """
-    photos = bundled_photos()
+    photos = bundled_photos(folder)
     if ref in photos:
         return photos[ref]
     path = (base_dir / ref).expanduser()
     if path.is_file():
         return path.resolve()
     raise ValueError(
-        f"{ref!r} is neither a bundled photo ({', '.join(photos)}) nor an image file "
+        f"{ref!r} is neither a bundled {folder.name.rstrip('s')} ({', '.join(photos)}) nor an image file "
         f"(no file at {path})"
     )
 

@@ -1,0 +1,132 @@
+"""Finetuning with frozen layers and style transfer, on a real tiny trunk (CPU, seconds)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from workers import tasks
+from workers.config import (
+    LAYERS,
+    FinetuneCell,
+    FinetuneConfig,
+    FinetuneJob,
+    ImageFile,
+    StyleCell,
+    StyleConfig,
+    StyleJob,
+)
+from workers.data.images import STYLES_DIR, bundled_photos, sha256_file
+from workers.finetune import finetune, finetuned
+from workers.recording import MemoryRecorder
+from workers.style_transfer import StyleLoss, square, stylise, transfer
+from workers.data.mono import load_images
+from tests.workers.test_tasks import NETWORK, rotnet_job
+
+FAST = FinetuneConfig(preset="fast", epochs=1, batch_size=32, train_samples=320, test_samples=200)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory, astronaut_file: ImageFile) -> Path:
+    """A tiny RotNet trunk: trained, so its BatchNorm statistics are not the defaults."""
+    return tasks.pretrain(rotnet_job(astronaut_file), MemoryRecorder(), tmp_path_factory.mktemp("trunk"))
+
+
+def finetune_job(root: str, frozen: int, **settings) -> FinetuneJob:
+    return FinetuneJob(
+        key=f"ft{frozen}", label=f"finetune k{frozen}", pretrain_key="rotnet-0", network=NETWORK,
+        finetune=FAST.model_copy(update=settings), frozen=frozen, dataset="fashion_mnist", data_root=root,
+        seed=0, cells=(FinetuneCell(key=f"ft{frozen}", label=f"k{frozen}"),),
+    )
+
+
+def weights(trunk: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: t.detach().clone() for name, t in trunk.state_dict().items()}
+
+
+def block_of(name: str) -> int | None:
+    """`blocks.2.conv.weight` -> 2; the Sobel layer -> None."""
+    parts = name.split(".")
+    return int(parts[1]) if parts[0] == "blocks" else None
+
+
+@pytest.mark.parametrize("frozen", [0, 2, 5])
+def test_finetuning_leaves_the_frozen_layers_bit_identical(frozen, checkpoint, fashion_train):
+    job = finetune_job("", frozen, reinit=False)  # no re-init: every unfrozen layer must move
+    trunk = tasks.load_trunk(job, checkpoint)
+    before = weights(trunk)
+    recorder = MemoryRecorder()
+    finetuned(job, trunk, tasks.subset_of(fashion_train, 320), recorder, torch.device("cpu"))
+    after = weights(trunk)
+    for name, value in before.items():
+        block = block_of(name)
+        if block is not None and block < frozen:  # conv, BN weights and running statistics
+            assert torch.equal(after[name], value), f"{name} changed although conv{block + 1} was frozen"
+        elif name.endswith(("conv.weight", "running_mean")):
+            assert not torch.equal(after[name], value), f"{name} did not train"
+    assert recorder.logged_params[None]["frozen_layers"] == (",".join(LAYERS[:frozen]) or "none")
+
+
+def test_finetuning_scores_the_test_split(checkpoint, fashion_root):
+    recorder = MemoryRecorder()
+    scores = finetune(finetune_job(fashion_root, 2), checkpoint, recorder)
+    assert 10 < scores["top1"] <= scores["top5"] <= 100  # above chance after one short epoch
+    assert recorder.logged_params[None]["test_size"] == 200
+    assert recorder.series("top1") == [scores["top1"]]
+
+
+def test_reinit_makes_the_unfrozen_layers_independent_of_the_trunk(checkpoint, fashion_root, tmp_path, astronaut_file):
+    other = tasks.pretrain(rotnet_job(astronaut_file, seed=1), MemoryRecorder(), tmp_path)
+    full = [finetune(finetune_job(fashion_root, 0), c, MemoryRecorder()) for c in (checkpoint, other)]
+    assert full[0] == full[1]  # k = 0 with reinit: supervised from scratch, whatever the trunk
+    kept = [finetune(finetune_job(fashion_root, 2), c, MemoryRecorder()) for c in (checkpoint, other)]
+    assert kept[0] != kept[1]  # conv1-2 come from the trunk
+
+
+def test_finetuning_is_deterministic(checkpoint, fashion_root):
+    job = finetune_job(fashion_root, 2)
+    runs = [MemoryRecorder() for _ in range(2)]
+    assert finetune(job, checkpoint, runs[0]) == finetune(job, checkpoint, runs[1])
+    assert runs[0].series("train_loss") == runs[1].series("train_loss")
+
+
+def style_file(name: str) -> ImageFile:
+    path = STYLES_DIR / f"{name}.jpg"
+    return ImageFile(path=str(path), sha256=sha256_file(path))
+
+
+def photo_file(name: str) -> ImageFile:
+    path = bundled_photos()[name]
+    return ImageFile(path=str(path), sha256=sha256_file(path))
+
+
+def test_a_few_style_steps_lower_the_style_loss(checkpoint):
+    cfg = StyleConfig(size=64, steps=15, lr=0.05)
+    trunk = tasks.load_trunk(finetune_job("", 0), checkpoint).eval()
+    content, style = (square(im, cfg.size) for im in load_images((photo_file("astronaut"), style_file("hubble"))))
+    loss = StyleLoss(trunk, content, style, cfg)
+    image, points = transfer(loss, content, cfg)
+    first, last = points[0][1], points[-1][1]
+    assert last["style_loss"] < 0.8 * first["style_loss"]
+    assert first["content_loss"] == 0.0 < last["content_loss"]  # it starts from the content image
+    assert image.shape == (1, 3, 64, 64) and 0 <= image.min() and image.max() <= 1
+    assert not torch.equal(image, content)
+
+
+def test_stylise_records_each_pair_in_its_own_run(checkpoint, tmp_path):
+    pairs = [("astronaut", "hubble"), ("astronaut", "ihc")]
+    job = StyleJob(
+        key="style", label="style", pretrain_key="rotnet-0", network=NETWORK,
+        style=StyleConfig(size=48, steps=4), seed=0,
+        cells=tuple(StyleCell(content=photo_file(c), style=style_file(s), key=f"{c}+{s}", label=s) for c, s in pairs),
+    )
+    recorder = MemoryRecorder()
+    scores = stylise(job, checkpoint, recorder, tmp_path)
+    assert set(scores) == {"astronaut+hubble", "astronaut+ihc"}
+    for part in scores:
+        assert [p.name for p in recorder.artifacts[part]] == ["stylised.png", "content.png", "style.png"]
+        assert recorder.series("style_loss", part)[-1] == scores[part]["style_loss"]
+        assert recorder.series("style_loss_start", part) == [recorder.series("style_loss", part)[0]]
+    assert scores["astronaut+hubble"] != scores["astronaut+ihc"]
