@@ -1,8 +1,10 @@
 """The report's figures (PNG): accuracy per layer, accuracy against N, the augmentation
-ablation, and each pretrain run's own pictures (conv1 filters, mono-dataset samples)."""
+ablation, finetuning accuracy against the frozen layers, the style-transfer grid, and each
+pretrain run's own pictures (conv1 filters, mono-dataset samples)."""
 
 from __future__ import annotations
 
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -10,25 +12,34 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
 from orchestrator import record  # noqa: E402
-from orchestrator.report import Record, Table  # noqa: E402
+from orchestrator.report import Record, Table, row_label  # noqa: E402
 
 RUN_PICTURES = ("conv1_filters.png", "mono_samples.png", "train_samples.png")
 
 
+AXIS_LABELS = {  # evaluation -> (x label, y label)
+    "linear_probe": ("probed layer", "linear probe top-1 (%)"),
+    "finetune_frozen": ("frozen layers k (conv1..convk)", "finetuned top-1 (%)"),
+}
+
+
 def layer_curves(tables: list[Table], path: Path) -> Path:
-    """Top-1 against layer, one line per pre-training (mean ± std over seeds), a panel per dataset."""
+    """Top-1 against the table's columns (the probed layer, or k frozen layers), one line per
+    pre-training (mean ± std over seeds), a panel per dataset."""
     fig, axes = plt.subplots(1, len(tables), figsize=(6 * len(tables), 4.5), squeeze=False)
     for ax, table in zip(axes[0], tables):
+        xlabel, ylabel = AXIS_LABELS[table.evaluation]
         for label, by_layer in table.rows.items():
-            points = [(i, s.mean, s.std) for i, layer in enumerate(table.layers) if (s := by_layer[layer]).mean is not None]
+            points = [(i, s.mean, s.std) for i, layer in enumerate(table.columns) if (s := by_layer[layer]).mean is not None]
             if points:
                 x, y, err = zip(*points)
                 style = "--" if label.split()[0] == "random" else "-"
                 ax.errorbar(x, y, yerr=err, marker="o", linestyle=style, capsize=3, label=label)
-        ax.set_xticks(range(len(table.layers)), table.layers)
-        ax.set(title=table.dataset, xlabel="probed layer", ylabel="linear probe top-1 (%)")
+        ax.set_xticks(range(len(table.columns)), table.columns)
+        ax.set(title=table.dataset, xlabel=xlabel, ylabel=ylabel)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return _save(fig, path)
@@ -36,7 +47,7 @@ def layer_curves(tables: list[Table], path: Path) -> Path:
 
 def top1_vs_n(rec: Record, path: Path, metric: str = "top1") -> Path:
     """Top-1 against the number of source images N (log axis), a panel per layer."""
-    layers = list(dict.fromkeys(c.layer for c in rec.cells))
+    layers = list(dict.fromkeys(c.layer for c in rec.cells if c.evaluation == "linear_probe"))
     fig, axes = plt.subplots(1, len(layers), figsize=(3.5 * len(layers), 3.5), squeeze=False, sharey=True)
     for ax, layer in zip(axes[0], layers):
         series: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
@@ -62,18 +73,55 @@ def ablation_bars(tables: list[Table], path: Path) -> Path:
         labels = list(table.rows)
         width = 0.8 / max(len(labels), 1)
         for j, label in enumerate(labels):
-            stats = [table.rows[label][layer] for layer in table.layers]
+            stats = [table.rows[label][layer] for layer in table.columns]
             ax.bar(
-                [i + j * width for i in range(len(table.layers))],
+                [i + j * width for i in range(len(table.columns))],
                 [s.mean or 0.0 for s in stats], width, yerr=[s.std for s in stats], capsize=2, label=label,
             )
-        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(table.layers))], table.layers)
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(table.columns))], table.columns)
         values = [s.mean for r in table.rows.values() for s in r.values() if s.mean is not None]
         if values:
             ax.set_ylim(max(0.0, min(values) - 10), min(100.0, max(values) + 5))
         ax.set(title=f"augmentation ablation, {table.dataset}", ylabel="linear probe top-1 (%)")
         ax.legend(fontsize=8, ncol=2)
         ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def style_grid(rec: Record, path: Path) -> Path | None:
+    """Style transfer side by side: a column per (content, style) pair, its content and style
+    on top, then a row per trunk with its stylised image and final losses. None without
+    finished style-transfer runs."""
+    cells = [c for c in rec.cells if c.evaluation == "style_transfer"]
+    done = {c.key: rec.probe[c.key] for c in cells if c.key in rec.probe and rec.probe[c.key].status == "FINISHED"}
+    if not done:
+        return None
+    pairs = list(dict.fromkeys(f"{c.content}+{c.style}" for c in cells))
+    trunks = list(dict.fromkeys(row_label(c) + (f" ({c.probe_dataset})" if c.probe_dataset else "") for c in cells))
+    fig, axes = plt.subplots(
+        1 + len(trunks), len(pairs), figsize=(2.6 * len(pairs), 1.4 + 2.6 * len(trunks)), squeeze=False,
+        gridspec_kw={"height_ratios": [0.5] + [1] * len(trunks)},  # the pair row is two images wide
+    )
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    with tempfile.TemporaryDirectory() as tmp:
+        for cell in cells:
+            run = done.get(cell.key)
+            if run is None:
+                continue
+            j = pairs.index(f"{cell.content}+{cell.style}")
+            i = 1 + trunks.index(row_label(cell) + (f" ({cell.probe_dataset})" if cell.probe_dataset else ""))
+            folder = Path(tmp) / run.run_id
+            axes[i][j].imshow(plt.imread(record.download(rec.uri, run.run_id, "stylised.png", folder)))
+            axes[i][j].set_xlabel(f"style {run.metrics['style_loss']:.3f}  content {run.metrics['content_loss']:.3f}", fontsize=7)
+            if not axes[0][j].images:  # the pair itself, once: content | style
+                inputs = [plt.imread(record.download(rec.uri, run.run_id, name, folder)) for name in ("content.png", "style.png")]
+                axes[0][j].imshow(np.concatenate(inputs, axis=1))
+                axes[0][j].set_title(f"{cell.content} + {cell.style}", fontsize=9)
+    axes[0][0].set_ylabel("content | style", fontsize=8)
+    for i, trunk in enumerate(trunks, 1):
+        axes[i][0].set_ylabel(trunk, fontsize=8)
     return _save(fig, path)
 
 

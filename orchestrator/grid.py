@@ -1,8 +1,11 @@
-"""Pure expansion: spec -> cells -> pretrain jobs and probe jobs, each with its content key.
+"""Pure expansion: spec -> cells -> pretrain jobs and evaluation jobs, each with its content key.
 
-A cell is one point of the grid down to layer and probe dataset. Cells that share everything
-the pre-training depends on share one pretrain job; the layers of one (pretrain job, probe
-dataset) share one probe job, which probes them all in one pass of the frozen trunk.
+A cell is one point of the grid down to its evaluation: a linear probe of one layer on one
+probe dataset, a finetuning with k frozen layers on one dataset, or one (content, style) pair
+of style transfer. Cells that share everything the pre-training depends on share one pretrain
+job. Evaluation jobs group cells that read one trunk together: the layers of one (pretrain
+job, probe dataset) share one probe job, which probes them all in one pass of the frozen
+trunk; the pairs of one trunk share one style job; each finetuning is a job of its own.
 A method that uses no images (random, supervised) ignores the images and augmentation axes:
 its cells collapse to one per (seed, layer, probe dataset), so it is trained and probed once.
 A method that learns from labels (supervised) gets one pretrain job per probe dataset: the
@@ -12,6 +15,7 @@ cells of dataset D probe the trunk trained on D's train split.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,10 +23,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from orchestrator.keys import content_key
-from orchestrator.spec import ImageSet, Spec
+from orchestrator.spec import Evaluation, Grid, ImageSet, Spec
 from workers.config import (
     AugmentConfig,
     DatasetImages,
+    EvaluationJob,
+    FinetuneCell,
+    FinetuneJob,
     ImageFile,
     LabelledData,
     NetworkConfig,
@@ -30,8 +37,10 @@ from workers.config import (
     ProbeConfig,
     ProbeJob,
     PretrainJob,
+    StyleCell,
+    StyleJob,
 )
-from workers.data.images import draw, pool_files, resolve_photo, sha256_file
+from workers.data.images import STYLES_DIR, draw, pool_files, resolve_photo, sha256_file
 
 
 class Cell(BaseModel, frozen=True):
@@ -40,13 +49,17 @@ class Cell(BaseModel, frozen=True):
     key: str
     label: str
     pretrain_key: str
-    probe_job_key: str
+    probe_job_key: str  # the evaluation job that runs it
     method: str
     n: int | None
     images: str | None
     augmentation: str | None
-    layer: str
-    probe_dataset: str
+    evaluation: str = "linear_probe"
+    layer: str | None = None  # linear_probe
+    frozen: int | None = None  # finetune_frozen: k
+    content: str | None = None  # style_transfer
+    style: str | None = None  # style_transfer
+    probe_dataset: str | None  # None: style transfer through a trunk that learned without labels
     seed: int
 
     def coordinates(self) -> dict[str, object]:
@@ -61,7 +74,7 @@ class Sweep:
     spec: Spec
     cells: list[Cell] = field(default_factory=list)
     pretrain_jobs: dict[str, PretrainJob] = field(default_factory=dict)
-    probe_jobs: dict[str, ProbeJob] = field(default_factory=dict)
+    probe_jobs: dict[str, EvaluationJob] = field(default_factory=dict)  # every evaluation job
 
 
 def _settings(model: BaseModel) -> dict[str, Any]:
@@ -170,83 +183,140 @@ def _method_labels(methods: list[Any]) -> list[str]:
     return [n if names.count(n) == 1 else f"{n}#{names[:i].count(n) + 1}" for i, n in enumerate(names)]
 
 
+def style_images(spec: Spec, base_dir: Path) -> dict[str, ImageFile]:
+    """The style evaluation's contents and styles by name, hashed."""
+    refs = [(ref, resolve_photo(ref, base_dir)) for ref in spec.style.contents]
+    refs += [(ref, resolve_photo(ref, base_dir, STYLES_DIR)) for ref in spec.style.styles]
+    return {ref: ImageFile(path=str(path), sha256=sha256_file(path)) for ref, path in refs}
+
+
+def evaluation_points(evaluation: Evaluation, grid: Grid, spec: Spec, uses_labels: bool) -> Iterator[dict[str, Any]]:
+    """The cells one evaluation makes of one trunk, as grid coordinates. Style transfer
+    reads no dataset, but a trunk that learned from labels exists once per probe dataset."""
+    if evaluation.name == "linear_probe":
+        for dataset, layer in itertools.product(grid.probe_dataset, grid.layer):
+            yield {"probe_dataset": dataset, "layer": layer}
+    elif evaluation.name == "finetune_frozen":
+        for dataset, k in itertools.product(grid.probe_dataset, evaluation.frozen):
+            yield {"probe_dataset": dataset, "frozen": k}
+    else:
+        for dataset, content, style in itertools.product(
+            grid.probe_dataset if uses_labels else [None], spec.style.contents, spec.style.styles
+        ):
+            yield {"probe_dataset": dataset, "content": content, "style": style}
+
+
+def identity(point: dict[str, Any], job: PretrainJob, spec: Spec, images: dict[str, ImageFile]) -> tuple[str, str, str]:
+    """A cell's (key, its evaluation job's key, label). A linear-probe cell's key is what it
+    was before evaluations became an axis, so finished probes stay finished."""
+    dataset = point["probe_dataset"]
+    if point.get("layer"):
+        probe = probe_material(job.key, spec.probe, dataset)
+        key = content_key("cell", {**probe, "layer": point["layer"]})
+        return key, content_key("probe", probe), f"{job.label} {point['layer']} {dataset}"
+    if point.get("frozen") is not None:
+        material = {"pretrain": job.key, "finetune": _settings(spec.finetune), "dataset": dataset, "frozen": point["frozen"]}
+        key = content_key("finetune", material)
+        return key, key, f"{job.label} finetune k{point['frozen']} {dataset}"
+    settings = spec.style.model_dump(mode="json", exclude={"contents", "styles"})
+    job_key = content_key("style", {"pretrain": job.key, "style": settings})
+    pair = {"content": images[point["content"]].sha256, "style_image": images[point["style"]].sha256}
+    return content_key("style-pair", {"job": job_key, **pair}), job_key, f"{job.label} style {point['content']}+{point['style']}"
+
+
 def expand(spec: Spec, base_dir: Path = Path(".")) -> Sweep:
-    """Cells in grid order (method, images, augmentation, seed, probe dataset, layer), with
-    exclusions applied and duplicates (methods that ignore an axis) merged. A method that
-    learns from labels (supervised) is trained once per probe dataset, on its train split."""
+    """Cells in grid order (method, images, augmentation, seed, evaluation, probe dataset,
+    layer / k / pair), with exclusions applied and duplicates (methods that ignore an axis)
+    merged. A method that learns from labels (supervised) is trained once per probe dataset,
+    on its train split."""
     sweep = Sweep(spec)
     g = spec.grid
-    layers_by_probe_job: dict[str, list[Cell]] = {}
+    cells_by_job: dict[str, list[Cell]] = {}
     seen: set[str] = set()
     resolved = {images: sources(images, spec, base_dir) for images in g.images}  # hash each set once
+    pictures = style_images(spec, base_dir) if any(e.name == "style_transfer" for e in g.evaluation) else {}
     for (method, label), images, augmentation, seed in itertools.product(
         zip(g.method, _method_labels(g.method)), g.images, g.augmentation, g.seed
     ):
         uses_images, uses_labels = type(method).uses_images, type(method).uses_labels
         jobs: dict[str | None, PretrainJob] = {}  # by the labelled dataset it learns from
-        for dataset, layer in itertools.product(g.probe_dataset, g.layer):
-            learns_from = dataset if uses_labels else None
-            if learns_from not in jobs:
-                labels = None
-                if learns_from is not None:
-                    root = str((base_dir / spec.data_root(learns_from)).resolve())
-                    labels = LabelledData(dataset=learns_from, data_root=root)  # type: ignore[arg-type]
-                jobs[learns_from] = pretrain_job(
-                    method,
-                    label,
-                    resolved[images] if uses_images else None,
-                    augmentation if uses_images else None,
-                    spec.network,
-                    seed,
-                    spec.checkpoint_every,
-                    labels,
+        for evaluation in g.evaluation:
+            for point in evaluation_points(evaluation, g, spec, uses_labels):
+                learns_from = point["probe_dataset"] if uses_labels else None
+                if learns_from not in jobs:
+                    labels = None
+                    if learns_from is not None:
+                        root = str((base_dir / spec.data_root(learns_from)).resolve())
+                        labels = LabelledData(dataset=learns_from, data_root=root)  # type: ignore[arg-type]
+                    jobs[learns_from] = pretrain_job(
+                        method,
+                        label,
+                        resolved[images] if uses_images else None,
+                        augmentation if uses_images else None,
+                        spec.network,
+                        seed,
+                        spec.checkpoint_every,
+                        labels,
+                    )
+                job = jobs[learns_from]
+                coordinates = {
+                    "method": method.name,
+                    "n": images.size if uses_images else None,
+                    "augmentation": augmentation_label(augmentation) if uses_images else None,
+                    "evaluation": evaluation.name,
+                    "layer": None,
+                    "frozen": None,
+                    "seed": seed,
+                    **point,
+                }
+                if any(rule.matches(coordinates) for rule in spec.exclude):
+                    continue
+                key, job_key, cell_label = identity(point, job, spec, pictures)
+                if key in seen:
+                    continue
+                seen.add(key)
+                cell = Cell(
+                    key=key,
+                    label=cell_label,
+                    pretrain_key=job.key,
+                    probe_job_key=job_key,
+                    images=images.label if uses_images else None,
+                    **{**coordinates, "method": label},
                 )
-            job = jobs[learns_from]
-            coordinates = {
-                "method": method.name,
-                "n": images.size if uses_images else None,
-                "augmentation": augmentation_label(augmentation) if uses_images else None,
-                "layer": layer,
-                "probe_dataset": dataset,
-                "seed": seed,
-            }
-            if any(rule.matches(coordinates) for rule in spec.exclude):
-                continue
-            probe = probe_material(job.key, spec.probe, dataset)
-            cell = Cell(
-                key=content_key("cell", {**probe, "layer": layer}),
-                label=f"{job.label} {layer} {dataset}",
-                pretrain_key=job.key,
-                probe_job_key=content_key("probe", probe),
-                images=images.label if uses_images else None,
-                **{**coordinates, "method": label},
-            )
-            if cell.key in seen:
-                continue
-            seen.add(cell.key)
-            sweep.cells.append(cell)
-            sweep.pretrain_jobs.setdefault(job.key, job)
-            layers_by_probe_job.setdefault(cell.probe_job_key, []).append(cell)
+                sweep.cells.append(cell)
+                sweep.pretrain_jobs.setdefault(job.key, job)
+                cells_by_job.setdefault(job_key, []).append(cell)
 
-    for probe_key, cells in layers_by_probe_job.items():
+    for job_key, cells in cells_by_job.items():
         pretrain = sweep.pretrain_jobs[cells[0].pretrain_key]
-        sweep.probe_jobs[probe_key] = probe_job(spec, base_dir, probe_key, pretrain, cells)
+        sweep.probe_jobs[job_key] = evaluation_job(spec, base_dir, job_key, pretrain, cells, pictures)
     return sweep
 
 
-def probe_job(
-    spec: Spec, base_dir: Path, key: str, pretrain: PretrainJob, cells: list[Cell]
-) -> ProbeJob:
+def evaluation_job(
+    spec: Spec, base_dir: Path, key: str, pretrain: PretrainJob, cells: list[Cell], pictures: dict[str, ImageFile]
+) -> EvaluationJob:
+    """The job that runs `cells` (one evaluation of one trunk) on the trunk as trained
+    (DeepCluster's Sobel layer included)."""
     first = cells[0]
+    common = {"key": key, "pretrain_key": first.pretrain_key, "network": pretrain.network, "seed": first.seed}
+    if first.evaluation == "style_transfer":
+        return StyleJob(
+            **common, label=f"{pretrain.label} style", style=spec.style,
+            cells=tuple(
+                StyleCell(content=pictures[c.content], style=pictures[c.style], key=c.key, label=c.label,  # type: ignore[index]
+                          coordinates=c.coordinates())
+                for c in cells
+            ),
+        )
+    data = {"dataset": first.probe_dataset, "data_root": str((base_dir / spec.data_root(first.probe_dataset)).resolve())}  # type: ignore[arg-type]
+    if first.evaluation == "finetune_frozen":
+        return FinetuneJob(
+            **common, **data, label=first.label, finetune=spec.finetune, frozen=first.frozen,
+            cells=(FinetuneCell(key=first.key, label=first.label, coordinates=first.coordinates()),),
+        )
     return ProbeJob(
-        key=key,
-        label=f"{pretrain.label} {first.probe_dataset}",
-        pretrain_key=first.pretrain_key,
-        network=pretrain.network,  # the trunk as trained (DeepCluster's Sobel layer included)
-        probe=spec.probe,
-        dataset=first.probe_dataset,  # type: ignore[arg-type]
-        data_root=str((base_dir / spec.data_root(first.probe_dataset)).resolve()),
-        seed=first.seed,
+        **common, **data, label=f"{pretrain.label} {first.probe_dataset}", probe=spec.probe,
         cells=tuple(
             ProbeCell(layer=c.layer, key=c.key, label=c.label, coordinates=c.coordinates())  # type: ignore[arg-type]
             for c in cells

@@ -15,7 +15,7 @@ from orchestrator import record
 from orchestrator.faults import Fault, arm
 from orchestrator.keys import RESULTS_VERSION
 from orchestrator.record import Tracking
-from workers.config import ProbeJob, PretrainJob
+from workers.config import EvaluationJob, FinetuneJob, PretrainJob, StyleJob
 
 
 def flatten(prefix: str, value: Any) -> dict[str, Any]:
@@ -77,16 +77,18 @@ def _readable(checkpoint: Path) -> Path | None:
     return checkpoint
 
 
-def run_probe(job: ProbeJob, tracking: Tracking, faults: Sequence[Fault] = ()) -> dict[str, dict[str, float]]:
-    """Probe the finished pretrain run's trunk on all the job's layers; one run per cell."""
-    from workers import tasks
+def run_evaluation(job: EvaluationJob, tracking: Tracking, faults: Sequence[Fault] = ()) -> dict[str, Any]:
+    """Evaluate the finished pretrain run's trunk: linear probes on all the job's layers,
+    a finetuning, or style transfer of every pair; one run per cell, under the pretrain run.
+    Returns the scores per cell part (layer, pair), or the finetuning's scores."""
+    from workers import finetune, style_transfer, tasks
 
     pretrain = record.finished(tracking.uri, tracking.experiment_id, "pretrain").get(job.pretrain_key)
     if pretrain is None:
         raise RuntimeError(f"no FINISHED pretrain run with key {job.pretrain_key} for {job.label}")
     base = job.model_dump(mode="json", exclude={"key", "label", "cells", "data_root", "pretrain_key"})
     started = {
-        cell.layer: record.start_run(
+        cell.part: record.start_run(
             tracking, "probe", cell.key, cell.label, pretrain,
             {**cell.coordinates, **flatten("", base)},
             {record.TAG + "pretrain_key": job.pretrain_key, record.TAG + "results_version": str(RESULTS_VERSION),
@@ -94,17 +96,22 @@ def run_probe(job: ProbeJob, tracking: Tracking, faults: Sequence[Fault] = ()) -
         )
         for cell in job.cells
     }
-    runs = {layer: run_id for layer, (run_id, _) in started.items()}
+    runs = {part: run_id for part, (run_id, _) in started.items()}
     attempt = max(a for _, a in started.values())
     mlflow_recorder = record.MlflowRecorder(tracking.uri, runs)
     try:
         recorder = arm(list(faults), "probe", job.label, job.key, attempt, mlflow_recorder)
         for cell in job.cells:
             config = {**job.model_dump(mode="json", exclude={"cells"}), "cell": cell.model_dump(mode="json")}
-            mlflow_recorder.text(json.dumps(config, indent=2), "config.json", cell.layer)
+            mlflow_recorder.text(json.dumps(config, indent=2), "config.json", cell.part)
         with tempfile.TemporaryDirectory() as workdir:
-            checkpoint = record.download(tracking.uri, pretrain, "checkpoint.pt", Path(workdir))
-            scores = tasks.probe(job, checkpoint, recorder)
+            checkpoint = record.download(tracking.uri, pretrain, "checkpoint.pt", Path(workdir) / "trunk")
+            if isinstance(job, FinetuneJob):
+                scores = finetune.finetune(job, checkpoint, recorder)
+            elif isinstance(job, StyleJob):
+                scores = style_transfer.stylise(job, checkpoint, recorder, Path(workdir))
+            else:
+                scores = tasks.probe(job, checkpoint, recorder)
     except BaseException as error:
         for run_id in runs.values():
             record.end_run(tracking.uri, run_id, error)
@@ -112,4 +119,3 @@ def run_probe(job: ProbeJob, tracking: Tracking, faults: Sequence[Fault] = ()) -
     for run_id in runs.values():
         record.end_run(tracking.uri, run_id)
     return scores
-

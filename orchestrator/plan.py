@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from orchestrator.grid import Sweep
-from workers.config import ProbeJob, PretrainJob
+from workers.config import EvaluationJob, PretrainJob
 
 
 @dataclass(frozen=True)
 class Plan:
     pretrain: list[PretrainJob]  # to train
-    probe: list[ProbeJob]  # to run, each holding only its pending cells
+    probe: list[EvaluationJob]  # to run, each holding only its pending cells
     reused_pretrain: list[str]  # finished pretrain keys that pending probes reuse
     done_cells: int
     pending_cells: int
@@ -22,8 +22,8 @@ class Plan:
 
 
 def plan(sweep: Sweep, finished_cells: set[str], finished_pretrain: set[str]) -> Plan:
-    """Pending cells grouped into probe jobs; their pretrain jobs trained unless finished."""
-    probe: list[ProbeJob] = []
+    """Pending cells grouped into evaluation jobs; their pretrain jobs trained unless finished."""
+    probe: list[EvaluationJob] = []
     for job in sweep.probe_jobs.values():
         pending = tuple(c for c in job.cells if c.key not in finished_cells)
         if pending:

@@ -1,7 +1,8 @@
 """The one module that imports ray: Ray Tune runs the pending jobs, GPU-aware, with retries.
 
-Two Tune runs, one per stage: every pending pretrain job, then every probe job whose
-pretrain run is FINISHED (a probe never starts before its trunk exists). Each trial asks for
+Two Tune runs, one per stage: every pending pretrain job, then every evaluation job (linear
+probes, finetuning, style transfer) whose pretrain run is FINISHED (an evaluation never starts
+before its trunk exists). Each trial asks for
 the spec's resources for its stage, so the file that runs on a laptop (gpus: 0) runs on a GPU
 cluster unchanged. A failed trial is retried `retries` times; MLflow, not Tune's state, is
 the record of what is done.
@@ -135,7 +136,7 @@ def _trial(config: dict[str, Any], jobs: list[Any], tracking: Tracking, stage: s
     job = jobs[config["job"]]
     # Which Ray node ran the job: hosts can share a name (several nodes on one machine).
     os.environ["MONOSWEEP_RAY_NODE"] = ray.get_runtime_context().get_node_id()
-    (recorded.run_pretrain if stage == "pretrain" else recorded.run_probe)(job, tracking, faults)
+    (recorded.run_pretrain if stage == "pretrain" else recorded.run_evaluation)(job, tracking, faults)
     tune.report({"done": 1})
 
 

@@ -2,8 +2,9 @@
 
 The planned cells come from the sweep run's `cells.json`, the scores from the latest FINISHED
 run of each cell key, so a report works from another machine, on a partial sweep, and while
-the sweep runs. Table rows are method x N x augmentation, columns conv1..conv5, values the
-final probe top-1: mean, standard deviation and count over seeds. A cell without a finished
+the sweep runs. Table rows are method x N x augmentation; columns conv1..conv5 for linear probes (the final
+top-1), k for finetuning with k frozen layers (top-1), the (content, style) pairs for style
+transfer (the final losses); values: mean, standard deviation and count over seeds. A cell without a finished
 run shows its state (failed, killed, running) or `-` (never run): nothing is dropped.
 """
 
@@ -85,38 +86,76 @@ class Stat:
 
 @dataclass
 class Table:
-    dataset: str
-    layers: list[str]
-    rows: dict[str, dict[str, Stat]]  # row label -> layer -> entry
+    dataset: str | None
+    columns: list[str]
+    rows: dict[str, dict[str, Stat]]  # row label -> column -> entry
     view: str = "top1"
+    evaluation: str = "linear_probe"
+    metric: str = "top1"
+
+    @property
+    def digits(self) -> int:
+        return 3 if self.evaluation == "style_transfer" else 2  # relative losses are small
 
     @property
     def title(self) -> str:
-        what = {"top1": "top-1 (%)", "diff_random": "top-1 minus random (points)", "pct_supervised": "top-1 as % of supervised"}
-        return f"{what[self.view]} of linear probes on {self.dataset}"
+        if self.evaluation == "style_transfer":
+            what = self.metric.replace("_", " ") + {"top1": "", "diff_random": " minus random", "pct_supervised": " as % of supervised"}[self.view]
+            return f"{what} of style transfer (relative to its target: lower is closer)"
+        what = {"top1": "top-1 (%)", "diff_random": "top-1 minus random (points)", "pct_supervised": "top-1 as % of supervised"}[self.view]
+        if self.evaluation == "finetune_frozen":
+            return f"{what} on {self.dataset} after finetuning with conv1..convk frozen"
+        return f"{what} of linear probes on {self.dataset}"
 
 
 def row_label(cell: Cell) -> str:
     return " ".join(p for p in (cell.method, cell.images, cell.augmentation) if p)
 
 
-def tables(rec: Record, metric: str = "top1") -> list[Table]:
-    """One table per probe dataset, rows in grid order."""
-    layers = [layer for layer in LAYERS if any(c.layer == layer for c in rec.cells)]
+def column(cell: Cell) -> str:
+    """A cell's column in its evaluation's table: its layer, its k, or its (content, style) pair."""
+    if cell.evaluation == "finetune_frozen":
+        return f"k={cell.frozen}"
+    if cell.evaluation == "style_transfer":
+        return f"{cell.content}+{cell.style}"
+    return cell.layer  # type: ignore[return-value]
+
+
+def tables(rec: Record, evaluation: str = "linear_probe", metric: str = "top1") -> list[Table]:
+    """One table per probe dataset of one evaluation, rows in grid order; columns conv1..conv5
+    (linear probes), k = 0..5 (finetuning), or the (content, style) pairs (style transfer).
+    Style transfer reads no labels: one table, a trunk trained with labels one row per dataset."""
+    cells = [c for c in rec.cells if c.evaluation == evaluation]
+    columns = list(dict.fromkeys(column(c) for c in cells))
+    if evaluation == "linear_probe":
+        columns = [layer for layer in LAYERS if layer in columns]
+    elif evaluation == "finetune_frozen":
+        columns.sort(key=lambda k: int(k[2:]))
+    folded = evaluation == "style_transfer"
     out = []
-    for dataset in dict.fromkeys(c.probe_dataset for c in rec.cells):
+    for dataset in [None] if folded else dict.fromkeys(c.probe_dataset for c in cells):
         rows: dict[str, dict[str, Stat]] = defaultdict(lambda: defaultdict(Stat))
-        for cell in rec.cells:
-            if cell.probe_dataset != dataset:
+        for cell in cells:
+            if not folded and cell.probe_dataset != dataset:
                 continue
-            entry = rows[row_label(cell)][cell.layer]
+            label = row_label(cell) + (f" ({cell.probe_dataset})" if folded and cell.probe_dataset else "")
+            entry = rows[label][column(cell)]
             run = rec.probe.get(cell.key)
             if run is not None and run.status == "FINISHED" and metric in run.metrics:
                 entry.values.append(run.metrics[metric])
             else:
                 entry.states.append(run.status.lower() if run else "-")
-        out.append(Table(dataset, layers, rows))
+        out.append(Table(dataset, columns, rows, evaluation=evaluation, metric=metric))
     return out
+
+
+def all_tables(rec: Record) -> list[Table]:
+    """Every table the sweep's cells fill: linear probes, finetuning, style transfer's losses."""
+    return [
+        *tables(rec),
+        *tables(rec, "finetune_frozen"),
+        *(t for metric in ("style_loss", "content_loss") for t in tables(rec, "style_transfer", metric)),
+    ]
 
 
 def relative(table: Table, view: str) -> Table:
@@ -124,41 +163,41 @@ def relative(table: Table, view: str) -> Table:
     reference = "random" if view == "diff_random" else "supervised"
     base = next((r for label, r in table.rows.items() if label.split()[0] == reference), None)
     if base is None:
-        return Table(table.dataset, table.layers, {}, view)
+        return Table(table.dataset, table.columns, {}, view, table.evaluation, table.metric)
     rows: dict[str, dict[str, Stat]] = {}
-    for label, by_layer in table.rows.items():
+    for label, by_column in table.rows.items():
         rows[label] = {}
-        for layer in table.layers:
-            ref = base[layer].mean
-            stat = by_layer[layer]
+        for col in table.columns:
+            ref = base[col].mean
+            stat = by_column[col]
             if ref is None:
-                rows[label][layer] = Stat(states=["no " + reference])
+                rows[label][col] = Stat(states=["no " + reference])
                 continue
             convert = (lambda v: v - ref) if view == "diff_random" else (lambda v: 100 * v / ref)  # noqa: B023
-            rows[label][layer] = Stat([convert(v) for v in stat.values], stat.states)
-    return Table(table.dataset, table.layers, rows, view)
+            rows[label][col] = Stat([convert(v) for v in stat.values], stat.states)
+    return Table(table.dataset, table.columns, rows, view, table.evaluation, table.metric)
 
 
 def render(table: Table, fmt: str) -> str:
-    header = ["pre-training", *table.layers]
-    body = [[label, *(by_layer[layer].text() for layer in table.layers)] for label, by_layer in table.rows.items()]
+    header = ["pre-training", *table.columns]
+    body = [[label, *(by_column[col].text(table.digits) for col in table.columns)] for label, by_column in table.rows.items()]
     if fmt == "md":
         lines = [table.title, "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
         return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["dataset", "view", "pre-training", *(f"{layer}_{s}" for layer in table.layers for s in ("mean", "std", "n", "state"))])
-        for label, by_layer in table.rows.items():
+        writer.writerow(["dataset", "view", "pre-training", *(f"{col}_{s}" for col in table.columns for s in ("mean", "std", "n", "state"))])
+        for label, by_column in table.rows.items():
             fields = []
-            for layer in table.layers:
-                stat = by_layer[layer]
+            for col in table.columns:
+                stat = by_column[col]
                 mean = "" if stat.mean is None else f"{stat.mean:.4f}"
                 fields += [mean, f"{stat.std:.4f}" if stat.values else "", len(stat.values), ";".join(stat.states)]
             writer.writerow([table.dataset, table.view, label, *fields])
         return buffer.getvalue()
     if fmt == "latex":
-        cols = "l" + "r" * len(table.layers)
+        cols = "l" + "r" * len(table.columns)
         esc = lambda s: s.replace("_", r"\_").replace("±", r"$\pm$").replace("%", r"\%")  # noqa: E731
         lines = [f"% {table.title}", rf"\begin{{tabular}}{{{cols}}}", r"\toprule", " & ".join(map(esc, header)) + r" \\", r"\midrule"]
         lines += [" & ".join(map(esc, row)) + r" \\" for row in body]
@@ -175,7 +214,7 @@ def compare(a: Table, b: Table, name_a: str, name_b: str) -> Table:
     rows: dict[str, dict[str, Stat]] = {}
     for label in dict.fromkeys([*a.rows, *b.rows]):
         rows[label] = {}
-        for layer in a.layers:
-            left, right = a.rows.get(label, {}).get(layer, Stat()), b.rows.get(label, {}).get(layer, Stat())
-            rows[label][layer] = Stat(states=[f"{left.text()} / {right.text()}"])
-    return Table(f"{a.dataset} ({name_a} / {name_b})", a.layers, rows, a.view)
+        for col in a.columns:
+            left, right = a.rows.get(label, {}).get(col, Stat()), b.rows.get(label, {}).get(col, Stat())
+            rows[label][col] = Stat(states=[f"{left.text()} / {right.text()}"])
+    return Table(f"{a.dataset} ({name_a} / {name_b})", a.columns, rows, a.view, a.evaluation, a.metric)

@@ -7,23 +7,26 @@ paths are checked, relative to the file, before any compute is spent.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from workers.config import (
     AugmentConfig,
     DEFAULT_DATA_ROOTS,
+    FinetuneConfig,
     Frozen,
+    LAYERS,
     Layer,
     MethodConfig,
     NetworkConfig,
     ProbeConfig,
     ProbeDataset,
+    StyleConfig,
     TRAIN_SIZES,
 )
 from orchestrator.faults import Fault
-from workers.data.images import pool_files, resolve_photo
+from workers.data.images import STYLES_DIR, pool_files, resolve_photo
 
 
 def _base_dir(info: ValidationInfo) -> Path:
@@ -106,6 +109,46 @@ class ImageSet(Frozen):
         return f"N{self.n} {what}{seed}"
 
 
+class LinearProbe(Frozen):
+    """Linear probes on the frozen trunk, one cell per (layer, probe dataset)."""
+
+    name: Literal["linear_probe"] = "linear_probe"
+
+
+class FinetuneFrozen(Frozen):
+    """Finetuning on the probe dataset with conv1..convk frozen, one cell per (k, probe
+    dataset); settings in the spec's `finetune`."""
+
+    name: Literal["finetune_frozen"] = "finetune_frozen"
+    frozen: tuple[int, ...] = Field((0, 1, 2, 3, 4, 5), min_length=1, description="values of k")
+
+    @field_validator("frozen", mode="before")
+    @classmethod
+    def _one_or_many(cls, frozen: Any) -> Any:
+        return [frozen] if isinstance(frozen, int) else frozen
+
+    @field_validator("frozen")
+    @classmethod
+    def _layers(cls, frozen: tuple[int, ...]) -> tuple[int, ...]:
+        if any(not 0 <= k <= len(LAYERS) for k in frozen):
+            raise ValueError(f"k = {list(frozen)}: the network has {len(LAYERS)} conv layers, so 0 <= k <= {len(LAYERS)}")
+        return tuple(_unique(list(frozen)))
+
+
+class StyleTransfer(Frozen):
+    """Style transfer through the trunk, one cell per (content, style) pair of the spec's `style`."""
+
+    name: Literal["style_transfer"] = "style_transfer"
+
+
+Evaluation = Annotated[LinearProbe | FinetuneFrozen | StyleTransfer, Field(discriminator="name")]
+
+
+def _named(items: Any) -> Any:
+    """`[random, {name: rotnet, ...}]`: a bare string is an item with only its name."""
+    return [{"name": m} if isinstance(m, str) else m for m in items] if isinstance(items, list) else items
+
+
 def _unique(values: list[Any]) -> list[Any]:
     seen: list[Any] = []
     for v in values:
@@ -125,16 +168,15 @@ class Grid(Frozen):
     method: list[MethodConfig] = Field(min_length=1)
     images: list[ImageSet] = Field(min_length=1)
     augmentation: list[AugmentConfig] = Field(min_length=1)
-    layer: list[Layer] = Field(min_length=1)
+    evaluation: list[Evaluation] = Field([LinearProbe()], min_length=1)
+    layer: list[Layer] = Field(list(LAYERS), min_length=1, description="the layers linear probes read")
     probe_dataset: list[ProbeDataset] = Field(min_length=1)
     seed: list[int] = Field([0], min_length=1)
 
-    @model_validator(mode="before")
+    @field_validator("method", "evaluation", mode="before")
     @classmethod
-    def _method_shorthand(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("method"), list):
-            data = {**data, "method": [{"name": m} if isinstance(m, str) else m for m in data["method"]]}
-        return data
+    def _shorthand(cls, items: Any) -> Any:
+        return _named(items)
 
     @field_validator("seed")
     @classmethod
@@ -147,6 +189,14 @@ class Grid(Frozen):
     @classmethod
     def _no_duplicates(cls, values: list[Any]) -> list[Any]:
         return _unique(values)
+
+    @field_validator("evaluation")
+    @classmethod
+    def _one_of_each(cls, evaluations: list[Any]) -> list[Any]:
+        names = [e.name for e in evaluations]
+        if len(set(names)) < len(names):
+            raise ValueError("an evaluation is listed twice (list all values of k in one `frozen`)")
+        return evaluations
 
 
 class Bound(Frozen):
@@ -175,7 +225,9 @@ class Exclude(Frozen):
     method: str | list[str] | None = None
     n: int | Bound | None = None
     augmentation: str | list[str] | None = None
+    evaluation: str | list[str] | None = None
     layer: Layer | list[Layer] | None = None
+    frozen: int | list[int] | None = None
     probe_dataset: str | list[str] | None = None
     seed: int | list[int] | None = None
 
@@ -213,6 +265,8 @@ class Spec(Frozen):
     exclude: list[Exclude] = []
     network: NetworkConfig = NetworkConfig()
     probe: ProbeConfig = ProbeConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    style: StyleConfig = StyleConfig()
     resources: StageResources = StageResources()
     retries: int = Field(2, ge=0, description="times Ray retries a failed job")
     checkpoint_every: int = Field(500, ge=0, description="pretrain steps between resume checkpoints; 0: none")
@@ -234,6 +288,15 @@ class Spec(Frozen):
             raise ValueError("credentials do not belong in the experiment file; set "
                              "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD in the environment")
         return uri
+
+    @field_validator("style")
+    @classmethod
+    def _style_images_exist(cls, style: StyleConfig, info: ValidationInfo) -> StyleConfig:
+        for ref in style.contents:
+            resolve_photo(ref, _base_dir(info))
+        for ref in style.styles:
+            resolve_photo(ref, _base_dir(info), STYLES_DIR)
+        return style
 
     def data_root(self, dataset: str) -> str:
         return self.data_roots.get(dataset, DEFAULT_DATA_ROOTS[dataset])  # type: ignore[call-overload]

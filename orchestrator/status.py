@@ -10,7 +10,7 @@ from orchestrator.grid import Cell
 from orchestrator.record import TAG, RunView
 
 STATES = ("finished", "failed", "killed", "running", "pending")
-AXES = ("method", "images", "augmentation", "layer", "probe_dataset", "seed")
+AXES = ("method", "images", "augmentation", "evaluation", "layer", "frozen", "style", "probe_dataset", "seed")
 _BY_STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed", "RUNNING": "running"}
 
 
@@ -60,12 +60,14 @@ def counts(states: list[CellState]) -> dict[str, int]:
 
 
 def by_axis(states: list[CellState]) -> dict[str, dict[str, dict[str, int]]]:
-    """axis -> value -> state -> count, for axes with more than one value."""
+    """axis -> value -> state -> count, for axes with more than one value; cells an axis does
+    not apply to (a random trunk's images, a finetuning's layer) are not counted under it."""
     out: dict[str, dict[str, dict[str, int]]] = {}
     for axis in AXES:
         groups: dict[str, list[CellState]] = defaultdict(list)
         for s in states:
-            groups[str(getattr(s.cell, axis))].append(s)
+            if (value := getattr(s.cell, axis)) is not None:
+                groups[str(value)].append(s)
         if len(groups) > 1:
             out[axis] = {value: counts(group) for value, group in groups.items()}
     return out

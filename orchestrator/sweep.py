@@ -18,6 +18,7 @@ from orchestrator.errors import DriverBusy, SpecError
 from orchestrator.loading import load_spec
 from orchestrator.plan import Plan, plan
 from orchestrator.spec import Spec
+from workers.config import StyleJob
 
 
 @dataclass
@@ -65,7 +66,7 @@ def sqlite_warning(uri: str, parallel: float) -> str | None:
 def check_local_data(prepared: Prepared, path: Path) -> None:
     """Raises SpecError when a dataset's root (probed, drawn from, or trained on with labels)
     is missing on this machine."""
-    roots = {j.dataset: j.data_root for j in prepared.sweep.probe_jobs.values()}
+    roots = {j.dataset: j.data_root for j in prepared.sweep.probe_jobs.values() if not isinstance(j, StyleJob)}
     for job in prepared.sweep.pretrain_jobs.values():
         for source in (job.drawn, job.labels):
             if source is not None:

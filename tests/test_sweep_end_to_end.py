@@ -80,7 +80,7 @@ def test_sweep_records_one_finished_run_per_cell_and_reruns_nothing(write_spec, 
     # A grown grid (three more layers): only the new cells run, on the finished checkpoints.
     grown = write_spec(TINY)
     assert main(["run", str(grown)]) == 0
-    assert "to run: 0 pretrain jobs (3 finished ones reused), 3 probe jobs" in capsys.readouterr().out
+    assert "to run: 0 pretrain jobs (3 finished ones reused), 3 evaluation jobs" in capsys.readouterr().out
     after = runs(tmp_path)
     assert {r.info.run_id: r.info.end_time for r in by_kind(after, "pretrain")} == {
         r.info.run_id: r.info.end_time for r in pretrain

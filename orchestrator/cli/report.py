@@ -1,8 +1,9 @@
 """Write the sweep's tables and figures, from MLflow alone, and attach them to the sweep run.
 
-Tables (one per probe dataset, rows method x N x augmentation, columns conv1..conv5) in the
-chosen formats and views; figures as PNG; the conv1 filters and mono samples of every
-pretrain run. Works on a partial sweep while it runs, and from another machine.
+Tables in the chosen formats and views: linear probes (one per probe dataset, rows method x N
+x augmentation, columns conv1..conv5), finetuning (columns k frozen layers), style transfer
+(columns the (content, style) pairs); figures as PNG, the style-transfer grid among them; the
+conv1 filters and mono samples of every pretrain run. Works on a partial sweep while it runs, and from another machine.
 """
 
 from __future__ import annotations
@@ -40,19 +41,26 @@ def main(args: argparse.Namespace) -> int:
     other = _sweep(args.compare) if args.compare else None
     out = args.out or Path("reports") / rec.name
     out.mkdir(parents=True, exist_ok=True)
-    base = report.tables(rec)
+    base = report.all_tables(rec)
     shown = [t if v == "top1" else report.relative(t, v) for v in views for t in base]
     if other:
-        theirs = {t.dataset: t for t in report.tables(other)}
-        shown += [report.compare(t, theirs[t.dataset], rec.name, other.name) for t in base if t.dataset in theirs]
+        theirs = {(t.evaluation, t.metric, t.dataset): t for t in report.all_tables(other)}
+        shown += [
+            report.compare(t, theirs[key], rec.name, other.name)
+            for t in base if (key := (t.evaluation, t.metric, t.dataset)) in theirs
+        ]
     shown = [t for t in shown if t.rows]
     for fmt in formats:
         separator = "\n" if fmt == "csv" else "\n\n"
         (out / f"report.{fmt}").write_text(separator.join(report.render(t, fmt) for t in shown) + "\n")
+    probes = [t for t in base if t.evaluation == "linear_probe"]
+    finetuning = [t for t in base if t.evaluation == "finetune_frozen"]
     pictures = [
-        figures.layer_curves(base, out / "top1_per_layer.png"),
-        figures.top1_vs_n(rec, out / "top1_vs_n.png"),
-        figures.ablation_bars(base, out / "augmentation_ablation.png"),
+        *([figures.layer_curves(probes, out / "top1_per_layer.png"),
+           figures.top1_vs_n(rec, out / "top1_vs_n.png"),
+           figures.ablation_bars(probes, out / "augmentation_ablation.png")] if probes else []),
+        *([figures.layer_curves(finetuning, out / "finetune_top1.png")] if finetuning else []),
+        *filter(None, [figures.style_grid(rec, out / "style_transfer.png")]),
         *figures.run_pictures(rec, out / "runs"),
     ]
     print("\n\n".join(report.render(t, "md") for t in shown))

@@ -37,7 +37,7 @@ def finish(args: argparse.Namespace, prepared: Prepared, action: Callable[[], Ou
     finally:
         signal.signal(signal.SIGTERM, previous)
     rec = report.load(outcome.uri, prepared.spec.name, prepared.sweep.cells)
-    print("\n" + "\n\n".join(report.render(t, "md") for t in report.tables(rec)) + "\n")
+    print("\n" + "\n\n".join(report.render(t, "md") for t in report.all_tables(rec)) + "\n")
     uri = record.shown(outcome.uri)
     print(f"{outcome.finished}/{outcome.total} cells FINISHED. MLflow store: {uri}")
     print(f"  browse it: mlflow ui --backend-store-uri {uri}, then open the experiment's "
@@ -55,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
     print(
         f"sweep {prepared.spec.name!r}: {len(prepared.sweep.cells)} cells, {todo.done_cells} already "
         f"finished; to run: {len(todo.pretrain)} pretrain jobs ({len(todo.reused_pretrain)} finished "
-        f"ones reused), {len(todo.probe)} probe jobs",
+        f"ones reused), {len(todo.probe)} evaluation jobs",
         flush=True,
     )
     if todo.empty:

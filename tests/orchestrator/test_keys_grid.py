@@ -306,3 +306,67 @@ def test_every_example_expands(example):
     sweep = expand(load_spec(path), path.parent)
     assert sweep.cells and sweep.pretrain_jobs and sweep.probe_jobs
     assert len(sweep.cells) == len({c.key for c in sweep.cells})
+
+
+EVALUATIONS = [
+    "linear_probe",
+    {"name": "finetune_frozen", "frozen": [0, 2, 5]},
+    "style_transfer",
+]
+
+
+def test_evaluations_make_cells_and_jobs_of_their_own(base, tmp_path):
+    base["grid"]["evaluation"] = EVALUATIONS
+    sweep = expand(spec_from(base, tmp_path), tmp_path)
+    by_kind = {kind: [c for c in sweep.cells if c.evaluation == kind] for kind in ("linear_probe", "finetune_frozen", "style_transfer")}
+    # Three trunks (random, rotnet full, rotnet none): 5 layers, 3 values of k, 2 (content, style) pairs each.
+    assert [len(v) for v in by_kind.values()] == [15, 9, 6]
+    assert len(sweep.pretrain_jobs) == 3  # every evaluation reads the same trunks
+    jobs = list(sweep.probe_jobs.values())
+    assert sorted(type(j).__name__ for j in jobs).count("FinetuneJob") == 9
+    assert sum(type(j).__name__ == "StyleJob" for j in jobs) == 3
+    assert all(len(j.cells) == 2 for j in jobs if type(j).__name__ == "StyleJob")
+    assert {c.frozen for c in by_kind["finetune_frozen"]} == {0, 2, 5}
+    assert {(c.content, c.style) for c in by_kind["style_transfer"]} == {("astronaut", "hubble"), ("astronaut", "ihc")}
+    assert all(c.probe_dataset is None for c in by_kind["style_transfer"])  # no labels read
+    assert "rotnet N1 astronaut full s0 finetune k2 fashion_mnist" in {c.label for c in sweep.cells}
+    assert len({c.key for c in sweep.cells}) == len(sweep.cells)
+
+
+def test_linear_probe_keys_do_not_change_when_evaluations_are_added(base, tmp_path):
+    before = keys(base, tmp_path)
+    base["grid"]["evaluation"] = EVALUATIONS
+    after = keys(base, tmp_path)
+    assert {label: key for label, key in after.items() if label in before} == before
+
+
+def test_finetune_and_style_keys_follow_their_own_settings(base, tmp_path):
+    base["grid"]["evaluation"] = EVALUATIONS
+    here = keys(base, tmp_path)
+    finetune_cells = {label for label in here if " finetune " in label}
+    style_cells = {label for label in here if " style " in label}
+    changed = keys({**base, "finetune": {"preset": "fast"}}, tmp_path)
+    assert {label for label in here if here[label] != changed[label]} == finetune_cells
+    changed = keys({**base, "style": {"steps": 7}}, tmp_path)
+    assert {label for label in here if here[label] != changed[label]} == style_cells
+    # Style images count by content: the same picture under another path keeps the key.
+    shutil.copy(bundled_photos()["astronaut"], tmp_path / "mine.jpg")
+    moved = keys({**base, "style": {"contents": ["mine.jpg"]}}, tmp_path)
+    assert sorted(moved.values()) == sorted(here.values())
+
+
+def test_a_supervised_trunk_is_stylised_once_per_dataset_it_learned_from(base, tmp_path):
+    base["grid"]["method"] = [{"name": "supervised", "epochs": 1}, "random"]
+    base["grid"]["probe_dataset"] = ["fashion_mnist", "cifar10"]
+    base["grid"]["evaluation"] = ["style_transfer"]
+    sweep = expand(spec_from(base, tmp_path), tmp_path)
+    datasets = [c.probe_dataset for c in sweep.cells]
+    assert datasets.count("fashion_mnist") == datasets.count("cifar10") == 2  # supervised: per dataset
+    assert datasets.count(None) == 2  # random: once
+
+
+def test_exclusions_apply_to_evaluations(base, tmp_path):
+    base["grid"]["evaluation"] = EVALUATIONS
+    base["exclude"] = [{"evaluation": "finetune_frozen", "frozen": 0, "method": "rotnet"}]
+    sweep = expand(spec_from(base, tmp_path), tmp_path)
+    assert sorted(c.frozen for c in sweep.cells if c.evaluation == "finetune_frozen") == [0, 2, 2, 2, 5, 5, 5]

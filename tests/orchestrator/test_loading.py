@@ -13,6 +13,22 @@ from tests.conftest import TINY
 
 # (replace this, with that) in the tiny spec -> words the error must contain
 BAD = {
+    "unknown evaluation": (
+        "  layer:", "  evaluation: [linear_probes]\n  layer:",
+        ["grid.evaluation[0]", "'linear_probes'", "linear_probe, finetune_frozen, style_transfer"],
+    ),
+    "k beyond the network": (
+        "  layer:", "  evaluation: [{name: finetune_frozen, frozen: [2, 6]}]\n  layer:",
+        ["grid.evaluation[0].frozen", "[2, 6]", "0 <= k <= 5"],
+    ),
+    "evaluation listed twice": (
+        "  layer:", "  evaluation: [style_transfer, linear_probe, style_transfer]\n  layer:",
+        ["grid.evaluation", "listed twice"],
+    ),
+    "unknown style image": (
+        "retries: 1", "retries: 1\nstyle: {styles: [hubble, starry_night]}",
+        ["style", "'starry_night'", "hubble, ihc", "no file at"],
+    ),
     "unknown method": (
         "method: [random,", "method: [rotnett,", ["grid.method[0]", "'rotnett'", "random, rotnet"],
     ),
@@ -115,7 +131,7 @@ def test_shipped_files_are_valid(shipped, capsys):
 
 def test_validate_prints_sizes(write_spec, capsys):
     assert main(["validate", str(write_spec(TINY))]) == 0
-    assert "15 cells, 3 pretrain jobs, 3 probe jobs" in capsys.readouterr().out
+    assert "15 cells, 3 pretrain jobs, 3 evaluation jobs" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("command", ["validate", "run", "status", "resubmit", "report", "submit", "logs", "env"])
