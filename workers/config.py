@@ -313,7 +313,17 @@ PROBE_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-class ProbeConfig(Frozen):
+class Subsets(Frozen):
+    """How much of a labelled dataset an evaluation reads: all of it, or stratified subsets
+    (CPU-sized runs)."""
+
+    train_samples: int | None = Field(
+        None, ge=10, description="stratified subset of the train split; None = all"
+    )
+    test_samples: int | None = Field(None, ge=10, description="test subset; None = the full split")
+
+
+class ProbeConfig(Subsets):
     """Linear-probe protocol: a named preset with optional overrides, recorded on every run.
     `test_crops`: `resize` scales the whole image to the input size; `center` resizes the
     short side to 256/224 x the input size and takes the centre crop; `ten` takes the four
@@ -330,10 +340,6 @@ class ProbeConfig(Frozen):
     train_augment: bool = True
     bn_affine: bool = False
     test_crops: Literal["resize", "center", "ten"] = "ten"
-    train_samples: int | None = Field(
-        None, ge=10, description="stratified subset of the train split; None = all"
-    )
-    test_samples: int | None = Field(None, ge=10, description="test subset; None = the full split")
 
     @model_validator(mode="before")
     @classmethod
@@ -372,7 +378,7 @@ FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-class FinetuneConfig(Frozen):
+class FinetuneConfig(Subsets):
     """Finetuning with the leading conv layers frozen (the paper: conv1-2 learned from one
     image, the rest trained with labels, comes close to full supervision). The unfrozen conv
     layers are re-initialised (seeded) when `reinit` is set, as in the paper, so what is
@@ -390,10 +396,6 @@ class FinetuneConfig(Frozen):
     nesterov: bool = False
     reinit: bool = Field(True, description="re-initialise the unfrozen conv layers")
     test_crops: Literal["resize", "center"] = "center"
-    train_samples: int | None = Field(
-        None, ge=10, description="stratified subset of the train split; None = all"
-    )
-    test_samples: int | None = Field(None, ge=10, description="test subset; None = the full split")
 
     @model_validator(mode="before")
     @classmethod
