@@ -26,12 +26,12 @@ from workers.config import (
     ImageFile,
     LabelledData,
     NetworkConfig,
+    PretrainJob,
     ProbeCell,
     ProbeConfig,
     ProbeJob,
-    PretrainJob,
 )
-from workers.data.images import draw, pool_files, resolve_photo, sha256_file
+from workers.data.images import sha256_file
 
 
 class Cell(BaseModel, frozen=True):
@@ -95,11 +95,7 @@ def sources(images: ImageSet, spec: Spec, base_dir: Path) -> Sources:
             dataset=images.dataset, data_root=root, n=images.size, draw_seed=images.draw_seed
         )
         return Sources(images.label, drawn=drawn)
-    if images.photos is not None:
-        paths = [resolve_photo(ref, base_dir) for ref in images.photos]
-    else:
-        paths = draw(pool_files(base_dir / images.pool), images.size, images.draw_seed)  # type: ignore[operator]
-    files = tuple(ImageFile(path=str(p), sha256=sha256_file(p)) for p in paths)
+    files = tuple(ImageFile(path=str(p), sha256=sha256_file(p)) for p in images.files(base_dir))
     return Sources(images.label, files=files)
 
 

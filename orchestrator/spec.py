@@ -11,19 +11,19 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from orchestrator.faults import Fault
 from workers.config import (
-    AugmentConfig,
     DEFAULT_DATA_ROOTS,
+    TRAIN_SIZES,
+    AugmentConfig,
     Frozen,
     Layer,
     MethodConfig,
     NetworkConfig,
     ProbeConfig,
     ProbeDataset,
-    TRAIN_SIZES,
 )
-from orchestrator.faults import Fault
-from workers.data.images import pool_files, resolve_photo
+from workers.data.images import draw, pool_files, resolve_photo
 
 
 def _base_dir(info: ValidationInfo) -> Path:
@@ -89,6 +89,15 @@ class ImageSet(Frozen):
         if self.n > available:
             raise ValueError(f"n = {self.n} but pool {self.pool!r} holds {available} images")
         return self
+
+    def files(self, base_dir: Path) -> list[Path]:
+        """The image files: the photos, or the pool's N drawn (seeded); none for a dataset draw,
+        which is made on the worker."""
+        if self.photos is not None:
+            return [resolve_photo(ref, base_dir) for ref in self.photos]
+        if self.pool is not None:
+            return draw(pool_files(base_dir / self.pool), self.size, self.draw_seed)
+        return []
 
     @property
     def size(self) -> int:
