@@ -114,6 +114,7 @@ def pretrain_job(
     seed: int,
     checkpoint_every: int = 0,
     labels: LabelledData | None = None,
+    divergence_threshold: float | None = None,
 ) -> PretrainJob:
     """A pretrain job; `images` and `augment` are None for methods that use no images,
     `labels` the labelled train split of a method that learns from labels."""
@@ -146,6 +147,7 @@ def pretrain_job(
         labels=labels,
         coordinates=coordinates,
         checkpoint_every=checkpoint_every,
+        divergence_threshold=divergence_threshold,
     )
 
 
@@ -196,6 +198,7 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Sweep:
                     seed,
                     spec.checkpoint_every,
                     labels,
+                    spec.divergence_threshold,
                 )
             job = jobs[learns_from]
             coordinates = {

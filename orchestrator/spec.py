@@ -225,6 +225,13 @@ class Spec(Frozen):
     resources: StageResources = StageResources()
     retries: int = Field(2, ge=0, description="times Ray retries a failed job")
     checkpoint_every: int = Field(500, ge=0, description="pretrain steps between resume checkpoints; 0: none")
+    # Healthy pretext losses here stay well below 100 (cross-entropy starts near ln k: 1.4 for
+    # RotNet, 9.2 for DeepCluster's k = 10000; BiGAN's summed BCE in the tens): 1000 is a
+    # blow-up, caught before it turns into NaN a few steps later.
+    divergence_threshold: float | None = Field(
+        1000.0, gt=0, description="a pretext loss above it fails the pretrain job as `diverged`; "
+        "null: no check"
+    )
     faults: list[Fault] = Field([], description="fault injection for tests and drills (MONOSWEEP_FAULTS wins)")
     tracking_uri: str = Field(
         "sqlite:///mlflow.db", description="MLflow store; MLFLOW_TRACKING_URI overrides it"
