@@ -33,6 +33,7 @@ from workers.config import (
     ImageFile,
     LabelledData,
     NetworkConfig,
+    PretrainJob,
     ProbeCell,
     ProbeConfig,
     ProbeJob,
@@ -40,7 +41,7 @@ from workers.config import (
     StyleCell,
     StyleJob,
 )
-from workers.data.images import STYLES_DIR, draw, pool_files, resolve_photo, sha256_file
+from workers.data.images import STYLES_DIR, resolve_photo, sha256_file
 
 
 class Cell(BaseModel, frozen=True):
@@ -108,11 +109,7 @@ def sources(images: ImageSet, spec: Spec, base_dir: Path) -> Sources:
             dataset=images.dataset, data_root=root, n=images.size, draw_seed=images.draw_seed
         )
         return Sources(images.label, drawn=drawn)
-    if images.photos is not None:
-        paths = [resolve_photo(ref, base_dir) for ref in images.photos]
-    else:
-        paths = draw(pool_files(base_dir / images.pool), images.size, images.draw_seed)  # type: ignore[operator]
-    files = tuple(ImageFile(path=str(p), sha256=sha256_file(p)) for p in paths)
+    files = tuple(ImageFile(path=str(p), sha256=sha256_file(p)) for p in images.files(base_dir))
     return Sources(images.label, files=files)
 
 
@@ -131,6 +128,7 @@ def pretrain_job(
     seed: int,
     checkpoint_every: int = 0,
     labels: LabelledData | None = None,
+    divergence_threshold: float | None = None,
 ) -> PretrainJob:
     """A pretrain job; `images` and `augment` are None for methods that use no images,
     `labels` the labelled train split of a method that learns from labels."""
@@ -163,6 +161,7 @@ def pretrain_job(
         labels=labels,
         coordinates=coordinates,
         checkpoint_every=checkpoint_every,
+        divergence_threshold=divergence_threshold,
     )
 
 
@@ -257,6 +256,7 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Sweep:
                         seed,
                         spec.checkpoint_every,
                         labels,
+                        spec.divergence_threshold,
                     )
                 job = jobs[learns_from]
                 coordinates = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,14 @@ def load_spec(path: str | Path) -> Spec:
         return Spec.model_validate(data, context={"base_dir": path.parent})
     except ValidationError as e:
         raise SpecError(*(_locate(path, root, err) for err in e.errors())) from None
+
+
+def located(path: Path, problems: Iterable[tuple[tuple[Any, ...], str]]) -> list[str]:
+    """`file:line: field.path: message` for problems found in a valid spec, given as (pydantic
+    style loc, message): checks that need the whole spec, such as images against the network."""
+    root = yaml.compose(path.read_text())
+    return [_locate(path, root, {"loc": loc, "type": "value_error", "msg": msg})
+            for loc, msg in problems]
 
 
 def _locate(path: Path, root: yaml.Node | None, err: Any) -> str:

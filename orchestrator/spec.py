@@ -11,9 +11,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from orchestrator.faults import Fault
 from workers.config import (
-    AugmentConfig,
     DEFAULT_DATA_ROOTS,
+    TRAIN_SIZES,
+    AugmentConfig,
     FinetuneConfig,
     Frozen,
     LAYERS,
@@ -23,10 +25,8 @@ from workers.config import (
     ProbeConfig,
     ProbeDataset,
     StyleConfig,
-    TRAIN_SIZES,
 )
-from orchestrator.faults import Fault
-from workers.data.images import STYLES_DIR, pool_files, resolve_photo
+from workers.data.images import STYLES_DIR, draw, pool_files, resolve_photo
 
 
 def _base_dir(info: ValidationInfo) -> Path:
@@ -92,6 +92,15 @@ class ImageSet(Frozen):
         if self.n > available:
             raise ValueError(f"n = {self.n} but pool {self.pool!r} holds {available} images")
         return self
+
+    def files(self, base_dir: Path) -> list[Path]:
+        """The image files: the photos, or the pool's N drawn (seeded); none for a dataset draw,
+        which is made on the worker."""
+        if self.photos is not None:
+            return [resolve_photo(ref, base_dir) for ref in self.photos]
+        if self.pool is not None:
+            return draw(pool_files(base_dir / self.pool), self.size, self.draw_seed)
+        return []
 
     @property
     def size(self) -> int:
@@ -270,6 +279,13 @@ class Spec(Frozen):
     resources: StageResources = StageResources()
     retries: int = Field(2, ge=0, description="times Ray retries a failed job")
     checkpoint_every: int = Field(500, ge=0, description="pretrain steps between resume checkpoints; 0: none")
+    # Healthy pretext losses here stay well below 100 (cross-entropy starts near ln k: 1.4 for
+    # RotNet, 9.2 for DeepCluster's k = 10000; BiGAN's summed BCE in the tens): 1000 is a
+    # blow-up, caught before it turns into NaN a few steps later.
+    divergence_threshold: float | None = Field(
+        1000.0, gt=0, description="a pretext loss above it fails the pretrain job as `diverged`; "
+        "null: no check"
+    )
     faults: list[Fault] = Field([], description="fault injection for tests and drills (MONOSWEEP_FAULTS wins)")
     tracking_uri: str = Field(
         "sqlite:///mlflow.db", description="MLflow store; MLFLOW_TRACKING_URI overrides it"

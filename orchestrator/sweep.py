@@ -11,14 +11,16 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from orchestrator import faults, record
-from orchestrator.grid import Sweep, expand
 from orchestrator.errors import DriverBusy, SpecError
-from orchestrator.loading import load_spec
+from orchestrator.grid import Sweep, expand
+from orchestrator.loading import load_spec, located
 from orchestrator.plan import Plan, plan
 from orchestrator.spec import Spec
 from workers.config import StyleJob
+from workers.data.images import image_problem
 
 
 @dataclass
@@ -44,15 +46,41 @@ def prepare(path: str | Path) -> Prepared:
     """Load and expand an experiment file.
 
     Raises:
-        SpecError: the file or an image it names is invalid.
+        SpecError: the file, or an image it names, is invalid.
     """
     path = Path(path)
     spec = load_spec(path)
+    check_images(spec, path)
     try:
         sweep = expand(spec, path.parent)
     except (OSError, ValueError) as e:
         raise SpecError(f"{path}: grid.images: {e}") from None
     return Prepared(spec, sweep, record.resolve_uri(spec.tracking_uri))
+
+
+def check_images(spec: Spec, path: Path) -> None:
+    """Open and fully decode every source image of the spec (photos, and the images drawn from
+    pools) before Ray starts or anything is recorded.
+
+    Raises:
+        SpecError: one located line per unusable image (unreadable, corrupt, too small, grey,
+            smaller than the crop).
+    """
+    problems: list[tuple[tuple[Any, ...], str]] = []
+    seen: dict[Path, str | None] = {}
+    for i, images in enumerate(spec.grid.images):
+        for j, file in enumerate(images.files(path.parent)):
+            if file not in seen:  # an image in several sets is decoded once
+                seen[file] = image_problem(file, spec.network.input_size)
+            if seen[file]:
+                if images.photos is not None:
+                    where, value = ("photos", j), images.photos[j]
+                else:  # the pool's file, named from the pool's folder as the spec gives it
+                    pool = Path(images.pool)  # type: ignore[arg-type]
+                    where, value = ("pool",), str(pool / file.relative_to(path.parent / pool))
+                problems.append((("grid", "images", i, *where), f"{value!r}: {seen[file]}"))
+    if problems:
+        raise SpecError(*located(path, problems))
 
 
 def sqlite_warning(uri: str, parallel: float) -> str | None:

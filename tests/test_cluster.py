@@ -5,8 +5,11 @@ one CPU and its own custom resource, on loopback addresses of their own, with Ra
 authentication), an `mlflow server` with MLflow's basic-auth app, proxied artifacts and a
 PostgreSQL (or SQLite) backend, and the sweep's driver (`monosweep run --address ...`), which
 takes the tracking server and its credentials from the environment. The record is then read
-back through the server. Beside it, the real validators check docker/: `docker compose config`
-(or Debian's `docker-compose config`) on the compose file, and hadolint on the Dockerfile.
+back through the server. Then a third node joins and is lost mid-sweep (its raylet and every
+process under it SIGKILLed while it trains a job): the sweep still finishes every cell exactly
+once, the lost job on a surviving node. Beside it, the real validators check docker/:
+`docker compose config` (or Debian's `docker-compose config`) on the compose file, and
+hadolint on the Dockerfile.
 """
 
 from __future__ import annotations
@@ -98,6 +101,20 @@ class Processes:
         path = self.logs / f"{name}.log"
         return path.read_text(errors="replace")[-4000:] if path.exists() else "(no log)"
 
+    def kill(self, name: str, timeout: float = 15) -> list[tuple[int, str]]:
+        """SIGKILL group `name` and every descendant of it, wherever it went, at once, as when
+        its machine is lost: nothing gets to clean up or report. Returns the (pid, command
+        name) it killed, once all of them are gone."""
+        group = next(g for g in self.groups if g.name == name)
+        tree = _tree(group.pgid)
+        for pid, _ in tree:
+            _signal(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while {pid for pid, *_ in _table()} & {pid for pid, _ in tree}:
+            assert time.monotonic() < deadline, f"{name}: still alive after SIGKILL"
+            time.sleep(0.1)
+        return tree
+
     def stop_all(self) -> list[str]:
         """Stop the groups, newest first; returns the names of those that needed SIGKILL."""
         killed = []
@@ -131,7 +148,22 @@ def _stop(pgid: int, sig: signal.Signals, chosen, timeout: float = 15) -> None:
 
 
 def _members(pgid: int) -> list[tuple[int, str]]:
-    """(pid, command name) of the group's live processes (zombies, left to init, do not count)."""
+    """(pid, command name) of the group's live processes."""
+    return [(pid, name) for pid, _, group, name in _table() if group == pgid]
+
+
+def _tree(pgid: int) -> list[tuple[int, str]]:
+    """The group's live processes and all their descendants, in whatever group they are."""
+    table = _table()
+    pids = {pid for pid, _, group, _ in table if group == pgid}
+    while children := {pid for pid, ppid, _, _ in table if ppid in pids} - pids:
+        pids |= children
+    return [(pid, name) for pid, _, _, name in table if pid in pids]
+
+
+def _table() -> list[tuple[int, int, int, str]]:
+    """(pid, parent pid, process group, command name) of the live processes (zombies, left to
+    init, do not count)."""
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -142,8 +174,8 @@ def _members(pgid: int) -> list[tuple[int, str]]:
             text[text.index("(") + 1 : text.rindex(")")],
             text[text.rindex(")") + 2 :].split(),
         )
-        if int(rest[2]) == pgid and rest[0] != "Z":  # rest: state, ppid, pgrp, ...
-            found.append((int(stat.parent.name), name))
+        if rest[0] != "Z":  # rest: state, ppid, pgrp, ...
+            found.append((int(stat.parent.name), int(rest[1]), int(rest[2]), name))
     return found
 
 
@@ -385,7 +417,17 @@ def ray_cluster(processes: Processes, ports: set[int], scratch: Path) -> RayClus
         json.dumps({"node_b": 1}),
         f"--temp-dir={temp}",
     )
-    # Ask the cluster (as a driver would) which node holds which resource.
+    nodes = alive_nodes(address, env, {"node_a", "node_b"})
+    assert set(nodes) == {"node_a", "node_b"}, (
+        f"cluster nodes: {nodes}\n{processes.log('ray-node')}"
+    )
+    assert nodes["node_a"] != nodes["node_b"]
+    return RayCluster(address, env, nodes, time.monotonic() - started)
+
+
+def alive_nodes(address: str, env: dict[str, str], wanted: set[str]) -> dict[str, str]:
+    """Custom resource (node_a, ...) -> id of the live node holding it, asked of the cluster as
+    a driver would; waits up to a minute for the `wanted` ones to show up."""
     probe = (
         f"import json, ray; ray.init(address={address!r}, logging_level='ERROR'); "
         "print(json.dumps({r: n['NodeID'] for n in ray.nodes() if n['Alive'] "
@@ -393,16 +435,12 @@ def ray_cluster(processes: Processes, ports: set[int], scratch: Path) -> RayClus
     )
     nodes: dict[str, str] = {}
     deadline = time.monotonic() + 60
-    while len(nodes) < 2 and time.monotonic() < deadline:
+    while not wanted <= set(nodes) and time.monotonic() < deadline:
         out = subprocess.run(
             [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60
         )
         nodes = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {}
-    assert set(nodes) == {"node_a", "node_b"}, (
-        f"cluster nodes: {nodes}\n{processes.log('ray-node')}"
-    )
-    assert nodes["node_a"] != nodes["node_b"]
-    return RayCluster(address, env, nodes, time.monotonic() - started)
+    return nodes
 
 
 def start_mlflow(processes: Processes, ports: set[int], folder: Path, backend: str) -> Server:
@@ -608,6 +646,132 @@ def test_sweep_on_two_ray_nodes_recorded_through_an_mlflow_server(
         f"\n[{backend}] Ray cluster up in {ray_cluster.startup_s:.1f}s (shared by both backends), "
         f"mlflow server up in {tracking.startup_s:.1f}s, sweep (driver process) {sweep_s:.1f}s; "
         f"job runs per node: {per_node}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# A node lost mid-sweep.
+
+LOST_IP = "127.0.0.4"
+
+
+@pytest.fixture
+def lost_node(ray_cluster: RayCluster, processes: Processes, ports: set[int], scratch: Path):
+    """A third node (1 CPU, resource node_c) joined to the cluster for one test, which may
+    kill it; its id. Whatever is left of it is stopped afterwards."""
+    name = "ray-node-c"
+    ray_start(
+        processes,
+        ports,
+        name,
+        ray_cluster.env,
+        f"--address={ray_cluster.address}",
+        f"--node-ip-address={LOST_IP}",
+        "--resources",
+        json.dumps({"node_c": 1}),
+        f"--temp-dir={scratch / 'ray'}",
+    )
+    nodes = alive_nodes(ray_cluster.address, ray_cluster.env, {"node_a", "node_b", "node_c"})
+    assert "node_c" in nodes, f"cluster nodes: {nodes}\n{processes.log(name)}"
+    yield nodes["node_c"]
+    processes.kill(name)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not FASHION_MNIST.is_dir(), reason="needs Debian's dataset-fashion-mnist (make setup)"
+)
+def test_a_node_lost_mid_sweep_costs_a_retry_not_a_cell(ray_cluster, lost_node, processes, scratch):
+    work = scratch / "driver-node-loss"
+    work.mkdir()
+    store = f"sqlite:///{work}/mlflow.db"
+    # Three pretrain jobs on three 1-CPU nodes: one runs on node_c. 256 steps (seconds of
+    # training), a resume checkpoint every 20.
+    spec = work / "experiments.yaml"
+    spec.write_text(
+        TINY.replace(
+            "method: [random, {name: rotnet, samples: 128, epochs: 1, batch_size: 32}]",
+            "method: [{name: rotnet, samples: 4096, epochs: 1, batch_size: 16}]",
+        )
+        .replace("augmentation: [full, none]", "augmentation: [full, none, crop]")
+        .replace("conv1, conv2, conv3, conv4, conv5", "conv1")
+        .replace("retries: 1", "retries: 2")
+        + f"checkpoint_every: 20\ntracking_uri: {store}\nstorage: {work}/tune\n"
+    )
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store)
+    client.search_experiments()  # the store's tables are made now, not raced for by two processes
+    log = work / "driver.log"
+    started = time.monotonic()
+    with open(log, "wb") as out:
+        driver = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "orchestrator.cli.main",
+                "run",
+                str(spec),
+                "--address",
+                ray_cluster.address,
+            ],
+            cwd=work,
+            env=ray_cluster.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+    def on_lost_node() -> list:
+        """The pretrain runs training on node_c right now (a pretext loss logged)."""
+        experiment = client.get_experiment_by_name("tiny")
+        if experiment is None:
+            return []
+        runs = client.search_runs(
+            [experiment.experiment_id],
+            "tags.`monosweep.kind` = 'pretrain' and attributes.status = 'RUNNING' "
+            f"and tags.`monosweep.ray_node` = '{lost_node}'",
+        )
+        return [r for r in runs if "pretext_loss" in r.data.metrics]
+
+    victims: list = []
+    deadline = time.monotonic() + 240
+    while not victims and driver.poll() is None and time.monotonic() < deadline:
+        victims = on_lost_node()
+        time.sleep(0.2)
+    assert victims, f"no job seen training on node_c:\n{log.read_text()[-4000:]}"
+    (victim,) = victims
+    killed = processes.kill("ray-node-c")
+    lost_at = time.monotonic()
+    step = max(m.step for m in client.get_metric_history(victim.info.run_id, "pretext_loss"))
+    names = sorted(name for _, name in killed)
+    assert "raylet" in names and "ray::ImplicitFu" in names, names  # the node, and the job's worker
+    try:
+        driver.wait(timeout=420)
+    finally:
+        driver.kill()
+    sweep_s = time.monotonic() - started
+    output = log.read_text()
+    assert driver.returncode == 0, output[-6000:]
+    assert "3/3 cells FINISHED" in output
+
+    experiment = client.get_experiment_by_name("tiny").experiment_id
+    runs = client.search_runs([experiment], max_results=1000)
+    assert not [r for r in runs if r.info.status != "FINISHED"]
+    for kind, count in (("pretrain", 3), ("probe", 3)):
+        keys = [r.data.tags["monosweep.key"] for r in runs if r.data.tags["monosweep.kind"] == kind]
+        assert len(keys) == len(set(keys)) == count, kind  # each key FINISHED once, none lost
+    # The lost job's run was reopened and finished on a surviving node.
+    rerun = client.get_run(victim.info.run_id)
+    assert rerun.info.status == "FINISHED"
+    assert int(rerun.data.tags["monosweep.attempt"]) >= 2
+    survivors = {ray_cluster.nodes["node_a"], ray_cluster.nodes["node_b"]}
+    assert rerun.data.tags["monosweep.ray_node"] in survivors
+    resumed = rerun.data.metrics.get("resumed_from_step")
+    print(
+        f"\nnode_c killed ({', '.join(names)}) at step {step} of 256 of {victim.info.run_name}; "
+        f"the job finished on attempt {rerun.data.tags['monosweep.attempt']} on node "
+        f"{rerun.data.tags['monosweep.ray_node'][:12]}, resumed from step {resumed}; sweep done "
+        f"{time.monotonic() - lost_at:.0f}s after the loss, {sweep_s:.0f}s in all"
     )
 
 

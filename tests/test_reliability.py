@@ -3,6 +3,7 @@ credentials that must never reach the record."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from orchestrator import jobs, record
 from orchestrator.cli.main import main
 from orchestrator.sweep import prepare, sqlite_warning
 from tests.conftest import FASHION_MNIST, TINY
+from workers.methods.base import DivergedLoss
 
 pytestmark = pytest.mark.usefixtures("sweep_sandbox")
 needs_data = pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="needs Debian's dataset-fashion-mnist")
@@ -79,6 +81,33 @@ def test_corrupt_resume_checkpoint_starts_over_with_a_warning(write_spec, tmp_pa
     assert run.info.status == "FINISHED" and run.data.tags["monosweep.attempt"] == "2"
     assert run.data.tags["monosweep.warning"] == "corrupt resume.pt ignored: the job started over"
     assert "resumed_from_step" not in run.data.metrics
+
+
+def test_diverging_loss_fails_the_pretrain_run_as_diverged(write_spec, tmp_path, capsys):
+    # RotNet's cross-entropy over 4 rotations starts near ln 4 = 1.39: finite, but above 0.5.
+    spec = write_spec(
+        TINY.replace("method: [random, {name: rotnet, samples: 128, epochs: 1, batch_size: 32}]",
+                     "method: [{name: rotnet, samples: 128, epochs: 1, batch_size: 16}]")
+        .replace("augmentation: [full, none]", "augmentation: [full]")
+        + "divergence_threshold: 0.5\n"
+    )
+    prepared = prepare(spec)
+    (job,) = prepared.sweep.pretrain_jobs.values()
+    cells = json.dumps([c.model_dump() for c in prepared.sweep.cells])
+    tracking = record.open_sweep("tiny", prepared.uri, {"cells.json": cells})
+    with pytest.raises(DivergedLoss):
+        jobs.run_pretrain(job, tracking)
+    client = MlflowClient(tracking.uri)
+    (run,) = [r for r in client.search_runs([tracking.experiment_id])
+              if r.data.tags.get("monosweep.kind") == "pretrain"]
+    assert run.info.status == "FAILED"
+    assert run.data.tags["monosweep.failure_reason"] == "diverged"
+    assert "above divergence_threshold 0.5" in run.data.tags["monosweep.error"]
+    assert "checkpoint.pt" not in {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert main(["status", str(spec)]) == 0
+    out = capsys.readouterr().out
+    assert "finished 0 | failed 5 |" in out  # its five cells (conv1..conv5) have no trunk
+    assert out.count("DivergedLoss: pretext loss") == 5
 
 
 @needs_data

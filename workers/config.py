@@ -451,8 +451,9 @@ class LabelledData(Frozen):
 
 class PretrainJob(Frozen):
     """Everything one pre-training needs; `key` is the hash of everything but `label`,
-    `coordinates`, `checkpoint_every`, `images[].path`, the data roots (locations, not content)
-    and `key`. The source images are `images` (files) or `drawn` (from a dataset)."""
+    `coordinates`, `checkpoint_every` and `divergence_threshold` (whether a run ends, not what
+    it computes), `images[].path`, the data roots (locations, not content) and `key`. The
+    source images are `images` (files) or `drawn` (from a dataset)."""
 
     key: str
     label: str
@@ -465,6 +466,9 @@ class PretrainJob(Frozen):
     labels: LabelledData | None = None
     coordinates: dict[str, Any] = {}  # the grid values it came from, for records and reports
     checkpoint_every: int = Field(0, ge=0, description="steps between resume checkpoints; 0: none")
+    divergence_threshold: float | None = Field(
+        None, gt=0, description="a pretext loss above it fails the job as diverged; None: no check"
+    )
 
     @model_validator(mode="after")
     def _inputs_for_method(self) -> PretrainJob:

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
-from workers.config import EvaluationJob, ProbeJob, PretrainJob
+from workers import pictures
+from workers.config import EvaluationJob, PretrainJob, ProbeJob
 from workers.data.mono import MonoDataset, load_images
 from workers.data.probe_sets import (
     LabelledSamples,
@@ -26,10 +27,9 @@ from workers.data.probe_sets import (
     stratified_subset,
     subset,
 )
-from workers.methods.base import Method, NonFiniteLoss, registry
+from workers.methods.base import DivergedLoss, Method, NonFiniteLoss, registry
 from workers.models.alexnet import AlexNet, build_trunk
 from workers.probes import LinearProbes, ProbeTrainer, extract, feature_dims, single_view
-from workers import pictures
 from workers.recording import Recorder
 
 LOG_EVERY = 20  # steps between pretext-loss points
@@ -59,6 +59,7 @@ def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path, resume: Path |
 
     Raises:
         NonFiniteLoss: the pretext loss became NaN or infinite.
+        DivergedLoss: the pretext loss rose above `job.divergence_threshold`.
     """
     torch.manual_seed(job.seed)
     dev = device()
@@ -152,8 +153,8 @@ def _train(
                 for group in optimizer.param_groups:
                     group["lr"] = group["initial_lr"] * factor
             loss, extra = method.training_step(_to(batch, dev))
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"pretext loss is {loss.item()} at step {step}")
+            value = loss.item()  # the step's one device sync, shared by the check and the log
+            check_loss(value, step, job.divergence_threshold)
             optimizers[0].zero_grad(set_to_none=True)
             loss.backward()
             optimizers[0].step()
@@ -162,7 +163,7 @@ def _train(
             if step % LOG_EVERY == 0 or step == total:
                 now = time.perf_counter()
                 recorder.metrics(
-                    {"pretext_loss": loss.item(), "lr": cfg.lr * factor,
+                    {"pretext_loss": value, "lr": cfg.lr * factor,
                      "samples_per_s": seen / (now - tick), "epoch": epoch, **extra},
                     step,
                 )
@@ -176,6 +177,21 @@ def _train(
                 )
                 recorder.artifact(path)
     return step
+
+
+def check_loss(value: float, step: int, threshold: float | None) -> None:
+    """A job fails rather than record garbage.
+
+    Raises:
+        NonFiniteLoss: the pretext loss is NaN or infinite.
+        DivergedLoss: it is finite but above `threshold` (None: no such check).
+    """
+    if not math.isfinite(value):
+        raise NonFiniteLoss(f"pretext loss is {value} at step {step}")
+    if threshold is not None and value > threshold:
+        raise DivergedLoss(
+            f"pretext loss {value:.4g} at step {step} is above divergence_threshold {threshold:g}"
+        )
 
 
 def load_trunk(job: EvaluationJob, checkpoint: Path) -> AlexNet:

@@ -8,7 +8,6 @@ import pytest
 
 from orchestrator.cli.main import main
 from orchestrator.loading import SpecError, load_spec
-
 from tests.conftest import TINY
 
 # (replace this, with that) in the tiny spec -> words the error must contain
@@ -155,3 +154,94 @@ def test_uris_are_printed_without_credentials():
 
     assert shown("http://alice:s3cret@host:5000/x") == "http://host:5000/x"
     assert shown("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
+
+
+
+# Broken source images, written by the test: case -> (file name, writer, words the error holds).
+def _photo(size: tuple[int, int], mode: str = "RGB", fmt: str = "PNG"):
+    def write(path: Path) -> None:
+        from PIL import Image
+
+        Image.effect_noise(size, 60).convert(mode).save(path, fmt)
+
+    return write
+
+
+def _truncated_jpeg(path: Path) -> None:
+    _photo((96, 96), fmt="JPEG")(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+BAD_IMAGES = {
+    "truncated JPEG": ("cut.jpg", _truncated_jpeg, ["corrupt JPEG file", "truncated"]),
+    "garbage bytes": (
+        "noise.jpg", lambda p: p.write_bytes(bytes(range(256)) * 8), ["not an image"],
+    ),
+    "text named .png": (
+        "notes.png", lambda p: p.write_text("not a picture\n"),
+        ["not an image", "give a JPEG, PNG, WebP or GIF file"],
+    ),
+    "tiny": ("tiny.png", _photo((16, 16)), ["16x16 px is too small", "at least 32 px"]),
+    "grayscale": ("grey.png", _photo((96, 96), "L"), ["grayscale", "mode L", "convert it to RGB"]),
+    "smaller than the crop": (
+        "small.png", _photo((40, 40)),
+        ["40x40 px is smaller than the crop", "network.input_size = 64 px", "upsampled"],
+    ),
+    "a format the workers cannot decode": (
+        "scan.bmp", _photo((96, 96), fmt="BMP"), ["a BMP file", "convert it to JPEG or PNG"],
+    ),
+}
+
+
+def _images(text: str) -> str:
+    """The tiny spec with its images axis replaced."""
+    return TINY.replace("  images: [astronaut]", f"  images: {text}")
+
+
+@pytest.mark.parametrize("case", BAD_IMAGES)
+def test_bad_image_rejected_before_compute(case, write_spec, tmp_path, capsys, monkeypatch):
+    import ray
+
+    name, write, words = BAD_IMAGES[case]
+    write(tmp_path / name)
+    path = write_spec(_images(f"\n    - astronaut\n    - photos: [chelsea, {name}]"))
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if name in text)
+    monkeypatch.chdir(tmp_path)
+    for command in ("validate", "run"):
+        assert main([command, str(path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err
+        assert err[0].startswith(f"{path}:{line}: grid.images[1].photos[1]: '{name}': "), err
+        for word in words:
+            assert word in err[0], (word, err[0])
+    assert not (tmp_path / "mlflow.db").exists()  # nothing recorded
+    assert not ray.is_initialized()
+
+
+def test_bad_image_drawn_from_a_pool_is_named(write_spec, tmp_path, capsys):
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    _photo((96, 96))(pool / "good.png")
+    _photo((96, 96), "L")(pool / "grey.png")
+    path = write_spec(_images("[astronaut, {pool: pool, n: 2}]"))
+    assert main(["validate", str(path)]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err.startswith(f"{path}:4: grid.images[1].pool: 'pool/grey.png': a grayscale"), err
+
+
+def test_every_bad_image_at_once(write_spec, tmp_path, capsys):
+    _photo((16, 16))(tmp_path / "tiny.png")
+    _photo((40, 40))(tmp_path / "small.png")
+    path = write_spec(_images("[tiny.png, small.png, {photos: [coffee, tiny.png]}]"))
+    assert main(["validate", str(path)]) == 2
+    fields = [e.split(": ")[1] for e in capsys.readouterr().err.strip().splitlines()]
+    assert fields == ["grid.images[0]", "grid.images[1]", "grid.images[2].photos[1]"]
+
+
+def test_good_images_of_every_decoded_format_pass(write_spec, tmp_path, capsys):
+    for fmt in ("JPEG", "PNG", "WEBP", "GIF"):
+        _photo((80, 64), "P" if fmt == "GIF" else "RGB", fmt)(tmp_path / f"ok.{fmt.lower()}")
+    path = write_spec(_images("[{photos: [ok.jpeg, ok.png, ok.webp, ok.gif]}]"))
+    assert main(["validate", str(path)]) == 0
+    assert "valid" in capsys.readouterr().out

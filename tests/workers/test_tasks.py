@@ -25,7 +25,7 @@ from workers.config import (
     SupervisedConfig,
 )
 from workers.data.probe_sets import content_hash, draw_sources
-from workers.methods.base import NonFiniteLoss
+from workers.methods.base import DivergedLoss, NonFiniteLoss
 from workers.models.alexnet import build_trunk
 from workers.probes import feature_dims
 from workers.recording import MemoryRecorder
@@ -166,6 +166,21 @@ def test_pretrain_stops_on_a_non_finite_loss(tmp_path: Path, astronaut_file: Ima
         tasks.pretrain(rotnet_job(astronaut_file, lr=1e30), MemoryRecorder(), tmp_path)
     assert failure.value.reason == "nan_loss"
     assert not (tmp_path / "checkpoint.pt").exists()  # no garbage checkpoint is written
+
+
+def test_pretrain_stops_when_the_loss_rises_above_the_divergence_threshold(
+    tmp_path: Path, astronaut_file: ImageFile
+):
+    # RotNet's cross-entropy over 4 rotations starts near ln 4 = 1.39: finite, but above 0.5.
+    job = rotnet_job(astronaut_file).model_copy(update={"divergence_threshold": 0.5})
+    with pytest.raises(DivergedLoss, match="at step 0 is above divergence_threshold 0.5") as e:
+        tasks.pretrain(job, MemoryRecorder(), tmp_path)
+    assert e.value.reason == "diverged"
+    assert not (tmp_path / "checkpoint.pt").exists()
+    # A threshold above the loss changes nothing: the run trains to the end.
+    tasks.pretrain(rotnet_job(astronaut_file).model_copy(update={"divergence_threshold": 100.0}),
+                   MemoryRecorder(), tmp_path)
+    assert (tmp_path / "checkpoint.pt").exists()
 
 
 def test_pretrain_with_a_changed_source_image_fails(tmp_path: Path, astronaut_file: ImageFile):

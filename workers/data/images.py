@@ -1,6 +1,7 @@
 """Source images: the bundled open-licence photographs, image files and folders (pools).
 
-Standard library only: the driver resolves and hashes image sets while planning, without torch.
+No torch (PIL and the standard library): the driver resolves, checks and hashes image sets
+while planning.
 """
 
 from __future__ import annotations
@@ -9,9 +10,14 @@ import hashlib
 import random
 from pathlib import Path
 
+from PIL import Image, UnidentifiedImageError
+
 PHOTOS_DIR = Path(__file__).parent / "photos"
 STYLES_DIR = Path(__file__).parent / "styles"  # style images of the style-transfer evaluation
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# What the workers' decoder (torchvision's decode_image) reads; it refuses BMP and TIFF.
+DECODED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
+MIN_SIDE = 32  # px: below this on either side, an image is too small to crop anything from
 
 
 def bundled_photos(folder: Path = PHOTOS_DIR) -> dict[str, Path]:
@@ -50,3 +56,33 @@ def draw(files: list[Path], n: int, seed: int) -> list[Path]:
 
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def image_problem(path: Path, crop_size: int) -> str | None:
+    """Why the file at `path` cannot be a source image for crops resized to `crop_size` px, or
+    None. The file is opened and fully decoded, so a truncated file fails here, not on a worker."""
+    try:
+        image = Image.open(path)
+    except UnidentifiedImageError:
+        return "not an image (no image format recognised); give a JPEG, PNG, WebP or GIF file"
+    except OSError as e:
+        return f"cannot read the file: {e.strerror}"
+    with image:
+        try:
+            image.load()
+        except (OSError, SyntaxError, ValueError) as e:  # PIL's ways of saying the data is broken
+            return f"corrupt {image.format} file: decoding fails ({e}); use an intact copy"
+        (width, height), mode, kind = image.size, image.mode, image.format
+    if kind not in DECODED_FORMATS:
+        return f"a {kind} file, which the workers cannot decode; convert it to JPEG or PNG"
+    if min(width, height) < MIN_SIDE:
+        return f"{width}x{height} px is too small: both sides must be at least {MIN_SIDE} px"
+    # Grey modes (1, L, LA, I, F, I;16) have an L base: jitter's saturation and hue need colour.
+    if Image.getmodebase(mode) == "L":
+        return (f"a grayscale image (PIL mode {mode}); the mono dataset's colour jitter needs "
+                "colour: convert it to RGB")
+    if min(width, height) < crop_size:
+        return (f"{width}x{height} px is smaller than the crop: its short side must be at least "
+                f"network.input_size = {crop_size} px, the size every crop is resized to "
+                "(it would be upsampled)")
+    return None

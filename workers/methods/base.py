@@ -17,6 +17,13 @@ class NonFiniteLoss(FloatingPointError):
     reason = "nan_loss"
 
 
+class DivergedLoss(FloatingPointError):
+    """The pretext loss is still finite but above the job's `divergence_threshold`: training has
+    blown up, and the job fails rather than finish with a useless trunk."""
+
+    reason = "diverged"
+
+
 class Method(nn.Module):
     """A pretext task around the trunk. Subclasses that train set `trains` and implement
     `training_step`; the loop itself (data, schedule, logging, checkpoints) is in tasks.py.
