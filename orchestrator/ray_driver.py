@@ -4,7 +4,8 @@ Two Tune runs, one per stage: every pending pretrain job, then every evaluation 
 probes, finetuning, style transfer) whose pretrain run is FINISHED (an evaluation never starts
 before its trunk exists). Each trial asks for
 the spec's resources for its stage, so the file that runs on a laptop (gpus: 0) runs on a GPU
-cluster unchanged. A failed trial is retried `retries` times; MLflow, not Tune's state, is
+cluster unchanged. A failed trial is retried `retries` times, except a numerical fault (NaN or
+diverged loss), which a seeded rerun would repeat; MLflow, not Tune's state, is
 the record of what is done.
 """
 
@@ -106,8 +107,11 @@ class Progress(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._ended(trial)
-        self.done_jobs += 1
-        self.done_cells += self.cells_for(trial)
+        if (trial.last_result or {}).get("failed"):  # ended without a retry (a numerical fault)
+            self.failed_jobs += 1
+        else:
+            self.done_jobs += 1
+            self.done_cells += self.cells_for(trial)
         self.show(force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -136,7 +140,11 @@ def _trial(config: dict[str, Any], jobs: list[Any], tracking: Tracking, stage: s
     job = jobs[config["job"]]
     # Which Ray node ran the job: hosts can share a name (several nodes on one machine).
     os.environ["MONOSWEEP_RAY_NODE"] = ray.get_runtime_context().get_node_id()
-    (recorded.run_pretrain if stage == "pretrain" else recorded.run_evaluation)(job, tracking, faults)
+    try:
+        (recorded.run_pretrain if stage == "pretrain" else recorded.run_evaluation)(job, tracking, faults)
+    except FloatingPointError as error:  # nan_loss, diverged: seeded, so a retry fails the same way
+        tune.report({"done": 0, "failed": getattr(error, "reason", type(error).__name__)})
+        return
     tune.report({"done": 1})
 
 

@@ -110,6 +110,26 @@ def test_diverging_loss_fails_the_pretrain_run_as_diverged(write_spec, tmp_path,
     assert out.count("DivergedLoss: pretext loss") == 5
 
 
+@pytest.mark.slow
+def test_a_diverged_job_is_not_retried_by_the_sweep(write_spec, tmp_path, capsys):
+    # Seeded training repeats its loss exactly, so the `retries: 2` of the spec would only
+    # repeat the failure: the job ends FAILED once, on attempt 1, and the sweep says so.
+    spec = write_spec(
+        TINY.replace("method: [random, {name: rotnet, samples: 128, epochs: 1, batch_size: 32}]",
+                     "method: [{name: rotnet, samples: 128, epochs: 1, batch_size: 16}]")
+        .replace("augmentation: [full, none]", "augmentation: [full]")
+        .replace("retries: 1", "retries: 2")
+        + "divergence_threshold: 0.5\n"
+    )
+    assert main(["run", str(spec)]) == 1
+    assert "jobs: 0 done, 0 running, 1 failed" in capsys.readouterr().err
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    (run,) = [r for r in runs if r.data.tags.get("monosweep.kind") == "pretrain"]
+    assert run.info.status == "FAILED" and run.data.tags["monosweep.failure_reason"] == "diverged"
+    assert run.data.tags["monosweep.attempt"] == "1"
+
+
 @needs_data
 def test_credentials_never_reach_the_record(write_spec, tmp_path, monkeypatch, capfd):
     secrets = {"MLFLOW_TRACKING_USERNAME": "user-3f9a1c", "MLFLOW_TRACKING_PASSWORD": "pw-7d2e4b",
