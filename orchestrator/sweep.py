@@ -20,7 +20,7 @@ from orchestrator.loading import load_spec, located
 from orchestrator.plan import Plan, plan
 from orchestrator.spec import Spec
 from workers.config import StyleJob
-from workers.data.images import image_problem
+from workers.data.images import PHOTOS_DIR, STYLES_DIR, image_problem, resolve_photo
 
 
 @dataclass
@@ -60,7 +60,7 @@ def prepare(path: str | Path) -> Prepared:
 
 def check_images(spec: Spec, path: Path) -> None:
     """Open and fully decode every source image of the spec (photos, and the images drawn from
-    pools) before Ray starts or anything is recorded.
+    pools), and style transfer's contents and styles, before Ray starts or anything is recorded.
 
     Raises:
         SpecError: one located line per unusable image (unreadable, corrupt, too small, grey,
@@ -79,6 +79,14 @@ def check_images(spec: Spec, path: Path) -> None:
                     pool = Path(images.pool)  # type: ignore[arg-type]
                     where, value = ("pool",), str(pool / file.relative_to(path.parent / pool))
                 problems.append((("grid", "images", i, *where), f"{value!r}: {seen[file]}"))
+    if any(e.name == "style_transfer" for e in spec.grid.evaluation):
+        style = spec.style
+        named = [("contents", j, ref, None) for j, ref in enumerate(style.contents)]
+        named += [("styles", j, ref, STYLES_DIR) for j, ref in enumerate(style.styles)]
+        for field, j, ref, folder in named:
+            file = resolve_photo(ref, path.parent, folder or PHOTOS_DIR)
+            if problem := image_problem(file, 0, source=False):
+                problems.append((("style", field, j), f"{ref!r}: {problem}"))
     if problems:
         raise SpecError(*located(path, problems))
 

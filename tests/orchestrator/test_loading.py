@@ -245,3 +245,15 @@ def test_good_images_of_every_decoded_format_pass(write_spec, tmp_path, capsys):
     path = write_spec(_images("[{photos: [ok.jpeg, ok.png, ok.webp, ok.gif]}]"))
     assert main(["validate", str(path)]) == 0
     assert "valid" in capsys.readouterr().out
+
+
+def test_style_transfer_images_are_checked_too(write_spec, tmp_path, capsys):
+    _truncated_jpeg(tmp_path / "cut.jpg")
+    _photo((40, 40), "L")(tmp_path / "pencil.png")  # grey and small: a fine style image
+    spec = TINY.replace("  layer:", "  evaluation: [style_transfer]\n  layer:")
+    path = write_spec(spec + "style: {contents: [astronaut], styles: [hubble, pencil.png, cut.jpg]}\n")
+    assert main(["validate", str(path)]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err.startswith(f"{path}:{len(spec.splitlines()) + 1}: style.styles[2]: 'cut.jpg': corrupt JPEG file"), err
+    path.write_text(spec + "style: {contents: [astronaut], styles: [hubble, pencil.png]}\n")
+    assert main(["validate", str(path)]) == 0

@@ -58,9 +58,10 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def image_problem(path: Path, crop_size: int) -> str | None:
+def image_problem(path: Path, crop_size: int, source: bool = True) -> str | None:
     """Why the file at `path` cannot be a source image for crops resized to `crop_size` px, or
-    None. The file is opened and fully decoded, so a truncated file fails here, not on a worker."""
+    None. The file is opened and fully decoded, so a truncated file fails here, not on a worker.
+    `source=False` (style transfer's contents and styles): a grey image is fine, and any size."""
     try:
         image = Image.open(path)
     except UnidentifiedImageError:
@@ -78,6 +79,8 @@ def image_problem(path: Path, crop_size: int) -> str | None:
     if min(width, height) < MIN_SIDE:
         return f"{width}x{height} px is too small: both sides must be at least {MIN_SIDE} px"
     # Grey modes (1, L, LA, I, F, I;16) have an L base: jitter's saturation and hue need colour.
+    if not source:
+        return None
     if Image.getmodebase(mode) == "L":
         return (f"a grayscale image (PIL mode {mode}); the mono dataset's colour jitter needs "
                 "colour: convert it to RGB")
