@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from orchestrator import record  # noqa: E402
+from orchestrator.grid import Cell  # noqa: E402
 from orchestrator.report import Record, Table, row_label  # noqa: E402
 
 RUN_PICTURES = ("conv1_filters.png", "mono_samples.png", "train_samples.png")
@@ -96,8 +97,13 @@ def style_grid(rec: Record, path: Path) -> Path | None:
     done = {c.key: rec.probe[c.key] for c in cells if c.key in rec.probe and rec.probe[c.key].status == "FINISHED"}
     if not done:
         return None
+    several_seeds = len({c.seed for c in cells}) > 1
+
+    def trunk(c: Cell) -> str:  # a picture per seed: images do not average
+        return row_label(c) + (f" ({c.probe_dataset})" if c.probe_dataset else "") + (f" s{c.seed}" if several_seeds else "")
+
     pairs = list(dict.fromkeys(f"{c.content}+{c.style}" for c in cells))
-    trunks = list(dict.fromkeys(row_label(c) + (f" ({c.probe_dataset})" if c.probe_dataset else "") for c in cells))
+    trunks = list(dict.fromkeys(trunk(c) for c in cells))
     fig, axes = plt.subplots(
         1 + len(trunks), len(pairs), figsize=(2.6 * len(pairs), 1.4 + 2.6 * len(trunks)), squeeze=False,
         gridspec_kw={"height_ratios": [0.5] + [1] * len(trunks)},  # the pair row is two images wide
@@ -111,7 +117,7 @@ def style_grid(rec: Record, path: Path) -> Path | None:
             if run is None:
                 continue
             j = pairs.index(f"{cell.content}+{cell.style}")
-            i = 1 + trunks.index(row_label(cell) + (f" ({cell.probe_dataset})" if cell.probe_dataset else ""))
+            i = 1 + trunks.index(trunk(cell))
             folder = Path(tmp) / run.run_id
             axes[i][j].imshow(plt.imread(record.download(rec.uri, run.run_id, "stylised.png", folder)))
             axes[i][j].set_xlabel(f"style {run.metrics['style_loss']:.3f}  content {run.metrics['content_loss']:.3f}", fontsize=7)
@@ -120,8 +126,8 @@ def style_grid(rec: Record, path: Path) -> Path | None:
                 axes[0][j].imshow(np.concatenate(inputs, axis=1))
                 axes[0][j].set_title(f"{cell.content} + {cell.style}", fontsize=9)
     axes[0][0].set_ylabel("content | style", fontsize=8)
-    for i, trunk in enumerate(trunks, 1):
-        axes[i][0].set_ylabel(trunk, fontsize=8)
+    for i, label in enumerate(trunks, 1):
+        axes[i][0].set_ylabel(label, fontsize=8)
     return _save(fig, path)
 
 

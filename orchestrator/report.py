@@ -185,17 +185,7 @@ def render(table: Table, fmt: str) -> str:
         lines = [table.title, "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
         return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
     if fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["dataset", "view", "pre-training", *(f"{col}_{s}" for col in table.columns for s in ("mean", "std", "n", "state"))])
-        for label, by_column in table.rows.items():
-            fields = []
-            for col in table.columns:
-                stat = by_column[col]
-                mean = "" if stat.mean is None else f"{stat.mean:.4f}"
-                fields += [mean, f"{stat.std:.4f}" if stat.values else "", len(stat.values), ";".join(stat.states)]
-            writer.writerow([table.dataset, table.view, label, *fields])
-        return buffer.getvalue()
+        return to_csv([table])
     if fmt == "latex":
         cols = "l" + "r" * len(table.columns)
         esc = lambda s: s.replace("_", r"\_").replace("±", r"$\pm$").replace("%", r"\%")  # noqa: E731
@@ -209,6 +199,25 @@ def render(table: Table, fmt: str) -> str:
     raise ValueError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
 
 
+CSV_FIELDS = ("dataset", "evaluation", "metric", "view", "pre-training", "column", "mean", "std", "n", "state")
+
+
+def to_csv(tables: list[Table]) -> str:
+    """Tables of any shape in one long CSV, a row per entry, one header: ready for pandas."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_FIELDS)
+    for table in tables:
+        for label, by_column in table.rows.items():
+            for col in table.columns:
+                stat = by_column[col]
+                mean = "" if stat.mean is None else f"{stat.mean:.4f}"
+                std = f"{stat.std:.4f}" if stat.values else ""
+                writer.writerow([table.dataset or "", table.evaluation, table.metric, table.view, label, col,
+                                 mean, std, len(stat.values), ";".join(stat.states)])
+    return buffer.getvalue()
+
+
 def compare(a: Table, b: Table, name_a: str, name_b: str) -> Table:
     """Two sweeps side by side: each entry `A / B`, over the union of their rows."""
     rows: dict[str, dict[str, Stat]] = {}
@@ -216,5 +225,5 @@ def compare(a: Table, b: Table, name_a: str, name_b: str) -> Table:
         rows[label] = {}
         for col in a.columns:
             left, right = a.rows.get(label, {}).get(col, Stat()), b.rows.get(label, {}).get(col, Stat())
-            rows[label][col] = Stat(states=[f"{left.text()} / {right.text()}"])
+            rows[label][col] = Stat(states=[f"{left.text(a.digits)} / {right.text(a.digits)}"])
     return Table(f"{a.dataset} ({name_a} / {name_b})", a.columns, rows, a.view, a.evaluation, a.metric)

@@ -151,6 +151,7 @@ class StyleTransfer(Frozen):
 
 
 Evaluation = Annotated[LinearProbe | FinetuneFrozen | StyleTransfer, Field(discriminator="name")]
+EvaluationName = Literal["linear_probe", "finetune_frozen", "style_transfer"]
 
 
 def _named(items: Any) -> Any:
@@ -234,7 +235,7 @@ class Exclude(Frozen):
     method: str | list[str] | None = None
     n: int | Bound | None = None
     augmentation: str | list[str] | None = None
-    evaluation: str | list[str] | None = None
+    evaluation: EvaluationName | list[EvaluationName] | None = None
     layer: Layer | list[Layer] | None = None
     frozen: int | list[int] | None = None
     probe_dataset: str | list[str] | None = None

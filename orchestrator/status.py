@@ -10,7 +10,7 @@ from orchestrator.grid import Cell
 from orchestrator.record import TAG, RunView
 
 STATES = ("finished", "failed", "killed", "running", "pending")
-AXES = ("method", "images", "augmentation", "evaluation", "layer", "frozen", "style", "probe_dataset", "seed")
+AXES = ("method", "images", "augmentation", "evaluation", "layer", "frozen", "content", "style", "probe_dataset", "seed")
 _BY_STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed", "RUNNING": "running"}
 
 

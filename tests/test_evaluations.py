@@ -28,7 +28,7 @@ grid:
 network: {width: 0.25, input_size: 64}
 probe: {preset: fast, epochs: 2, train_samples: 500, test_samples: 500}
 finetune: {preset: fast, epochs: 1, train_samples: 400, test_samples: 300}
-style: {size: 48, steps: 8}
+style: {size: 64, steps: 8}
 retries: 0
 """
 
@@ -107,13 +107,15 @@ def test_report_has_the_finetuning_table_and_the_style_figure(swept, monkeypatch
     assert "style loss of style transfer" in text and "| pre-training | astronaut+hubble | astronaut+ihc |" in text
     for name in ("style_transfer.png", "finetune_top1.png", "top1_per_layer.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
-    blocks = (out / "report.csv").read_text().strip().split("\n\n")  # one CSV table per block
-    rows = [row for block in blocks for row in csv.DictReader(block.splitlines()) if "k=2_mean" in row]
+    rows = [row for row in csv.DictReader((out / "report.csv").open()) if row["column"] == "k=2"]
     expected = {
         ("random" if r.data.params["method"] == "random" else "rotnet N1 astronaut full"): r.data.metrics["top1"]
         for r in kinds["finetune_frozen"] if r.data.params["frozen"] == "2"
     }
-    assert {row["pre-training"]: float(row["k=2_mean"]) for row in rows} == pytest.approx(expected, abs=1e-4)
+    assert {row["evaluation"] for row in rows} == {"finetune_frozen"}
+    assert {row["pre-training"]: float(row["mean"]) for row in rows} == pytest.approx(expected, abs=1e-4)
+    styles = [row for row in csv.DictReader((out / "report.csv").open()) if row["evaluation"] == "style_transfer"]
+    assert {row["metric"] for row in styles} == {"style_loss", "content_loss"} and len(styles) == 8
 
 
 def test_a_rerun_runs_nothing(swept, monkeypatch, capsys):

@@ -59,12 +59,13 @@ def test_table_numbers_are_the_runs_metrics(in_folder):
         expected.setdefault((label, p["layer"]), []).append(r.data.metrics["top1"])
     rows = [row for row in csv.DictReader((out / "report.csv").open()) if row["view"] == "top1"]
     assert {(row["pre-training"]) for row in rows} == {"random", "rotnet N1 astronaut full", "rotnet N1 astronaut none"}
+    assert sorted({row["column"] for row in rows}) == ["conv1", "conv3"] and len(rows) == 6
     for row in rows:
-        for layer in ("conv1", "conv3"):
-            values = expected[(row["pre-training"], layer)]
-            assert len(values) == 2 and row[f"{layer}_n"] == "2"
-            assert float(row[f"{layer}_mean"]) == pytest.approx(statistics.mean(values), abs=1e-4)
-            assert float(row[f"{layer}_std"]) == pytest.approx(statistics.stdev(values), abs=1e-4)
+        assert (row["evaluation"], row["metric"], row["dataset"]) == ("linear_probe", "top1", "fashion_mnist")
+        values = expected[(row["pre-training"], row["column"])]
+        assert len(values) == 2 and row["n"] == "2"
+        assert float(row["mean"]) == pytest.approx(statistics.mean(values), abs=1e-4)
+        assert float(row["std"]) == pytest.approx(statistics.stdev(values), abs=1e-4)
     md = (out / "report.md").read_text()
     assert "| pre-training | conv1 | conv3 |" in md and "(n=2)" in md
     assert "top-1 minus random" in md  # the difference view is on by default

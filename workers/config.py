@@ -9,7 +9,6 @@ rotation switched off, and the resolved values (not the preset's name) enter the
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -415,13 +414,21 @@ class StyleConfig(Frozen):
     styles: tuple[str, ...] = Field(("hubble", "ihc"), min_length=1)
     style_layers: tuple[Layer, ...] = Field(("conv1", "conv2"), min_length=1)
     content_layer: Layer = "conv2"
-    size: int = Field(256, ge=32, le=1024, description="side of the stylised image, pixels")
+    # 64 px, as for the network's input: the smallest image whose conv5 still has a pool5.
+    size: int = Field(256, ge=64, le=1024, description="side of the stylised image, pixels")
     steps: int = Field(300, ge=1)
     lr: float = Field(0.01, gt=0, description="Adam's rate on pixels in [0, 1]")
     style_weight: float = Field(10.0, ge=0)
     content_weight: float = Field(3.0, ge=0)
     # conv1's stride of 4 leaves a 4-pixel grid on the image; total variation smooths it.
     tv_weight: float = Field(2.0, ge=0, description="weight of the total-variation term")
+
+    @model_validator(mode="after")
+    def _no_repeats(self) -> StyleConfig:
+        for name, refs in (("contents", self.contents), ("styles", self.styles)):
+            if len(set(refs)) < len(refs):
+                raise ValueError(f"{name}: an image is listed twice")
+        return self
 
 
 class ImageFile(Frozen):
@@ -546,7 +553,7 @@ class StyleCell(Frozen):
 
     @property
     def part(self) -> str:
-        return f"{Path(self.content.path).stem}+{Path(self.style.path).stem}"
+        return self.key  # two pairs may share file names (photos/a.jpg, mine/a.jpg), never a key
 
 
 class StyleJob(Frozen):

@@ -17,12 +17,11 @@ from torch.utils.data import default_collate
 
 from workers.config import LAYERS, FinetuneConfig, FinetuneJob, NetworkConfig
 from workers.data.probe_sets import LabelledSamples, ProbeSplit, decoded, eval_views, load_split
-from workers.methods.base import NonFiniteLoss
 from workers.methods.supervised import Supervised
 from workers.models.alexnet import AlexNet, build_trunk
 from workers.probes import lr_at, topk_correct
 from workers.recording import Recorder
-from workers.tasks import device, load_trunk, subset_of
+from workers.tasks import check_loss, device, load_trunk, subset_of
 
 
 def freeze(trunk: AlexNet, k: int) -> None:
@@ -38,7 +37,7 @@ def freeze(trunk: AlexNet, k: int) -> None:
 def reinitialise(trunk: AlexNet, network: NetworkConfig, k: int, seed: int) -> None:
     """Fresh weights for conv(k+1)..conv5 from a stream of their own: the same seed gives the
     same init whatever the trunk was."""
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng():  # the global streams (CPU and every GPU) come back as they were
         torch.manual_seed(seed)
         fresh = build_trunk(network)
     for own, new in zip(trunk.blocks[k:], fresh.blocks[k:]):
@@ -84,12 +83,12 @@ def finetuned(job: FinetuneJob, trunk: AlexNet, train: ProbeSplit, recorder: Rec
             picked = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
             x, y = default_collate([epoch_data[int(j)] for j in picked])
             loss, extra = model.training_step((x.to(dev), y.to(dev)))
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"finetuning loss is {loss.item()} in epoch {epoch}")
+            value = loss.item()
+            check_loss(value, epoch * steps_per_epoch + i, None)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += loss.item()
+            loss_sum += value
             top1_sum += extra["train_top1"]
         seconds = time.perf_counter() - tick
         recorder.metrics(

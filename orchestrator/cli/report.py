@@ -51,8 +51,8 @@ def main(args: argparse.Namespace) -> int:
         ]
     shown = [t for t in shown if t.rows]
     for fmt in formats:
-        separator = "\n" if fmt == "csv" else "\n\n"
-        (out / f"report.{fmt}").write_text(separator.join(report.render(t, fmt) for t in shown) + "\n")
+        text = report.to_csv(shown) if fmt == "csv" else "\n\n".join(report.render(t, fmt) for t in shown) + "\n"
+        (out / f"report.{fmt}").write_text(text)
     probes = [t for t in base if t.evaluation == "linear_probe"]
     finetuning = [t for t in base if t.evaluation == "finetune_frozen"]
     pictures = [

@@ -19,9 +19,10 @@ from workers.config import (
     StyleJob,
 )
 from workers.data.images import STYLES_DIR, bundled_photos, sha256_file
-from workers.finetune import finetune, finetuned
+from workers.finetune import finetune, finetuned, freeze
+from workers.models.alexnet import build_trunk
 from workers.recording import MemoryRecorder
-from workers.style_transfer import StyleLoss, square, stylise, transfer
+from workers.style_transfer import StyleLoss, gram, relative_error, square, stylise, transfer
 from workers.data.mono import load_images
 from tests.workers.test_tasks import NETWORK, rotnet_job
 
@@ -52,20 +53,37 @@ def block_of(name: str) -> int | None:
     return int(parts[1]) if parts[0] == "blocks" else None
 
 
+@pytest.mark.parametrize("reinit", [False, True])
 @pytest.mark.parametrize("frozen", [0, 2, 5])
-def test_finetuning_leaves_the_frozen_layers_bit_identical(frozen, checkpoint, fashion_train):
-    job = finetune_job("", frozen, reinit=False)  # no re-init: every unfrozen layer must move
+def test_finetuning_leaves_the_frozen_layers_bit_identical(frozen, reinit, checkpoint, fashion_train, monkeypatch):
+    job = finetune_job("", frozen, reinit=reinit)
     trunk = tasks.load_trunk(job, checkpoint)
     before = weights(trunk)
+    fresh = weights(build_trunk(NETWORK))  # what the global stream gives; reinit must not use it
+    started = {}
+
+    def first_freeze(t, k):  # called as training starts (after re-initialisation), then per epoch
+        started.setdefault("w", weights(t))
+        freeze(t, k)
+
+    monkeypatch.setattr("workers.finetune.freeze", first_freeze)
     recorder = MemoryRecorder()
     finetuned(job, trunk, tasks.subset_of(fashion_train, 320), recorder, torch.device("cpu"))
     after = weights(trunk)
+    with torch.random.fork_rng():
+        torch.manual_seed(job.seed)
+        seeded = weights(build_trunk(NETWORK))
     for name, value in before.items():
         block = block_of(name)
         if block is not None and block < frozen:  # conv, BN weights and running statistics
             assert torch.equal(after[name], value), f"{name} changed although conv{block + 1} was frozen"
-        elif name.endswith(("conv.weight", "running_mean")):
-            assert not torch.equal(after[name], value), f"{name} did not train"
+            assert torch.equal(started["w"][name], value)
+            continue
+        if block is not None and reinit:  # a fresh seeded init, the same whatever the trunk
+            assert torch.equal(started["w"][name], seeded[name]), name
+        if name.endswith(("conv.weight", "running_mean")):
+            assert not torch.equal(after[name], started["w"][name]), f"{name} did not train"
+    assert any(not torch.equal(fresh[n], seeded[n]) for n in fresh)  # the check above can tell
     assert recorder.logged_params[None]["frozen_layers"] == (",".join(LAYERS[:frozen]) or "none")
 
 
@@ -119,7 +137,7 @@ def test_stylise_records_each_pair_in_its_own_run(checkpoint, tmp_path):
     pairs = [("astronaut", "hubble"), ("astronaut", "ihc")]
     job = StyleJob(
         key="style", label="style", pretrain_key="rotnet-0", network=NETWORK,
-        style=StyleConfig(size=48, steps=4), seed=0,
+        style=StyleConfig(size=64, steps=4), seed=0,
         cells=tuple(StyleCell(content=photo_file(c), style=style_file(s), key=f"{c}+{s}", label=s) for c, s in pairs),
     )
     recorder = MemoryRecorder()
@@ -130,3 +148,13 @@ def test_stylise_records_each_pair_in_its_own_run(checkpoint, tmp_path):
         assert recorder.series("style_loss", part)[-1] == scores[part]["style_loss"]
         assert recorder.series("style_loss_start", part) == [recorder.series("style_loss", part)[0]]
     assert scores["astronaut+hubble"] != scores["astronaut+ihc"]
+
+
+def test_gram_is_the_channel_correlation_and_the_losses_ignore_feature_scale():
+    features = torch.randn(1, 6, 5, 7)
+    expected = torch.einsum("chw,dhw->cd", features[0], features[0]) / 35
+    assert torch.allclose(gram(features), expected, atol=1e-5)
+    target, x = torch.randn(6, 6), torch.randn(6, 6)
+    # A trunk whose features are 10x larger has 100x larger Gram matrices: the same relative loss.
+    assert torch.allclose(relative_error(100 * x, 100 * target), relative_error(x, target))
+    assert relative_error(target, target) == 0
