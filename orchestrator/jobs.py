@@ -60,9 +60,9 @@ def run_pretrain(job: PretrainJob, tracking: Tracking, faults: Sequence[Fault] =
                     mlflow_recorder.tag("warning", "corrupt resume.pt ignored: the job started over")
             tasks.pretrain(job, recorder, Path(workdir), resume)
     except BaseException as error:
-        record.end_run(tracking.uri, run_id, error)
+        mlflow_recorder.end(error)
         raise
-    record.end_run(tracking.uri, run_id)
+    mlflow_recorder.end()
     return run_id
 
 
@@ -106,10 +106,8 @@ def run_probe(job: ProbeJob, tracking: Tracking, faults: Sequence[Fault] = ()) -
             checkpoint = record.download(tracking.uri, pretrain, "checkpoint.pt", Path(workdir))
             scores = tasks.probe(job, checkpoint, recorder)
     except BaseException as error:
-        for run_id in runs.values():
-            record.end_run(tracking.uri, run_id, error)
+        mlflow_recorder.end(error)
         raise
-    for run_id in runs.values():
-        record.end_run(tracking.uri, run_id)
+    mlflow_recorder.end()
     return scores
 
