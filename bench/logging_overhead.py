@@ -87,7 +87,8 @@ def probe_case(probe_job, checkpoint: Path, uri: str, tracking, fresh_run, repea
 
     def recorded_job() -> None:  # fresh cell keys: each repeat opens new runs, as a new cell does
         n = next(unique)
-        cells = tuple(c.model_copy(update={"key": f"{c.key}-{n}"}) for c in probe_job.cells)
+        key = f"{probe_job.probe.epochs}-{n}"
+        cells = tuple(c.model_copy(update={"key": f"{c.key}-{key}"}) for c in probe_job.cells)
         run_probe(probe_job.model_copy(update={"cells": cells}), tracking)
 
     Timed.log.clear()

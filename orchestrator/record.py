@@ -234,24 +234,23 @@ def start_run(
     tracking: Tracking, kind: str, key: str, name: str, parent: str, params: Mapping[str, Any], tags: Mapping[str, str]
 ) -> tuple[str, int]:
     """Create the run of a job or cell, or reopen its earlier unfinished run; (run id, attempt).
-    Three store calls for a new run: the search for an earlier one, create_run with every tag,
-    one log_batch of params (logged again on a reopened run: the same values are accepted, and
-    a run whose first attempt died before its params were written gets them)."""
+    Three store calls for a new run: the search for an earlier one, create_run with its tags,
+    one log_batch of its params and its key (a run that dies before that has no key: it is
+    never found as this job's, and the sweep's end marks it KILLED)."""
     c = client(tracking.uri)
     earlier = search(tracking.uri, tracking.experiment_id, f"tags.`{KEY}` = '{key}'")
     attempt = int(earlier[0].data.tags.get(ATTEMPT, "1")) + 1 if earlier else 1
-    all_tags = {KIND: kind, KEY: key, ATTEMPT: str(attempt), PARENT: parent}
-    all_tags.update({**environment(), **tags})
-    # An axis a method ignores (random: images, augmentation) is left out, not "null".
-    values = [Param(k, _text(v)) for k, v in params.items() if v is not None]
+    all_tags = {KIND: kind, ATTEMPT: str(attempt), PARENT: parent, **environment(), **tags}
     if earlier:
         run_id = earlier[0].info.run_id
         _retry(c.update_run, run_id, status="RUNNING")
-        _log_batch(c, run_id, params=values, tags=[RunTag(k, v) for k, v in all_tags.items()])
+        _log_batch(c, run_id, tags=[RunTag(k, v) for k, v in {**all_tags, KEY: key}.items()])
     else:
         run = _retry(c.create_run, tracking.experiment_id, run_name=name, tags=all_tags)
         run_id = run.info.run_id
-        _log_batch(c, run_id, params=values)
+        # An axis a method ignores (random: images, augmentation) is left out, not "null".
+        values = [Param(k, _text(v)) for k, v in params.items() if v is not None]
+        _log_batch(c, run_id, params=values, tags=[RunTag(KEY, key)])
     return run_id, attempt
 
 
@@ -263,10 +262,12 @@ def _log_batch(
     tags: Sequence[RunTag] = (),
 ) -> None:
     """One log_batch, or as many as MLflow's limits per call (1,000 values, of which at most
-    100 params and 100 tags) require."""
+    100 params and 100 tags) require; tags go with the last params (MLflow writes a call's
+    params before its tags), so a run's key is never stored before all its params."""
     metrics, params, tags = list(metrics), list(params), list(tags)
     while metrics or params or tags:
-        p, t = params[:100], tags[:100]
+        p = params[:100]
+        t = tags[:100] if len(params) <= 100 else []
         m = metrics[: 1000 - len(p) - len(t)]
         _retry(c.log_batch, run_id, metrics=m, params=p, tags=t)
         metrics, params, tags = metrics[len(m) :], params[len(p) :], tags[len(t) :]

@@ -106,3 +106,16 @@ def test_a_batch_over_mlflow_limits_is_split(tracking):
     recorder.end()
     assert len(client.get_metric_history(run_id, "d")) == 300
     assert len(client.get_run(run_id).data.params) == 151  # and the run's own "layer"
+
+
+def test_a_reopened_run_keeps_its_params(tracking):
+    """A retry reopens the run; params that are not part of the key (a renamed image file)
+    may differ, and MLflow refuses to change a param: they are written once, at creation."""
+    first, _ = record.start_run(tracking, "pretrain", "k", "k", tracking.sweep_run_id, {"x": 1}, {})
+    record.end_run(tracking.uri, first, RuntimeError("lost"))
+    again, attempt = record.start_run(
+        tracking, "pretrain", "k", "k", tracking.sweep_run_id, {"x": 2}, {}
+    )
+    run = MlflowClient(tracking.uri).get_run(again)
+    assert (again, attempt, run.data.params["x"]) == (first, 2, "1")
+    assert run.data.tags[record.KEY] == "k" and run.info.status == "RUNNING"
