@@ -346,7 +346,7 @@ def _text(value: Any) -> str:
 
 
 # A run's params, metrics and tags reach the store at most this often (and before each of its
-# artifacts, and when it ends): a write costs 3-20 ms on SQLite, and a probe job's five runs
+# artifacts, and when it ends): a write costs 3-30 ms on SQLite, and a probe job's five runs
 # writing every epoch of a small job spent a third of its time there.
 WRITE_EVERY_S = 5.0
 
