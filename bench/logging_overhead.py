@@ -14,36 +14,12 @@ from pathlib import Path
 
 from bench.common import interleaved, median, parser, report, setup, table
 from orchestrator import record
-from orchestrator.jobs import pretrain_params, run_pretrain
+from orchestrator.jobs import pretrain_params, run_pretrain, run_probe
 from orchestrator.sweep import prepare
 from workers import tasks
 from workers.recording import MemoryRecorder
 
 TARGET = 0.05  # logging at most 5% of a small job's time
-
-
-class AsyncMetrics(record.MlflowRecorder):
-    """A proposal measured beside the MlflowRecorder: metrics go out with MLflow's asynchronous
-    log_batch (a background queue); `flush` waits for them, as the job's end must."""
-
-    def __init__(self, uri: str, runs):
-        super().__init__(uri, runs)
-        self.pending = []
-
-    def metrics(self, values, step, layer=None) -> None:
-        import time as _time
-
-        from mlflow.entities import Metric
-
-        now = int(_time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in values.items()]
-        for run_id in self._targets(layer):
-            self.pending.append(self.client.log_batch(run_id, metrics=batch, synchronous=False))
-
-    def flush(self) -> None:
-        for operation in self.pending:
-            operation.wait()
-        self.pending.clear()
 
 
 class Timed:
@@ -100,6 +76,61 @@ def spec(folder: Path, samples: int, train: int, test: int) -> Path:
     return path
 
 
+def probe_case(probe_job, checkpoint: Path, uri: str, tracking, fresh_run, repeats: int):
+    """The probe job with the in-memory recorder, with the MLflow recorder (runs opened
+    outside the timing), and as a whole recorded job (orchestrator.jobs.run_probe)."""
+    unique = iter(range(10**6))
+    # Runs are opened outside the timed calls: what is timed is the job and its logging.
+    runs = iter(
+        [{c.layer: fresh_run("probe", c.key) for c in probe_job.cells} for _ in range(repeats + 1)]
+    )
+
+    def recorded_job() -> None:  # fresh cell keys: each repeat opens new runs, as a new cell does
+        n = next(unique)
+        key = f"{probe_job.probe.epochs}-{n}"
+        cells = tuple(c.model_copy(update={"key": f"{c.key}-{key}"}) for c in probe_job.cells)
+        run_probe(probe_job.model_copy(update={"cells": cells}), tracking)
+
+    Timed.log.clear()
+    t = interleaved(
+        {
+            "memory": lambda: tasks.probe(probe_job, checkpoint, MemoryRecorder()),
+            "mlflow": lambda: timed_job(
+                lambda r: tasks.probe(probe_job, checkpoint, r),
+                record.MlflowRecorder(uri, next(runs)),
+            ),
+            "recorded job": recorded_job,
+        },
+        repeats,
+        warmup=1,
+        wall=True,
+    )
+    memory, mlflow, whole = median(t["memory"]), median(t["mlflow"]), median(t["recorded job"])
+    inside, calls = median([s for _, s, _ in Timed.log[1:]]), Timed.log[-1][2]  # after warm-up
+    cfg = probe_job.probe
+    results = {
+        "epochs": cfg.epochs,
+        "train_samples": cfg.train_samples,
+        "test_samples": cfg.test_samples,
+        "memory_s": memory,
+        "mlflow_s": mlflow,
+        "recorded_job_s": whole,
+        "overhead_ab": mlflow / memory - 1,
+        "recorded_job_overhead_ab": whole / memory - 1,
+        "logging_calls": calls,
+        "logging_s": inside,
+        "logging_share": inside / mlflow,
+    }
+    test = cfg.test_samples or "all"
+    label = (
+        f"probe job, fast preset, {cfg.epochs} epochs x 5 layers, {cfg.train_samples} train /"
+        f" {test} test images ({calls} recorder calls)"
+    )
+    row = [label, mlflow, inside, 1e3 * inside / calls, 100 * inside / mlflow,
+           100 * (mlflow / memory - 1), 100 * (whole / memory - 1)]  # fmt: skip
+    return [row], results
+
+
 def main(argv: list[str] | None = None) -> None:
     p = parser("logging_overhead", __doc__.splitlines()[0])
     args = p.parse_args(argv)
@@ -136,12 +167,6 @@ def main(argv: list[str] | None = None) -> None:
         checkpoint = tasks.pretrain(job, MemoryRecorder(), workdir())
         # Runs are opened outside the timed calls: what is timed is the job and its logging.
         pretrain_runs = iter([fresh_run("pretrain", job.key) for _ in range(repeats + 1)])
-        probe_runs = iter(
-            [
-                {c.layer: fresh_run("probe", c.key) for c in probe_job.cells}
-                for _ in range(2 * repeats + 2)
-            ]
-        )
         t = interleaved(
             {
                 "memory": lambda: tasks.pretrain(job, MemoryRecorder(), workdir()),
@@ -189,68 +214,21 @@ def main(argv: list[str] | None = None) -> None:
             ]
         )
 
-        t = interleaved(
-            {
-                "memory": lambda: tasks.probe(probe_job, checkpoint, MemoryRecorder()),
-                "mlflow": lambda: timed_job(
-                    lambda r: tasks.probe(probe_job, checkpoint, r),
-                    record.MlflowRecorder(uri, next(probe_runs)),
-                ),
-                "mlflow, async metrics": lambda: timed_job(
-                    lambda r: tasks.probe(probe_job, checkpoint, r),
-                    AsyncMetrics(uri, next(probe_runs)),
-                ),
-            },
-            repeats,
-            warmup=1,
-            wall=True,
-        )
-        overhead = median(t["mlflow"]) / median(t["memory"]) - 1
-        async_overhead = median(t["mlflow, async metrics"]) / median(t["memory"]) - 1
-        kinds = {"mlflow": "MlflowRecorder", "mlflow, async metrics": "AsyncMetrics"}
-        inside = {
-            n: median([s for k, s, _ in Timed.log[2:] if k == kind]) for n, kind in kinds.items()
-        }  # after warm-up
-        calls = Timed.log[-1][2]
-        share = {n: inside[n] / median(t[n]) for n in inside}
-        results["probe"] = {
-            "memory_s": median(t["memory"]),
-            "mlflow_s": median(t["mlflow"]),
-            "overhead_ab": overhead,
-            "mlflow_async_metrics_s": median(t["mlflow, async metrics"]),
-            "async_metrics_overhead_ab": async_overhead,
-            "logging_calls": calls,
-            "logging_s": inside["mlflow"],
-            "logging_share": share["mlflow"],
-            "async_logging_s": inside["mlflow, async metrics"],
-            "async_logging_share": share["mlflow, async metrics"],
-        }
-        epochs = probe_job.probe.epochs
-        label = (
-            f"probe job, fast preset, {epochs} epochs x 5 layers, {train} images ({calls} calls)"
-        )
-        rows.append(
-            [
-                label,
-                median(t["mlflow"]),
-                inside["mlflow"],
-                1e3 * inside["mlflow"] / calls,
-                100 * share["mlflow"],
-                100 * overhead,
-                "",
-            ]
-        )
-        rows.append(
-            [
-                "  the same, metrics through MLflow's async log_batch (proposal)",
-                median(t["mlflow, async metrics"]),
-                inside["mlflow, async metrics"],
-                1e3 * inside["mlflow, async metrics"] / calls,
-                100 * share["mlflow, async metrics"],
-                100 * async_overhead,
-                "",
-            ]
-        )
+        # A probe job as small as the pretrain above, then one of the examples' size (fast
+        # preset, 12 epochs, 10,000 train images, the 10,000 test images): fixed costs per
+        # recorded job (5 runs opened, config written, closed) weigh on the first.
+        run_pretrain(job, tracking)  # the FINISHED pretrain run (checkpoint.pt) run_probe reads
+        sizes = {"small": probe_job}
+        if not args.tiny:
+            examples = probe_job.probe.model_copy(
+                update={"epochs": 12, "train_samples": 10_000, "test_samples": None}
+            )
+            sizes["examples"] = probe_job.model_copy(update={"probe": examples})
+        for size, pj in sizes.items():
+            more_rows, results[f"probe_{size}"] = probe_case(
+                pj, checkpoint, uri, tracking, fresh_run, repeats if size == "small" else 3
+            )
+            rows += more_rows
     text = table(
         f"MLflow logging overhead (SQLite store; target at most {100 * TARGET:.0f}%)",
         [

@@ -1,6 +1,7 @@
 """Orchestration: planning a 10,000-cell sweep (YAML validation, grid expansion and keys, the
 MLflow skip query against a real SQLite store holding every cell as a FINISHED run, the plan),
-against the 5 s budget and against asking MLflow once per key; then the Ray driver's overhead
+against the 5 s budget, against `search_runs` (the former skip query, which builds every run)
+and against asking MLflow once per key; then the Ray driver's overhead
 per job (trivial `random` pretrain jobs through run_stage against the same jobs called directly).
 
     python -m bench.orchestration [--no-driver]
@@ -118,26 +119,6 @@ def clone(db: sqlite3.Connection, template: str, keys: list[str]) -> None:
         db.executemany(f"insert into {name} ({','.join(columns)}) values ({marks})", copies)
 
 
-def experiment_tag_index(db_path: Path, experiment: str, keys: list[str]) -> None:
-    """The proposal measured beside the skip query: one experiment tag per FINISHED key
-    (`monosweep.done.<key>` -> run id), as end_run could set it (an upsert of one row)."""
-    db = sqlite3.connect(db_path)
-    db.executemany(
-        "insert into experiment_tags (key, value, experiment_id) values (?, ?, ?)",
-        [(f"{DONE}{key}", uuid.uuid4().hex, experiment) for key in keys],
-    )
-    db.commit()
-    db.close()
-
-
-DONE = record.TAG + "done."
-
-
-def done_from_experiment_tags(uri: str, experiment: str) -> set[str]:
-    tags = record.client(uri).get_experiment(experiment).tags
-    return {k[len(DONE) :] for k in tags if k.startswith(DONE)}
-
-
 def timed(call, *args):
     """(result, wall seconds, CPU seconds)."""
     wall, cpu = time.perf_counter(), time.process_time()
@@ -190,14 +171,15 @@ def planning(folder: Path, augmentations: int, seeds: int, repeats: int) -> tupl
         ]
     )
     scale = len(sweep.cells) / len(keys)
-    # A proposal: the finished keys as experiment tags, read in one get_experiment.
-    experiment_tag_index(
-        folder / "mlflow.db", experiment, [c.key for c in sweep.cells] + list(sweep.pretrain_jobs)
-    )
-    done_from_experiment_tags(uri, experiment)
-    index = [timed(done_from_experiment_tags, uri, experiment) for _ in range(repeats)]
-    assert len(index[0][0]) == runs
-    index_wall, index_cpu = median([w for _, w, _ in index]), median([c for _, _, c in index])
+    # The former skip query: search_runs, which builds every run with all its data.
+    searched = [
+        timed(lambda: (record.searched_finished(uri, experiment, "probe"),
+                       record.searched_finished(uri, experiment, "pretrain")))
+        for _ in range(repeats)
+    ]  # fmt: skip
+    assert [set(d) for d in searched[0][0]] == [cells, pretrain], "both queries agree"
+    searched_wall = median([w for _, w, _ in searched])
+    searched_cpu = median([c for *_, c in searched])
 
     med = {k: (median(wall[k]), median(cpu[k])) for k in names}
     total_wall, total_cpu = sum(w for w, _ in med.values()), sum(c for _, c in med.values())
@@ -217,9 +199,9 @@ def planning(folder: Path, augmentations: int, seeds: int, repeats: int) -> tupl
         "per_key_total_s_extrapolated": per_key_wall * scale,
         "per_key_total_cpu_s_extrapolated": per_key_cpu * scale,
         "x_vs_per_key_queries_cpu": per_key_cpu * scale / skip_cpu,
-        "experiment_tag_index_s": index_wall,
-        "experiment_tag_index_cpu_s": index_cpu,
-        "x_experiment_tag_index_vs_skip_query_cpu": skip_cpu / index_cpu,
+        "search_runs_skip_query_s": searched_wall,
+        "search_runs_skip_query_cpu_s": searched_cpu,
+        "x_vs_search_runs_cpu": searched_cpu / skip_cpu,
     }
     n = f"{len(sweep.cells):,} cells, {runs:,} FINISHED runs"
     rows = [
@@ -239,18 +221,18 @@ def planning(folder: Path, augmentations: int, seeds: int, repeats: int) -> tupl
             "",
         ],
         [
-            f"skip query: 2 search_runs vs a query per cell key ({len(keys)} timed, x{scale:,.0f})",
+            f"skip query vs a search_runs per cell key ({len(keys)} timed, x{scale:,.0f})",
             per_key_cpu * scale,
             skip_wall,
             skip_cpu,
             per_key_cpu * scale / skip_cpu,
         ],
         [
-            "proposal: finished keys as experiment tags, one get_experiment (vs skip query, CPU s)",
+            "skip query: one SELECT of run ids and keys vs search_runs (every run built, CPU s)",
+            searched_cpu,
+            skip_wall,
             skip_cpu,
-            index_wall,
-            index_cpu,
-            skip_cpu / index_cpu,
+            searched_cpu / skip_cpu,
         ],
     ]
     return rows, results

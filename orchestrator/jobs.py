@@ -60,9 +60,9 @@ def run_pretrain(job: PretrainJob, tracking: Tracking, faults: Sequence[Fault] =
                     mlflow_recorder.tag("warning", "corrupt resume.pt ignored: the job started over")
             tasks.pretrain(job, recorder, Path(workdir), resume)
     except BaseException as error:
-        record.end_run(tracking.uri, run_id, error)
+        mlflow_recorder.end(error)
         raise
-    record.end_run(tracking.uri, run_id)
+    mlflow_recorder.end()
     return run_id
 
 
@@ -113,9 +113,7 @@ def run_evaluation(job: EvaluationJob, tracking: Tracking, faults: Sequence[Faul
             else:
                 scores = tasks.probe(job, checkpoint, recorder)
     except BaseException as error:
-        for run_id in runs.values():
-            record.end_run(tracking.uri, run_id, error)
+        mlflow_recorder.end(error)
         raise
-    for run_id in runs.values():
-        record.end_run(tracking.uri, run_id)
+    mlflow_recorder.end()
     return scores

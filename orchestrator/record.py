@@ -9,23 +9,28 @@ not a result.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from mlflow.entities import Metric, Param, RunTag, ViewType
+from mlflow.entities import LifecycleStage, Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.errors import StoreUnreachable
+
+if TYPE_CHECKING:
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
 T = TypeVar("T")
 
@@ -148,20 +153,75 @@ def experiment_id(uri: str, name: str) -> str | None:
 
 
 def finished(uri: str, experiment: str | None, kind: str) -> dict[str, str]:
-    """Key -> run id of the FINISHED runs of one kind: a fixed number of queries per sweep."""
+    """Key -> run id of the active FINISHED runs of one kind (the newest, where a key has several).
+
+    On a SQL store (SQLite, PostgreSQL, MySQL) one query reads only the run ids and keys, from
+    MLflow's own tables: the runs' status and deletion are read where MLflow keeps them, so the
+    answer is as true as `search_runs`', without building each run with all its params, tags
+    and metrics (~1 ms a run: 12 s of a 10,000-cell sweep's planning). Other stores (a tracking
+    server) answer through `search_runs`."""
     if experiment is None:
         return {}
+    store = _sql_store(uri)
+    if store is None:
+        return searched_finished(uri, experiment, kind)
+    return _retry(_finished_in_sql, store, experiment, kind)
+
+
+def searched_finished(uri: str, experiment: str, kind: str) -> dict[str, str]:
+    """`finished` through `search_runs`: any store, ~1 ms of client CPU per run."""
     runs = search(uri, experiment, f"tags.`{KIND}` = '{kind}' and attributes.status = 'FINISHED'")
     return {r.data.tags[KEY]: r.info.run_id for r in reversed(runs)}  # newest wins
 
 
+def _sql_store(uri: str) -> SqlAlchemyStore | None:
+    """The client's store where it is MLflow's SQLAlchemy store (a database URI), else None."""
+    # Imported here: a database URI's client has loaded it already; a server's needs none of it.
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    store = getattr(getattr(client(uri), "_tracking_client", None), "store", None)
+    return store if isinstance(store, SqlAlchemyStore) else None
+
+
+def _finished_in_sql(store: SqlAlchemyStore, experiment: str, kind: str) -> dict[str, str]:
+    """`finished` as one SELECT of (run id, key) over MLflow's `runs` and `tags` tables."""
+    from mlflow.store.tracking.dbmodels.models import SqlRun, SqlTag
+    from sqlalchemy import and_
+    from sqlalchemy.orm import aliased
+
+    kind_tag, key_tag = aliased(SqlTag), aliased(SqlTag)
+    with store.ManagedSessionMaker() as session:
+        rows = (
+            session.query(SqlRun.run_uuid, key_tag.value)
+            .join(kind_tag, and_(kind_tag.run_uuid == SqlRun.run_uuid, kind_tag.key == KIND))
+            .join(key_tag, and_(key_tag.run_uuid == SqlRun.run_uuid, key_tag.key == KEY))
+            .filter(
+                SqlRun.experiment_id == int(experiment),
+                SqlRun.status == "FINISHED",
+                SqlRun.lifecycle_stage == LifecycleStage.ACTIVE,
+                kind_tag.value == kind,
+            )
+            # search_runs' order reversed (it sorts newest first, ties by run id): newest wins.
+            .order_by(SqlRun.start_time, SqlRun.run_uuid.desc())
+            .all()
+        )
+    return {key: run_id for run_id, key in rows}
+
+
 def environment() -> dict[str, str]:
     """Versions and machine, recorded as tags on every run (mutable facts are tags)."""
-    import importlib.metadata as md
-
     tags = {TAG + "host": platform.node(), TAG + "python": platform.python_version()}
     if node := os.environ.get("MONOSWEEP_RAY_NODE"):
         tags[TAG + "ray_node"] = node
+    return {**tags, **_versions()}
+
+
+@cache
+def _versions() -> dict[str, str]:
+    """Installed versions, read once per process (~2 ms a read: a probe job opens 5 runs)."""
+    import importlib.metadata as md
+
+    tags = {}
     for package in ("monosweep", "torch", "torchvision", "ray", "mlflow"):
         try:
             tags[f"{TAG}version.{package}"] = md.version(package)
@@ -173,22 +233,44 @@ def environment() -> dict[str, str]:
 def start_run(
     tracking: Tracking, kind: str, key: str, name: str, parent: str, params: Mapping[str, Any], tags: Mapping[str, str]
 ) -> tuple[str, int]:
-    """Create the run of a job or cell, or reopen its earlier unfinished run; (run id, attempt)."""
+    """Create the run of a job or cell, or reopen its earlier unfinished run; (run id, attempt).
+    Three store calls for a new run: the search for an earlier one, create_run with its tags,
+    one log_batch of its params and its key (a run that dies before that has no key: it is
+    never found as this job's, and the sweep's end marks it KILLED)."""
     c = client(tracking.uri)
     earlier = search(tracking.uri, tracking.experiment_id, f"tags.`{KEY}` = '{key}'")
+    attempt = int(earlier[0].data.tags.get(ATTEMPT, "1")) + 1 if earlier else 1
+    all_tags = {KIND: kind, ATTEMPT: str(attempt), PARENT: parent, **environment(), **tags}
     if earlier:
-        run = earlier[0]
-        run_id = run.info.run_id
-        attempt = int(run.data.tags.get(ATTEMPT, "1")) + 1
+        run_id = earlier[0].info.run_id
         _retry(c.update_run, run_id, status="RUNNING")
+        _log_batch(c, run_id, tags=[RunTag(k, v) for k, v in {**all_tags, KEY: key}.items()])
     else:
-        run_id = _retry(c.create_run, tracking.experiment_id, run_name=name, tags={PARENT: parent}).info.run_id
-        attempt = 1
+        run = _retry(c.create_run, tracking.experiment_id, run_name=name, tags=all_tags)
+        run_id = run.info.run_id
         # An axis a method ignores (random: images, augmentation) is left out, not "null".
-        _retry(c.log_batch, run_id, params=[Param(k, _text(v)) for k, v in params.items() if v is not None])
-    all_tags = {KIND: kind, KEY: key, ATTEMPT: str(attempt), PARENT: parent, **environment(), **tags}
-    _retry(c.log_batch, run_id, tags=[RunTag(k, v) for k, v in all_tags.items()])
+        values = [Param(k, _text(v)) for k, v in params.items() if v is not None]
+        _log_batch(c, run_id, params=values, tags=[RunTag(KEY, key)])
     return run_id, attempt
+
+
+def _log_batch(
+    c: MlflowClient,
+    run_id: str,
+    metrics: Sequence[Metric] = (),
+    params: Sequence[Param] = (),
+    tags: Sequence[RunTag] = (),
+) -> None:
+    """One log_batch, or as many as MLflow's limits per call (1,000 values, of which at most
+    100 params and 100 tags) require; tags go with the last params (MLflow writes a call's
+    params before its tags), so a run's key is never stored before all its params."""
+    metrics, params, tags = list(metrics), list(params), list(tags)
+    while metrics or params or tags:
+        p = params[:100]
+        t = tags[:100] if len(params) <= 100 else []
+        m = metrics[: 1000 - len(p) - len(t)]
+        _retry(c.log_batch, run_id, metrics=m, params=p, tags=t)
+        metrics, params, tags = metrics[len(m) :], params[len(p) :], tags[len(t) :]
 
 
 HEARTBEAT = TAG + "driver_heartbeat"
@@ -263,37 +345,91 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+# A run's params, metrics and tags reach the store at most this often (and before each of its
+# artifacts, and when it ends): a write costs 3-30 ms on SQLite, and a probe job's five runs
+# writing every epoch of a small job spent a third of its time there.
+WRITE_EVERY_S = 5.0
+
+
+@dataclass
+class _Unwritten:
+    """What a run has been given and the store has not yet."""
+
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: list[Metric] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+    written: float = field(default_factory=time.monotonic)  # when the store last heard of it
+
+
 class MlflowRecorder:
     """The compute core's Recorder, writing to runs: `None` -> the job's run, a layer ->
-    that cell's run."""
+    that cell's run. Values are buffered per run and written in one log_batch at most every
+    WRITE_EVERY_S seconds, before the run's artifacts (so a checkpoint's steps are stored
+    before it) and by `end`; a process killed outright loses at most the last few seconds
+    of values, which a resumed attempt logs again from its checkpoint."""
 
     def __init__(self, uri: str, runs: Mapping[str | None, str]):
-        self.client, self.runs = client(uri), runs
+        self.uri, self.client, self.runs = uri, client(uri), runs
+        self.unwritten = {run_id: _Unwritten() for run_id in runs.values()}
 
     def _targets(self, layer: str | None) -> list[str]:
         return [self.runs[layer]] if layer in self.runs else list(self.runs.values())
 
     def params(self, values: Mapping[str, Any], layer: str | None = None) -> None:
         for run_id in self._targets(layer):
-            _retry(self.client.log_batch, run_id, params=[Param(k, _text(v)) for k, v in values.items()])
+            self.unwritten[run_id].params.update((k, _text(v)) for k, v in values.items())
+            self._write_if_due(run_id)
 
     def metrics(self, values: Mapping[str, float], step: int, layer: str | None = None) -> None:
-        now = int(time.time() * 1000)
+        now = int(time.time() * 1000)  # the time it was measured, whenever it is written
         batch = [Metric(k, float(v), now, step) for k, v in values.items()]
         for run_id in self._targets(layer):
-            _retry(self.client.log_batch, run_id, metrics=batch)
-
-    def artifact(self, path: Path, layer: str | None = None) -> None:
-        for run_id in self._targets(layer):
-            _retry(self.client.log_artifact, run_id, str(path))
+            self.unwritten[run_id].metrics += batch
+            self._write_if_due(run_id)
 
     def tag(self, name: str, value: str, layer: str | None = None) -> None:
         for run_id in self._targets(layer):
-            _retry(self.client.set_tag, run_id, TAG + name, value)
+            self.unwritten[run_id].tags[TAG + name] = value
+            self._write_if_due(run_id)
+
+    def artifact(self, path: Path, layer: str | None = None) -> None:
+        for run_id in self._targets(layer):
+            self._write(run_id)
+            _retry(self.client.log_artifact, run_id, str(path))
 
     def text(self, text: str, name: str, layer: str | None = None) -> None:
         for run_id in self._targets(layer):
+            self._write(run_id)
             _retry(self.client.log_text, run_id, text, name)
+
+    def flush(self) -> None:
+        """Write everything buffered, now."""
+        for run_id in self.unwritten:
+            self._write(run_id)
+
+    def end(self, error: BaseException | None = None) -> None:
+        """Write what is buffered, then close every run (`end_run`: FINISHED, or FAILED or
+        KILLED with the error). Where the values cannot be written, a job that succeeded
+        raises and leaves its runs RUNNING (a retry reopens them); a failed job's runs are still
+        marked with its own error."""
+        if error is None:
+            self.flush()
+        else:
+            with contextlib.suppress(Exception):
+                self.flush()
+        for run_id in self.unwritten:
+            end_run(self.uri, run_id, error)
+
+    def _write_if_due(self, run_id: str) -> None:
+        if time.monotonic() - self.unwritten[run_id].written >= WRITE_EVERY_S:
+            self._write(run_id)
+
+    def _write(self, run_id: str) -> None:
+        u = self.unwritten[run_id]
+        params = [Param(k, v) for k, v in u.params.items()]
+        tags = [RunTag(k, v) for k, v in u.tags.items()]
+        _log_batch(self.client, run_id, u.metrics, params, tags)
+        self.unwritten[run_id] = _Unwritten()
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ pixel with its pyramid): right for the paper's N = 1..1000 photographs, not for 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
 import math
 from collections.abc import Sequence
@@ -221,7 +223,7 @@ class BatchParams:
     def __len__(self) -> int:
         return len(self.source)
 
-    def __getitem__(self, rows: slice) -> BatchParams:
+    def __getitem__(self, rows: slice | np.ndarray) -> BatchParams:
         return BatchParams(*(getattr(self, f.name)[rows] for f in dataclasses.fields(self)))
 
 
@@ -334,7 +336,7 @@ def _crop_sizes(
             return h, w
         target = area[pending] * streams.uniform(at[pending], *scale)
         # math.exp, not np.exp: numpy's SIMD exp may differ from libm's in the last bit.
-        aspect = np.array([math.exp(v) for v in streams.uniform(at[pending], *log_ratio)])
+        aspect = np.array(list(map(math.exp, streams.uniform(at[pending], *log_ratio).tolist())))
         w_try = np.rint(np.sqrt(target * aspect)).astype(np.int64)
         h_try = np.rint(np.sqrt(target / aspect)).astype(np.int64)
         ok = (w_try > 0) & (w_try <= width[pending]) & (h_try > 0) & (h_try <= height[pending])
@@ -532,6 +534,8 @@ class BatchAugmenter:
         self.canvas = canvas_size(config, size)
         atlas, self.tiles = build_atlas(images, self.canvas)
         self.atlas = atlas.to(self.device)  # (3, Ha, Wa)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.jitter = (
             torch.compile(color_jitter_batch, dynamic=True) if compiled else color_jitter_batch
         )
@@ -545,53 +549,60 @@ class BatchAugmenter:
     ) -> torch.Tensor:
         """Samples `indices`: float (B, 3, size, size), in [0, 1] or (`normalised`) as
         augment.to_input gives them. On a CPU the batch is rendered a cache-sized chunk at a
-        time (every pass of a chunk then stays in cache); on a GPU in one go."""
+        time (every pass of a chunk then stays in cache); on a GPU in one go.
+
+        Samples are rendered in the order (fill only, fill and jitter, jitter only, neither),
+        so the filled samples and the jittered ones are each one slice: on a CPU, gathering
+        and scattering them by index cost more than the fill itself."""
         p = self.params(indices)
         n, size = len(p), self.size
-        matrices = self.matrices(p)
+        to_source, to_canvas = self.matrices(p)
+        filled = self._needs_fill(to_canvas)
+        order = np.argsort(np.where(filled, p.jitter, 3 - p.jitter), kind="stable")  # 0, 1, 2, 3
         out = torch.empty(n, 3, size, size, device=self.device)
         step = n if self.device.type == "cuda" else max(1, CHUNK_BYTES // (3 * 4 * size * size))
         for i in range(0, n, step):
-            x = self.render(p[i : i + step], tuple(m[i : i + step] for m in matrices))
+            rows = order[i : i + step]
+            x = self.render(p[rows], to_source[rows], to_canvas[rows], filled[rows])
             if normalised:
-                normalise(x, out=out[i : i + step])
-            else:
-                out[i : i + step] = x
+                normalise(x, out=x)  # in place: x is this chunk's own memory
+            out.index_copy_(0, torch.from_numpy(rows).to(self.device), x)
         return out
 
     def render(
-        self, p: BatchParams, matrices: tuple[np.ndarray, np.ndarray] | None = None
+        self, p: BatchParams, to_source: np.ndarray, to_canvas: np.ndarray, filled: np.ndarray
     ) -> torch.Tensor:
-        """Parameters (and their `matrices`, when already computed) -> float (B, 3, size, size)
-        in [0, 1]: a view of channel-major memory (`normalise` makes it contiguous)."""
+        """Parameters, their `matrices` and where the fill shows, for samples ordered as
+        __call__ orders them -> float (B, 3, size, size) in [0, 1]: a view of channel-major
+        memory."""
         n, size = len(p), self.size
-        to_source, to_canvas = matrices if matrices is not None else self.matrices(p)
         grid = affine_grid(
             torch.from_numpy(to_source[:, :2]).float().to(self.device), size
         )  # (B, S, S, 2)
         # One image, one tall grid: (1, 3, Ha, Wa) sampled at (1, B * S, S) points, so the atlas
-        # is never copied per sample (grid_sample makes an expanded input contiguous).
+        # is never copied per sample (grid_sample makes an expanded input contiguous). Reads
+        # stay within a tile and its PAD, except where the fill mask zeroes them: the padding
+        # mode changes nothing, and "border" is the cheaper one.
         out = F.grid_sample(
             self.atlas[None],
             grid.view(1, n * size, size, 2),
             mode="bilinear",
-            padding_mode="zeros",
+            padding_mode="border",
             align_corners=False,
         )  # (1, 3, B * S, S)
         out = out.view(3, n, size, size).transpose(0, 1)  # (B, 3, S, S), a view
-        filled = self._needs_fill(to_canvas)
-        if filled.any():
+        fill = _run(filled)
+        if fill.stop > fill.start:
             # torchvision's black fill: the canvas' sampled coverage, on the samples that reach it.
-            on = torch.from_numpy(np.flatnonzero(filled)).to(self.device)
-            centred = to_canvas[filled, :2].copy()
+            centred = to_canvas[fill, :2].copy()
             centred[:, :, 2] -= self.canvas / 2
             theta = torch.from_numpy(centred).float().to(self.device)
-            out[on] *= self.coverage(theta, size, self.canvas / 2).unsqueeze(1)
-        if p.jitter.any():
-            on = torch.from_numpy(np.flatnonzero(p.jitter)).to(self.device)
-            factors = np.stack([p.brightness, p.contrast, p.saturation, p.hue], 1)[p.jitter]
-            out[on] = self.jitter(
-                out[on], *torch.from_numpy(factors).float().to(self.device).unbind(1)
+            out[fill] *= self.coverage(theta, size, self.canvas / 2).unsqueeze(1)
+        jitter = _run(p.jitter)
+        if jitter.stop > jitter.start:
+            factors = np.stack([p.brightness, p.contrast, p.saturation, p.hue], 1)[jitter]
+            out[jitter] = self.jitter(
+                out[jitter], *torch.from_numpy(factors).float().to(self.device).unbind(1)
             )
         return out
 
@@ -650,6 +661,39 @@ class BatchAugmenter:
         return [self.tiles[src][min(k, len(self.tiles[src]) - 1)] for src, k in pairs]
 
 
+# glibc's mallopt parameters (malloc.h).
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory(threshold: int = 32 * 2**20) -> None:
+    """Let this process' malloc reuse freed blocks of up to `threshold` bytes instead of
+    returning them to the kernel. A CPU batch allocates tens of 0.3-2 MB temporaries per
+    chunk; glibc maps each from the kernel and unmaps it when freed (blocks above 128 KB,
+    until its adaptive threshold catches up, which torch's allocation pattern defeats), so
+    every call paid ~7,000 page faults: a third of its time at 64 px. Process-wide, on glibc
+    only (elsewhere nothing changes); the cost is up to `threshold` more resident memory."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt(_M_MMAP_THRESHOLD, threshold)
+        libc.mallopt(_M_TRIM_THRESHOLD, 4 * threshold)
+    except (OSError, AttributeError, TypeError):  # not glibc: no mallopt, or no libc found
+        pass
+
+
+def _run(mask: np.ndarray) -> slice:
+    """The slice of the True entries of `mask`, which are one contiguous run.
+
+    Raises:
+        ValueError: they are not (the samples were not ordered as __call__ orders them)."""
+    on = np.flatnonzero(mask)
+    if not len(on):
+        return slice(0, 0)
+    if on[-1] - on[0] + 1 != len(on):
+        raise ValueError("the samples' flags are not one contiguous run")
+    return slice(int(on[0]), int(on[-1]) + 1)
+
+
 def coverage(theta: torch.Tensor, size: int, half: float) -> torch.Tensor:
     """torchvision's affine fill mask: theta (b, 2, 3) maps affine_grid's output coordinates
     to canvas pixels centred on the canvas (half its side away from each edge) -> (b, S, S),
@@ -687,47 +731,65 @@ def color_jitter_batch(
     """augment.color_jitter with one factor per sample: float (B, 3, H, W) in [0, 1], factors
     (B,) -> jittered (B, 3, H, W). Brightness, contrast, saturation, hue in that order, each
     clamped to [0, 1], as torchvision.transforms.v2.functional's adjust_* on float images
-    (the same numbers up to float rounding); each step is one pass where it can be."""
+    (the same numbers up to float rounding); each step is one pass where it can be (on a CPU
+    the passes over memory, not the arithmetic, are the cost)."""
     n = len(x)
-    luma = torch.tensor(LUMA, device=x.device, dtype=x.dtype)
     flat = (x.reshape(n, 3, -1) * brightness.view(n, 1, 1)).clamp_(0, 1)  # (B, 3, HW)
-    mean = flat.mean(2) @ luma  # (B,): the mean grey level, contrast's pivot
     c = contrast.view(n, 1, 1)
-    flat = flat.mul_(c).add_((1 - c) * mean.view(n, 1, 1)).clamp_(0, 1)
-    # Saturation blends with the pixel's grey level: one 3x3 matrix s I + (1 - s) 1 luma^T.
+    luma = torch.tensor(LUMA, device=x.device, dtype=x.dtype)
+    mean = (flat.mean(2) @ luma).view(n, 1, 1)  # the mean grey level, contrast's pivot
+    flat = flat.mul_(c).add_((1 - c) * mean).clamp_(0, 1)
+    # Saturation blends with the pixel's grey level: s x + (1 - s) grey (a 3x3 bmm per sample
+    # is the same, at three times the cost on a CPU).
     s = saturation.view(n, 1, 1)
-    eye = torch.eye(3, device=x.device, dtype=x.dtype)
-    flat = torch.bmm(s * eye + (1 - s) * luma.view(1, 1, 3), flat).clamp_(0, 1)
+    grey = _grey(flat).mul_(1 - s)
+    flat = flat.mul_(s).add_(grey).clamp_(0, 1)
     return shift_hue(flat.view_as(x), hue)
+
+
+def _grey(flat: torch.Tensor) -> torch.Tensor:
+    """(B, 3, P) -> (B, 1, P): torchvision's grey level."""
+    r, g, b = flat.split(1, dim=1)
+    return (r * LUMA[0]).add_(g, alpha=LUMA[1]).add_(b, alpha=LUMA[2])
 
 
 def shift_hue(x: torch.Tensor, hue: torch.Tensor) -> torch.Tensor:
     """Rotate the HSV hue of float (B, 3, H, W) in [0, 1] by `hue` (B,) turns, as torchvision's
     adjust_hue, via the closed form of HSV -> RGB: channel n (r 5, g 3, b 1) is
     max - (max - min) * clamp(min(k, 4 - k), 0, 1), k = (n + 6 h) mod 6; written as
-    clamp(2 - |k - 2|, 0, 1) with k - 2 wrapped into [-3, 3)."""
+    lerp(min, max, clamp(|w| - 1, 0, 1)) with w = k - 2 wrapped into [-3, 3).
+
+    Only arithmetic that vectorises: on a CPU torch's where, ==, remainder and addcmul run
+    10-20x slower per element than +, *, round, clamp and lerp, and one where cost more
+    than the rest of the jitter. The sector tests (max == r, max == g) are 0/1 floats,
+    ceil(max - c) (exact: 0 <= max - c <= 1), and lerp by an exact 0 or 1 picks a branch."""
     r, g, b = x.unbind(1)
-    high, low = x.amax(1), x.amin(1)  # (B, H, W)
+    high = torch.maximum(torch.maximum(r, g), b)  # (B, H, W)
+    low = torch.minimum(torch.minimum(r, g), b)
     delta = high - low
-    # 6 h x delta: the hexagon sector of the largest channel, then the position within it.
-    h6 = torch.where(
-        high == r, g - b, torch.where(high == g, (b - r).add_(2 * delta), (r - g).add_(4 * delta))
+    not_r, not_g = (high - r).ceil_(), (high - g).ceil_()  # 1.0 where the max is elsewhere
+    # 6 h x delta: the hexagon sector of the largest channel (r, then g, then b, as
+    # torchvision breaks ties), then the position within it.
+    h6 = torch.lerp(
+        g - b, torch.lerp((b - r).add_(delta, alpha=2), (r - g).add_(delta, alpha=4), not_g), not_r
     )
-    h6 = h6.div_(delta.clamp_min(1e-12)).add_(6 * hue.view(-1, 1, 1) - 2)  # 6 h + shift - 2
-    k = h6.unsqueeze(1) + torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(
-        1, 3, 1, 1
-    )
-    k = k.sub_(torch.round(k * (1 / 6)).mul_(6)).abs_()  # |wrap(k - 2)| in [0, 3]
-    return k.neg_().add_(2).clamp_(0, 1).mul_(-delta.unsqueeze(1)).add_(high.unsqueeze(1))
+    # (6 h + 6 shift) / 6, so that wrapping into [-1/2, 1/2) is v - round(v).
+    turns = h6.div_(delta.clamp_min(1e-12).mul_(6)).add_(hue.view(-1, 1, 1))
+    offsets = torch.tensor([3 / 6, 1 / 6, -1 / 6], device=x.device, dtype=x.dtype)  # (5, 3, 1) - 2
+    v = turns.unsqueeze(1) + offsets.view(1, 3, 1, 1)  # (B, 3, H, W)
+    w = v.sub_(torch.round(v)).abs_()  # |k - 2 wrapped| / 6, in [0, 1/2]
+    # A weight of exactly 1 gives exactly max: the output stays within [0, 1].
+    return torch.lerp(low.unsqueeze(1), high.unsqueeze(1), w.mul_(6).sub_(1).clamp_(0, 1))
 
 
 def normalise(x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """float [0, 1] (B, 3, H, W), any memory layout -> normalised with ImageNet statistics, as
-    augment.to_input, into `out` (default: a new contiguous tensor); one pass."""
+    augment.to_input, into `out` (default: a new contiguous tensor). A multiply and an add:
+    torch's addcmul with a broadcast scale is three times slower on a CPU."""
     scale = (1 / STD).to(x.device, x.dtype).unsqueeze(0)  # (1, 3, 1, 1)
     if out is None:
         out = torch.empty(x.shape, device=x.device, dtype=x.dtype)
-    return torch.addcmul(-MEAN.to(x.device, x.dtype).unsqueeze(0) * scale, x, scale, out=out)
+    return torch.mul(x, scale, out=out).add_(-MEAN.to(x.device, x.dtype).unsqueeze(0) * scale)
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
