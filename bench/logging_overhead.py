@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench.common import interleaved, median, parser, report, setup, table
 from orchestrator import record
-from orchestrator.jobs import pretrain_params, run_pretrain, run_probe
+from orchestrator.jobs import pretrain_params, run_evaluation, run_pretrain
 from orchestrator.sweep import prepare
 from workers import tasks
 from workers.recording import MemoryRecorder
@@ -78,7 +78,7 @@ def spec(folder: Path, samples: int, train: int, test: int) -> Path:
 
 def probe_case(probe_job, checkpoint: Path, uri: str, tracking, fresh_run, repeats: int):
     """The probe job with the in-memory recorder, with the MLflow recorder (runs opened
-    outside the timing), and as a whole recorded job (orchestrator.jobs.run_probe)."""
+    outside the timing), and as a whole recorded job (orchestrator.jobs.run_evaluation)."""
     unique = iter(range(10**6))
     # Runs are opened outside the timed calls: what is timed is the job and its logging.
     runs = iter(
@@ -89,7 +89,7 @@ def probe_case(probe_job, checkpoint: Path, uri: str, tracking, fresh_run, repea
         n = next(unique)
         key = f"{probe_job.probe.epochs}-{n}"
         cells = tuple(c.model_copy(update={"key": f"{c.key}-{key}"}) for c in probe_job.cells)
-        run_probe(probe_job.model_copy(update={"cells": cells}), tracking)
+        run_evaluation(probe_job.model_copy(update={"cells": cells}), tracking)
 
     Timed.log.clear()
     t = interleaved(
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
         # A probe job as small as the pretrain above, then one of the examples' size (fast
         # preset, 12 epochs, 10,000 train images, the 10,000 test images): fixed costs per
         # recorded job (5 runs opened, config written, closed) weigh on the first.
-        run_pretrain(job, tracking)  # the FINISHED pretrain run (checkpoint.pt) run_probe reads
+        run_pretrain(job, tracking)  # the FINISHED pretrain run (checkpoint.pt) run_evaluation reads
         sizes = {"small": probe_job}
         if not args.tiny:
             examples = probe_job.probe.model_copy(
