@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import AliasChoices, BaseModel, Field
 
 from orchestrator.keys import content_key
 from orchestrator.spec import Evaluation, Grid, ImageSet, Spec
@@ -50,7 +50,9 @@ class Cell(BaseModel, frozen=True):
     key: str
     label: str
     pretrain_key: str
-    probe_job_key: str  # the evaluation job that runs it
+    # The evaluation job that runs it (the cells.json of sweeps recorded before evaluations
+    # became an axis calls it probe_job_key).
+    job_key: str = Field(validation_alias=AliasChoices("job_key", "probe_job_key"))
     method: str
     n: int | None
     images: str | None
@@ -65,7 +67,7 @@ class Cell(BaseModel, frozen=True):
 
     def coordinates(self) -> dict[str, object]:
         """The cell's place in the grid, as recorded on its run."""
-        return self.model_dump(exclude={"key", "label", "pretrain_key", "probe_job_key"})
+        return self.model_dump(exclude={"key", "label", "pretrain_key", "job_key"})
 
 
 @dataclass
@@ -75,7 +77,7 @@ class Sweep:
     spec: Spec
     cells: list[Cell] = field(default_factory=list)
     pretrain_jobs: dict[str, PretrainJob] = field(default_factory=dict)
-    probe_jobs: dict[str, EvaluationJob] = field(default_factory=dict)  # every evaluation job
+    evaluation_jobs: dict[str, EvaluationJob] = field(default_factory=dict)  # every evaluation job
 
 
 def _settings(model: BaseModel) -> dict[str, Any]:
@@ -279,7 +281,7 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Sweep:
                     key=key,
                     label=cell_label,
                     pretrain_key=job.key,
-                    probe_job_key=job_key,
+                    job_key=job_key,
                     images=images.label if uses_images else None,
                     **{**coordinates, "method": label},
                 )
@@ -289,7 +291,7 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Sweep:
 
     for job_key, cells in cells_by_job.items():
         pretrain = sweep.pretrain_jobs[cells[0].pretrain_key]
-        sweep.probe_jobs[job_key] = evaluation_job(spec, base_dir, job_key, pretrain, cells, pictures)
+        sweep.evaluation_jobs[job_key] = evaluation_job(spec, base_dir, job_key, pretrain, cells, pictures)
     return sweep
 
 
@@ -313,6 +315,7 @@ def evaluation_job(
     if first.evaluation == "finetune_frozen":
         return FinetuneJob(
             **common, **data, label=first.label, finetune=spec.finetune, frozen=first.frozen,
+            checkpoint_every=spec.checkpoint_every, divergence_threshold=spec.divergence_threshold,
             cells=(FinetuneCell(key=first.key, label=first.label, coordinates=first.coordinates()),),
         )
     return ProbeJob(

@@ -53,17 +53,25 @@ def run_pretrain(job: PretrainJob, tracking: Tracking, faults: Sequence[Fault] =
         recorder = arm(list(faults), "pretrain", job.label, job.key, attempt, mlflow_recorder)
         mlflow_recorder.text(json.dumps(job.model_dump(mode="json"), indent=2), "config.json")
         with tempfile.TemporaryDirectory() as workdir:
-            resume = None
-            if attempt > 1 and "resume.pt" in record.artifact_names(tracking.uri, run_id):
-                resume = _readable(record.download(tracking.uri, run_id, "resume.pt", Path(workdir) / "earlier"))
-                if resume is None:
-                    mlflow_recorder.tag("warning", "corrupt resume.pt ignored: the job started over")
+            resume = resume_point(tracking.uri, run_id, attempt, Path(workdir), mlflow_recorder)
             tasks.pretrain(job, recorder, Path(workdir), resume)
     except BaseException as error:
         mlflow_recorder.end(error)
         raise
     mlflow_recorder.end()
     return run_id
+
+
+def resume_point(uri: str, run_id: str, attempt: int, workdir: Path, recorder: record.MlflowRecorder) -> Path | None:
+    """The `resume.pt` an earlier attempt of the run left, if torch can load it; a corrupt one
+    is ignored with a warning tag (on the recorder's runs: the job's one run), and the job
+    starts over."""
+    if attempt == 1 or "resume.pt" not in record.artifact_names(uri, run_id):
+        return None
+    resume = _readable(record.download(uri, run_id, "resume.pt", workdir / "earlier"))
+    if resume is None:
+        recorder.tag("warning", "corrupt resume.pt ignored: the job started over")
+    return resume
 
 
 def _readable(checkpoint: Path) -> Path | None:
@@ -107,7 +115,9 @@ def run_evaluation(job: EvaluationJob, tracking: Tracking, faults: Sequence[Faul
         with tempfile.TemporaryDirectory() as workdir:
             checkpoint = record.download(tracking.uri, pretrain, "checkpoint.pt", Path(workdir) / "trunk")
             if isinstance(job, FinetuneJob):
-                scores = finetune.finetune(job, checkpoint, recorder)
+                (run_id,) = runs.values()
+                resume = resume_point(tracking.uri, run_id, attempt, Path(workdir), mlflow_recorder)
+                scores = finetune.finetune(job, checkpoint, recorder, Path(workdir), resume)
             elif isinstance(job, StyleJob):
                 scores = style_transfer.stylise(job, checkpoint, recorder, Path(workdir))
             else:

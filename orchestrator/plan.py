@@ -11,28 +11,28 @@ from workers.config import EvaluationJob, PretrainJob
 @dataclass(frozen=True)
 class Plan:
     pretrain: list[PretrainJob]  # to train
-    probe: list[EvaluationJob]  # to run, each holding only its pending cells
-    reused_pretrain: list[str]  # finished pretrain keys that pending probes reuse
+    evaluation: list[EvaluationJob]  # to run, each holding only its pending cells
+    reused_pretrain: list[str]  # finished pretrain keys that pending evaluations reuse
     done_cells: int
     pending_cells: int
 
     @property
     def empty(self) -> bool:
-        return not self.pretrain and not self.probe
+        return not self.pretrain and not self.evaluation
 
 
 def plan(sweep: Sweep, finished_cells: set[str], finished_pretrain: set[str]) -> Plan:
     """Pending cells grouped into evaluation jobs; their pretrain jobs trained unless finished."""
-    probe: list[EvaluationJob] = []
-    for job in sweep.probe_jobs.values():
+    evaluation: list[EvaluationJob] = []
+    for job in sweep.evaluation_jobs.values():
         pending = tuple(c for c in job.cells if c.key not in finished_cells)
         if pending:
-            probe.append(job.model_copy(update={"cells": pending}))
-    needed = list(dict.fromkeys(job.pretrain_key for job in probe))
+            evaluation.append(job.model_copy(update={"cells": pending}))
+    needed = list(dict.fromkeys(job.pretrain_key for job in evaluation))
     done = sum(c.key in finished_cells for c in sweep.cells)
     return Plan(
         pretrain=[sweep.pretrain_jobs[k] for k in needed if k not in finished_pretrain],
-        probe=probe,
+        evaluation=evaluation,
         reused_pretrain=[k for k in needed if k in finished_pretrain],
         done_cells=done,
         pending_cells=len(sweep.cells) - done,

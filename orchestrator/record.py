@@ -1,7 +1,9 @@
 """The one module that talks to MLflow: the sweep's experiment and runs, queries, statuses.
 
 MLflow is the system of record. Hierarchy (through `mlflow.parentRunId`): sweep run ->
-pretrain runs -> probe runs, one per cell. Keys, kind and attempt are tags; a job that ran
+pretrain runs -> cell runs, one per cell, of kind `probe` whatever their evaluation (linear
+probe, finetuning, style transfer: the `evaluation` param says; the kind's name predates the
+axis and stays, so stores recorded before count their runs). Keys, kind and attempt are tags; a job that ran
 before and did not finish reopens its run (attempt + 1) rather than adding a second one.
 Every call goes through `_retry`, so a busy SQLite file or a blinking server costs a wait,
 not a result.

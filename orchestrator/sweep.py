@@ -102,7 +102,7 @@ def sqlite_warning(uri: str, parallel: float) -> str | None:
 def check_local_data(prepared: Prepared, path: Path) -> None:
     """Raises SpecError when a dataset's root (probed, drawn from, or trained on with labels)
     is missing on this machine."""
-    roots = {j.dataset: j.data_root for j in prepared.sweep.probe_jobs.values() if not isinstance(j, StyleJob)}
+    roots = {j.dataset: j.data_root for j in prepared.sweep.evaluation_jobs.values() if not isinstance(j, StyleJob)}
     for job in prepared.sweep.pretrain_jobs.values():
         for source in (job.drawn, job.labels):
             if source is not None:
@@ -196,7 +196,7 @@ def run(
         },
     )
     progress = ray_driver.Progress(
-        total_cells=todo.pending_cells, total_jobs=len(todo.pretrain) + len(todo.probe)
+        total_cells=todo.pending_cells, total_jobs=len(todo.pretrain) + len(todo.evaluation)
     )
     storage = trial_storage(spec.storage, spec.name)
     status = "FAILED"
@@ -210,8 +210,8 @@ def run(
             lambda job: 0, injected,
         )
         trained = ray_driver.finished_pretrain(tracking)
-        ready = [job for job in todo.probe if job.pretrain_key in trained]
-        progress.failed_jobs += len(todo.probe) - len(ready)  # their trunk never finished
+        ready = [job for job in todo.evaluation if job.pretrain_key in trained]
+        progress.failed_jobs += len(todo.evaluation) - len(ready)  # their trunk never finished
         ray_driver.run_stage(
             "probe", ready, tracking, spec.resources.probe, spec.retries, storage, progress,
             lambda job: len(job.cells), injected,

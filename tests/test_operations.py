@@ -69,12 +69,30 @@ def test_killed_worker_resumes_from_its_checkpoint(write_spec, tmp_path):
     one_finished_run_per_key(runs)
 
 
+def test_killed_finetuning_resumes_from_its_checkpoint(write_spec, tmp_path):
+    spec = write_spec(
+        TINY.replace("method: [random, {name: rotnet, samples: 128, epochs: 1, batch_size: 32}]", "method: [random]")
+        .replace("augmentation: [full, none]", "augmentation: [full]")
+        .replace("  layer:", "  evaluation: [{name: finetune_frozen, frozen: [2]}]\n  layer:")
+        + "finetune: {preset: fast, epochs: 2, batch_size: 32, train_samples: 640, test_samples: 200}\n"
+        + "checkpoint_every: 8\n"
+        + "faults: [{stage: probe, action: kill, at_step: 20}]\n"  # 40 steps; the process dies at 20
+    )
+    assert main(["run", str(spec)]) == 0
+    runs = all_runs(tmp_path)
+    (finetuning,) = kind(runs, "probe")
+    assert finetuning.info.status == "FINISHED" and finetuning.data.tags["monosweep.attempt"] == "2"
+    assert finetuning.data.metrics["resumed_from_step"] == 16  # the last checkpoint before step 20
+    assert 0 < finetuning.data.metrics["top1"] <= 100
+    one_finished_run_per_key(runs)
+
+
 def _mixed_seed(spec_path: Path) -> int:
     """A fault seed under which some, not all, probe jobs of the sweep fail."""
     sweep = expand(load_spec(spec_path), spec_path.parent)
     for seed in range(100):
         fault = Fault(action="fail", stage="probe", rate=0.5, seed=seed)
-        hit = [fault.hits("probe", j.label, j.key, 1) for j in sweep.probe_jobs.values()]
+        hit = [fault.hits("probe", j.label, j.key, 1) for j in sweep.evaluation_jobs.values()]
         if any(hit) and not all(hit):
             return seed
     raise AssertionError("no mixed seed")

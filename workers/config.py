@@ -540,6 +540,9 @@ class FinetuneJob(Frozen):
     data_root: str
     seed: int
     cells: tuple[FinetuneCell, ...]
+    # Like a pretrain job's: whether and when a run saves its state or fails, not what it computes.
+    checkpoint_every: int = Field(0, ge=0, description="steps between resume checkpoints; 0: none")
+    divergence_threshold: float | None = None
 
 
 class StyleCell(Frozen):

@@ -8,25 +8,23 @@ when the protocol says so, and train with AlexNet's classifier on the labelled t
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import torch
-from torch.utils.data import default_collate
 
 from workers.config import LAYERS, FinetuneConfig, FinetuneJob, NetworkConfig
 from workers.data.probe_sets import LabelledSamples, ProbeSplit, decoded, eval_views, load_split
 from workers.methods.supervised import Supervised
 from workers.models.alexnet import AlexNet, build_trunk
-from workers.probes import lr_at, topk_correct
+from workers.probes import topk_correct
 from workers.recording import Recorder
-from workers.tasks import check_loss, device, load_trunk, subset_of
+from workers.tasks import Loop, device, fit, load_trunk, subset_of
 
 
 def freeze(trunk: AlexNet, k: int) -> None:
     """conv1..convk (with the Sobel layer in front) stop learning; their BatchNorm keeps its
-    statistics (call again after every `.train()`: it sets the frozen blocks back to eval)."""
+    statistics (eval mode)."""
     trunk.sobel.eval()
     for block in trunk.blocks[:k]:
         block.eval()
@@ -44,58 +42,59 @@ def reinitialise(trunk: AlexNet, network: NetworkConfig, k: int, seed: int) -> N
         own.load_state_dict(new.state_dict())
 
 
-def finetune(job: FinetuneJob, checkpoint: Path, recorder: Recorder) -> dict[str, float]:
-    """Finetune the job's trunk on the train split; returns the test split's top-1 / top-5."""
+class Finetuning(Supervised):
+    """Supervised training of conv(k+1)..conv5 and AlexNet's classifier with conv1..convk
+    frozen: `train()` puts the frozen blocks straight back in eval mode."""
+
+    def __init__(self, config: FinetuneConfig, trunk: AlexNet, input_size: int, classes: int, frozen: int):
+        super().__init__(config, trunk, input_size, classes)
+        self.frozen = frozen
+        freeze(trunk, frozen)
+
+    def train(self, mode: bool = True) -> Finetuning:
+        super().train(mode)
+        freeze(self.trunk, self.frozen)
+        return self
+
+
+def step_factor(config: FinetuneConfig) -> Callable[[int, int, int], float]:
+    """The step schedule as a factor on the base rate: x0.1 at each milestone epoch."""
+    return lambda step, steps_per_epoch, total: 0.1 ** sum(step // steps_per_epoch >= m for m in config.lr_milestones)
+
+
+def finetune(
+    job: FinetuneJob, checkpoint: Path, recorder: Recorder, workdir: Path, resume: Path | None = None
+) -> dict[str, float]:
+    """Finetune the job's trunk on the train split; returns the test split's top-1 / top-5.
+    `resume`: a `resume.pt` an earlier attempt left, to continue from."""
     torch.manual_seed(job.seed)
     dev = device()
     cfg = job.finetune
     train = subset_of(load_split(job.dataset, job.data_root, train=True), cfg.train_samples)
     test = subset_of(load_split(job.dataset, job.data_root, train=False), cfg.test_samples)
-    model = finetuned(job, load_trunk(job, checkpoint), train, recorder, dev)
+    model = finetuned(job, load_trunk(job, checkpoint), train, recorder, dev, workdir, resume)
     scores = evaluate(model, test, job.network.input_size, cfg, dev)
     recorder.params({"test_size": len(test.labels)})
     recorder.metrics(scores, cfg.epochs)
     return scores
 
 
-def finetuned(job: FinetuneJob, trunk: AlexNet, train: ProbeSplit, recorder: Recorder, dev: torch.device) -> Supervised:
-    """The trunk (changed in place: its unfrozen layers) with AlexNet's classifier, trained."""
-    cfg, size, k = job.finetune, job.network.input_size, job.frozen
+def finetuned(
+    job: FinetuneJob, trunk: AlexNet, train: ProbeSplit, recorder: Recorder, dev: torch.device, workdir: Path,
+    resume: Path | None = None,
+) -> Finetuning:
+    """The trunk (changed in place: its unfrozen layers) with AlexNet's classifier, trained by
+    the pre-training loop (resume checkpoints and the loss checks included)."""
+    cfg, k = job.finetune, job.frozen
     if cfg.reinit:
         reinitialise(trunk, job.network, k, job.seed)
-    model = Supervised(cfg, trunk, size, classes=train.classes).to(dev)
-    freeze(trunk, k)
+    model = Finetuning(cfg, trunk, job.network.input_size, train.classes, k).to(dev)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     recorder.params({"frozen_layers": ",".join(LAYERS[:k]) or "none", "trainable_params": trainable,
                      "train_size": len(train.labels)})
-    optimizer = model.configure_optimizers()[0]  # over the parameters that still learn
-    samples = LabelledSamples(train, size, job.seed)
-    steps_per_epoch = max(1, len(samples) // cfg.batch_size)
-    for epoch in range(cfg.epochs):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(epoch, cfg)
-        model.train()
-        freeze(trunk, k)
-        epoch_data = samples.at_epoch(epoch)
-        order = np.random.default_rng([job.seed, epoch]).permutation(len(epoch_data))
-        tick, loss_sum, top1_sum = time.perf_counter(), 0.0, 0.0
-        for i in range(steps_per_epoch):
-            picked = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
-            x, y = default_collate([epoch_data[int(j)] for j in picked])
-            loss, extra = model.training_step((x.to(dev), y.to(dev)))
-            value = loss.item()
-            check_loss(value, epoch * steps_per_epoch + i, None)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += value
-            top1_sum += extra["train_top1"]
-        seconds = time.perf_counter() - tick
-        recorder.metrics(
-            {"train_loss": loss_sum / steps_per_epoch, "train_top1": top1_sum / steps_per_epoch,
-             "lr": lr_at(epoch, cfg), "samples_per_s": steps_per_epoch * cfg.batch_size / seconds},
-            epoch + 1,
-        )
+    loop = Loop(job.seed, cfg.epochs, cfg.batch_size, cfg.lr, step_factor(cfg), job.checkpoint_every,
+                job.divergence_threshold, loss_name="train_loss")
+    fit(loop, model, LabelledSamples(train, job.network.input_size, job.seed), recorder, dev, workdir, resume)
     return model
 
 

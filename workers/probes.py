@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workers.config import FinetuneConfig, ProbeConfig
+from workers.config import ProbeConfig
 from workers.data.probe_sets import ProbeSplit, decoded, eval_views, train_inputs
 from workers.models.alexnet import AlexNet
 
@@ -58,7 +58,7 @@ class LinearProbes(nn.Module):
         return {layer: head(features[layer]) for layer, head in self.heads.items()}
 
 
-def lr_at(epoch: int, config: ProbeConfig | FinetuneConfig) -> float:
+def lr_at(epoch: int, config: ProbeConfig) -> float:
     """Step schedule: x0.1 at each milestone epoch."""
     return config.lr * 0.1 ** sum(epoch >= m for m in config.lr_milestones)
 

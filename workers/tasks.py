@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,26 @@ def cosine_lr(step: int, total: int, base: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
 
 
+def cosine_factor(step: int, steps_per_epoch: int, total: int) -> float:
+    """Pre-training's schedule: cosine decay over all steps."""
+    return cosine_lr(step, total, 1.0)
+
+
+@dataclass(frozen=True)
+class Loop:
+    """What the training loop needs of a job besides its method and data."""
+
+    seed: int
+    epochs: int
+    batch_size: int
+    lr: float  # the base rate, for the log
+    # (step, steps per epoch, total steps) -> the factor on each parameter group's base rate
+    schedule: Callable[[int, int, int], float]
+    checkpoint_every: int = 0  # steps between resume checkpoints; 0: none
+    divergence_threshold: float | None = None
+    loss_name: str = "pretext_loss"
+
+
 def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path, resume: Path | None = None) -> Path:
     """Pre-train the trunk with the job's method; returns the checkpoint.
 
@@ -72,7 +94,11 @@ def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path, resume: Path |
         if resume is None:
             name = "train_samples.png" if job.labels else "mono_samples.png"
             recorder.artifact(pictures.samples(dataset, workdir / name))
-        step = _train(job, method, dataset, recorder, dev, workdir, resume)
+        cfg = job.method
+        loop = Loop(
+            job.seed, cfg.epochs, cfg.batch_size, cfg.lr, cosine_factor, job.checkpoint_every, job.divergence_threshold
+        )
+        step = fit(loop, method, dataset, recorder, dev, workdir, resume)
     recorder.artifact(pictures.conv1_filters(trunk, workdir / "conv1_filters.png"))
     path = workdir / "checkpoint.pt"
     torch.save(
@@ -119,13 +145,15 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state(state["cuda"].cpu())
 
 
-def _train(
-    job: PretrainJob, method: Method, dataset: Dataset, recorder: Recorder, dev: torch.device, workdir: Path,
+def fit(
+    loop: Loop, method: Method, dataset: Dataset, recorder: Recorder, dev: torch.device, workdir: Path,
     resume: Path | None,
 ) -> int:
-    cfg = job.method
-    steps_per_epoch = max(1, len(dataset) // cfg.batch_size)  # type: ignore[arg-type]
-    total = steps_per_epoch * cfg.epochs
+    """Train `method` on `dataset`; returns the number of steps. Every `loop.checkpoint_every`
+    steps the full state goes to the recorder as `resume.pt`; given such a file as `resume`,
+    training continues from its step and ends with the weights of an uninterrupted run."""
+    steps_per_epoch = max(1, len(dataset) // loop.batch_size)  # type: ignore[arg-type]
+    total = steps_per_epoch * loop.epochs
     optimizers = method.configure_optimizers()
     for optimizer in optimizers:
         for group in optimizer.param_groups:
@@ -141,20 +169,20 @@ def _train(
         recorder.metrics({"resumed_from_step": step}, step)
     method.train()
     tick, seen = time.perf_counter(), 0
-    for epoch in range(step // steps_per_epoch, cfg.epochs):
+    for epoch in range(step // steps_per_epoch, loop.epochs):
         epoch_data = method.on_epoch_start(epoch, dataset, dev)
         # The order of epoch e depends on (seed, e) only, so a resumed run sees the same batches.
-        order = np.random.default_rng([job.seed, epoch]).permutation(len(epoch_data))  # type: ignore[arg-type]
+        order = np.random.default_rng([loop.seed, epoch]).permutation(len(epoch_data))  # type: ignore[arg-type]
         for i in range(step - epoch * steps_per_epoch, steps_per_epoch):
-            picked = order[i * cfg.batch_size : (i + 1) * cfg.batch_size]
+            picked = order[i * loop.batch_size : (i + 1) * loop.batch_size]
             batch = default_collate([epoch_data[int(j)] for j in picked])
-            factor = cosine_lr(step, total, 1.0)
+            factor = loop.schedule(step, steps_per_epoch, total)
             for optimizer in optimizers:
                 for group in optimizer.param_groups:
                     group["lr"] = group["initial_lr"] * factor
             loss, extra = method.training_step(_to(batch, dev))
             value = loss.item()  # the step's one device sync, shared by the check and the log
-            check_loss(value, step, job.divergence_threshold)
+            check_loss(value, step, loop.divergence_threshold)
             optimizers[0].zero_grad(set_to_none=True)
             loss.backward()
             optimizers[0].step()
@@ -163,12 +191,12 @@ def _train(
             if step % LOG_EVERY == 0 or step == total:
                 now = time.perf_counter()
                 recorder.metrics(
-                    {"pretext_loss": value, "lr": cfg.lr * factor,
+                    {loop.loss_name: value, "lr": loop.lr * factor,
                      "samples_per_s": seen / (now - tick), "epoch": epoch, **extra},
                     step,
                 )
                 tick, seen = now, 0
-            if job.checkpoint_every and step % job.checkpoint_every == 0 and step < total:
+            if loop.checkpoint_every and step % loop.checkpoint_every == 0 and step < total:
                 path = workdir / "resume.pt"
                 torch.save(
                     {"method": method.state_dict(), "optimizers": [o.state_dict() for o in optimizers],
@@ -183,7 +211,7 @@ def check_loss(value: float, step: int, threshold: float | None) -> None:
     """A job fails rather than record garbage.
 
     Raises:
-        NonFiniteLoss: the pretext loss is NaN or infinite.
+        NonFiniteLoss: the training loss is NaN or infinite.
         DivergedLoss: it is finite but above `threshold` (None: no such check).
     """
     if not math.isfinite(value):

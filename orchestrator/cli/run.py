@@ -55,7 +55,7 @@ def main(args: argparse.Namespace) -> int:
     print(
         f"sweep {prepared.spec.name!r}: {len(prepared.sweep.cells)} cells, {todo.done_cells} already "
         f"finished; to run: {len(todo.pretrain)} pretrain jobs ({len(todo.reused_pretrain)} finished "
-        f"ones reused), {len(todo.probe)} evaluation jobs",
+        f"ones reused), {len(todo.evaluation)} evaluation jobs",
         flush=True,
     )
     if todo.empty:

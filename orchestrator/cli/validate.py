@@ -16,6 +16,6 @@ def main(args: argparse.Namespace) -> int:
     sweep = prepared.sweep
     print(
         f"{args.file}: valid. sweep {prepared.spec.name!r}: {len(sweep.cells)} cells, "
-        f"{len(sweep.pretrain_jobs)} pretrain jobs, {len(sweep.probe_jobs)} evaluation jobs"
+        f"{len(sweep.pretrain_jobs)} pretrain jobs, {len(sweep.evaluation_jobs)} evaluation jobs"
     )
     return 0

@@ -38,8 +38,8 @@ def test_quickstart_shape(base, tmp_path):
     sweep = expand(spec_from(base, tmp_path), tmp_path)
     # random ignores images and augmentation: 5 cells, not 10.
     assert len(sweep.cells) == 15
-    assert len(sweep.pretrain_jobs) == 3 and len(sweep.probe_jobs) == 3
-    assert all(len(job.cells) == 5 for job in sweep.probe_jobs.values())
+    assert len(sweep.pretrain_jobs) == 3 and len(sweep.evaluation_jobs) == 3
+    assert all(len(job.cells) == 5 for job in sweep.evaluation_jobs.values())
     assert len({c.key for c in sweep.cells}) == 15
     labels = {c.label for c in sweep.cells}
     assert "rotnet N1 astronaut full s0 conv2 fashion_mnist" in labels
@@ -122,7 +122,7 @@ def test_cell_keys_differ_per_layer_and_dataset(base, tmp_path):
     cells = expand(spec_from(base, tmp_path), tmp_path).cells
     rot = [c for c in cells if c.augmentation == "full"]
     assert len({c.key for c in rot}) == 5
-    assert len({c.pretrain_key for c in rot}) == 1 and len({c.probe_job_key for c in rot}) == 1
+    assert len({c.pretrain_key for c in rot}) == 1 and len({c.job_key for c in rot}) == 1
 
 
 # Settings that do not change results: no key may change.
@@ -202,12 +202,12 @@ def test_pool_smaller_than_n_is_an_error(base, tmp_path):
 def test_plan_skips_finished_and_reuses_pretrain(base, tmp_path):
     sweep = expand(spec_from(base, tmp_path), tmp_path)
     fresh = plan(sweep, set(), set())
-    assert len(fresh.pretrain) == 3 and len(fresh.probe) == 3 and fresh.pending_cells == 15
+    assert len(fresh.pretrain) == 3 and len(fresh.evaluation) == 3 and fresh.pending_cells == 15
     done_cells = {c.key for c in sweep.cells if c.layer != "conv5"}
     done_pretrain = set(sweep.pretrain_jobs)
     grown = plan(sweep, done_cells, done_pretrain)
     assert grown.pretrain == [] and sorted(grown.reused_pretrain) == sorted(done_pretrain)
-    assert [tuple(c.layer for c in job.cells) for job in grown.probe] == [("conv5",)] * 3
+    assert [tuple(c.layer for c in job.cells) for job in grown.evaluation] == [("conv5",)] * 3
     assert plan(sweep, {c.key for c in sweep.cells}, done_pretrain).empty
 
 
@@ -252,7 +252,7 @@ def test_deepcluster_trains_and_probes_behind_a_sobel_filter(base, tmp_path):
     sweep = expand(spec_from(data, tmp_path), tmp_path)
     sobel = {j.method.name: j.network.sobel for j in sweep.pretrain_jobs.values()}
     assert sobel == {"deepcluster": True, "rotnet": False}
-    for job in sweep.probe_jobs.values():
+    for job in sweep.evaluation_jobs.values():
         assert job.network == sweep.pretrain_jobs[job.pretrain_key].network
     # Without Sobel, DeepCluster is another pre-training: another key.
     plain = _set(data, "grid.method.0.sobel", False)
@@ -308,7 +308,7 @@ def test_every_example_expands(example):
 
     path = Path(__file__).parents[2] / "examples" / example
     sweep = expand(load_spec(path), path.parent)
-    assert sweep.cells and sweep.pretrain_jobs and sweep.probe_jobs
+    assert sweep.cells and sweep.pretrain_jobs and sweep.evaluation_jobs
     assert len(sweep.cells) == len({c.key for c in sweep.cells})
 
 
@@ -326,7 +326,7 @@ def test_evaluations_make_cells_and_jobs_of_their_own(base, tmp_path):
     # Three trunks (random, rotnet full, rotnet none): 5 layers, 3 values of k, 2 (content, style) pairs each.
     assert [len(v) for v in by_kind.values()] == [15, 9, 6]
     assert len(sweep.pretrain_jobs) == 3  # every evaluation reads the same trunks
-    jobs = list(sweep.probe_jobs.values())
+    jobs = list(sweep.evaluation_jobs.values())
     assert sorted(type(j).__name__ for j in jobs).count("FinetuneJob") == 9
     assert sum(type(j).__name__ == "StyleJob" for j in jobs) == 3
     assert all(len(j.cells) == 2 for j in jobs if type(j).__name__ == "StyleJob")
@@ -374,3 +374,13 @@ def test_exclusions_apply_to_evaluations(base, tmp_path):
     base["exclude"] = [{"evaluation": "finetune_frozen", "frozen": 0, "method": "rotnet"}]
     sweep = expand(spec_from(base, tmp_path), tmp_path)
     assert sorted(c.frozen for c in sweep.cells if c.evaluation == "finetune_frozen") == [0, 2, 2, 2, 5, 5, 5]
+
+
+def test_cells_recorded_before_the_evaluation_axis_still_load():
+    from orchestrator.grid import Cell
+
+    old = {"key": "k", "label": "random s0 conv1 fashion_mnist", "pretrain_key": "p", "probe_job_key": "j",
+           "method": "random", "n": None, "images": None, "augmentation": None, "layer": "conv1",
+           "probe_dataset": "fashion_mnist", "seed": 0}  # a cells.json entry as db8df39 wrote it
+    cell = Cell(**old)
+    assert (cell.job_key, cell.evaluation, cell.frozen) == ("j", "linear_probe", None)

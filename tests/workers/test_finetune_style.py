@@ -55,7 +55,7 @@ def block_of(name: str) -> int | None:
 
 @pytest.mark.parametrize("reinit", [False, True])
 @pytest.mark.parametrize("frozen", [0, 2, 5])
-def test_finetuning_leaves_the_frozen_layers_bit_identical(frozen, reinit, checkpoint, fashion_train, monkeypatch):
+def test_finetuning_leaves_the_frozen_layers_bit_identical(frozen, reinit, checkpoint, fashion_train, monkeypatch, tmp_path):
     job = finetune_job("", frozen, reinit=reinit)
     trunk = tasks.load_trunk(job, checkpoint)
     before = weights(trunk)
@@ -68,7 +68,7 @@ def test_finetuning_leaves_the_frozen_layers_bit_identical(frozen, reinit, check
 
     monkeypatch.setattr("workers.finetune.freeze", first_freeze)
     recorder = MemoryRecorder()
-    finetuned(job, trunk, tasks.subset_of(fashion_train, 320), recorder, torch.device("cpu"))
+    finetuned(job, trunk, tasks.subset_of(fashion_train, 320), recorder, torch.device("cpu"), tmp_path)
     after = weights(trunk)
     with torch.random.fork_rng():
         torch.manual_seed(job.seed)
@@ -87,9 +87,9 @@ def test_finetuning_leaves_the_frozen_layers_bit_identical(frozen, reinit, check
     assert recorder.logged_params[None]["frozen_layers"] == (",".join(LAYERS[:frozen]) or "none")
 
 
-def test_finetuning_scores_the_test_split(checkpoint, fashion_root):
+def test_finetuning_scores_the_test_split(checkpoint, fashion_root, tmp_path):
     recorder = MemoryRecorder()
-    scores = finetune(finetune_job(fashion_root, 2), checkpoint, recorder)
+    scores = finetune(finetune_job(fashion_root, 2), checkpoint, recorder, tmp_path)
     assert 10 < scores["top1"] <= scores["top5"] <= 100  # above chance after one short epoch
     assert recorder.logged_params[None]["test_size"] == 200
     assert recorder.series("top1") == [scores["top1"]]
@@ -97,17 +97,36 @@ def test_finetuning_scores_the_test_split(checkpoint, fashion_root):
 
 def test_reinit_makes_the_unfrozen_layers_independent_of_the_trunk(checkpoint, fashion_root, tmp_path, astronaut_file):
     other = tasks.pretrain(rotnet_job(astronaut_file, seed=1), MemoryRecorder(), tmp_path)
-    full = [finetune(finetune_job(fashion_root, 0), c, MemoryRecorder()) for c in (checkpoint, other)]
+    full = [finetune(finetune_job(fashion_root, 0), c, MemoryRecorder(), tmp_path) for c in (checkpoint, other)]
     assert full[0] == full[1]  # k = 0 with reinit: supervised from scratch, whatever the trunk
-    kept = [finetune(finetune_job(fashion_root, 2), c, MemoryRecorder()) for c in (checkpoint, other)]
+    kept = [finetune(finetune_job(fashion_root, 2), c, MemoryRecorder(), tmp_path) for c in (checkpoint, other)]
     assert kept[0] != kept[1]  # conv1-2 come from the trunk
 
 
-def test_finetuning_is_deterministic(checkpoint, fashion_root):
+def test_finetuning_is_deterministic(checkpoint, fashion_root, tmp_path):
     job = finetune_job(fashion_root, 2)
     runs = [MemoryRecorder() for _ in range(2)]
-    assert finetune(job, checkpoint, runs[0]) == finetune(job, checkpoint, runs[1])
-    assert runs[0].series("train_loss") == runs[1].series("train_loss")
+    assert finetune(job, checkpoint, runs[0], tmp_path) == finetune(job, checkpoint, runs[1], tmp_path)
+    assert runs[0].series("train_loss") == runs[1].series("train_loss") != []
+
+
+def test_resumed_finetuning_ends_with_the_same_weights(checkpoint, fashion_train, tmp_path):
+    # 320 samples / 32 = 10 steps an epoch, 2 epochs: the checkpoint at step 15 is mid-epoch 2,
+    # after the rate's milestone, with the classifier's dropout stream mid-way.
+    job = finetune_job("", 2, epochs=2, lr_milestones=(1,)).model_copy(update={"checkpoint_every": 15})
+    train, cpu = tasks.subset_of(fashion_train, 320), torch.device("cpu")
+    (tmp_path / "a").mkdir()
+    torch.manual_seed(job.seed)
+    full = finetuned(job, tasks.load_trunk(job, checkpoint), train, MemoryRecorder(), cpu, tmp_path / "a")
+    resume = tmp_path / "resume.pt"
+    resume.write_bytes((tmp_path / "a" / "resume.pt").read_bytes())
+    (tmp_path / "b").mkdir()
+    again = MemoryRecorder()
+    torch.manual_seed(job.seed)
+    resumed = finetuned(job, tasks.load_trunk(job, checkpoint), train, again, cpu, tmp_path / "b", resume)
+    assert again.series("resumed_from_step") == [15]
+    for name, tensor in weights(full).items():
+        assert torch.equal(tensor, weights(resumed)[name]), name
 
 
 def style_file(name: str) -> ImageFile:
