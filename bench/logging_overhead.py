@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         uri = prepared.uri
         tracking = record.open_sweep("logging", uri, {})
         job = next(iter(prepared.sweep.pretrain_jobs.values()))
-        probe_job = next(iter(prepared.sweep.probe_jobs.values()))
+        probe_job = next(iter(prepared.sweep.evaluation_jobs.values()))
         workdirs = iter(range(10**6))
 
         def workdir() -> Path:

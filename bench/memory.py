@@ -64,8 +64,8 @@ def child(kind: str, folder: Path, tiny: bool) -> dict[str, Any]:
     tracemalloc.start()
     prepared = prepare(spec(folder, tiny))
     jobs = {j.method.name: j for j in prepared.sweep.pretrain_jobs.values()}
-    probe_jobs = [
-        j for j in prepared.sweep.probe_jobs.values() if j.pretrain_key == jobs["rotnet"].key
+    evaluation_jobs = [
+        j for j in prepared.sweep.evaluation_jobs.values() if j.pretrain_key == jobs["rotnet"].key
     ]
     tracemalloc.reset_peak()
     if kind == "pretrain random":
@@ -75,7 +75,7 @@ def child(kind: str, folder: Path, tiny: bool) -> dict[str, Any]:
     elif kind.startswith("probe"):
         checkpoint = tasks.pretrain(jobs["random"], MemoryRecorder(), folder)  # any trunk will do
         tracemalloc.reset_peak()
-        job = probe_jobs[0]
+        job = evaluation_jobs[0]
         if kind == "probe asano2020":
             probe = ProbeConfig(
                 preset="asano2020",

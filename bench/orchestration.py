@@ -67,7 +67,7 @@ def fill_store(uri: str, db_path: Path, prepared) -> tuple[int, float]:
     for step in range(20, 220, 20):  # a pretext-loss point every 20 steps
         recorder.metrics({"pretext_loss": 1.0, "lr": 0.1, "samples_per_s": 100.0, "epoch": 0}, step)
     record.end_run(uri, pretrain_run)
-    probe_job = next(iter(sweep.probe_jobs.values()))
+    probe_job = next(iter(sweep.evaluation_jobs.values()))
     cell = probe_job.cells[0]
     base = probe_job.model_dump(
         mode="json", exclude={"key", "label", "cells", "data_root", "pretrain_key"}
@@ -187,7 +187,7 @@ def planning(folder: Path, augmentations: int, seeds: int, repeats: int) -> tupl
     results = {
         "cells": len(sweep.cells),
         "pretrain_jobs": len(sweep.pretrain_jobs),
-        "probe_jobs": len(sweep.probe_jobs),
+        "evaluation_jobs": len(sweep.evaluation_jobs),
         "finished_runs_in_store": runs,
         "store_fill_s": fill_s,
         **{f"{k.replace(' ', '_')}_s": w for k, (w, _) in med.items()},
