@@ -126,6 +126,8 @@ def tables(rec: Record, evaluation: str = "linear_probe", metric: str = "top1") 
     (linear probes), k = 0..5 (finetuning), or the (content, style) pairs (style transfer).
     Style transfer reads no labels: one table, a trunk trained with labels one row per dataset."""
     cells = [c for c in rec.cells if c.evaluation == evaluation]
+    if not cells:
+        return []
     columns = list(dict.fromkeys(column(c) for c in cells))
     if evaluation == "linear_probe":
         columns = [layer for layer in LAYERS if layer in columns]

@@ -41,6 +41,7 @@ def test_sweep_records_one_finished_run_per_cell_and_reruns_nothing(write_spec, 
     out = capsys.readouterr().out
     assert "6/6 cells FINISHED" in out and f"sqlite:///{tmp_path}/mlflow.db" in out
     assert "| rotnet N1 astronaut full |" in out  # the results table
+    assert "finetuning" not in out and "style" not in out  # no tables of evaluations it did not run
 
     first = runs(tmp_path)
     sweep_runs, pretrain, probe = (by_kind(first, k) for k in ("sweep", "pretrain", "probe"))
