@@ -380,9 +380,9 @@ FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
 class FinetuneConfig(Subsets):
     """Finetuning with the leading conv layers frozen (the paper: conv1-2 learned from one
     image, the rest trained with labels, comes close to full supervision). The unfrozen conv
-    layers are re-initialised (seeded) when `reinit` is set, as in the paper, so what is
-    measured is the frozen layers alone: then k = 0 is supervised training from scratch, the
-    same number for every trunk. Train inputs: RandomResizedCrop + flip; AlexNet's classifier
+    layers are re-initialised (seeded) when `reinit` is set (the default; DESIGN.md does not
+    say whether the paper kept them), so what is measured is the frozen layers alone: then
+    k = 0 is supervised training from scratch, the same number for every trunk. Train inputs: RandomResizedCrop + flip; AlexNet's classifier
     (fc6, fc7, fc8) as the head."""
 
     preset: str = "torchvision"
