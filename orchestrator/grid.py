@@ -28,7 +28,7 @@ from workers.config import (
     AugmentConfig,
     DatasetImages,
     EvaluationJob,
-    FinetuneCell,
+    JobCell,
     FinetuneJob,
     ImageFile,
     LabelledData,
@@ -316,7 +316,7 @@ def evaluation_job(
         return FinetuneJob(
             **common, **data, label=first.label, finetune=spec.finetune, frozen=first.frozen,
             checkpoint_every=spec.checkpoint_every, divergence_threshold=spec.divergence_threshold,
-            cells=(FinetuneCell(key=first.key, label=first.label, coordinates=first.coordinates()),),
+            cells=(JobCell(key=first.key, label=first.label, coordinates=first.coordinates()),),
         )
     return ProbeJob(
         **common, **data, label=f"{pretrain.label} {first.probe_dataset}", probe=spec.probe,

@@ -489,13 +489,21 @@ class PretrainJob(Frozen):
         return self
 
 
-class ProbeCell(Frozen):
-    """A cell of an evaluation job: one MLflow run; `part` routes the job's records to it."""
+class JobCell(Frozen):
+    """A cell of an evaluation job: one MLflow run; `part` routes the job's records to it
+    (None: the job's one run)."""
 
-    layer: Layer
     key: str
     label: str
     coordinates: dict[str, Any] = {}
+
+    @property
+    def part(self) -> str | None:
+        return None
+
+
+class ProbeCell(JobCell):
+    layer: Layer
 
     @property
     def part(self) -> str:
@@ -516,16 +524,6 @@ class ProbeJob(Frozen):
     cells: tuple[ProbeCell, ...]
 
 
-class FinetuneCell(Frozen):
-    key: str
-    label: str
-    coordinates: dict[str, Any] = {}
-
-    @property
-    def part(self) -> None:
-        return None  # the job's one run
-
-
 class FinetuneJob(Frozen):
     """Finetune the trunk of one pretrain job on a labelled dataset with conv1..conv`frozen`
     frozen: one cell, one run."""
@@ -539,20 +537,17 @@ class FinetuneJob(Frozen):
     dataset: ProbeDataset
     data_root: str
     seed: int
-    cells: tuple[FinetuneCell, ...]
+    cells: tuple[JobCell, ...]  # one
     # Like a pretrain job's: whether and when a run saves its state or fails, not what it computes.
     checkpoint_every: int = Field(0, ge=0, description="steps between resume checkpoints; 0: none")
     divergence_threshold: float | None = None
 
 
-class StyleCell(Frozen):
+class StyleCell(JobCell):
     """One (content, style) pair of a style-transfer job."""
 
     content: ImageFile
     style: ImageFile
-    key: str
-    label: str
-    coordinates: dict[str, Any] = {}
 
     @property
     def part(self) -> str:

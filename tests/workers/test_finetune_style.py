@@ -10,7 +10,7 @@ import torch
 from workers import tasks
 from workers.config import (
     LAYERS,
-    FinetuneCell,
+    JobCell,
     FinetuneConfig,
     FinetuneJob,
     ImageFile,
@@ -39,7 +39,7 @@ def finetune_job(root: str, frozen: int, **settings) -> FinetuneJob:
     return FinetuneJob(
         key=f"ft{frozen}", label=f"finetune k{frozen}", pretrain_key="rotnet-0", network=NETWORK,
         finetune=FAST.model_copy(update=settings), frozen=frozen, dataset="fashion_mnist", data_root=root,
-        seed=0, cells=(FinetuneCell(key=f"ft{frozen}", label=f"k{frozen}"),),
+        seed=0, cells=(JobCell(key=f"ft{frozen}", label=f"k{frozen}"),),
     )
 
 
