@@ -367,8 +367,9 @@ class MlflowRecorder:
     """The compute core's Recorder, writing to runs: `None` -> the job's run, a layer ->
     that cell's run. Values are buffered per run and written in one log_batch at most every
     WRITE_EVERY_S seconds, before the run's artifacts (so a checkpoint's steps are stored
-    before it) and by `end`; a process killed outright loses at most the last few seconds
-    of values, which a resumed attempt logs again from its checkpoint."""
+    before it) and by `end`. The 5 s are checked when the run is next given a value, so a
+    process killed outright loses what came since the last write: up to one logging interval
+    (20 steps, an epoch) plus 5 s, which a resumed attempt logs again from its checkpoint."""
 
     def __init__(self, uri: str, runs: Mapping[str | None, str]):
         self.uri, self.client, self.runs = uri, client(uri), runs
@@ -417,8 +418,9 @@ class MlflowRecorder:
         if error is None:
             self.flush()
         else:
-            with contextlib.suppress(Exception):
-                self.flush()
+            for run_id in self.unwritten:  # one run's failed write must not cost the others theirs
+                with contextlib.suppress(Exception):
+                    self._write(run_id)
         for run_id in self.unwritten:
             end_run(self.uri, run_id, error)
 

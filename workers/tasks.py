@@ -182,7 +182,7 @@ def fit(
                     group["lr"] = group["initial_lr"] * factor
             loss, extra = method.training_step(_to(batch, dev))
             value = loss.item()  # the step's one device sync, shared by the check and the log
-            check_loss(value, step, loop.divergence_threshold)
+            check_loss(value, step, loop.divergence_threshold, loop.loss_name)
             optimizers[0].zero_grad(set_to_none=True)
             loss.backward()
             optimizers[0].step()
@@ -207,18 +207,19 @@ def fit(
     return step
 
 
-def check_loss(value: float, step: int, threshold: float | None) -> None:
+def check_loss(value: float, step: int, threshold: float | None, name: str = "pretext_loss") -> None:
     """A job fails rather than record garbage.
 
     Raises:
         NonFiniteLoss: the training loss is NaN or infinite.
         DivergedLoss: it is finite but above `threshold` (None: no such check).
     """
+    what = name.replace("_", " ")
     if not math.isfinite(value):
-        raise NonFiniteLoss(f"pretext loss is {value} at step {step}")
+        raise NonFiniteLoss(f"{what} is {value} at step {step}")
     if threshold is not None and value > threshold:
         raise DivergedLoss(
-            f"pretext loss {value:.4g} at step {step} is above divergence_threshold {threshold:g}"
+            f"{what} {value:.4g} at step {step} is above divergence_threshold {threshold:g}"
         )
 
 

@@ -240,9 +240,15 @@ def test_every_bad_image_at_once(write_spec, tmp_path, capsys):
 
 
 def test_good_images_of_every_decoded_format_pass(write_spec, tmp_path, capsys):
+    from PIL import Image
+
     for fmt in ("JPEG", "PNG", "WEBP", "GIF"):
         _photo((80, 64), "P" if fmt == "GIF" else "RGB", fmt)(tmp_path / f"ok.{fmt.lower()}")
-    path = write_spec(_images("[{photos: [ok.jpeg, ok.png, ok.webp, ok.gif]}]"))
+    # A camera's JPEG with a multi-picture header: Pillow calls it MPO, the workers decode it.
+    frame = Image.effect_noise((80, 64), 60).convert("RGB")
+    frame.save(tmp_path / "camera.jpg", "MPO", save_all=True, append_images=[frame])
+    assert Image.open(tmp_path / "camera.jpg").format == "MPO"
+    path = write_spec(_images("[{photos: [ok.jpeg, ok.png, ok.webp, ok.gif, camera.jpg]}]"))
     assert main(["validate", str(path)]) == 0
     assert "valid" in capsys.readouterr().out
 

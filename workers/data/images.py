@@ -16,7 +16,8 @@ PHOTOS_DIR = Path(__file__).parent / "photos"
 STYLES_DIR = Path(__file__).parent / "styles"  # style images of the style-transfer evaluation
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # What the workers' decoder (torchvision's decode_image) reads; it refuses BMP and TIFF.
-DECODED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
+# MPO: a JPEG with a multi-picture header (many cameras and phones), which Pillow names apart.
+DECODED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF")
 MIN_SIDE = 32  # px: below this on either side, an image is too small to crop anything from
 
 
@@ -66,16 +67,18 @@ def image_problem(path: Path, crop_size: int, source: bool = True) -> str | None
         image = Image.open(path)
     except UnidentifiedImageError:
         return "not an image (no image format recognised); give a JPEG, PNG, WebP or GIF file"
+    except Image.DecompressionBombError as e:  # not an OSError
+        return f"too large to decode safely ({e}); give a smaller copy"
     except OSError as e:
-        return f"cannot read the file: {e.strerror}"
+        return f"cannot read the file: {e.strerror or e}"
     with image:
+        if image.format not in DECODED_FORMATS:  # before decoding all of it for nothing
+            return f"a {image.format} file, which the workers cannot decode; convert it to JPEG or PNG"
         try:
             image.load()
         except (OSError, SyntaxError, ValueError) as e:  # PIL's ways of saying the data is broken
             return f"corrupt {image.format} file: decoding fails ({e}); use an intact copy"
-        (width, height), mode, kind = image.size, image.mode, image.format
-    if kind not in DECODED_FORMATS:
-        return f"a {kind} file, which the workers cannot decode; convert it to JPEG or PNG"
+        (width, height), mode = image.size, image.mode
     if min(width, height) < MIN_SIDE:
         return f"{width}x{height} px is too small: both sides must be at least {MIN_SIDE} px"
     # Grey modes (1, L, LA, I, F, I;16) have an L base: jitter's saturation and hue need colour.
