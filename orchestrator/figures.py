@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 
 from orchestrator import record  # noqa: E402
 from orchestrator.grid import Cell  # noqa: E402
-from orchestrator.report import Record, Table, row_label  # noqa: E402
+from orchestrator.report import Record, Table, style_row  # noqa: E402
 
 RUN_PICTURES = ("conv1_filters.png", "mono_samples.png", "train_samples.png")
 
@@ -100,7 +100,7 @@ def style_grid(rec: Record, path: Path) -> Path | None:
     several_seeds = len({c.seed for c in cells}) > 1
 
     def trunk(c: Cell) -> str:  # a picture per seed: images do not average
-        return row_label(c) + (f" ({c.probe_dataset})" if c.probe_dataset else "") + (f" s{c.seed}" if several_seeds else "")
+        return style_row(c) + (f" s{c.seed}" if several_seeds else "")
 
     pairs = list(dict.fromkeys(f"{c.content}+{c.style}" for c in cells))
     trunks = list(dict.fromkeys(trunk(c) for c in cells))

@@ -41,7 +41,7 @@ from workers.config import (
     StyleCell,
     StyleJob,
 )
-from workers.data.images import STYLES_DIR, resolve_photo, sha256_file
+from workers.data.images import PHOTOS_DIR, STYLES_DIR, resolve_photo, sha256_file
 
 
 class Cell(BaseModel, frozen=True):
@@ -184,11 +184,19 @@ def _method_labels(methods: list[Any]) -> list[str]:
     return [n if names.count(n) == 1 else f"{n}#{names[:i].count(n) + 1}" for i, n in enumerate(names)]
 
 
+def style_paths(spec: Spec, base_dir: Path) -> list[tuple[tuple[str, int], str, Path]]:
+    """The style evaluation's contents (photos) and styles (style images) as (place in the
+    spec, name, file)."""
+    return [
+        ((field, j), ref, resolve_photo(ref, base_dir, folder))
+        for field, refs, folder in (("contents", spec.style.contents, PHOTOS_DIR), ("styles", spec.style.styles, STYLES_DIR))
+        for j, ref in enumerate(refs)
+    ]
+
+
 def style_images(spec: Spec, base_dir: Path) -> dict[str, ImageFile]:
     """The style evaluation's contents and styles by name, hashed."""
-    refs = [(ref, resolve_photo(ref, base_dir)) for ref in spec.style.contents]
-    refs += [(ref, resolve_photo(ref, base_dir, STYLES_DIR)) for ref in spec.style.styles]
-    return {ref: ImageFile(path=str(path), sha256=sha256_file(path)) for ref, path in refs}
+    return {ref: ImageFile(path=str(path), sha256=sha256_file(path)) for _, ref, path in style_paths(spec, base_dir)}
 
 
 def evaluation_points(evaluation: Evaluation, grid: Grid, spec: Spec, uses_labels: bool) -> Iterator[dict[str, Any]]:
@@ -207,15 +215,17 @@ def evaluation_points(evaluation: Evaluation, grid: Grid, spec: Spec, uses_label
             yield {"probe_dataset": dataset, "content": content, "style": style}
 
 
-def identity(point: dict[str, Any], job: PretrainJob, spec: Spec, images: dict[str, ImageFile]) -> tuple[str, str, str]:
+def identity(
+    evaluation: str, point: dict[str, Any], job: PretrainJob, spec: Spec, images: dict[str, ImageFile]
+) -> tuple[str, str, str]:
     """A cell's (key, its evaluation job's key, label). A linear-probe cell's key is what it
     was before evaluations became an axis, so finished probes stay finished."""
     dataset = point["probe_dataset"]
-    if point.get("layer"):
+    if evaluation == "linear_probe":
         probe = probe_material(job.key, spec.probe, dataset)
         key = content_key("cell", {**probe, "layer": point["layer"]})
         return key, content_key("probe", probe), f"{job.label} {point['layer']} {dataset}"
-    if point.get("frozen") is not None:
+    if evaluation == "finetune_frozen":
         material = {"pretrain": job.key, "finetune": _settings(spec.finetune), "dataset": dataset, "frozen": point["frozen"]}
         key = content_key("finetune", material)
         return key, key, f"{job.label} finetune k{point['frozen']} {dataset}"
@@ -273,7 +283,7 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Sweep:
                 }
                 if any(rule.matches(coordinates) for rule in spec.exclude):
                     continue
-                key, job_key, cell_label = identity(point, job, spec, pictures)
+                key, job_key, cell_label = identity(evaluation.name, point, job, spec, pictures)
                 if key in seen:
                     continue
                 seen.add(key)

@@ -112,6 +112,11 @@ def row_label(cell: Cell) -> str:
     return " ".join(p for p in (cell.method, cell.images, cell.augmentation) if p)
 
 
+def style_row(cell: Cell) -> str:
+    """A style-transfer row: datasets fold into it, so a trunk trained with labels says which."""
+    return row_label(cell) + (f" ({cell.probe_dataset})" if cell.probe_dataset else "")
+
+
 def column(cell: Cell) -> str:
     """A cell's column in its evaluation's table: its layer, its k, or its (content, style) pair."""
     if cell.evaluation == "finetune_frozen":
@@ -140,7 +145,7 @@ def tables(rec: Record, evaluation: str = "linear_probe", metric: str = "top1") 
         for cell in cells:
             if not folded and cell.probe_dataset != dataset:
                 continue
-            label = row_label(cell) + (f" ({cell.probe_dataset})" if folded and cell.probe_dataset else "")
+            label = style_row(cell) if folded else row_label(cell)
             entry = rows[label][column(cell)]
             run = rec.probe.get(cell.key)
             if run is not None and run.status == "FINISHED" and metric in run.metrics:

@@ -15,12 +15,12 @@ from typing import Any
 
 from orchestrator import faults, record
 from orchestrator.errors import DriverBusy, SpecError
-from orchestrator.grid import Sweep, expand
+from orchestrator.grid import Sweep, expand, style_paths
 from orchestrator.loading import load_spec, located
 from orchestrator.plan import Plan, plan
 from orchestrator.spec import Spec
 from workers.config import StyleJob
-from workers.data.images import PHOTOS_DIR, STYLES_DIR, image_problem, resolve_photo
+from workers.data.images import image_problem
 
 
 @dataclass
@@ -80,13 +80,9 @@ def check_images(spec: Spec, path: Path) -> None:
                     where, value = ("pool",), str(pool / file.relative_to(path.parent / pool))
                 problems.append((("grid", "images", i, *where), f"{value!r}: {seen[file]}"))
     if any(e.name == "style_transfer" for e in spec.grid.evaluation):
-        style = spec.style
-        named = [("contents", j, ref, None) for j, ref in enumerate(style.contents)]
-        named += [("styles", j, ref, STYLES_DIR) for j, ref in enumerate(style.styles)]
-        for field, j, ref, folder in named:
-            file = resolve_photo(ref, path.parent, folder or PHOTOS_DIR)
+        for place, ref, file in style_paths(spec, path.parent):
             if problem := image_problem(file, 0, source=False):
-                problems.append((("style", field, j), f"{ref!r}: {problem}"))
+                problems.append((("style", *place), f"{ref!r}: {problem}"))
     if problems:
         raise SpecError(*located(path, problems))
 
