@@ -16,9 +16,10 @@ import torch
 
 from bench import common
 from bench.common import interleaved, median, parser, ratio, report, setup, table
-from workers.config import AugmentConfig, ImageFile
+from contract.augmentation import AugmentConfig
+from contract.images import bundled_photos, sha256_file
+from contract.jobs import ImageFile
 from workers.data.batch_augment import BatchAugmenter, draw_params, draw_params_reference
-from workers.data.images import bundled_photos, sha256_file
 from workers.data.mono import MonoDataset, load_images
 
 BASELINE = "per-sample v2 (MonoDataset[i])"

@@ -22,10 +22,13 @@ import torch
 import torch.nn.functional as F
 
 from bench.common import interleaved, median, parser, ratio, report, setup, skipped, table
-from workers.config import AugmentConfig, ImageFile, NetworkConfig, RotNetConfig
+from contract.augmentation import AugmentConfig
+from contract.images import bundled_photos, sha256_file
+from contract.jobs import ImageFile
+from contract.methods import RotNetConfig
+from contract.network import NetworkConfig
 from workers.data.augment import crop_box
 from workers.data.batch_augment import BatchAugmenter, normalise
-from workers.data.images import bundled_photos, sha256_file
 from workers.data.mono import load_images
 from workers.data.probe_sets import train_inputs
 from workers.methods.rotnet import RotNet

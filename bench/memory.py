@@ -56,9 +56,9 @@ def child(kind: str, folder: Path, tiny: bool) -> dict[str, Any]:
     """Run one job of `kind` in this process; its peaks."""
     import torch
 
+    from contract.evaluations import ProbeConfig
     from orchestrator.sweep import prepare
     from workers import tasks
-    from workers.config import ProbeConfig
     from workers.recording import MemoryRecorder
 
     tracemalloc.start()

@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 
 from bench.common import interleaved, median, parser, ratio, report, setup, table
-from workers.config import DEFAULT_DATA_ROOTS, LAYERS, ProbeConfig
+from contract.datasets import DEFAULT_DATA_ROOTS, LAYERS
+from contract.evaluations import ProbeConfig
 from workers.data.probe_sets import eval_views, load_split, stratified_subset, subset
 from workers.models.alexnet import AlexNet
 from workers.probes import LinearProbes, ProbeTrainer, extract, feature_dims, pool_taps, single_view

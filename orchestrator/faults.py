@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, TypeAdapter
 
-from workers.config import Frozen
+from contract.base import Frozen
 from workers.recording import Recorder
 
 ENV = "MONOSWEEP_FAULTS"

@@ -22,26 +22,25 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, Field
 
-from orchestrator.keys import content_key
-from orchestrator.spec import Evaluation, Grid, ImageSet, Spec
-from workers.config import (
-    AugmentConfig,
+from contract.augmentation import AugmentConfig
+from contract.evaluations import ProbeConfig
+from contract.images import PHOTOS_DIR, STYLES_DIR, resolve_photo, sha256_file
+from contract.jobs import (
     DatasetImages,
     EvaluationJob,
-    JobCell,
     FinetuneJob,
     ImageFile,
+    JobCell,
     LabelledData,
-    NetworkConfig,
     PretrainJob,
     ProbeCell,
-    ProbeConfig,
     ProbeJob,
-    PretrainJob,
     StyleCell,
     StyleJob,
 )
-from workers.data.images import PHOTOS_DIR, STYLES_DIR, resolve_photo, sha256_file
+from contract.network import NetworkConfig
+from orchestrator.keys import content_key
+from orchestrator.spec import Evaluation, Grid, ImageSet, Spec
 
 
 class Cell(BaseModel, frozen=True):

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from contract.jobs import EvaluationJob, FinetuneJob, PretrainJob, StyleJob
 from orchestrator import record
 from orchestrator.faults import Fault, arm
 from orchestrator.keys import RESULTS_VERSION
 from orchestrator.record import Tracking
-from workers.config import EvaluationJob, FinetuneJob, PretrainJob, StyleJob
 
 
 def flatten(prefix: str, value: Any) -> dict[str, Any]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from contract.jobs import EvaluationJob, PretrainJob
 from orchestrator.grid import Sweep
-from workers.config import EvaluationJob, PretrainJob
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from contract.datasets import LAYERS
 from orchestrator import record
 from orchestrator.errors import NoSweep
 from orchestrator.grid import Cell
 from orchestrator.record import RunView
-from workers.config import LAYERS
 
 FORMATS = ("md", "csv", "latex", "html")
 VIEWS = ("top1", "diff_random", "pct_supervised")

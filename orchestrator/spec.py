@@ -11,22 +11,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from contract.augmentation import AugmentConfig
+from contract.base import Frozen
+from contract.datasets import DEFAULT_DATA_ROOTS, LAYERS, TRAIN_SIZES, Layer, ProbeDataset
+from contract.evaluations import FinetuneConfig, ProbeConfig, StyleConfig
+from contract.images import STYLES_DIR, draw, pool_files, resolve_photo
+from contract.methods import MethodConfig
+from contract.network import NetworkConfig
 from orchestrator.faults import Fault
-from workers.config import (
-    DEFAULT_DATA_ROOTS,
-    TRAIN_SIZES,
-    AugmentConfig,
-    FinetuneConfig,
-    Frozen,
-    LAYERS,
-    Layer,
-    MethodConfig,
-    NetworkConfig,
-    ProbeConfig,
-    ProbeDataset,
-    StyleConfig,
-)
-from workers.data.images import STYLES_DIR, draw, pool_files, resolve_photo
 
 
 def _base_dir(info: ValidationInfo) -> Path:

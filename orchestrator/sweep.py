@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contract.images import image_problem
+from contract.jobs import StyleJob
 from orchestrator import faults, record
 from orchestrator.errors import DriverBusy, SpecError
 from orchestrator.grid import Sweep, expand, style_paths
 from orchestrator.loading import load_spec, located
 from orchestrator.plan import Plan, plan
 from orchestrator.spec import Spec
-from workers.config import StyleJob
-from workers.data.images import image_problem
 
 
 @dataclass

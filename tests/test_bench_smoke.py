@@ -56,7 +56,7 @@ def test_gpu_memory_is_released_between_jobs():
 
 @pytest.fixture
 def fashion_root() -> str:
-    from workers.config import DEFAULT_DATA_ROOTS
+    from contract.datasets import DEFAULT_DATA_ROOTS
 
     root = DEFAULT_DATA_ROOTS["fashion_mnist"]
     if not Path(root).is_dir():

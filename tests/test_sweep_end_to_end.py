@@ -96,7 +96,7 @@ def test_sweep_records_one_finished_run_per_cell_and_reruns_nothing(write_spec, 
 def test_failed_job_is_retried_then_recorded_failed(write_spec, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     photo = tmp_path / "photo.jpg"
-    from workers.data.images import bundled_photos
+    from contract.images import bundled_photos
 
     photo.write_bytes(bundled_photos()["coffee"].read_bytes())
     path = write_spec(

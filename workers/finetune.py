@@ -13,7 +13,10 @@ from pathlib import Path
 
 import torch
 
-from workers.config import LAYERS, FinetuneConfig, FinetuneJob, NetworkConfig
+from contract.datasets import LAYERS
+from contract.evaluations import FinetuneConfig
+from contract.jobs import FinetuneJob
+from contract.network import NetworkConfig
 from workers.data.probe_sets import LabelledSamples, ProbeSplit, decoded, eval_views, load_split
 from workers.methods.supervised import Supervised
 from workers.models.alexnet import AlexNet, build_trunk

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workers.config import ProbeConfig
+from contract.evaluations import ProbeConfig
 from workers.data.probe_sets import ProbeSplit, decoded, eval_views, train_inputs
 from workers.models.alexnet import AlexNet
 

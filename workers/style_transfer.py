@@ -16,7 +16,8 @@ import torch
 import torchvision.transforms.v2.functional as TF
 from torchvision.utils import save_image
 
-from workers.config import StyleCell, StyleConfig, StyleJob
+from contract.evaluations import StyleConfig
+from contract.jobs import StyleCell, StyleJob
 from workers.data.augment import MEAN, STD
 from workers.data.mono import load_images
 from workers.models.alexnet import AlexNet

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from contract.jobs import EvaluationJob, PretrainJob, ProbeJob
 from workers import pictures
-from workers.config import EvaluationJob, PretrainJob, ProbeJob
 from workers.data.mono import MonoDataset, load_images
 from workers.data.probe_sets import (
     LabelledSamples,

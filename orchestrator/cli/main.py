@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from orchestrator.errors import UserError
 from orchestrator.cli import env, logs, report, resubmit, run, status, submit, validate
+from orchestrator.errors import UserError
 
 SUBCOMMANDS = {
     "validate": validate,

@@ -12,7 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from orchestrator import record, report
-from orchestrator.sweep import Outcome, finished_cells, Prepared, check_local_data, current_plan, prepare, run
+from orchestrator.sweep import (
+    Outcome,
+    Prepared,
+    check_local_data,
+    current_plan,
+    finished_cells,
+    prepare,
+    run,
+)
 
 
 def register(p: argparse.ArgumentParser) -> None:

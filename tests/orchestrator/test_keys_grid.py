@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from contract.augmentation import AUGMENTATION_PRESETS
+from contract.images import bundled_photos
 from orchestrator.grid import expand
 from orchestrator.keys import canonical_json, content_key
 from orchestrator.plan import plan
 from orchestrator.spec import Spec
 from tests.conftest import TINY
-from workers.config import AUGMENTATION_PRESETS
-from workers.data.images import bundled_photos
 
 
 def spec_from(data: dict, base_dir: Path) -> Spec:

@@ -13,8 +13,9 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from workers.config import DEFAULT_DATA_ROOTS, ImageFile
-from workers.data.images import bundled_photos, sha256_file
+from contract.datasets import DEFAULT_DATA_ROOTS
+from contract.images import bundled_photos, sha256_file
+from contract.jobs import ImageFile
 from workers.data.mono import load_images
 from workers.data.probe_sets import ProbeSplit, load_split
 

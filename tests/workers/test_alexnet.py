@@ -7,7 +7,8 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from workers.config import LAYERS, NetworkConfig
+from contract.datasets import LAYERS
+from contract.network import NetworkConfig
 from workers.models.alexnet import AlexNet, build_trunk, pool5_shape
 from workers.probes import feature_dims
 

@@ -8,7 +8,7 @@ import torch
 from pydantic import ValidationError
 from torchvision.transforms.v2 import functional as TF
 
-from workers.config import AUGMENTATION_PRESETS, AugmentConfig
+from contract.augmentation import AUGMENTATION_PRESETS, AugmentConfig
 from workers.data.augment import augment, crop_box, draw_affine, draw_jitter, op_rng
 
 FULL = AugmentConfig(preset="full")

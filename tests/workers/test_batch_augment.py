@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
-from workers.config import AugmentConfig
+from contract.augmentation import AugmentConfig
 from workers.data.augment import augment, op_rng, to_input
 from workers.data.batch_augment import (
     BatchAugmenter,

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from contract.augmentation import AugmentConfig
+from contract.methods import BiGANConfig
 from tests.workers.steps import fit
-from workers.config import AugmentConfig, BiGANConfig
 from workers.data.augment import MEAN, STD
 from workers.data.mono import MonoDataset
 from workers.methods.bigan import BiGAN, Discriminator, Generator, bigan_losses

@@ -8,8 +8,9 @@ import torch
 from pydantic import ValidationError
 from torch.utils.data import default_collate
 
+from contract.augmentation import AugmentConfig
+from contract.methods import DeepClusterConfig
 from tests.workers.steps import fit
-from workers.config import AugmentConfig, DeepClusterConfig
 from workers.data.mono import MonoDataset
 from workers.methods.deepcluster import (
     DeepCluster,

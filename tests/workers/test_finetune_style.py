@@ -7,24 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 
+from contract.datasets import LAYERS
+from contract.evaluations import FinetuneConfig, StyleConfig
+from contract.images import STYLES_DIR, bundled_photos, sha256_file
+from contract.jobs import FinetuneJob, ImageFile, JobCell, StyleCell, StyleJob
+from tests.workers.test_tasks import NETWORK, rotnet_job
 from workers import tasks
-from workers.config import (
-    LAYERS,
-    JobCell,
-    FinetuneConfig,
-    FinetuneJob,
-    ImageFile,
-    StyleCell,
-    StyleConfig,
-    StyleJob,
-)
-from workers.data.images import STYLES_DIR, bundled_photos, sha256_file
+from workers.data.mono import load_images
 from workers.finetune import finetune, finetuned, freeze
 from workers.models.alexnet import build_trunk
 from workers.recording import MemoryRecorder
 from workers.style_transfer import StyleLoss, gram, relative_error, square, stylise, transfer
-from workers.data.mono import load_images
-from tests.workers.test_tasks import NETWORK, rotnet_job
 
 FAST = FinetuneConfig(preset="fast", epochs=1, batch_size=32, train_samples=320, test_samples=200)
 

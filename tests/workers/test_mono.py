@@ -11,8 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from workers.config import AugmentConfig, ImageFile
-from workers.data.images import bundled_photos, sha256_file
+from contract.augmentation import AugmentConfig
+from contract.images import bundled_photos, sha256_file
+from contract.jobs import ImageFile
 from workers.data.mono import MonoDataset, load_images
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)

@@ -12,18 +12,13 @@ import pytest
 import torch
 from PIL import Image
 
+from contract.augmentation import AugmentConfig
+from contract.evaluations import ProbeConfig
+from contract.images import bundled_photos
+from contract.jobs import DatasetImages, PretrainJob, ProbeCell, ProbeJob
+from contract.methods import RotNetConfig
+from contract.network import NetworkConfig
 from workers import tasks
-from workers.config import (
-    AugmentConfig,
-    DatasetImages,
-    NetworkConfig,
-    PretrainJob,
-    ProbeCell,
-    ProbeConfig,
-    ProbeJob,
-    RotNetConfig,
-)
-from workers.data.images import bundled_photos
 from workers.data.probe_sets import (
     ImageFiles,
     content_hash,

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from workers.config import LAYERS, ProbeConfig
+from contract.datasets import LAYERS
+from contract.evaluations import ProbeConfig
 from workers.data import probe_sets
 from workers.data.probe_sets import ProbeSplit, eval_views, stratified_subset, train_inputs
 from workers.models.alexnet import AlexNet

@@ -7,8 +7,9 @@ from typing import get_args
 import pytest
 import torch
 
+from contract.augmentation import AugmentConfig
+from contract.methods import METHODS, MethodConfig, RotNetConfig
 from tests.workers.steps import fit
-from workers.config import METHODS, AugmentConfig, MethodConfig, RotNetConfig
 from workers.data.mono import MonoDataset
 from workers.methods.base import Method, NonFiniteLoss, registry
 from workers.methods.random_init import RandomInit

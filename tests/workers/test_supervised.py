@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
+from contract.augmentation import AugmentConfig
+from contract.methods import SupervisedConfig
 from tests.workers.steps import fit
-from workers.config import AugmentConfig, SupervisedConfig
 from workers.data.augment import to_input
 from workers.data.mono import MonoDataset
 from workers.data.probe_sets import LabelledSamples, ProbeSplit, stratified_subset, subset

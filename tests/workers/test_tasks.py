@@ -7,23 +7,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from workers import tasks
-from workers.config import (
-    AugmentConfig,
+from contract.augmentation import AugmentConfig
+from contract.evaluations import ProbeConfig
+from contract.jobs import DatasetImages, ImageFile, LabelledData, PretrainJob, ProbeCell, ProbeJob
+from contract.methods import (
     BiGANConfig,
-    DatasetImages,
     DeepClusterConfig,
-    ImageFile,
-    LabelledData,
-    NetworkConfig,
-    PretrainJob,
-    ProbeCell,
-    ProbeConfig,
-    ProbeJob,
     RandomConfig,
     RotNetConfig,
     SupervisedConfig,
 )
+from contract.network import NetworkConfig
+from workers import tasks
 from workers.data.probe_sets import content_hash, draw_sources
 from workers.methods.base import DivergedLoss, NonFiniteLoss
 from workers.models.alexnet import build_trunk

@@ -16,7 +16,7 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
-from workers.config import AugmentConfig
+from contract.augmentation import AugmentConfig
 
 OP_IDS = {"initial_crop": 1, "crop": 2, "affine": 3, "hflip": 4, "jitter": 5, "vflip": 6}
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)  # ImageNet statistics

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from workers.config import AugmentConfig
+from contract.augmentation import AugmentConfig
 from workers.data.augment import MEAN, OP_IDS, STD, crop_box, op_rng
 
 U32 = np.uint64(0xFFFFFFFF)

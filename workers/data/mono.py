@@ -15,7 +15,8 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_image
 
-from workers.config import AugmentConfig, ImageFile
+from contract.augmentation import AugmentConfig
+from contract.jobs import ImageFile
 from workers.data.augment import augment, to_input
 
 

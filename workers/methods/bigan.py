@@ -3,7 +3,7 @@
 The encoder E (the trunk, then a linear map to z) and the generator G play against a
 discriminator D that sees pairs: (x, E(x)) for real images, (G(z), z) for generated ones,
 z ~ U(-1, 1)^z_dim. At the optimum E inverts G, so the trunk learns features of x.
-Settings (workers.config.BiGANConfig): samples (d), epochs, batch_size, lr, betas,
+Settings (contract.methods.BiGANConfig): samples (d), epochs, batch_size, lr, betas,
 weight_decay (Adam for E + G and for D), z_dim, gan_channels (DCGAN's base width of G and D).
 Sized down from the paper: G and D are DCGAN-style (Radford et al. 2016) and work at the
 trunk's input size (the paper's G makes 64 px images for a larger-input encoder).

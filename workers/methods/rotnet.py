@@ -2,7 +2,7 @@
 image rotations", ICLR 2018.
 
 Every sample is shown at 0, 90, 180 and 270 degrees; a head on pool5 predicts which.
-Settings (workers.config.RotNetConfig): samples (d), epochs, batch_size (source samples per
+Settings (contract.methods.RotNetConfig): samples (d), epochs, batch_size (source samples per
 step, so the network sees 4x as many), lr, momentum, weight_decay, nesterov; its defaults are
 upstream's: batch 192, SGD lr 0.1 Nesterov, wd 5e-4, 50 epochs.
 """

@@ -2,7 +2,7 @@
 Sutskever, Hinton, NeurIPS 2012) trained with the labels of the probe dataset's train split.
 The paper's upper reference: how far self-supervision is from manual labels, per layer.
 
-Settings (workers.config.SupervisedConfig): train_samples (a stratified subset, or all),
+Settings (contract.methods.SupervisedConfig): train_samples (a stratified subset, or all),
 epochs, batch_size, lr, momentum, weight_decay, nesterov. Inputs: RandomResizedCrop + flip
 (workers.data.probe_sets.LabelledSamples), new crops every epoch.
 """

@@ -14,7 +14,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from workers.config import LAYERS, NetworkConfig
+from contract.datasets import LAYERS
+from contract.network import NetworkConfig
 
 CHANNELS = {"alexnet_bn": (96, 256, 384, 384, 256), "alexnet": (64, 192, 384, 256, 256)}
 # (kernel, stride, padding) of conv1..conv5, and whether a 3x3/2 max-pool follows.

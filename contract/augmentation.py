@@ -1,0 +1,106 @@
+"""The mono dataset's augmentation: each op a switch with parameters, and the named presets.
+
+Presets are plain dicts of defaults: `{preset: full, rotation: 0}` is the `full` preset with
+rotation switched off, and the resolved values (not the preset's name) enter the content keys.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from contract.base import Frozen, apply_preset
+
+# The paper's seed note (DESIGN.md): crops of at least beta*H*W, rotation up to 35 degrees,
+# flip with p = 0.5, colour jitter, rescale. The text gives no beta or jitter strengths: beta,
+# the aspect range and the jitter are the official script's.
+_ASANO2020_OPS: dict[str, dict[str, Any]] = {
+    "crop": {"crop_scale": (1 / 500, 1.0), "crop_ratio": (3 / 4, 4 / 3)},
+    "rotation": {"rotation": 35.0},
+    "flip": {"hflip": 0.5},
+    "jitter": {"jitter": (0.4, 0.4, 0.4, 0.1), "jitter_p": 0.5},
+}
+_NONE: dict[str, Any] = {
+    "initial_crop": None,
+    "crop_scale": None,
+    "crop_ratio": (3 / 4, 4 / 3),
+    "rotation": 0.0,
+    "shear": 0.0,
+    "hflip": 0.0,
+    "vflip": 0.0,
+    "jitter": None,
+    "jitter_p": 0.0,
+}
+# yukimasano/single_img_pretraining's make_dataset_single.py defaults (DESIGN.md). The script
+# leaves the horizontal flip to the pre-training code ("hflip ... is usually in the pretraining
+# method's codebase already"), which applies it with p = 0.5: it is here, so the network sees
+# what it saw upstream. Its --vflip is off by default.
+_OFFICIAL_SCRIPT: dict[str, Any] = {
+    **_NONE,
+    "initial_crop": 0.5,
+    "crop_scale": (1 / 500, 1.0),
+    "rotation": 30.0,
+    "shear": 30.0,
+    "hflip": 0.5,
+    "jitter": (0.4, 0.4, 0.4, 0.1),
+    "jitter_p": 0.5,
+}
+
+
+def _ablations() -> dict[str, dict[str, Any]]:
+    """The paper's augmentation study: every subset of asano2020's ops, named by its ops
+    (`crop`, `crop+rotation`, ..., `crop+rotation+flip+jitter`, which is asano2020 itself)."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in range(1, len(_ASANO2020_OPS) + 1):
+        for ops in itertools.combinations(_ASANO2020_OPS, r):
+            out["+".join(ops)] = {k: v for op in ops for k, v in _ASANO2020_OPS[op].items()}
+    return {name: {**_NONE, **values} for name, values in out.items()}
+
+
+AUGMENTATION_PRESETS: dict[str, dict[str, Any]] = {
+    # `full` is an alias of `official_script`: the paper's full augmentation as its code ran.
+    "full": _OFFICIAL_SCRIPT,
+    # Every sample is the (resized) source image itself.
+    "none": _NONE,
+    "asano2020": {**_NONE, **{k: v for op in _ASANO2020_OPS.values() for k, v in op.items()}},
+    "official_script": _OFFICIAL_SCRIPT,
+    **_ablations(),
+}
+
+
+class AugmentConfig(Frozen):
+    """The mono dataset's augmentation, op by op; each op is a switch with parameters."""
+
+    preset: str = "full"
+    initial_crop: float | None = Field(
+        None, gt=0, le=1, description="side of a first random square crop, as a fraction of min(H, W)"
+    )
+    crop_scale: tuple[float, float] | None = Field(
+        None, description="random-resized-crop area fraction range (beta, max); None resizes the whole image"
+    )
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    rotation: float = Field(0.0, ge=0, le=180, description="max absolute rotation, degrees")
+    shear: float = Field(0.0, ge=0, le=60, description="max absolute shear, degrees")
+    hflip: float = Field(0.0, ge=0, le=1, description="probability of a horizontal flip")
+    vflip: float = Field(0.0, ge=0, le=1, description="probability of a vertical flip")
+    jitter: tuple[float, float, float, float] | None = Field(
+        None, description="colour jitter: brightness, contrast, saturation, hue"
+    )
+    jitter_p: float = Field(0.0, ge=0, le=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        return apply_preset(data, AUGMENTATION_PRESETS, "full")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> AugmentConfig:
+        if self.crop_scale and not 0 < self.crop_scale[0] <= self.crop_scale[1] <= 1:
+            raise ValueError(f"crop_scale {self.crop_scale} must satisfy 0 < min <= max <= 1")
+        if not 0 < self.crop_ratio[0] <= self.crop_ratio[1]:
+            raise ValueError(f"crop_ratio {self.crop_ratio} must satisfy 0 < min <= max")
+        if self.jitter and not (all(0 <= s <= 1 for s in self.jitter[:3]) and 0 <= self.jitter[3] <= 0.5):
+            raise ValueError(f"jitter {self.jitter}: strengths in [0, 1], hue in [0, 0.5]")
+        return self

@@ -1,0 +1,153 @@
+"""The jobs the driver hands to the workers: a pretrain job, and the jobs that evaluate a trunk."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from contract.augmentation import AugmentConfig
+from contract.base import Frozen
+from contract.datasets import LAYERS, Layer, ProbeDataset
+from contract.evaluations import FinetuneConfig, ProbeConfig, StyleConfig
+from contract.methods import MethodConfig
+from contract.network import NetworkConfig
+
+
+class ImageFile(Frozen):
+    """One source image as a worker needs it: where it is and what its bytes hash to."""
+
+    path: str
+    sha256: str
+
+
+class DatasetImages(Frozen):
+    """N source images drawn (seeded) from a labelled dataset's train split, labels unused.
+    Drawn on the worker, where the data is: the driver may not see it. `data_root` is where,
+    not what, so it is no part of any key."""
+
+    dataset: ProbeDataset
+    data_root: str
+    n: int = Field(ge=1)
+    draw_seed: int = Field(0, ge=0)
+
+
+class LabelledData(Frozen):
+    """The labelled train split a supervised pre-training learns from."""
+
+    dataset: ProbeDataset
+    data_root: str
+
+
+class PretrainJob(Frozen):
+    """Everything one pre-training needs; `key` is the hash of everything but `label`,
+    `coordinates`, `checkpoint_every` and `divergence_threshold` (whether a run ends, not what
+    it computes), `images[].path`, the data roots (locations, not content) and `key`. The
+    source images are `images` (files) or `drawn` (from a dataset)."""
+
+    key: str
+    label: str
+    method: MethodConfig
+    network: NetworkConfig
+    seed: int
+    images: tuple[ImageFile, ...] = ()
+    drawn: DatasetImages | None = None
+    augmentation: AugmentConfig | None = None
+    labels: LabelledData | None = None
+    coordinates: dict[str, Any] = {}  # the grid values it came from, for records and reports
+    checkpoint_every: int = Field(0, ge=0, description="steps between resume checkpoints; 0: none")
+    divergence_threshold: float | None = Field(
+        None, gt=0, description="a pretext loss above it fails the job as diverged; None: no check"
+    )
+
+    @model_validator(mode="after")
+    def _inputs_for_method(self) -> PretrainJob:
+        method = type(self.method)
+        if self.images and self.drawn:
+            raise ValueError("give the source images as files or as a draw from a dataset, not both")
+        if method.uses_images and (not (self.images or self.drawn) or self.augmentation is None):
+            raise ValueError(f"method {self.method.name!r} needs source images and an augmentation")
+        if method.uses_labels and self.labels is None:
+            raise ValueError(f"method {self.method.name!r} needs a labelled dataset")
+        return self
+
+
+class JobCell(Frozen):
+    """A cell of an evaluation job: one MLflow run; `part` routes the job's records to it
+    (None: the job's one run)."""
+
+    key: str
+    label: str
+    coordinates: dict[str, Any] = {}
+
+    @property
+    def part(self) -> str | None:
+        return None
+
+
+class ProbeCell(JobCell):
+    layer: Layer
+
+    @property
+    def part(self) -> str:
+        return self.layer
+
+
+class ProbeJob(Frozen):
+    """All pending layers of one (pretrain job, probe dataset): one pass of the frozen trunk."""
+
+    key: str
+    label: str
+    pretrain_key: str
+    network: NetworkConfig
+    probe: ProbeConfig
+    dataset: ProbeDataset
+    data_root: str
+    seed: int
+    cells: tuple[ProbeCell, ...]
+
+
+class FinetuneJob(Frozen):
+    """Finetune the trunk of one pretrain job on a labelled dataset with conv1..conv`frozen`
+    frozen: one cell, one run."""
+
+    key: str
+    label: str
+    pretrain_key: str
+    network: NetworkConfig
+    finetune: FinetuneConfig
+    frozen: int = Field(ge=0, le=len(LAYERS))
+    dataset: ProbeDataset
+    data_root: str
+    seed: int
+    cells: tuple[JobCell, ...]  # one
+    # Like a pretrain job's: whether and when a run saves its state or fails, not what it computes.
+    checkpoint_every: int = Field(0, ge=0, description="steps between resume checkpoints; 0: none")
+    divergence_threshold: float | None = None
+
+
+class StyleCell(JobCell):
+    """One (content, style) pair of a style-transfer job."""
+
+    content: ImageFile
+    style: ImageFile
+
+    @property
+    def part(self) -> str:
+        return self.key  # two pairs may share file names (photos/a.jpg, mine/a.jpg), never a key
+
+
+class StyleJob(Frozen):
+    """Style transfer through the trunk of one pretrain job, every pending pair."""
+
+    key: str
+    label: str
+    pretrain_key: str
+    network: NetworkConfig
+    style: StyleConfig
+    seed: int
+    cells: tuple[StyleCell, ...]
+
+
+# Every job that evaluates a finished trunk; one MLflow run per cell.
+EvaluationJob = ProbeJob | FinetuneJob | StyleJob

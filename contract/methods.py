@@ -1,0 +1,114 @@
+"""The settings of each SSL method (pretext task), with upstream's defaults."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from contract.base import Frozen
+
+
+class RandomConfig(Frozen):
+    """No training: the seeded random initialisation, the paper's lower reference."""
+
+    name: Literal["random"] = "random"
+    uses_images: ClassVar[bool] = False
+    uses_labels: ClassVar[bool] = False
+
+
+class RotNetConfig(Frozen):
+    """RotNet (Gidaris et al., ICLR 2018): predict which of 4 rotations was applied.
+    Defaults are upstream's (DESIGN.md): batch 192, SGD lr 0.1 Nesterov, wd 5e-4, 50 epochs,
+    over a mono dataset of d = 1,281,167 samples (the ImageNet train size)."""
+
+    name: Literal["rotnet"] = "rotnet"
+    uses_images: ClassVar[bool] = True
+    uses_labels: ClassVar[bool] = False
+    samples: int = Field(1_281_167, ge=1, description="mono dataset length d")
+    epochs: int = Field(50, ge=1)
+    batch_size: int = Field(192, ge=1, description="source samples per step; x4 rotations")
+    lr: float = Field(0.1, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    nesterov: bool = True
+
+
+class DeepClusterConfig(Frozen):
+    """DeepCluster (Caron et al., ECCV 2018): k-means on the network's own features gives
+    pseudo-labels, re-computed every epoch. Defaults are upstream's (DESIGN.md): Sobel input,
+    k = 10000 on PCA-256 whitened, L2-normalised features, 20 k-means iterations (faiss's
+    niter), SGD lr 0.05, wd 1e-5, batch 256, 200 epochs (main.py's default)."""
+
+    name: Literal["deepcluster"] = "deepcluster"
+    uses_images: ClassVar[bool] = True
+    uses_labels: ClassVar[bool] = False
+    samples: int = Field(1_281_167, ge=1, description="mono dataset length d")
+    epochs: int = Field(200, ge=1)
+    batch_size: int = Field(256, ge=2)
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-5, ge=0)
+    nesterov: bool = False
+    k: int = Field(10_000, ge=2, description="clusters")
+    pca_dim: int = Field(256, ge=2, description="PCA-whitened feature size before k-means")
+    kmeans_iterations: int = Field(20, ge=1)
+    cluster_samples: int | None = Field(
+        None, ge=2, description="mono samples clustered each epoch (a seeded draw); None: all d"
+    )
+    sobel: bool = True
+
+    @model_validator(mode="after")
+    def _enough_samples(self) -> DeepClusterConfig:
+        clustered = self.cluster_samples or self.samples
+        if clustered > self.samples:
+            raise ValueError(f"cluster_samples {clustered} exceeds the dataset length {self.samples}")
+        if self.k > clustered:
+            raise ValueError(f"k = {self.k} clusters need at least as many clustered samples ({clustered})")
+        return self
+
+
+class BiGANConfig(Frozen):
+    """BiGAN (Donahue, Kraehenbuehl, Darrell, ICLR 2017): an encoder E (the trunk and a linear
+    map to z), a generator G and a discriminator D of (x, z) pairs. Defaults are the paper's
+    ImageNet settings: z of 200 dims, Adam lr 2e-4, betas (0.5, 0.999), wd 2.5e-5, batch 128,
+    100 epochs; `gan_channels` is DCGAN's base width of G and D."""
+
+    name: Literal["bigan"] = "bigan"
+    uses_images: ClassVar[bool] = True
+    uses_labels: ClassVar[bool] = False
+    samples: int = Field(1_281_167, ge=1, description="mono dataset length d")
+    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(128, ge=2)
+    lr: float = Field(2e-4, gt=0)
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = Field(2.5e-5, ge=0)
+    z_dim: int = Field(200, ge=1)
+    gan_channels: int = Field(64, ge=4)
+
+
+class SupervisedConfig(Frozen):
+    """Supervised training with the labels of the probe dataset's train split: the paper's
+    upper reference. Defaults are torchvision's AlexNet reference recipe (SGD lr 0.01,
+    momentum 0.9, wd 1e-4, batch 256, 90 epochs), not confirmed as the paper's."""
+
+    name: Literal["supervised"] = "supervised"
+    uses_images: ClassVar[bool] = False
+    uses_labels: ClassVar[bool] = True
+    train_samples: int | None = Field(
+        None, ge=10, description="stratified subset of the train split; None = all"
+    )
+    epochs: int = Field(90, ge=1)
+    batch_size: int = Field(256, ge=2)
+    lr: float = Field(0.01, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(1e-4, ge=0)
+    nesterov: bool = False
+
+
+# RandomConfig and RotNetConfig first: error messages list the names in this order.
+MethodConfig = Annotated[
+    RandomConfig | RotNetConfig | SupervisedConfig | DeepClusterConfig | BiGANConfig,
+    Field(discriminator="name"),
+]
+METHODS: tuple[str, ...] = ("random", "rotnet", "supervised", "deepcluster", "bigan")
