@@ -1,30 +1,47 @@
-"""The settings of each SSL method (pretext task), with upstream's defaults."""
+"""The settings of each SSL method (pretext task), with upstream's defaults, and the table of
+methods: a new method is its settings class here (added to `METHODS`) and its implementation
+in workers/methods/ (docs/ARCHITECTURE.md shows one added end to end)."""
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from contract.base import Frozen
+from contract.registry import Registry
 
 
-class RandomConfig(Frozen):
+class MethodSettings(Frozen):
+    """What every method's settings say: its name, what it learns from, where it is
+    implemented (`module:Class`, imported by the worker that runs it)."""
+
+    name: str
+    uses_images: ClassVar[bool] = True
+    uses_labels: ClassVar[bool] = False
+    implementation: ClassVar[str]
+
+
+METHODS: Registry[MethodSettings] = Registry("method", MethodSettings)
+
+
+@METHODS.add
+class RandomConfig(MethodSettings):
     """No training: the seeded random initialisation, the paper's lower reference."""
 
     name: Literal["random"] = "random"
+    implementation: ClassVar[str] = "workers.methods.random_init:RandomInit"
     uses_images: ClassVar[bool] = False
-    uses_labels: ClassVar[bool] = False
 
 
-class RotNetConfig(Frozen):
+@METHODS.add
+class RotNetConfig(MethodSettings):
     """RotNet (Gidaris et al., ICLR 2018): predict which of 4 rotations was applied.
     Defaults are upstream's (DESIGN.md): batch 192, SGD lr 0.1 Nesterov, wd 5e-4, 50 epochs,
     over a mono dataset of d = 1,281,167 samples (the ImageNet train size)."""
 
     name: Literal["rotnet"] = "rotnet"
-    uses_images: ClassVar[bool] = True
-    uses_labels: ClassVar[bool] = False
+    implementation: ClassVar[str] = "workers.methods.rotnet:RotNet"
     samples: int = Field(1_281_167, ge=1, description="mono dataset length d")
     epochs: int = Field(50, ge=1)
     batch_size: int = Field(192, ge=1, description="source samples per step; x4 rotations")
@@ -34,15 +51,15 @@ class RotNetConfig(Frozen):
     nesterov: bool = True
 
 
-class DeepClusterConfig(Frozen):
+@METHODS.add
+class DeepClusterConfig(MethodSettings):
     """DeepCluster (Caron et al., ECCV 2018): k-means on the network's own features gives
     pseudo-labels, re-computed every epoch. Defaults are upstream's (DESIGN.md): Sobel input,
     k = 10000 on PCA-256 whitened, L2-normalised features, 20 k-means iterations (faiss's
     niter), SGD lr 0.05, wd 1e-5, batch 256, 200 epochs (main.py's default)."""
 
     name: Literal["deepcluster"] = "deepcluster"
-    uses_images: ClassVar[bool] = True
-    uses_labels: ClassVar[bool] = False
+    implementation: ClassVar[str] = "workers.methods.deepcluster:DeepCluster"
     samples: int = Field(1_281_167, ge=1, description="mono dataset length d")
     epochs: int = Field(200, ge=1)
     batch_size: int = Field(256, ge=2)
@@ -68,15 +85,15 @@ class DeepClusterConfig(Frozen):
         return self
 
 
-class BiGANConfig(Frozen):
+@METHODS.add
+class BiGANConfig(MethodSettings):
     """BiGAN (Donahue, Kraehenbuehl, Darrell, ICLR 2017): an encoder E (the trunk and a linear
     map to z), a generator G and a discriminator D of (x, z) pairs. Defaults are the paper's
     ImageNet settings: z of 200 dims, Adam lr 2e-4, betas (0.5, 0.999), wd 2.5e-5, batch 128,
     100 epochs; `gan_channels` is DCGAN's base width of G and D."""
 
     name: Literal["bigan"] = "bigan"
-    uses_images: ClassVar[bool] = True
-    uses_labels: ClassVar[bool] = False
+    implementation: ClassVar[str] = "workers.methods.bigan:BiGAN"
     samples: int = Field(1_281_167, ge=1, description="mono dataset length d")
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(128, ge=2)
@@ -87,12 +104,14 @@ class BiGANConfig(Frozen):
     gan_channels: int = Field(64, ge=4)
 
 
-class SupervisedConfig(Frozen):
+@METHODS.add
+class SupervisedConfig(MethodSettings):
     """Supervised training with the labels of the probe dataset's train split: the paper's
     upper reference. Defaults are torchvision's AlexNet reference recipe (SGD lr 0.01,
     momentum 0.9, wd 1e-4, batch 256, 90 epochs), not confirmed as the paper's."""
 
     name: Literal["supervised"] = "supervised"
+    implementation: ClassVar[str] = "workers.methods.supervised:Supervised"
     uses_images: ClassVar[bool] = False
     uses_labels: ClassVar[bool] = True
     train_samples: int | None = Field(
@@ -106,9 +125,5 @@ class SupervisedConfig(Frozen):
     nesterov: bool = False
 
 
-# RandomConfig and RotNetConfig first: error messages list the names in this order.
-MethodConfig = Annotated[
-    RandomConfig | RotNetConfig | SupervisedConfig | DeepClusterConfig | BiGANConfig,
-    Field(discriminator="name"),
-]
-METHODS: tuple[str, ...] = ("random", "rotnet", "supervised", "deepcluster", "bigan")
+# A field of any registered method's settings, chosen by the `name` its data gives.
+MethodConfig = METHODS.field

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from contract.registry import registry_of
 from orchestrator.errors import SpecError
 from orchestrator.spec import Spec
 
@@ -112,6 +113,9 @@ def _unwrap(annotation: Any, part: Any) -> Any:
     if _is_model(annotation):
         field = annotation.model_fields.get(part) if isinstance(part, str) else None
         return field.annotation if field else annotation
+    registry = registry_of(annotation)
+    if registry is not None:  # a registered name in the loc, as a union's tag
+        return registry[part] if part in registry else annotation
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Annotated:
         return _unwrap(args[0], part)

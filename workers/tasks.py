@@ -29,7 +29,7 @@ from workers.data.probe_sets import (
     stratified_subset,
     subset,
 )
-from workers.methods.base import DivergedLoss, Method, NonFiniteLoss, registry
+from workers.methods.base import DivergedLoss, Method, NonFiniteLoss, implementation
 from workers.models.alexnet import AlexNet, build_trunk
 from workers.probes import LinearProbes, ProbeTrainer, extract, feature_dims, single_view
 from workers.recording import Recorder
@@ -86,7 +86,7 @@ def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path, resume: Path |
     torch.manual_seed(job.seed)
     dev = device()
     trunk = build_trunk(job.network)
-    cls = registry()[job.method.name]
+    cls = implementation(job.method)
     step = 0
     if cls.trains:
         dataset = training_set(job, recorder)

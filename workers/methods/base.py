@@ -1,13 +1,16 @@
-"""The pretext-task interface and the registry: a new method is one file and one line here."""
+"""The pretext-task interface. A method is its settings in contract/methods.py, which name its
+implementation here in workers/methods/ (one file per method)."""
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from contract.methods import MethodSettings
 from workers.models.alexnet import AlexNet
 
 
@@ -59,19 +62,8 @@ class Method(nn.Module):
         raise NotImplementedError
 
 
-def registry() -> dict[str, type[Method]]:
-    """Method name (the spec's `name`) -> class; imported lazily so one method's import
-    cost is paid only where it is used."""
-    from workers.methods.bigan import BiGAN
-    from workers.methods.deepcluster import DeepCluster
-    from workers.methods.random_init import RandomInit
-    from workers.methods.rotnet import RotNet
-    from workers.methods.supervised import Supervised
-
-    return {
-        "random": RandomInit,
-        "rotnet": RotNet,
-        "supervised": Supervised,
-        "deepcluster": DeepCluster,
-        "bigan": BiGAN,
-    }
+def implementation(settings: MethodSettings) -> type[Method]:
+    """The class that implements a method, named by its settings (`module:Class`) and
+    imported here, on the worker: one method's import cost is paid only where it runs."""
+    module, name = settings.implementation.split(":")
+    return getattr(importlib.import_module(module), name)
