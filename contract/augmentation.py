@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 
 from contract.base import Frozen, apply_preset
 
-# The paper's seed note (DESIGN.md): crops of at least beta*H*W, rotation up to 35 degrees,
+# The paper's seed note (arXiv 1904.13132): crops of at least beta*H*W, rotation up to 35 degrees,
 # flip with p = 0.5, colour jitter, rescale. The text gives no beta or jitter strengths: beta,
 # the aspect range and the jitter are the official script's.
 _ASANO2020_OPS: dict[str, dict[str, Any]] = {
@@ -33,7 +33,7 @@ _NONE: dict[str, Any] = {
     "jitter": None,
     "jitter_p": 0.0,
 }
-# yukimasano/single_img_pretraining's make_dataset_single.py defaults (DESIGN.md). The script
+# yukimasano/single_img_pretraining's make_dataset_single.py defaults. The script
 # leaves the horizontal flip to the pre-training code ("hflip ... is usually in the pretraining
 # method's codebase already"), which applies it with p = 0.5: it is here, so the network sees
 # what it saw upstream. Its --vflip is off by default.

@@ -10,7 +10,7 @@ from contract.base import Frozen, apply_preset
 from contract.datasets import Layer
 
 PROBE_PRESETS: dict[str, dict[str, Any]] = {
-    # yukimasano/linear-probes (DESIGN.md): 36 epochs, lr 0.01 x0.1 at 10/20/30, wd 1e-5;
+    # yukimasano/linear-probes: 36 epochs, lr 0.01 x0.1 at 10/20/30, wd 1e-5;
     # BN without affine; test Resize(256/224 x size) + ten crops, their logits averaged.
     "asano2020": {
         "epochs": 36,
@@ -24,7 +24,7 @@ PROBE_PRESETS: dict[str, dict[str, Any]] = {
         "bn_affine": False,
         "test_crops": "ten",
     },
-    # VISSL's AlexNet linear protocol (DESIGN.md): 28 epochs, wd 5e-4, lr steps 8/16/24,
+    # VISSL's AlexNet linear protocol: 28 epochs, wd 5e-4, lr steps 8/16/24,
     # affine BN, one centre crop. lr and batch are not given there: asano2020's are kept.
     "vissl": {
         "epochs": 28,
@@ -123,7 +123,7 @@ FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
 class FinetuneConfig(Subsets):
     """Finetuning with the leading conv layers frozen (the paper: conv1-2 learned from one
     image, the rest trained with labels, comes close to full supervision). The unfrozen conv
-    layers are re-initialised (seeded) when `reinit` is set (the default; DESIGN.md does not
+    layers are re-initialised (seeded) when `reinit` is set (the default; the paper does not
     say whether the paper kept them), so what is measured is the frozen layers alone: then
     k = 0 is supervised training from scratch, the same number for every trunk. Train inputs: RandomResizedCrop + flip; AlexNet's classifier
     (fc6, fc7, fc8) as the head."""

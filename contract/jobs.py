@@ -93,34 +93,35 @@ class ProbeCell(JobCell):
         return self.layer
 
 
-class ProbeJob(Frozen):
-    """All pending layers of one (pretrain job, probe dataset): one pass of the frozen trunk."""
+class EvaluationJob(Frozen):
+    """A job that evaluates the trunk of one finished pretrain job: one MLflow run per cell,
+    under the pretrain run. Each evaluation kind's job adds its settings."""
 
     key: str
     label: str
     pretrain_key: str
     network: NetworkConfig
+    seed: int
+    cells: tuple[JobCell, ...]
+
+
+class ProbeJob(EvaluationJob):
+    """All pending layers of one (pretrain job, probe dataset): one pass of the frozen trunk."""
+
     probe: ProbeConfig
     dataset: ProbeDataset
     data_root: str
-    seed: int
     cells: tuple[ProbeCell, ...]
 
 
-class FinetuneJob(Frozen):
+class FinetuneJob(EvaluationJob):
     """Finetune the trunk of one pretrain job on a labelled dataset with conv1..conv`frozen`
     frozen: one cell, one run."""
 
-    key: str
-    label: str
-    pretrain_key: str
-    network: NetworkConfig
     finetune: FinetuneConfig
     frozen: int = Field(ge=0, le=len(LAYERS))
     dataset: ProbeDataset
     data_root: str
-    seed: int
-    cells: tuple[JobCell, ...]  # one
     # Like a pretrain job's: whether and when a run saves its state or fails, not what it computes.
     checkpoint_every: int = Field(0, ge=0, description="steps between resume checkpoints; 0: none")
     divergence_threshold: float | None = None
@@ -137,17 +138,8 @@ class StyleCell(JobCell):
         return self.key  # two pairs may share file names (photos/a.jpg, mine/a.jpg), never a key
 
 
-class StyleJob(Frozen):
+class StyleJob(EvaluationJob):
     """Style transfer through the trunk of one pretrain job, every pending pair."""
 
-    key: str
-    label: str
-    pretrain_key: str
-    network: NetworkConfig
     style: StyleConfig
-    seed: int
     cells: tuple[StyleCell, ...]
-
-
-# Every job that evaluates a finished trunk; one MLflow run per cell.
-EvaluationJob = ProbeJob | FinetuneJob | StyleJob

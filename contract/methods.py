@@ -37,8 +37,10 @@ class RandomConfig(MethodSettings):
 @METHODS.add
 class RotNetConfig(MethodSettings):
     """RotNet (Gidaris et al., ICLR 2018): predict which of 4 rotations was applied.
-    Defaults are upstream's (DESIGN.md): batch 192, SGD lr 0.1 Nesterov, wd 5e-4, 50 epochs,
-    over a mono dataset of d = 1,281,167 samples (the ImageNet train size)."""
+    Defaults from gidariss/FeatureLearningRotNet's config/ImageNet_RotNet_AlexNet.py: batch 192,
+    SGD Nesterov, wd 5e-4, 50 epochs, over a mono dataset of d = 1,281,167 samples (the
+    ImageNet train size). Not yet upstream's: lr 0.1 with cosine decay, where upstream's LUT_lr
+    steps 0.01 -> 1e-3 -> 1e-4 -> 1e-5 at epochs 15/30/45."""
 
     name: Literal["rotnet"] = "rotnet"
     implementation: ClassVar[str] = "workers.methods.rotnet:RotNet"
@@ -54,7 +56,7 @@ class RotNetConfig(MethodSettings):
 @METHODS.add
 class DeepClusterConfig(MethodSettings):
     """DeepCluster (Caron et al., ECCV 2018): k-means on the network's own features gives
-    pseudo-labels, re-computed every epoch. Defaults are upstream's (DESIGN.md): Sobel input,
+    pseudo-labels, re-computed every epoch. Defaults from facebookresearch/deepcluster: Sobel input,
     k = 10000 on PCA-256 whitened, L2-normalised features, 20 k-means iterations (faiss's
     niter), SGD lr 0.05, wd 1e-5, batch 256, 200 epochs (main.py's default)."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -16,23 +17,16 @@ import numpy as np  # noqa: E402
 
 from orchestrator import record  # noqa: E402
 from orchestrator.grid import Cell  # noqa: E402
-from orchestrator.report import Record, Table, style_row  # noqa: E402
+from orchestrator.report import Record, Table  # noqa: E402
 
 RUN_PICTURES = ("conv1_filters.png", "mono_samples.png", "train_samples.png")
 
 
-AXIS_LABELS = {  # evaluation -> (x label, y label)
-    "linear_probe": ("probed layer", "linear probe top-1 (%)"),
-    "finetune_frozen": ("frozen layers k (conv1..convk)", "finetuned top-1 (%)"),
-}
-
-
-def layer_curves(tables: list[Table], path: Path) -> Path:
+def layer_curves(tables: list[Table], path: Path, xlabel: str, ylabel: str) -> Path:
     """Top-1 against the table's columns (the probed layer, or k frozen layers), one line per
     pre-training (mean ± std over seeds), a panel per dataset."""
     fig, axes = plt.subplots(1, len(tables), figsize=(6 * len(tables), 4.5), squeeze=False)
     for ax, table in zip(axes[0], tables):
-        xlabel, ylabel = AXIS_LABELS[table.evaluation]
         for label, by_layer in table.rows.items():
             points = [(i, s.mean, s.std) for i, layer in enumerate(table.columns) if (s := by_layer[layer]).mean is not None]
             if points:
@@ -46,13 +40,14 @@ def layer_curves(tables: list[Table], path: Path) -> Path:
     return _save(fig, path)
 
 
-def top1_vs_n(rec: Record, path: Path, metric: str = "top1") -> Path:
-    """Top-1 against the number of source images N (log axis), a panel per layer."""
-    layers = list(dict.fromkeys(c.layer for c in rec.cells if c.evaluation == "linear_probe"))
+def top1_vs_n(rec: Record, cells: list[Cell], path: Path, metric: str = "top1") -> Path:
+    """Top-1 of linear-probe `cells` against the number of source images N (log axis), a
+    panel per layer."""
+    layers = list(dict.fromkeys(c.layer for c in cells))
     fig, axes = plt.subplots(1, len(layers), figsize=(3.5 * len(layers), 3.5), squeeze=False, sharey=True)
     for ax, layer in zip(axes[0], layers):
         series: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-        for cell in rec.cells:
+        for cell in cells:
             run = rec.probe.get(cell.key)
             if cell.layer == layer and cell.n and run and run.status == "FINISHED" and metric in run.metrics:
                 series[f"{cell.method} {cell.augmentation} {cell.probe_dataset}"][cell.n].append(run.metrics[metric])
@@ -89,18 +84,17 @@ def ablation_bars(tables: list[Table], path: Path) -> Path:
     return _save(fig, path)
 
 
-def style_grid(rec: Record, path: Path) -> Path | None:
-    """Style transfer side by side: a column per (content, style) pair, its content and style
-    on top, then a row per trunk with its stylised image and final losses. None without
-    finished style-transfer runs."""
-    cells = [c for c in rec.cells if c.evaluation == "style_transfer"]
+def style_grid(rec: Record, cells: list[Cell], row: Callable[[Cell], str], path: Path) -> Path | None:
+    """Style transfer's `cells` side by side: a column per (content, style) pair, its content
+    and style on top, then a row per trunk (`row` names it) with its stylised image and final
+    losses. None without finished runs."""
     done = {c.key: rec.probe[c.key] for c in cells if c.key in rec.probe and rec.probe[c.key].status == "FINISHED"}
     if not done:
         return None
     several_seeds = len({c.seed for c in cells}) > 1
 
     def trunk(c: Cell) -> str:  # a picture per seed: images do not average
-        return style_row(c) + (f" s{c.seed}" if several_seeds else "")
+        return row(c) + (f" s{c.seed}" if several_seeds else "")
 
     pairs = list(dict.fromkeys(f"{c.content}+{c.style}" for c in cells))
     trunks = list(dict.fromkeys(trunk(c) for c in cells))

@@ -15,7 +15,6 @@ cells of dataset D probe the trunk trained on D's train split.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,28 +22,17 @@ from typing import Any
 from pydantic import AliasChoices, BaseModel, Field
 
 from contract.augmentation import AugmentConfig
-from contract.evaluations import ProbeConfig
-from contract.images import PHOTOS_DIR, STYLES_DIR, resolve_photo, sha256_file
-from contract.jobs import (
-    DatasetImages,
-    EvaluationJob,
-    FinetuneJob,
-    ImageFile,
-    JobCell,
-    LabelledData,
-    PretrainJob,
-    ProbeCell,
-    ProbeJob,
-    StyleCell,
-    StyleJob,
-)
+from contract.images import sha256_file
+from contract.jobs import DatasetImages, EvaluationJob, ImageFile, LabelledData, PretrainJob
 from contract.network import NetworkConfig
-from orchestrator.keys import content_key
-from orchestrator.spec import Evaluation, Grid, ImageSet, Spec
+from orchestrator.evaluations import EVALUATIONS, KINDS
+from orchestrator.keys import content_key, settings_material
+from orchestrator.spec import ImageSet, Spec
 
 
-class Cell(BaseModel, frozen=True):
-    """One grid point, as status and report show it."""
+class Cell(BaseModel, frozen=True, extra="allow"):
+    """One grid point, as status and report show it (a kind with coordinates of its own keeps
+    them as extra fields)."""
 
     key: str
     label: str
@@ -56,7 +44,8 @@ class Cell(BaseModel, frozen=True):
     n: int | None
     images: str | None
     augmentation: str | None
-    evaluation: str = "linear_probe"
+    # Sweeps recorded before evaluations became an axis probed linearly: the first kind.
+    evaluation: str = Field(default_factory=lambda: EVALUATIONS.names()[0])
     layer: str | None = None  # linear_probe
     frozen: int | None = None  # finetune_frozen: k
     content: str | None = None  # style_transfer
@@ -77,11 +66,6 @@ class Sweep:
     cells: list[Cell] = field(default_factory=list)
     pretrain_jobs: dict[str, PretrainJob] = field(default_factory=dict)
     evaluation_jobs: dict[str, EvaluationJob] = field(default_factory=dict)  # every evaluation job
-
-
-def _settings(model: BaseModel) -> dict[str, Any]:
-    """A model's values without its preset name: the resolved values define the result."""
-    return model.model_dump(mode="json", exclude={"preset"})
 
 
 @dataclass(frozen=True)
@@ -135,11 +119,11 @@ def pretrain_job(
     `labels` the labelled train split of a method that learns from labels."""
     network = job_network(network, method)
     material = {
-        "method": method.model_dump(mode="json"),
-        "network": network.model_dump(mode="json"),
+        "method": settings_material(method),
+        "network": settings_material(network),
         "seed": seed,
         "images": images.material() if images else [],
-        "augmentation": _settings(augment) if augment else None,
+        "augmentation": settings_material(augment) if augment else None,
         "labels": labels.dataset if labels else None,  # what it learns from, not where it lies
     }
     coordinates = {
@@ -173,65 +157,10 @@ def augmentation_label(augment: AugmentConfig) -> str:
     return augment.preset + (f"({','.join(changed)})" if changed else "")
 
 
-def probe_material(pretrain_key: str, probe: ProbeConfig, dataset: str) -> dict[str, Any]:
-    return {"pretrain": pretrain_key, "probe": _settings(probe), "dataset": dataset}
-
-
 def _method_labels(methods: list[Any]) -> list[str]:
     """`rotnet`, or `rotnet#1`, `rotnet#2` when one method appears with several settings."""
     names = [m.name for m in methods]
     return [n if names.count(n) == 1 else f"{n}#{names[:i].count(n) + 1}" for i, n in enumerate(names)]
-
-
-def style_paths(spec: Spec, base_dir: Path) -> list[tuple[tuple[str, int], str, Path]]:
-    """The style evaluation's contents (photos) and styles (style images) as (place in the
-    spec, name, file)."""
-    return [
-        ((field, j), ref, resolve_photo(ref, base_dir, folder))
-        for field, refs, folder in (("contents", spec.style.contents, PHOTOS_DIR), ("styles", spec.style.styles, STYLES_DIR))
-        for j, ref in enumerate(refs)
-    ]
-
-
-def style_images(spec: Spec, base_dir: Path) -> dict[str, ImageFile]:
-    """The style evaluation's contents and styles by name, hashed."""
-    return {ref: ImageFile(path=str(path), sha256=sha256_file(path)) for _, ref, path in style_paths(spec, base_dir)}
-
-
-def evaluation_points(evaluation: Evaluation, grid: Grid, spec: Spec, uses_labels: bool) -> Iterator[dict[str, Any]]:
-    """The cells one evaluation makes of one trunk, as grid coordinates. Style transfer
-    reads no dataset, but a trunk that learned from labels exists once per probe dataset."""
-    if evaluation.name == "linear_probe":
-        for dataset, layer in itertools.product(grid.probe_dataset, grid.layer):
-            yield {"probe_dataset": dataset, "layer": layer}
-    elif evaluation.name == "finetune_frozen":
-        for dataset, k in itertools.product(grid.probe_dataset, evaluation.frozen):
-            yield {"probe_dataset": dataset, "frozen": k}
-    else:
-        for dataset, content, style in itertools.product(
-            grid.probe_dataset if uses_labels else [None], spec.style.contents, spec.style.styles
-        ):
-            yield {"probe_dataset": dataset, "content": content, "style": style}
-
-
-def identity(
-    evaluation: str, point: dict[str, Any], job: PretrainJob, spec: Spec, images: dict[str, ImageFile]
-) -> tuple[str, str, str]:
-    """A cell's (key, its evaluation job's key, label). A linear-probe cell's key is what it
-    was before evaluations became an axis, so finished probes stay finished."""
-    dataset = point["probe_dataset"]
-    if evaluation == "linear_probe":
-        probe = probe_material(job.key, spec.probe, dataset)
-        key = content_key("cell", {**probe, "layer": point["layer"]})
-        return key, content_key("probe", probe), f"{job.label} {point['layer']} {dataset}"
-    if evaluation == "finetune_frozen":
-        material = {"pretrain": job.key, "finetune": _settings(spec.finetune), "dataset": dataset, "frozen": point["frozen"]}
-        key = content_key("finetune", material)
-        return key, key, f"{job.label} finetune k{point['frozen']} {dataset}"
-    settings = spec.style.model_dump(mode="json", exclude={"contents", "styles"})
-    job_key = content_key("style", {"pretrain": job.key, "style": settings})
-    pair = {"content": images[point["content"]].sha256, "style_image": images[point["style"]].sha256}
-    return content_key("style-pair", {"job": job_key, **pair}), job_key, f"{job.label} style {point['content']}+{point['style']}"
 
 
 def expand(spec: Spec, base_dir: Path = Path(".")) -> Sweep:
@@ -244,14 +173,15 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Sweep:
     cells_by_job: dict[str, list[Cell]] = {}
     seen: set[str] = set()
     resolved = {images: sources(images, spec, base_dir) for images in g.images}  # hash each set once
-    pictures = style_images(spec, base_dir) if any(e.name == "style_transfer" for e in g.evaluation) else {}
+    contexts = {e.name: KINDS[e.name].context(spec, base_dir) for e in g.evaluation}
     for (method, label), images, augmentation, seed in itertools.product(
         zip(g.method, _method_labels(g.method)), g.images, g.augmentation, g.seed
     ):
         uses_images, uses_labels = type(method).uses_images, type(method).uses_labels
         jobs: dict[str | None, PretrainJob] = {}  # by the labelled dataset it learns from
         for evaluation in g.evaluation:
-            for point in evaluation_points(evaluation, g, spec, uses_labels):
+            kind = KINDS[evaluation.name]
+            for point in kind.points(evaluation, spec, uses_labels):
                 learns_from = point["probe_dataset"] if uses_labels else None
                 if learns_from not in jobs:
                     labels = None
@@ -282,7 +212,7 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Sweep:
                 }
                 if any(rule.matches(coordinates) for rule in spec.exclude):
                     continue
-                key, job_key, cell_label = identity(evaluation.name, point, job, spec, pictures)
+                key, job_key, cell_label = kind.identity(evaluation, point, job, spec, contexts[evaluation.name])
                 if key in seen:
                     continue
                 seen.add(key)
@@ -299,38 +229,7 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Sweep:
                 cells_by_job.setdefault(job_key, []).append(cell)
 
     for job_key, cells in cells_by_job.items():
-        pretrain = sweep.pretrain_jobs[cells[0].pretrain_key]
-        sweep.evaluation_jobs[job_key] = evaluation_job(spec, base_dir, job_key, pretrain, cells, pictures)
+        name = cells[0].evaluation
+        trunk = sweep.pretrain_jobs[cells[0].pretrain_key]
+        sweep.evaluation_jobs[job_key] = KINDS[name].job(spec, base_dir, job_key, trunk, cells, contexts[name])
     return sweep
-
-
-def evaluation_job(
-    spec: Spec, base_dir: Path, key: str, pretrain: PretrainJob, cells: list[Cell], pictures: dict[str, ImageFile]
-) -> EvaluationJob:
-    """The job that runs `cells` (one evaluation of one trunk) on the trunk as trained
-    (DeepCluster's Sobel layer included)."""
-    first = cells[0]
-    common = {"key": key, "pretrain_key": first.pretrain_key, "network": pretrain.network, "seed": first.seed}
-    if first.evaluation == "style_transfer":
-        return StyleJob(
-            **common, label=f"{pretrain.label} style", style=spec.style,
-            cells=tuple(
-                StyleCell(content=pictures[c.content], style=pictures[c.style], key=c.key, label=c.label,  # type: ignore[index]
-                          coordinates=c.coordinates())
-                for c in cells
-            ),
-        )
-    data = {"dataset": first.probe_dataset, "data_root": str((base_dir / spec.data_root(first.probe_dataset)).resolve())}  # type: ignore[arg-type]
-    if first.evaluation == "finetune_frozen":
-        return FinetuneJob(
-            **common, **data, label=first.label, finetune=spec.finetune, frozen=first.frozen,
-            checkpoint_every=spec.checkpoint_every, divergence_threshold=spec.divergence_threshold,
-            cells=(JobCell(key=first.key, label=first.label, coordinates=first.coordinates()),),
-        )
-    return ProbeJob(
-        **common, **data, label=f"{pretrain.label} {first.probe_dataset}", probe=spec.probe,
-        cells=tuple(
-            ProbeCell(layer=c.layer, key=c.key, label=c.label, coordinates=c.coordinates())  # type: ignore[arg-type]
-            for c in cells
-        ),
-    )

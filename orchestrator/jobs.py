@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from contract.jobs import EvaluationJob, FinetuneJob, PretrainJob, StyleJob
+from contract.jobs import EvaluationJob, PretrainJob
+from orchestrator.evaluations import kind_of
 from orchestrator import record
 from orchestrator.faults import Fault, arm
 from orchestrator.keys import RESULTS_VERSION
@@ -86,10 +87,12 @@ def _readable(checkpoint: Path) -> Path | None:
 
 
 def run_evaluation(job: EvaluationJob, tracking: Tracking, faults: Sequence[Fault] = ()) -> dict[str, Any]:
-    """Evaluate the finished pretrain run's trunk: linear probes on all the job's layers,
-    a finetuning, or style transfer of every pair; one run per cell, under the pretrain run.
-    Returns the scores per cell part (layer, pair), or the finetuning's scores."""
-    from workers import finetune, style_transfer, tasks
+    """Evaluate the finished pretrain run's trunk with the job's kind (linear probes on all
+    the job's layers, a finetuning, style transfer of every pair, ...); one run per cell, under
+    the pretrain run. Returns the kind's scores."""
+    from workers import tasks
+
+    kind = kind_of(job)
 
     pretrain = record.finished(tracking.uri, tracking.experiment_id, "pretrain").get(job.pretrain_key)
     if pretrain is None:
@@ -114,14 +117,11 @@ def run_evaluation(job: EvaluationJob, tracking: Tracking, faults: Sequence[Faul
             mlflow_recorder.text(json.dumps(config, indent=2), "config.json", cell.part)
         with tempfile.TemporaryDirectory() as workdir:
             checkpoint = record.download(tracking.uri, pretrain, "checkpoint.pt", Path(workdir) / "trunk")
-            if isinstance(job, FinetuneJob):
+            resume = None
+            if kind.resumable:  # a resumable job is one cell: one run, which holds its resume.pt
                 (run_id,) = runs.values()
                 resume = resume_point(tracking.uri, run_id, attempt, Path(workdir), mlflow_recorder)
-                scores = finetune.finetune(job, checkpoint, recorder, Path(workdir), resume)
-            elif isinstance(job, StyleJob):
-                scores = style_transfer.stylise(job, checkpoint, recorder, Path(workdir))
-            else:
-                scores = tasks.probe(job, checkpoint, recorder)
+            scores = kind.run(job, checkpoint, recorder, Path(workdir), resume)
     except BaseException as error:
         mlflow_recorder.end(error)
         raise

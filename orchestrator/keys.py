@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from typing import Any
+
+from pydantic import BaseModel
+
+from contract.base import KeyNeutral
 
 # Bump when a code change changes results: every key changes, so everything reruns.
 RESULTS_VERSION = 1
@@ -23,3 +28,13 @@ def content_key(kind: str, material: dict[str, Any]) -> str:
     """16 hex digits (64 bits) of sha256 over the kind, the results version and the material."""
     text = canonical_json({"kind": kind, "results_version": RESULTS_VERSION, **material})
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def settings_material(model: BaseModel, exclude: Iterable[str] = ()) -> dict[str, Any]:
+    """A settings model as key material: its resolved values (a preset's name is only where
+    they came from), without the fields marked `KeyNeutral` that hold their neutral value."""
+    neutral = {
+        name for name, field in type(model).model_fields.items()
+        if any(isinstance(m, KeyNeutral) and m.value == getattr(model, name) for m in field.metadata)
+    }
+    return model.model_dump(mode="json", exclude={"preset", *exclude, *neutral})

@@ -2,9 +2,8 @@
 
 The planned cells come from the sweep run's `cells.json`, the scores from the latest FINISHED
 run of each cell key, so a report works from another machine, on a partial sweep, and while
-the sweep runs. Table rows are method x N x augmentation; columns conv1..conv5 for linear probes (the final
-top-1), k for finetuning with k frozen layers (top-1), the (content, style) pairs for style
-transfer (the final losses); values: mean, standard deviation and count over seeds. A cell without a finished
+the sweep runs. Table rows are method x N x augmentation; columns are each evaluation kind's own (conv1..conv5
+for linear probes, k for finetuning, the (content, style) pairs for style transfer); values: mean, standard deviation and count over seeds. A cell without a finished
 run shows its state (failed, killed, running) or `-` (never run): nothing is dropped.
 """
 
@@ -18,9 +17,10 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from contract.datasets import LAYERS
 from orchestrator import record
 from orchestrator.errors import NoSweep
+from orchestrator.evaluations import KINDS
+from orchestrator.evaluations.base import EvaluationKind
 from orchestrator.grid import Cell
 from orchestrator.record import RunView
 
@@ -89,80 +89,45 @@ class Table:
     dataset: str | None
     columns: list[str]
     rows: dict[str, dict[str, Stat]]  # row label -> column -> entry
-    view: str = "top1"
-    evaluation: str = "linear_probe"
-    metric: str = "top1"
+    view: str
+    evaluation: str  # the kind whose cells fill it
+    metric: str
 
     @property
     def digits(self) -> int:
-        return 3 if self.evaluation == "style_transfer" else 2  # relative losses are small
+        return KINDS[self.evaluation].digits
 
     @property
     def title(self) -> str:
-        if self.evaluation == "style_transfer":
-            what = self.metric.replace("_", " ") + {"top1": "", "diff_random": " minus random", "pct_supervised": " as % of supervised"}[self.view]
-            return f"{what} of style transfer (relative to its target: lower is closer)"
-        what = {"top1": "top-1 (%)", "diff_random": "top-1 minus random (points)", "pct_supervised": "top-1 as % of supervised"}[self.view]
-        if self.evaluation == "finetune_frozen":
-            return f"{what} on {self.dataset} after finetuning with conv1..convk frozen"
-        return f"{what} of linear probes on {self.dataset}"
+        return KINDS[self.evaluation].title(self)
 
 
-def row_label(cell: Cell) -> str:
-    return " ".join(p for p in (cell.method, cell.images, cell.augmentation) if p)
-
-
-def style_row(cell: Cell) -> str:
-    """A style-transfer row: datasets fold into it, so a trunk trained with labels says which."""
-    return row_label(cell) + (f" ({cell.probe_dataset})" if cell.probe_dataset else "")
-
-
-def column(cell: Cell) -> str:
-    """A cell's column in its evaluation's table: its layer, its k, or its (content, style) pair."""
-    if cell.evaluation == "finetune_frozen":
-        return f"k={cell.frozen}"
-    if cell.evaluation == "style_transfer":
-        return f"{cell.content}+{cell.style}"
-    return cell.layer  # type: ignore[return-value]
-
-
-def tables(rec: Record, evaluation: str = "linear_probe", metric: str = "top1") -> list[Table]:
-    """One table per probe dataset of one evaluation, rows in grid order; columns conv1..conv5
-    (linear probes), k = 0..5 (finetuning), or the (content, style) pairs (style transfer).
-    Style transfer reads no labels: one table, a trunk trained with labels one row per dataset."""
-    cells = [c for c in rec.cells if c.evaluation == evaluation]
+def tables(rec: Record, kind: EvaluationKind, metric: str) -> list[Table]:
+    """One table per probe dataset of one evaluation kind (one in all for a folded kind), rows
+    in grid order, columns the kind's (conv1..conv5, k, (content, style) pairs, ...)."""
+    cells = [c for c in rec.cells if c.evaluation == kind.name]
     if not cells:
         return []
-    columns = list(dict.fromkeys(column(c) for c in cells))
-    if evaluation == "linear_probe":
-        columns = [layer for layer in LAYERS if layer in columns]
-    elif evaluation == "finetune_frozen":
-        columns.sort(key=lambda k: int(k[2:]))
-    folded = evaluation == "style_transfer"
+    columns = kind.order(list(dict.fromkeys(kind.column(c) for c in cells)))
     out = []
-    for dataset in [None] if folded else dict.fromkeys(c.probe_dataset for c in cells):
+    for dataset in [None] if kind.folded else dict.fromkeys(c.probe_dataset for c in cells):
         rows: dict[str, dict[str, Stat]] = defaultdict(lambda: defaultdict(Stat))
         for cell in cells:
-            if not folded and cell.probe_dataset != dataset:
+            if not kind.folded and cell.probe_dataset != dataset:
                 continue
-            label = style_row(cell) if folded else row_label(cell)
-            entry = rows[label][column(cell)]
+            entry = rows[kind.row(cell)][kind.column(cell)]
             run = rec.probe.get(cell.key)
             if run is not None and run.status == "FINISHED" and metric in run.metrics:
                 entry.values.append(run.metrics[metric])
             else:
                 entry.states.append(run.status.lower() if run else "-")
-        out.append(Table(dataset, columns, rows, evaluation=evaluation, metric=metric))
+        out.append(Table(dataset, columns, rows, "top1", kind.name, metric))
     return out
 
 
 def all_tables(rec: Record) -> list[Table]:
-    """Every table the sweep's cells fill: linear probes, finetuning, style transfer's losses."""
-    return [
-        *tables(rec),
-        *tables(rec, "finetune_frozen"),
-        *(t for metric in ("style_loss", "content_loss") for t in tables(rec, "style_transfer", metric)),
-    ]
+    """Every table the sweep's cells fill, kind by kind, a table per metric of each."""
+    return [t for kind in KINDS.values() for metric in kind.metrics for t in tables(rec, kind, metric)]
 
 
 def relative(table: Table, view: str) -> Table:

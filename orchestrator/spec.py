@@ -7,7 +7,7 @@ paths are checked, relative to the file, before any compute is spent.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -18,6 +18,7 @@ from contract.evaluations import FinetuneConfig, ProbeConfig, StyleConfig
 from contract.images import STYLES_DIR, draw, pool_files, resolve_photo
 from contract.methods import MethodConfig
 from contract.network import NetworkConfig
+from orchestrator.evaluations import EVALUATIONS
 from orchestrator.faults import Fault
 
 
@@ -110,42 +111,6 @@ class ImageSet(Frozen):
         return f"N{self.n} {what}{seed}"
 
 
-class LinearProbe(Frozen):
-    """Linear probes on the frozen trunk, one cell per (layer, probe dataset)."""
-
-    name: Literal["linear_probe"] = "linear_probe"
-
-
-class FinetuneFrozen(Frozen):
-    """Finetuning on the probe dataset with conv1..convk frozen, one cell per (k, probe
-    dataset); settings in the spec's `finetune`."""
-
-    name: Literal["finetune_frozen"] = "finetune_frozen"
-    frozen: tuple[int, ...] = Field((0, 1, 2, 3, 4, 5), min_length=1, description="values of k")
-
-    @field_validator("frozen", mode="before")
-    @classmethod
-    def _one_or_many(cls, frozen: Any) -> Any:
-        return [frozen] if isinstance(frozen, int) else frozen
-
-    @field_validator("frozen")
-    @classmethod
-    def _layers(cls, frozen: tuple[int, ...]) -> tuple[int, ...]:
-        if any(not 0 <= k <= len(LAYERS) for k in frozen):
-            raise ValueError(f"k = {list(frozen)}: the network has {len(LAYERS)} conv layers, so 0 <= k <= {len(LAYERS)}")
-        return tuple(_unique(list(frozen)))
-
-
-class StyleTransfer(Frozen):
-    """Style transfer through the trunk, one cell per (content, style) pair of the spec's `style`."""
-
-    name: Literal["style_transfer"] = "style_transfer"
-
-
-Evaluation = Annotated[LinearProbe | FinetuneFrozen | StyleTransfer, Field(discriminator="name")]
-EvaluationName = Literal["linear_probe", "finetune_frozen", "style_transfer"]
-
-
 def _named(items: Any) -> Any:
     """`[random, {name: rotnet, ...}]`: a bare string is an item with only its name."""
     return [{"name": m} if isinstance(m, str) else m for m in items] if isinstance(items, list) else items
@@ -170,7 +135,9 @@ class Grid(Frozen):
     method: list[MethodConfig] = Field(min_length=1)
     images: list[ImageSet] = Field(min_length=1)
     augmentation: list[AugmentConfig] = Field(min_length=1)
-    evaluation: list[Evaluation] = Field([LinearProbe()], min_length=1)
+    evaluation: list[EVALUATIONS.field] = Field(  # type: ignore[name-defined]
+        default_factory=lambda: [next(iter(EVALUATIONS))()], min_length=1
+    )
     layer: list[Layer] = Field(list(LAYERS), min_length=1, description="the layers linear probes read")
     probe_dataset: list[ProbeDataset] = Field(min_length=1)
     seed: list[int] = Field([0], min_length=1)
@@ -227,11 +194,19 @@ class Exclude(Frozen):
     method: str | list[str] | None = None
     n: int | Bound | None = None
     augmentation: str | list[str] | None = None
-    evaluation: EvaluationName | list[EvaluationName] | None = None
+    evaluation: str | list[str] | None = None
     layer: Layer | list[Layer] | None = None
     frozen: int | list[int] | None = None
     probe_dataset: str | list[str] | None = None
     seed: int | list[int] | None = None
+
+    @field_validator("evaluation")
+    @classmethod
+    def _known_evaluation(cls, names: str | list[str] | None) -> str | list[str] | None:
+        for name in [names] if isinstance(names, str) else names or []:
+            if name not in EVALUATIONS:
+                raise ValueError(f"{name!r} is not one of {', '.join(EVALUATIONS.names())}")
+        return names
 
     def matches(self, coordinates: dict[str, Any]) -> bool:
         for field in type(self).model_fields:

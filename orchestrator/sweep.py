@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from contract.images import image_problem
-from contract.jobs import StyleJob
 from orchestrator import faults, record
 from orchestrator.errors import DriverBusy, SpecError
-from orchestrator.grid import Sweep, expand, style_paths
+from orchestrator.evaluations import KINDS
+from orchestrator.grid import Sweep, expand
 from orchestrator.loading import load_spec, located
 from orchestrator.plan import Plan, plan
 from orchestrator.spec import Spec
@@ -79,10 +79,8 @@ def check_images(spec: Spec, path: Path) -> None:
                     pool = Path(images.pool)  # type: ignore[arg-type]
                     where, value = ("pool",), str(pool / file.relative_to(path.parent / pool))
                 problems.append((("grid", "images", i, *where), f"{value!r}: {seen[file]}"))
-    if any(e.name == "style_transfer" for e in spec.grid.evaluation):
-        for place, ref, file in style_paths(spec, path.parent):
-            if problem := image_problem(file, 0, source=False):
-                problems.append((("style", *place), f"{ref!r}: {problem}"))
+    for evaluation in spec.grid.evaluation:  # images an evaluation reads (style transfer's)
+        problems += KINDS[evaluation.name].image_problems(spec, path.parent)
     if problems:
         raise SpecError(*located(path, problems))
 
@@ -98,7 +96,7 @@ def sqlite_warning(uri: str, parallel: float) -> str | None:
 def check_local_data(prepared: Prepared, path: Path) -> None:
     """Raises SpecError when a dataset's root (probed, drawn from, or trained on with labels)
     is missing on this machine."""
-    roots = {j.dataset: j.data_root for j in prepared.sweep.evaluation_jobs.values() if not isinstance(j, StyleJob)}
+    roots = {j.dataset: j.data_root for j in prepared.sweep.evaluation_jobs.values() if hasattr(j, "data_root")}
     for job in prepared.sweep.pretrain_jobs.values():
         for source in (job.drawn, job.labels):
             if source is not None:

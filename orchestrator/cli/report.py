@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from orchestrator import figures, record, report
+from orchestrator.evaluations import KINDS
 from orchestrator.loading import load_spec
 
 
@@ -53,14 +54,10 @@ def main(args: argparse.Namespace) -> int:
     for fmt in formats:
         text = report.to_csv(shown) if fmt == "csv" else "\n\n".join(report.render(t, fmt) for t in shown) + "\n"
         (out / f"report.{fmt}").write_text(text)
-    probes = [t for t in base if t.evaluation == "linear_probe"]
-    finetuning = [t for t in base if t.evaluation == "finetune_frozen"]
     pictures = [
-        *([figures.layer_curves(probes, out / "top1_per_layer.png"),
-           figures.top1_vs_n(rec, out / "top1_vs_n.png"),
-           figures.ablation_bars(probes, out / "augmentation_ablation.png")] if probes else []),
-        *([figures.layer_curves(finetuning, out / "finetune_top1.png")] if finetuning else []),
-        *filter(None, [figures.style_grid(rec, out / "style_transfer.png")]),
+        *(picture for kind in KINDS.values()
+          if (own := [t for t in base if t.evaluation == kind.name and t.metric == kind.metrics[0]])
+          for picture in kind.figures(rec, own, out)),
         *figures.run_pictures(rec, out / "runs"),
     ]
     print("\n\n".join(report.render(t, "md") for t in shown))

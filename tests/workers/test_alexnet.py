@@ -31,7 +31,7 @@ def test_paper_channels_and_geometry_at_width_one():
     assert trunk.channels == (96, 256, 384, 384, 256)
     assert [conv(trunk, i).out_channels for i in range(5)] == [96, 256, 384, 384, 256]
     assert [conv(trunk, i).in_channels for i in range(5)] == [3, 96, 256, 384, 384]
-    # DESIGN.md: conv1 11x11/4 pad 2; conv2 5x5 pad 2; conv3-5 3x3 pad 1.
+    # facebookresearch/deepcluster models/alexnet.py: conv1 11x11/4 pad 2; conv2 5x5 pad 2; conv3-5 3x3 pad 1.
     geometry = [
         (conv(trunk, i).kernel_size, conv(trunk, i).stride, conv(trunk, i).padding)
         for i in range(5)
@@ -61,7 +61,7 @@ def test_width_multiplier_scales_channels(width: float):
 
 @torch.no_grad()
 def test_asano2020_feature_dims_at_224():
-    # DESIGN.md / yukimasano/linear-probes: 9600 / 9216 / 9600 / 9600 / 9216 at 224 px.
+    # yukimasano/linear-probes: 9600 / 9216 / 9600 / 9600 / 9216 at 224 px.
     dims = feature_dims(AlexNet(width=1.0), 224, LAYERS)
     assert dims == {"conv1": 9600, "conv2": 9216, "conv3": 9600, "conv4": 9600, "conv5": 9216}
 

@@ -285,7 +285,7 @@ def test_jitter_factors_are_the_ones_applied(small_astronaut: torch.Tensor):
 
 
 def test_official_script_preset_is_the_scripts_defaults():
-    # yukimasano/single_img_pretraining make_dataset_single.py (DESIGN.md), plus the
+    # yukimasano/single_img_pretraining make_dataset_single.py, plus the
     # horizontal flip its pre-training code applies; `full` is its alias.
     script = AugmentConfig(preset="official_script")
     assert script.initial_crop == 0.5

@@ -1,0 +1,116 @@
+"""What an evaluation kind is: everything the driver needs to know of one way of judging a
+trunk, in one class, so that the grid, the jobs, the report and the figures look a kind up
+instead of asking "is it style transfer?".
+
+A kind declares its grid item (`settings`, a `name`-tagged model: `{name: finetune_frozen,
+frozen: [0, 2]}`), the cells it makes of one trunk (`points`), their identity (`identity`:
+key, the key of the job that runs the cell, label), the job (`job`, a model from contract/jobs
+or its own), its worker entry point (`run`, importing the worker module where it runs), and
+its report (columns, title, figures). Kinds are registered in orchestrator/evaluations/
+__init__.py; docs/ARCHITECTURE.md adds one end to end.
+
+No torch, ray, mlflow or matplotlib here: the driver plans without them, and a worker that
+unpickles a job class defined beside its kind imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from contract.base import Frozen
+from contract.jobs import EvaluationJob, PretrainJob
+
+if TYPE_CHECKING:
+    from orchestrator.grid import Cell
+    from orchestrator.report import Record, Table
+    from orchestrator.spec import Spec
+    from workers.recording import Recorder
+
+
+class EvaluationSettings(Frozen):
+    """A grid item of the `evaluation` axis: the kind's name and its per-item settings."""
+
+    name: str
+
+
+class EvaluationKind:
+    """One way of evaluating a trunk. Subclasses set the class attributes and implement
+    `points`, `identity`, `job`, `column`, `title` and `run`."""
+
+    settings: ClassVar[type[EvaluationSettings]]
+    job_type: ClassVar[type[EvaluationJob]]
+    metrics: ClassVar[tuple[str, ...]] = ("top1",)  # one report table per metric
+    digits: ClassVar[int] = 2  # decimals in report tables
+    folded: ClassVar[bool] = False  # one table for all probe datasets (a kind that reads no labels)
+    resumable: ClassVar[bool] = False  # the job saves resume.pt and continues from it
+
+    @property
+    def name(self) -> str:
+        return self.settings.model_fields["name"].default
+
+    # Planning (pure) -------------------------------------------------------------------------
+
+    def context(self, spec: Spec, base_dir: Path) -> Any:
+        """What identities and jobs need beyond the spec, computed once per sweep (style
+        transfer: its images, hashed)."""
+        return None
+
+    def image_problems(self, spec: Spec, base_dir: Path) -> list[tuple[tuple[Any, ...], str]]:
+        """(place in the spec, why) for each image of this kind that a worker could not use."""
+        return []
+
+    def points(self, item: Any, spec: Spec, uses_labels: bool) -> Iterator[dict[str, Any]]:
+        """The cells this item makes of one trunk, as grid coordinates; every point has a
+        `probe_dataset` (None for a kind that reads no labels, unless the trunk learned from
+        them: it exists once per dataset)."""
+        raise NotImplementedError
+
+    def identity(self, item: Any, point: dict[str, Any], trunk: PretrainJob, spec: Spec, context: Any) -> tuple[str, str, str]:
+        """(cell key, the key of the job that runs it, label): cells of one job share its key."""
+        raise NotImplementedError
+
+    def job(self, spec: Spec, base_dir: Path, key: str, trunk: PretrainJob, cells: list[Cell], context: Any) -> EvaluationJob:
+        """The job that runs `cells` on the trunk as trained (DeepCluster's Sobel included)."""
+        raise NotImplementedError
+
+    # Running (on the worker) -----------------------------------------------------------------
+
+    def run(self, job: Any, checkpoint: Path, recorder: Recorder, workdir: Path, resume: Path | None) -> dict[str, Any]:
+        """Evaluate the trunk in `checkpoint`; returns the scores. Imports its worker module here."""
+        raise NotImplementedError
+
+    # Reporting -------------------------------------------------------------------------------
+
+    def column(self, cell: Cell) -> str:
+        """The cell's column in its table."""
+        raise NotImplementedError
+
+    def order(self, columns: list[str]) -> list[str]:
+        """The table's columns in reading order (default: grid order)."""
+        return columns
+
+    def row(self, cell: Cell) -> str:
+        """The cell's row: its pre-training (method, N, augmentation)."""
+        return row_label(cell)
+
+    def title(self, table: Table) -> str:
+        raise NotImplementedError
+
+    def figures(self, rec: Record, tables: list[Table], out: Path) -> list[Path]:
+        """The kind's figures of a sweep, written into `out` (none by default)."""
+        return []
+
+
+def row_label(cell: Cell) -> str:
+    """A pre-training as report rows show it: `rotnet N1 astronaut full`."""
+    return " ".join(p for p in (cell.method, cell.images, cell.augmentation) if p)
+
+
+VIEW_WORDS = {"top1": "top-1 (%)", "diff_random": "top-1 minus random (points)", "pct_supervised": "top-1 as % of supervised"}
+
+
+def dataset_of(spec: Spec, base_dir: Path, dataset: str) -> dict[str, str]:
+    """A job's labelled dataset: its name and its root on the workers."""
+    return {"dataset": dataset, "data_root": str((base_dir / spec.data_root(dataset)).resolve())}

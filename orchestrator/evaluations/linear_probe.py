@@ -1,0 +1,75 @@
+"""Linear probes on the frozen trunk (the paper's main measurement): one cell per (layer,
+probe dataset); the layers of one (trunk, dataset) share one job, which probes them all in
+one pass of the trunk. Settings: the spec's `probe` protocol."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from contract.datasets import LAYERS
+from contract.jobs import PretrainJob, ProbeCell, ProbeJob
+from orchestrator.evaluations.base import VIEW_WORDS, EvaluationKind, EvaluationSettings, dataset_of
+from orchestrator.keys import content_key, settings_material
+
+if TYPE_CHECKING:
+    from orchestrator.grid import Cell
+    from orchestrator.report import Record, Table
+    from orchestrator.spec import Spec
+
+
+class LinearProbeSettings(EvaluationSettings):
+    """Linear probes on the frozen trunk, one cell per (layer, probe dataset)."""
+
+    name: Literal["linear_probe"] = "linear_probe"
+
+
+class LinearProbe(EvaluationKind):
+    settings = LinearProbeSettings
+    job_type = ProbeJob
+
+    def points(self, item: Any, spec: Spec, uses_labels: bool) -> Iterator[dict[str, Any]]:
+        for dataset, layer in itertools.product(spec.grid.probe_dataset, spec.grid.layer):
+            yield {"probe_dataset": dataset, "layer": layer}
+
+    def identity(self, item: Any, point: dict[str, Any], trunk: PretrainJob, spec: Spec, context: Any) -> tuple[str, str, str]:
+        dataset = point["probe_dataset"]
+        probe = {"pretrain": trunk.key, "probe": settings_material(spec.probe), "dataset": dataset}
+        key = content_key("cell", {**probe, "layer": point["layer"]})
+        return key, content_key("probe", probe), f"{trunk.label} {point['layer']} {dataset}"
+
+    def job(self, spec: Spec, base_dir: Path, key: str, trunk: PretrainJob, cells: list[Cell], context: Any) -> ProbeJob:
+        dataset = cells[0].probe_dataset
+        return ProbeJob(
+            key=key, label=f"{trunk.label} {dataset}", pretrain_key=trunk.key, network=trunk.network, seed=trunk.seed,
+            probe=spec.probe, **dataset_of(spec, base_dir, dataset),  # type: ignore[arg-type]
+            cells=tuple(ProbeCell(layer=c.layer, key=c.key, label=c.label, coordinates=c.coordinates())  # type: ignore[arg-type]
+                        for c in cells),
+        )
+
+    def run(self, job: Any, checkpoint: Path, recorder: Any, workdir: Path, resume: Path | None) -> dict[str, Any]:
+        from workers import tasks
+
+        return tasks.probe(job, checkpoint, recorder)
+
+    def column(self, cell: Cell) -> str:
+        return cell.layer  # type: ignore[return-value]
+
+    def order(self, columns: list[str]) -> list[str]:
+        return [layer for layer in LAYERS if layer in columns]
+
+    def title(self, table: Table) -> str:
+        return f"{VIEW_WORDS[table.view]} of linear probes on {table.dataset}"
+
+    def figures(self, rec: Record, tables: list[Table], out: Path) -> list[Path]:
+        from orchestrator import figures
+
+        cells = [c for c in rec.cells if c.evaluation == self.name]
+        pictures = [figures.layer_curves(tables, out / "top1_per_layer.png", "probed layer", "linear probe top-1 (%)")]
+        if len({c.n for c in cells if c.n}) > 1:  # a curve against N needs more than one N
+            pictures.append(figures.top1_vs_n(rec, cells, out / "top1_vs_n.png"))
+        if len(tables[0].rows) > 1:
+            pictures.append(figures.ablation_bars(tables, out / "augmentation_ablation.png"))
+        return pictures

@@ -1,0 +1,17 @@
+"""A toy evaluation kind, worker side: the second of its two files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from workers.tasks import load_trunk
+
+
+def weight_norms(job, checkpoint: Path, recorder) -> dict[str, float]:
+    trunk = load_trunk(job, checkpoint)
+    convs = [m for m in trunk.modules() if isinstance(m, torch.nn.Conv2d)][-5:]  # conv1..conv5
+    scores = {f"conv{i}_norm": float(torch.linalg.vector_norm(m.weight, job.ord)) for i, m in enumerate(convs, 1)}
+    recorder.metrics(scores, 0)
+    return scores
