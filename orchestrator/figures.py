@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 
 from orchestrator import record  # noqa: E402
 from orchestrator.grid import Cell  # noqa: E402
-from orchestrator.report import Record, Table  # noqa: E402
+from orchestrator.report import SweepRuns, Table  # noqa: E402
 
 RUN_PICTURES = ("conv1_filters.png", "mono_samples.png", "train_samples.png")
 
@@ -40,7 +40,7 @@ def layer_curves(tables: list[Table], path: Path, xlabel: str, ylabel: str) -> P
     return _save(fig, path)
 
 
-def top1_vs_n(rec: Record, cells: list[Cell], path: Path, metric: str = "top1") -> Path:
+def top1_vs_n(rec: SweepRuns, cells: list[Cell], path: Path, metric: str = "top1") -> Path:
     """Top-1 of linear-probe `cells` against the number of source images N (log axis), a
     panel per layer."""
     layers = list(dict.fromkeys(c.layer for c in cells))
@@ -84,7 +84,7 @@ def ablation_bars(tables: list[Table], path: Path) -> Path:
     return _save(fig, path)
 
 
-def style_grid(rec: Record, cells: list[Cell], row: Callable[[Cell], str], path: Path) -> Path | None:
+def style_grid(rec: SweepRuns, cells: list[Cell], row: Callable[[Cell], str], path: Path) -> Path | None:
     """Style transfer's `cells` side by side: a column per (content, style) pair, its content
     and style on top, then a row per trunk (`row` names it) with its stylised image and final
     losses. None without finished runs."""
@@ -125,7 +125,7 @@ def style_grid(rec: Record, cells: list[Cell], row: Callable[[Cell], str], path:
     return _save(fig, path)
 
 
-def run_pictures(rec: Record, folder: Path) -> list[Path]:
+def run_pictures(rec: SweepRuns, folder: Path) -> list[Path]:
     """Each FINISHED pretrain run's conv1 filter grid and mono samples, named by the run."""
     out = []
     for run in rec.pretrain.values():

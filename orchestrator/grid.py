@@ -59,7 +59,7 @@ class Cell(BaseModel, frozen=True, extra="allow"):
 
 
 @dataclass
-class Sweep:
+class Expansion:
     """The expanded grid: cells in grid order, jobs by key."""
 
     spec: Spec
@@ -163,12 +163,12 @@ def _method_labels(methods: list[Any]) -> list[str]:
     return [n if names.count(n) == 1 else f"{n}#{names[:i].count(n) + 1}" for i, n in enumerate(names)]
 
 
-def expand(spec: Spec, base_dir: Path = Path(".")) -> Sweep:
+def expand(spec: Spec, base_dir: Path = Path(".")) -> Expansion:
     """Cells in grid order (method, images, augmentation, seed, evaluation, probe dataset,
     layer / k / pair), with exclusions applied and duplicates (methods that ignore an axis)
     merged. A method that learns from labels (supervised) is trained once per probe dataset,
     on its train split."""
-    sweep = Sweep(spec)
+    sweep = Expansion(spec)
     g = spec.grid
     cells_by_job: dict[str, list[Cell]] = {}
     seen: set[str] = set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from contract.jobs import EvaluationJob, PretrainJob
-from orchestrator.grid import Sweep
+from orchestrator.grid import Expansion
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class Plan:
         return not self.pretrain and not self.evaluation
 
 
-def plan(sweep: Sweep, finished_cells: set[str], finished_pretrain: set[str]) -> Plan:
+def plan(sweep: Expansion, finished_cells: set[str], finished_pretrain: set[str]) -> Plan:
     """Pending cells grouped into evaluation jobs; their pretrain jobs trained unless finished."""
     evaluation: list[EvaluationJob] = []
     for job in sweep.evaluation_jobs.values():

@@ -29,8 +29,8 @@ VIEWS = ("top1", "diff_random", "pct_supervised")
 
 
 @dataclass
-class Record:
-    """One sweep as MLflow holds it."""
+class SweepRuns:
+    """One sweep as MLflow holds it: its planned cells and the latest run of each key."""
 
     name: str
     uri: str
@@ -41,7 +41,7 @@ class Record:
     pretrain: dict[str, RunView]
 
 
-def load(uri: str, name: str, cells: list[Cell] | None = None) -> Record:
+def load(uri: str, name: str, cells: list[Cell] | None = None) -> SweepRuns:
     """The sweep's record; `cells` (the current plan) replaces the planned cells it holds.
 
     Raises:
@@ -54,7 +54,7 @@ def load(uri: str, name: str, cells: list[Cell] | None = None) -> Record:
         raise NoSweep(f"no sweep {name!r} in {record.shown(uri)}")
     if cells is None:
         cells = [Cell(**c) for c in json.loads(record.read_text(uri, sweep_run, "cells.json"))]
-    return Record(
+    return SweepRuns(
         name, uri, experiment, sweep_run, cells,
         record.latest_runs(uri, experiment, "probe"), record.latest_runs(uri, experiment, "pretrain"),
     )
@@ -102,7 +102,7 @@ class Table:
         return KINDS[self.evaluation].title(self)
 
 
-def tables(rec: Record, kind: EvaluationKind, metric: str) -> list[Table]:
+def tables(rec: SweepRuns, kind: EvaluationKind, metric: str) -> list[Table]:
     """One table per probe dataset of one evaluation kind (one in all for a folded kind), rows
     in grid order, columns the kind's (conv1..conv5, k, (content, style) pairs, ...)."""
     cells = [c for c in rec.cells if c.evaluation == kind.name]
@@ -125,7 +125,7 @@ def tables(rec: Record, kind: EvaluationKind, metric: str) -> list[Table]:
     return out
 
 
-def all_tables(rec: Record) -> list[Table]:
+def all_tables(rec: SweepRuns) -> list[Table]:
     """Every table the sweep's cells fill, kind by kind, a table per metric of each."""
     return [t for kind in KINDS.values() for metric in kind.metrics for t in tables(rec, kind, metric)]
 

@@ -17,7 +17,7 @@ from contract.images import image_problem
 from orchestrator import faults, record
 from orchestrator.errors import DriverBusy, SpecError
 from orchestrator.evaluations import KINDS
-from orchestrator.grid import Sweep, expand
+from orchestrator.grid import Expansion, expand
 from orchestrator.loading import load_spec, located
 from orchestrator.plan import Plan, plan
 from orchestrator.spec import Spec
@@ -26,7 +26,7 @@ from orchestrator.spec import Spec
 @dataclass
 class Prepared:
     spec: Spec
-    sweep: Sweep
+    sweep: Expansion
     uri: str
 
 

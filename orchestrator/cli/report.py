@@ -26,7 +26,7 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-log", action="store_true", help="do not attach the report to the sweep run in MLflow")
 
 
-def _sweep(path: str) -> report.Record:
+def _sweep(path: str) -> report.SweepRuns:
     spec = load_spec(path)
     return report.load(record.resolve_uri(spec.tracking_uri), spec.name)
 

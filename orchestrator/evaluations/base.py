@@ -24,7 +24,7 @@ from contract.jobs import EvaluationJob, PretrainJob
 
 if TYPE_CHECKING:
     from orchestrator.grid import Cell
-    from orchestrator.report import Record, Table
+    from orchestrator.report import SweepRuns, Table
     from orchestrator.spec import Spec
     from workers.recording import Recorder
 
@@ -98,7 +98,7 @@ class EvaluationKind:
     def title(self, table: Table) -> str:
         raise NotImplementedError
 
-    def figures(self, rec: Record, tables: list[Table], out: Path) -> list[Path]:
+    def figures(self, rec: SweepRuns, tables: list[Table], out: Path) -> list[Path]:
         """The kind's figures of a sweep, written into `out` (none by default)."""
         return []
 

@@ -18,7 +18,7 @@ from orchestrator.keys import content_key, settings_material
 
 if TYPE_CHECKING:
     from orchestrator.grid import Cell
-    from orchestrator.report import Record, Table
+    from orchestrator.report import SweepRuns, Table
     from orchestrator.spec import Spec
 
 
@@ -83,7 +83,7 @@ class FinetuneFrozen(EvaluationKind):
     def title(self, table: Table) -> str:
         return f"{VIEW_WORDS[table.view]} on {table.dataset} after finetuning with conv1..convk frozen"
 
-    def figures(self, rec: Record, tables: list[Table], out: Path) -> list[Path]:
+    def figures(self, rec: SweepRuns, tables: list[Table], out: Path) -> list[Path]:
         from orchestrator import figures
 
         return [figures.layer_curves(tables, out / "finetune_top1.png", "frozen layers k (conv1..convk)", "finetuned top-1 (%)")]

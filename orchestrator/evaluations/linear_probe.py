@@ -16,7 +16,7 @@ from orchestrator.keys import content_key, settings_material
 
 if TYPE_CHECKING:
     from orchestrator.grid import Cell
-    from orchestrator.report import Record, Table
+    from orchestrator.report import SweepRuns, Table
     from orchestrator.spec import Spec
 
 
@@ -63,7 +63,7 @@ class LinearProbe(EvaluationKind):
     def title(self, table: Table) -> str:
         return f"{VIEW_WORDS[table.view]} of linear probes on {table.dataset}"
 
-    def figures(self, rec: Record, tables: list[Table], out: Path) -> list[Path]:
+    def figures(self, rec: SweepRuns, tables: list[Table], out: Path) -> list[Path]:
         from orchestrator import figures
 
         cells = [c for c in rec.cells if c.evaluation == self.name]

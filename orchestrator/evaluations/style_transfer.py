@@ -17,7 +17,7 @@ from orchestrator.keys import content_key, settings_material
 
 if TYPE_CHECKING:
     from orchestrator.grid import Cell
-    from orchestrator.report import Record, Table
+    from orchestrator.report import SweepRuns, Table
     from orchestrator.spec import Spec
 
 
@@ -85,7 +85,7 @@ class StyleTransfer(EvaluationKind):
         view = {"top1": "", "diff_random": " minus random", "pct_supervised": " as % of supervised"}[table.view]
         return f"{table.metric.replace('_', ' ')}{view} of style transfer (relative to its target: lower is closer)"
 
-    def figures(self, rec: Record, tables: list[Table], out: Path) -> list[Path]:
+    def figures(self, rec: SweepRuns, tables: list[Table], out: Path) -> list[Path]:
         from orchestrator import figures
 
         cells = [c for c in rec.cells if c.evaluation == self.name]
