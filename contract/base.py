@@ -2,16 +2,38 @@
 
 from __future__ import annotations
 
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 
 class Frozen(BaseModel):
-    """Immutable, strict: unknown keys are errors, never silently dropped."""
+    """Immutable and strict: unknown keys are errors, never silently dropped, and nothing is
+    converted: a boolean is no integer, a string no number (`epochs: "5"` and `epochs: true`
+    are errors, not 5 and 1). An integer is still a float, and a list a tuple (YAML and JSON
+    have no tuples)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lists_as_tuples(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {k: tuple(v) if isinstance(v, list) and k in fields and _is_tuple(fields[k].annotation) else v
+                for k, v in data.items()}
+
+
+def _is_tuple(annotation: Any) -> bool:
+    """A tuple type, or a union with one (`tuple[float, float] | None`)."""
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        return True
+    return origin in (typing.Union, types.UnionType) and any(_is_tuple(a) for a in typing.get_args(annotation))
 
 
 def apply_preset(data: Any, presets: dict[str, dict[str, Any]], default: str) -> Any:

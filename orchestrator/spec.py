@@ -22,6 +22,11 @@ from orchestrator.evaluations import EVALUATIONS
 from orchestrator.faults import Fault
 
 
+# The tracking stores MLflow reads and writes (a database's driver may follow a `+`:
+# postgresql+psycopg://); a plain path is a local file store.
+TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "file", "databricks")
+
+
 def _base_dir(info: ValidationInfo) -> Path:
     return Path((info.context or {}).get("base_dir", "."))
 
@@ -45,7 +50,7 @@ class ImageSet(Frozen):
     @classmethod
     def _shorthand(cls, data: Any) -> Any:
         if isinstance(data, str):
-            return {"photos": [data]}
+            return {"photos": (data,)}
         if isinstance(data, dict) and data.get("n") == "all":
             if data.get("dataset") not in TRAIN_SIZES:
                 raise ValueError("`n: all` draws a whole dataset's train split: give `dataset` too")
@@ -266,7 +271,11 @@ class Spec(Frozen):
 
     @field_validator("tracking_uri")
     @classmethod
-    def _no_credentials(cls, uri: str) -> str:
+    def _store_mlflow_serves(cls, uri: str) -> str:
+        scheme = uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+        if scheme and scheme not in TRACKING_SCHEMES:
+            raise ValueError(f"{scheme}:// is not a store MLflow serves; use a path or one of "
+                             + ", ".join(f"{s}://" for s in TRACKING_SCHEMES))
         # The resolved spec is recorded on the sweep run: a password here would be recorded too.
         if "@" in uri.split("://", 1)[-1].split("/", 1)[0]:
             raise ValueError("credentials do not belong in the experiment file; set "

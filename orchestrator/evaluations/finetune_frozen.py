@@ -32,7 +32,7 @@ class FinetuneFrozenSettings(EvaluationSettings):
     @field_validator("frozen", mode="before")
     @classmethod
     def _one_or_many(cls, frozen: Any) -> Any:
-        return [frozen] if isinstance(frozen, int) else frozen
+        return (frozen,) if isinstance(frozen, int) and not isinstance(frozen, bool) else frozen
 
     @field_validator("frozen")
     @classmethod

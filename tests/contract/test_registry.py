@@ -56,7 +56,7 @@ def test_a_nested_error_keeps_its_place_with_the_name_as_tag():
     with pytest.raises(ValidationError) as caught:
         Holder.model_validate({"items": [{"name": "small", "size": "many", "colour": "red"}]})
     places = {e["loc"]: e["type"] for e in caught.value.errors()}
-    assert places == {("items", 0, "small", "size"): "int_parsing", ("items", 0, "small", "colour"): "extra_forbidden"}
+    assert places == {("items", 0, "small", "size"): "int_type", ("items", 0, "small", "colour"): "extra_forbidden"}
 
 
 def test_a_name_is_registered_once():

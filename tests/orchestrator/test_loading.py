@@ -63,7 +63,39 @@ BAD = {
     "unknown probe dataset": (
         "probe_dataset: [fashion_mnist]", "probe_dataset: [mnist]", ["grid.probe_dataset[0]", "'mnist'", "fashion_mnist"],
     ),
+    # Hostile files: each was accepted or mishandled before strict types and the YAML checks.
+    "boolean as integer": (
+        "epochs: 1,", "epochs: true,", ["grid.method[1].epochs", "True", "valid integer"],
+    ),
+    "string as number": (
+        "width: 0.25,", "width: '0.25',", ["network.width", "'0.25'", "valid number"],
+    ),
+    "boolean as integer axis value": (
+        "seed: [0]", "seed: [false]", ["grid.seed[0]", "False", "valid integer"],
+    ),
+    "tracking store MLflow does not serve": (
+        "retries: 1", "retries: 1\ntracking_uri: ftp://files.example/mlflow", ["tracking_uri", "ftp://", "not a store", "sqlite://"],
+    ),
+    "key repeated in one mapping": (
+        "retries: 1", "retries: 1\nretries: 2", ["retries", "given twice", "lines 11 and 12"],
+    ),
+    "key repeated in a nested mapping": (
+        "probe: {preset: fast,", "probe: {preset: fast, epochs: 3,", ["probe", "'epochs'", "given twice"],
+    ),
 }
+
+
+def test_an_enormous_value_is_elided(write_spec, tmp_path, capsys, monkeypatch):
+    path = write_spec(TINY.replace("name: tiny", "name: " + "x" * 3_000_000, 1))
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", str(path)]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert len(err) < 300 and "name" in err and "...' (2.9 MB)" in err
+
+
+def test_yaml_1_2_numbers_are_numbers(write_spec):
+    spec = load_spec(write_spec(TINY.replace("test_samples: 500}", "test_samples: 500, lr: 1e-3}")))
+    assert spec.probe.lr == 0.001
 
 
 @pytest.mark.parametrize("case", BAD)
