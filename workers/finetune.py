@@ -17,12 +17,19 @@ from contract.datasets import LAYERS
 from contract.evaluations import FinetuneConfig
 from contract.jobs import FinetuneJob
 from contract.network import NetworkConfig
-from workers.data.probe_sets import LabelledSamples, ProbeSplit, decoded, eval_views, load_split
+from workers.data.probe_sets import (
+    LabelledSamples,
+    ProbeSplit,
+    decoded,
+    eval_views,
+    load_split,
+    subset_of,
+)
 from workers.methods.supervised import Supervised
-from workers.models.alexnet import AlexNet, build_trunk
+from workers.models.alexnet import AlexNet, build_trunk, load_trunk
 from workers.probes import topk_correct
 from workers.recording import Recorder
-from workers.tasks import Loop, device, fit, load_trunk, subset_of
+from workers.training import Loop, device, fit
 
 
 def freeze(trunk: AlexNet, k: int) -> None:
@@ -41,7 +48,7 @@ def reinitialise(trunk: AlexNet, network: NetworkConfig, k: int, seed: int) -> N
     with torch.random.fork_rng():  # the global streams (CPU and every GPU) come back as they were
         torch.manual_seed(seed)
         fresh = build_trunk(network)
-    for own, new in zip(trunk.blocks[k:], fresh.blocks[k:]):
+    for own, new in zip(trunk.blocks[k:], fresh.blocks[k:], strict=True):
         own.load_state_dict(new.state_dict())
 
 
@@ -75,7 +82,7 @@ def finetune(
     cfg = job.finetune
     train = subset_of(load_split(job.dataset, job.data_root, train=True), cfg.train_samples)
     test = subset_of(load_split(job.dataset, job.data_root, train=False), cfg.test_samples)
-    model = finetuned(job, load_trunk(job, checkpoint), train, recorder, dev, workdir, resume)
+    model = finetuned(job, load_trunk(job.network, checkpoint), train, recorder, dev, workdir, resume)
     scores = evaluate(model, test, job.network.input_size, cfg, dev)
     recorder.params({"test_size": len(test.labels)})
     recorder.metrics(scores, cfg.epochs)

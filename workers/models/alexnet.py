@@ -11,6 +11,8 @@ so conv1 sees 2 channels; the trunk still takes RGB.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -47,7 +49,7 @@ class AlexNet(nn.Module):
         self.sobel = sobel_filter() if sobel else nn.Identity()
         c_in = 2 if sobel else 3
         blocks = []
-        for c_out, (k, s, p, pool) in zip(self.channels, GEOMETRY):
+        for c_out, (k, s, p, pool) in zip(self.channels, GEOMETRY, strict=True):
             blocks.append(
                 nn.ModuleDict(
                     {
@@ -97,3 +99,11 @@ def pool5_shape(trunk: AlexNet, input_size: int) -> tuple[int, int, int]:
         shape = trunk(x).shape[1:]
         trunk.train(was_training)
     return tuple(shape)  # type: ignore[return-value]
+
+
+def load_trunk(network: NetworkConfig, checkpoint: Path) -> AlexNet:
+    """The trunk of a pre-training checkpoint (strict: exactly the trunk's keys), on the CPU."""
+    trunk = build_trunk(network)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    trunk.load_state_dict(state["trunk"])
+    return trunk
