@@ -8,7 +8,6 @@ when the protocol says so, and train with AlexNet's classifier on the labelled t
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -29,6 +28,7 @@ from workers.methods.supervised import Supervised
 from workers.models.alexnet import AlexNet, build_trunk, load_trunk
 from workers.probes import topk_correct
 from workers.recording import Recorder
+from workers.schedules import step_decay
 from workers.training import Loop, device, fit
 
 
@@ -67,11 +67,6 @@ class Finetuning(Supervised):
         return self
 
 
-def step_factor(config: FinetuneConfig) -> Callable[[int, int, int], float]:
-    """The step schedule as a factor on the base rate: x0.1 at each milestone epoch."""
-    return lambda step, steps_per_epoch, total: 0.1 ** sum(step // steps_per_epoch >= m for m in config.lr_milestones)
-
-
 def finetune(
     job: FinetuneJob, checkpoint: Path, recorder: Recorder, workdir: Path, resume: Path | None = None
 ) -> dict[str, float]:
@@ -102,7 +97,8 @@ def finetuned(
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     recorder.params({"frozen_layers": ",".join(LAYERS[:k]) or "none", "trainable_params": trainable,
                      "train_size": len(train.labels)})
-    loop = Loop(job.seed, cfg.epochs, cfg.batch_size, cfg.lr, step_factor(cfg), job.checkpoint_every,
+    schedule = step_decay(cfg.lr_milestones)
+    loop = Loop(job.seed, cfg.epochs, cfg.batch_size, cfg.lr, schedule, job.checkpoint_every,
                 job.divergence_threshold, loss_name="train_loss")
     fit(loop, model, LabelledSamples(train, job.network.input_size, job.seed), recorder, dev, workdir, resume)
     return model

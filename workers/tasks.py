@@ -6,7 +6,6 @@ else: no ray, no mlflow, so the same call runs on any machine with a GPU.
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -26,17 +25,8 @@ from workers.methods.base import registry
 from workers.models.alexnet import build_trunk, load_trunk
 from workers.probes import LinearProbes, ProbeTrainer, extract, feature_dims, single_view
 from workers.recording import Recorder
+from workers.schedules import COSINE
 from workers.training import Loop, device, fit
-
-
-def cosine_lr(step: int, total: int, base: float) -> float:
-    """Cosine decay from `base` to 0 over `total` steps."""
-    return base * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
-
-
-def cosine_factor(step: int, steps_per_epoch: int, total: int) -> float:
-    """Pre-training's schedule: cosine decay over all steps."""
-    return cosine_lr(step, total, 1.0)
 
 
 def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path, resume: Path | None = None) -> Path:
@@ -63,7 +53,7 @@ def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path, resume: Path |
             recorder.artifact(pictures.samples(dataset, workdir / name))
         cfg = job.method
         loop = Loop(
-            job.seed, cfg.epochs, cfg.batch_size, cfg.lr, cosine_factor, job.checkpoint_every, job.divergence_threshold
+            job.seed, cfg.epochs, cfg.batch_size, cfg.lr, COSINE, job.checkpoint_every, job.divergence_threshold
         )
         step = fit(loop, method, dataset, recorder, dev, workdir, resume)
     recorder.artifact(pictures.conv1_filters(trunk, workdir / "conv1_filters.png"))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from torch.utils.data import Dataset, default_collate
 
 from workers.methods.base import DivergedLoss, Method, NonFiniteLoss
 from workers.recording import Recorder
+from workers.schedules import Schedule, factor
 
 LOG_EVERY = 20  # steps between training-loss points
 
@@ -43,8 +43,7 @@ class Loop:
     epochs: int
     batch_size: int
     lr: float  # the base rate, for the log
-    # (step, steps per epoch, total steps) -> the factor on each parameter group's base rate
-    schedule: Callable[[int, int, int], float]
+    schedule: Schedule  # the factor on each parameter group's base rate (workers.schedules)
     checkpoint_every: int = 0  # steps between resume checkpoints; 0: none
     divergence_threshold: float | None = None
     loss_name: str = "pretext_loss"
@@ -106,10 +105,10 @@ def fit(
         for i in range(step - epoch * steps_per_epoch, steps_per_epoch):
             picked = order[i * loop.batch_size : (i + 1) * loop.batch_size]
             batch = default_collate([epoch_data[int(j)] for j in picked])
-            factor = loop.schedule(step, steps_per_epoch, total)
+            scale = factor(loop.schedule, step, steps_per_epoch, total)
             for optimizer in optimizers:
                 for group in optimizer.param_groups:
-                    group["lr"] = group["initial_lr"] * factor
+                    group["lr"] = group["initial_lr"] * scale
             loss, extra = method.training_step(_to(batch, dev))
             value = loss.item()  # the step's one device sync, shared by the check and the log
             check_loss(value, step, loop.divergence_threshold, loop.loss_name)
@@ -121,7 +120,7 @@ def fit(
             if step % LOG_EVERY == 0 or step == total:
                 now = time.perf_counter()
                 recorder.metrics(
-                    {loop.loss_name: value, "lr": loop.lr * factor,
+                    {loop.loss_name: value, "lr": loop.lr * scale,
                      "samples_per_s": seen / (now - tick), "epoch": epoch, **extra},
                     step,
                 )
