@@ -19,7 +19,8 @@ from bench.common import interleaved, median, parser, ratio, report, setup, tabl
 from contract.augmentation import AugmentConfig
 from contract.images import bundled_photos, sha256_file
 from contract.jobs import ImageFile
-from workers.data.batch_augment import BatchAugmenter, draw_params, draw_params_reference
+from workers.data.batch_augment import BatchAugmenter
+from workers.data.batch_params import draw_params, draw_params_reference
 from workers.data.mono import MonoDataset, load_images
 
 BASELINE = "per-sample v2 (MonoDataset[i])"

@@ -93,7 +93,7 @@ def pretraining(device: str, tiny: bool, repeats: int) -> tuple[list[list[Any]],
     size, width, batch = (64, 0.25, 8) if tiny else (224, 1.0, 192)
     steps = 2 if tiny else 10
     torch.backends.cudnn.benchmark = (
-        False  # what workers.tasks.device() sets: deterministic kernels
+        False  # what workers.training.device() sets: deterministic kernels
     )
     torch.backends.cudnn.deterministic = True
     x = torch.randn(batch, 3, size, size, device=device)

@@ -43,11 +43,11 @@ def run_pretrain(job: PretrainJob, tracking: Tracking, faults: Sequence[Fault] =
     """Train and record one pretrain job; returns its run id. A retried job resumes from the
     run's latest `resume.pt`. Re-raises the job's error after marking the run FAILED (or
     KILLED), so Ray can retry it."""
-    from workers import tasks
+    from workers import tasks, training
 
     run_id, attempt = record.start_run(
         tracking, "pretrain", job.key, job.label, tracking.sweep_run_id, pretrain_params(job),
-        {record.TAG + "results_version": str(RESULTS_VERSION), record.TAG + "device": str(tasks.device())},
+        {record.TAG + "results_version": str(RESULTS_VERSION), record.TAG + "device": str(training.device())},
     )
     mlflow_recorder = record.MlflowRecorder(tracking.uri, {None: run_id})
     try:
@@ -90,7 +90,7 @@ def run_evaluation(job: EvaluationJob, tracking: Tracking, faults: Sequence[Faul
     """Evaluate the finished pretrain run's trunk with the job's kind (linear probes on all
     the job's layers, a finetuning, style transfer of every pair, ...); one run per cell, under
     the pretrain run. Returns the kind's scores."""
-    from workers import tasks
+    from workers import training
 
     kind = kind_of(job)
 
@@ -103,7 +103,7 @@ def run_evaluation(job: EvaluationJob, tracking: Tracking, faults: Sequence[Faul
             tracking, "probe", cell.key, cell.label, pretrain,
             {**cell.coordinates, **flatten("", base)},
             {record.TAG + "pretrain_key": job.pretrain_key, record.TAG + "results_version": str(RESULTS_VERSION),
-             record.TAG + "device": str(tasks.device())},
+             record.TAG + "device": str(training.device())},
         )
         for cell in job.cells
     }

@@ -8,7 +8,6 @@ when the protocol says so, and train with AlexNet's classifier on the labelled t
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -17,12 +16,20 @@ from contract.datasets import LAYERS
 from contract.evaluations import FinetuneConfig
 from contract.jobs import FinetuneJob
 from contract.network import NetworkConfig
-from workers.data.probe_sets import LabelledSamples, ProbeSplit, decoded, eval_views, load_split
+from workers.data.probe_sets import (
+    LabelledSamples,
+    ProbeSplit,
+    decoded,
+    eval_views,
+    load_split,
+    subset_of,
+)
 from workers.methods.supervised import Supervised
-from workers.models.alexnet import AlexNet, build_trunk
+from workers.models.alexnet import AlexNet, build_trunk, load_trunk
 from workers.probes import topk_correct
 from workers.recording import Recorder
-from workers.tasks import Loop, device, fit, load_trunk, subset_of
+from workers.schedules import step_decay
+from workers.training import Loop, device, fit
 
 
 def freeze(trunk: AlexNet, k: int) -> None:
@@ -41,7 +48,7 @@ def reinitialise(trunk: AlexNet, network: NetworkConfig, k: int, seed: int) -> N
     with torch.random.fork_rng():  # the global streams (CPU and every GPU) come back as they were
         torch.manual_seed(seed)
         fresh = build_trunk(network)
-    for own, new in zip(trunk.blocks[k:], fresh.blocks[k:]):
+    for own, new in zip(trunk.blocks[k:], fresh.blocks[k:], strict=True):
         own.load_state_dict(new.state_dict())
 
 
@@ -60,11 +67,6 @@ class Finetuning(Supervised):
         return self
 
 
-def step_factor(config: FinetuneConfig) -> Callable[[int, int, int], float]:
-    """The step schedule as a factor on the base rate: x0.1 at each milestone epoch."""
-    return lambda step, steps_per_epoch, total: 0.1 ** sum(step // steps_per_epoch >= m for m in config.lr_milestones)
-
-
 def finetune(
     job: FinetuneJob, checkpoint: Path, recorder: Recorder, workdir: Path, resume: Path | None = None
 ) -> dict[str, float]:
@@ -75,7 +77,7 @@ def finetune(
     cfg = job.finetune
     train = subset_of(load_split(job.dataset, job.data_root, train=True), cfg.train_samples)
     test = subset_of(load_split(job.dataset, job.data_root, train=False), cfg.test_samples)
-    model = finetuned(job, load_trunk(job, checkpoint), train, recorder, dev, workdir, resume)
+    model = finetuned(job, load_trunk(job.network, checkpoint), train, recorder, dev, workdir, resume)
     scores = evaluate(model, test, job.network.input_size, cfg, dev)
     recorder.params({"test_size": len(test.labels)})
     recorder.metrics(scores, cfg.epochs)
@@ -95,7 +97,8 @@ def finetuned(
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     recorder.params({"frozen_layers": ",".join(LAYERS[:k]) or "none", "trainable_params": trainable,
                      "train_size": len(train.labels)})
-    loop = Loop(job.seed, cfg.epochs, cfg.batch_size, cfg.lr, step_factor(cfg), job.checkpoint_every,
+    schedule = step_decay(cfg.lr_milestones)
+    loop = Loop(job.seed, cfg.epochs, cfg.batch_size, cfg.lr, schedule, job.checkpoint_every,
                 job.divergence_threshold, loss_name="train_loss")
     fit(loop, model, LabelledSamples(train, job.network.input_size, job.seed), recorder, dev, workdir, resume)
     return model

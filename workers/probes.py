@@ -1,6 +1,6 @@
 """Linear probes on every requested conv layer of a frozen trunk, trained in one pass.
 
-asano2020 protocol (yukimasano/linear-probes, DESIGN.md): the ReLU output of each conv is
+asano2020 protocol (yukimasano/linear-probes; docs/FIDELITY.md): the ReLU output of each conv is
 max-pooled (conv1 6/6 pad 3, conv2 4/4, conv3 3/3 pad 1, conv4 3/3 pad 1, conv5 2/2: 9600 /
 9216 / 9600 / 9600 / 9216 features at 224 px, proportionally fewer at smaller inputs), then
 BatchNorm without affine, then a linear layer. All heads train together on one forward pass
@@ -22,8 +22,9 @@ from torch import nn
 from contract.evaluations import ProbeConfig
 from workers.data.probe_sets import ProbeSplit, decoded, eval_views, train_inputs
 from workers.models.alexnet import AlexNet
+from workers.schedules import factor, step_decay
 
-# (kernel, stride, padding) of the max-pool before each probe (DESIGN.md).
+# (kernel, stride, padding) of the max-pool before each probe, as yukimasano/linear-probes.
 POOLING = {"conv1": (6, 6, 3), "conv2": (4, 4, 0), "conv3": (3, 3, 1), "conv4": (3, 3, 1), "conv5": (2, 2, 0)}
 
 Features = dict[str, torch.Tensor]  # layer -> (B, D_layer)
@@ -59,8 +60,8 @@ class LinearProbes(nn.Module):
 
 
 def lr_at(epoch: int, config: ProbeConfig) -> float:
-    """Step schedule: x0.1 at each milestone epoch."""
-    return config.lr * 0.1 ** sum(epoch >= m for m in config.lr_milestones)
+    """The heads' rate in `epoch`, set once an epoch: x0.1 at each milestone epoch."""
+    return config.lr * factor(step_decay(config.lr_milestones), epoch, 1, config.epochs)
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:

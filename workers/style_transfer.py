@@ -20,9 +20,9 @@ from contract.evaluations import StyleConfig
 from contract.jobs import StyleCell, StyleJob
 from workers.data.augment import MEAN, STD
 from workers.data.mono import load_images
-from workers.models.alexnet import AlexNet
+from workers.models.alexnet import AlexNet, load_trunk
 from workers.recording import Recorder
-from workers.tasks import device, load_trunk
+from workers.training import device
 
 LOG_POINTS = 20  # loss points per pair
 
@@ -94,7 +94,7 @@ def stylise(job: StyleJob, checkpoint: Path, recorder: Recorder, workdir: Path) 
     their cells' runs. Returns each pair's final losses."""
     torch.manual_seed(job.seed)
     dev = device()
-    trunk = load_trunk(job, checkpoint).to(dev).eval()
+    trunk = load_trunk(job.network, checkpoint).to(dev).eval()
     for p in trunk.parameters():
         p.requires_grad_(False)
     scores = {}

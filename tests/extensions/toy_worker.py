@@ -6,11 +6,11 @@ from pathlib import Path
 
 import torch
 
-from workers.tasks import load_trunk
+from workers.models.alexnet import load_trunk
 
 
 def weight_norms(job, checkpoint: Path, recorder) -> dict[str, float]:
-    trunk = load_trunk(job, checkpoint)
+    trunk = load_trunk(job.network, checkpoint)
     convs = [m for m in trunk.modules() if isinstance(m, torch.nn.Conv2d)][-5:]  # conv1..conv5
     scores = {f"conv{i}_norm": float(torch.linalg.vector_norm(m.weight, job.ord)) for i, m in enumerate(convs, 1)}
     recorder.metrics(scores, 0)

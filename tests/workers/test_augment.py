@@ -9,7 +9,8 @@ from pydantic import ValidationError
 from torchvision.transforms.v2 import functional as TF
 
 from contract.augmentation import AUGMENTATION_PRESETS, AugmentConfig
-from workers.data.augment import augment, crop_box, draw_affine, draw_jitter, op_rng
+from workers.data.augment import augment, crop_box, draw_affine, draw_jitter
+from workers.data.ops import op_rng
 
 FULL = AugmentConfig(preset="full")
 SIZE = 32

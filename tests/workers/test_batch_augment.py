@@ -1,4 +1,4 @@
-"""workers.data.batch_augment against its reference, workers.data.augment.augment.
+"""The batched augmentation (workers.data.batch_*) against its reference, workers.data.augment.augment.
 
 The two pipelines must draw the same samples: bit-identical parameters per index (the
 vectorised numpy streams against op_rng itself), per-sample images that agree up to
@@ -16,17 +16,12 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from contract.augmentation import AugmentConfig
-from workers.data.augment import augment, op_rng, to_input
-from workers.data.batch_augment import (
-    BatchAugmenter,
-    Streams,
-    affine_grid,
-    color_jitter_batch,
-    draw_params,
-    draw_params_reference,
-    normalise,
-    to_uint8,
-)
+from workers.data.augment import APPLY, augment, to_input
+from workers.data.batch_augment import BatchAugmenter, affine_grid, normalise, to_uint8
+from workers.data.batch_jitter import color_jitter_batch
+from workers.data.batch_params import DRAWN, draw_params, draw_params_reference
+from workers.data.ops import OPS, op_rng
+from workers.data.streams import Streams
 
 FULL = AugmentConfig(preset="full")
 NO_JITTER = AugmentConfig(preset="full", jitter=None)
@@ -126,6 +121,20 @@ def test_reference_draws_follow_augments_decision_rules():
     assert (p.top >= 0).all() and (p.left >= 0).all()
     assert (p.top + p.height <= 512).all() and (p.left + p.width <= 512).all()
     assert p.height.max() <= 256 and p.width.max() <= 256
+
+
+def test_one_declaration_of_the_ops_that_both_paths_know():
+    """workers.data.ops.OPS is the one list: the reference applies, and the batched path draws,
+    exactly its ops; every setting is read by exactly one op; stream ids are fixed forever."""
+    names = [op.name for op in OPS]
+    assert names == list(APPLY) and set(names) == set(DRAWN)
+    read = [field for op in OPS for field in op.fields]
+    assert sorted(read) == sorted(set(AugmentConfig.model_fields) - {"preset"})
+    assert {op.name: op.stream for op in OPS} == {
+        "initial_crop": 1, "crop": 2, "affine": 3, "hflip": 4, "jitter": 5, "vflip": 6,
+    }  # part of every trained number: renumbering one changes every sample
+    on = {name: [op.name for op in OPS if op.on(AugmentConfig(preset=name))] for name in ("none", "full")}
+    assert on == {"none": [], "full": ["initial_crop", "crop", "affine", "hflip", "jitter"]}
 
 
 def test_indices_beyond_32_bits_take_the_scalar_path():

@@ -14,8 +14,9 @@ from contract.jobs import FinetuneJob, ImageFile, JobCell, StyleCell, StyleJob
 from tests.workers.test_tasks import NETWORK, rotnet_job
 from workers import tasks
 from workers.data.mono import load_images
+from workers.data.probe_sets import subset_of
 from workers.finetune import finetune, finetuned, freeze
-from workers.models.alexnet import build_trunk
+from workers.models.alexnet import build_trunk, load_trunk
 from workers.recording import MemoryRecorder
 from workers.style_transfer import StyleLoss, gram, relative_error, square, stylise, transfer
 
@@ -50,7 +51,7 @@ def block_of(name: str) -> int | None:
 @pytest.mark.parametrize("frozen", [0, 2, 5])
 def test_finetuning_leaves_the_frozen_layers_bit_identical(frozen, reinit, checkpoint, fashion_train, monkeypatch, tmp_path):
     job = finetune_job("", frozen, reinit=reinit)
-    trunk = tasks.load_trunk(job, checkpoint)
+    trunk = load_trunk(job.network, checkpoint)
     before = weights(trunk)
     fresh = weights(build_trunk(NETWORK))  # what the global stream gives; reinit must not use it
     started = {}
@@ -61,7 +62,7 @@ def test_finetuning_leaves_the_frozen_layers_bit_identical(frozen, reinit, check
 
     monkeypatch.setattr("workers.finetune.freeze", first_freeze)
     recorder = MemoryRecorder()
-    finetuned(job, trunk, tasks.subset_of(fashion_train, 320), recorder, torch.device("cpu"), tmp_path)
+    finetuned(job, trunk, subset_of(fashion_train, 320), recorder, torch.device("cpu"), tmp_path)
     after = weights(trunk)
     with torch.random.fork_rng():
         torch.manual_seed(job.seed)
@@ -107,16 +108,16 @@ def test_resumed_finetuning_ends_with_the_same_weights(checkpoint, fashion_train
     # 320 samples / 32 = 10 steps an epoch, 2 epochs: the checkpoint at step 15 is mid-epoch 2,
     # after the rate's milestone, with the classifier's dropout stream mid-way.
     job = finetune_job("", 2, epochs=2, lr_milestones=(1,)).model_copy(update={"checkpoint_every": 15})
-    train, cpu = tasks.subset_of(fashion_train, 320), torch.device("cpu")
+    train, cpu = subset_of(fashion_train, 320), torch.device("cpu")
     (tmp_path / "a").mkdir()
     torch.manual_seed(job.seed)
-    full = finetuned(job, tasks.load_trunk(job, checkpoint), train, MemoryRecorder(), cpu, tmp_path / "a")
+    full = finetuned(job, load_trunk(job.network, checkpoint), train, MemoryRecorder(), cpu, tmp_path / "a")
     resume = tmp_path / "resume.pt"
     resume.write_bytes((tmp_path / "a" / "resume.pt").read_bytes())
     (tmp_path / "b").mkdir()
     again = MemoryRecorder()
     torch.manual_seed(job.seed)
-    resumed = finetuned(job, tasks.load_trunk(job, checkpoint), train, again, cpu, tmp_path / "b", resume)
+    resumed = finetuned(job, load_trunk(job.network, checkpoint), train, again, cpu, tmp_path / "b", resume)
     assert again.series("resumed_from_step") == [15]
     for name, tensor in weights(full).items():
         assert torch.equal(tensor, weights(resumed)[name]), name
@@ -134,7 +135,7 @@ def photo_file(name: str) -> ImageFile:
 
 def test_a_few_style_steps_lower_the_style_loss(checkpoint):
     cfg = StyleConfig(size=64, steps=15, lr=0.05)
-    trunk = tasks.load_trunk(finetune_job("", 0), checkpoint).eval()
+    trunk = load_trunk(NETWORK, checkpoint).eval()
     content, style = (square(im, cfg.size) for im in load_images((photo_file("astronaut"), style_file("hubble"))))
     loss = StyleLoss(trunk, content, style, cfg)
     image, points = transfer(loss, content, cfg)

@@ -1,15 +1,13 @@
 """The augmentation ops of the mono dataset, one sample at a time, each from its own stream.
 
-Sample i of op `o` draws from a generator seeded from (seed, o, i), never from global state:
-two runs with one seed see the same samples, and switching an op off changes only its draws.
-The order follows the official script (DESIGN.md): initial square crop -> random-resized crop
-to sqrt(2) x the output size (bicubic) -> random affine (rotation, shear, black fill) -> centre
-crop -> horizontal flip -> vertical flip -> colour jitter with probability p.
+The per-sample reference that training uses (via workers.data.mono): `augment` applies the ops
+of workers.data.ops.OPS in their order, op `o` of sample i drawing from op_rng(seed, o, i).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -17,19 +15,18 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from contract.augmentation import AugmentConfig
+from workers.data.ops import OPS, canvas_size, op_rng
 
-OP_IDS = {"initial_crop": 1, "crop": 2, "affine": 3, "hflip": 4, "jitter": 5, "vflip": 6}
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)  # ImageNet statistics
 STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
 
 
-def op_rng(seed: int, op: str, index: int) -> np.random.Generator:
-    """The random stream of one op for one sample."""
-    return np.random.default_rng([seed, OP_IDS[op], index])
-
-
 def crop_box(
-    height: int, width: int, scale: tuple[float, float], ratio: tuple[float, float], rng: np.random.Generator
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    rng: np.random.Generator,
 ) -> tuple[int, int, int, int]:
     """(top, left, h, w) of a random crop whose area fraction lies in `scale` and aspect in
     `ratio` (log-uniform), retried until it fits: no centre-crop fallback, as upstream.
@@ -49,43 +46,82 @@ def crop_box(
     raise ValueError(f"no crop with scale {scale} and ratio {ratio} fits a {height}x{width} image")
 
 
-def augment(image: torch.Tensor, config: AugmentConfig, size: int, seed: int, index: int) -> torch.Tensor:
+def augment(
+    image: torch.Tensor, config: AugmentConfig, size: int, seed: int, index: int
+) -> torch.Tensor:
     """One augmented sample: uint8 (3, H, W) source -> uint8 (3, size, size)."""
+    for op in OPS:
+        rng = op_rng(seed, op.name, index) if op.on(config) else None
+        image = APPLY[op.name](image, config, size, rng)
+    return image
+
+
+# Each op: (image, config, output size, its stream or None when off) -> image.
+Stream = np.random.Generator | None
+Apply = Callable[[torch.Tensor, AugmentConfig, int, Stream], torch.Tensor]
+
+
+def _initial_crop(
+    image: torch.Tensor, config: AugmentConfig, size: int, rng: Stream
+) -> torch.Tensor:
+    """A random square of side initial_crop x min(H, W)."""
+    if rng is None or config.initial_crop is None:
+        return image
     _, height, width = image.shape
-    if config.initial_crop is not None:
-        side = max(1, round(config.initial_crop * min(height, width)))
-        rng = op_rng(seed, "initial_crop", index)
-        top, left = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
-        image = image[:, top : top + side, left : left + side]
-        height = width = side
-    affine = config.rotation > 0 or config.shear > 0
-    # The margin keeps the black corners of a rotation out of the final centre crop.
-    crop_size = round(math.sqrt(2) * size) if affine else size
-    if config.crop_scale is not None:
-        rng = op_rng(seed, "crop", index)
+    side = max(1, round(config.initial_crop * min(height, width)))
+    top, left = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
+    return image[:, top : top + side, left : left + side]
+
+
+def _crop(image: torch.Tensor, config: AugmentConfig, size: int, rng: Stream) -> torch.Tensor:
+    """A random-resized crop (off: the largest centred square) to the canvas, bicubic."""
+    _, height, width = image.shape
+    if rng is not None and config.crop_scale is not None:
         top, left, h, w = crop_box(height, width, config.crop_scale, config.crop_ratio, rng)
     else:  # the largest centred square
         h = w = min(height, width)
         top, left = (height - h) // 2, (width - w) // 2
-    image = F.resized_crop(
-        image, top, left, h, w, [crop_size, crop_size], InterpolationMode.BICUBIC, antialias=True
+    side = canvas_size(config, size)
+    return F.resized_crop(
+        image, top, left, h, w, [side, side], InterpolationMode.BICUBIC, antialias=True
     )
-    if affine:
-        angle, shear = draw_affine(op_rng(seed, "affine", index), config.rotation, config.shear)
-        image = F.affine(
-            image, angle=angle, translate=[0, 0], scale=1.0, shear=[shear, 0.0],
-            interpolation=InterpolationMode.BILINEAR, fill=0,
-        )
-        image = F.center_crop(image, [size, size])
-    if config.hflip > 0 and op_rng(seed, "hflip", index).random() < config.hflip:
-        image = F.horizontal_flip(image)
-    if config.vflip > 0 and op_rng(seed, "vflip", index).random() < config.vflip:
-        image = F.vertical_flip(image)
-    if config.jitter is not None and config.jitter_p > 0:
-        rng = op_rng(seed, "jitter", index)
-        if rng.random() < config.jitter_p:
-            image = color_jitter(image, draw_jitter(rng, config.jitter))
-    return image
+
+
+def _affine(image: torch.Tensor, config: AugmentConfig, size: int, rng: Stream) -> torch.Tensor:
+    """Rotation and shear about the centre (black fill), then the centre crop to `size`."""
+    if rng is None:
+        return image
+    angle, shear = draw_affine(rng, config.rotation, config.shear)
+    image = F.affine(
+        image, angle=angle, translate=[0, 0], scale=1.0, shear=[shear, 0.0],
+        interpolation=InterpolationMode.BILINEAR, fill=0,
+    )
+    return F.center_crop(image, [size, size])
+
+
+def _hflip(image: torch.Tensor, config: AugmentConfig, size: int, rng: Stream) -> torch.Tensor:
+    return F.horizontal_flip(image) if rng is not None and rng.random() < config.hflip else image
+
+
+def _vflip(image: torch.Tensor, config: AugmentConfig, size: int, rng: Stream) -> torch.Tensor:
+    return F.vertical_flip(image) if rng is not None and rng.random() < config.vflip else image
+
+
+def _jitter(image: torch.Tensor, config: AugmentConfig, size: int, rng: Stream) -> torch.Tensor:
+    """Colour jitter with probability jitter_p (the factors are drawn only when it applies)."""
+    if rng is None or config.jitter is None or not rng.random() < config.jitter_p:
+        return image
+    return color_jitter(image, draw_jitter(rng, config.jitter))
+
+
+APPLY: dict[str, Apply] = {
+    "initial_crop": _initial_crop,
+    "crop": _crop,
+    "affine": _affine,
+    "hflip": _hflip,
+    "vflip": _vflip,
+    "jitter": _jitter,
+}
 
 
 def draw_affine(rng: np.random.Generator, rotation: float, shear: float) -> tuple[float, float]:

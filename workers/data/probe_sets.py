@@ -170,6 +170,11 @@ def stratified_subset(labels: torch.Tensor, size: int | None, seed: int = 0) -> 
     return torch.from_numpy(rng.permutation(chosen)[:size]).sort().values
 
 
+def subset_of(split: ProbeSplit, size: int | None) -> ProbeSplit:
+    """A stratified subset of `size` samples (all of them for None)."""
+    return subset(split, stratified_subset(split.labels, size))
+
+
 def draw_sources(split: ProbeSplit, n: int, seed: int) -> Sequence[torch.Tensor]:
     """N images of a split drawn without replacement from `seed`, in index order, as RGB
     uint8 (3, H, W): a list for in-memory sets, still-undecoded files for ImageNet.

@@ -1,15 +1,18 @@
 """AlexNet trunks with conv1..conv5 taps.
 
-`alexnet_bn`, the paper's network: the DeepCluster-style AlexNet with BatchNorm (DESIGN.md),
-96-256-384-384-256 filters. `alexnet`: torchvision's shape (Krizhevsky et al. 2012 as
-torchvision builds it), 64-192-384-256-256 filters and no BatchNorm. Both: conv1 11x11/4
-pad 2, conv2 5x5 pad 2, conv3-5 3x3 pad 1, 3x3/2 max-pools after conv1, conv2 and conv5.
+`alexnet_bn`, the paper's network: the DeepCluster-style AlexNet with BatchNorm
+(docs/FIDELITY.md), 96-256-384-384-256 filters. `alexnet`: torchvision's shape (Krizhevsky
+et al. 2012 as torchvision builds it), 64-192-384-256-256 filters and no BatchNorm. Both:
+conv1 11x11/4 pad 2, conv2 5x5 pad 2, conv3-5 3x3 pad 1, 3x3/2 max-pools after conv1, conv2
+and conv5.
 `width` scales every layer's filters; taps are the ReLU outputs. `sobel` puts DeepCluster's
 fixed filter first (Caron et al., ECCV 2018): RGB -> grey -> horizontal and vertical gradients,
 so conv1 sees 2 channels; the trunk still takes RGB.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -47,7 +50,7 @@ class AlexNet(nn.Module):
         self.sobel = sobel_filter() if sobel else nn.Identity()
         c_in = 2 if sobel else 3
         blocks = []
-        for c_out, (k, s, p, pool) in zip(self.channels, GEOMETRY):
+        for c_out, (k, s, p, pool) in zip(self.channels, GEOMETRY, strict=True):
             blocks.append(
                 nn.ModuleDict(
                     {
@@ -97,3 +100,11 @@ def pool5_shape(trunk: AlexNet, input_size: int) -> tuple[int, int, int]:
         shape = trunk(x).shape[1:]
         trunk.train(was_training)
     return tuple(shape)  # type: ignore[return-value]
+
+
+def load_trunk(network: NetworkConfig, checkpoint: Path) -> AlexNet:
+    """The trunk of a pre-training checkpoint (strict: exactly the trunk's keys), on the CPU."""
+    trunk = build_trunk(network)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    trunk.load_state_dict(state["trunk"])
+    return trunk

@@ -1,0 +1,158 @@
+"""The training loop pre-training and finetuning share: batches in a seeded order per epoch, the
+learning-rate schedule, the loss checks, the log every LOG_EVERY steps and resume checkpoints.
+
+Written out, top to bottom (no framework between the reader and the loop): `fit` trains a
+Method on a Dataset for a `Loop`'s epochs, and a run resumed from its `resume.pt` ends with the
+weights of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from workers.methods.base import DivergedLoss, Method, NonFiniteLoss
+from workers.recording import Recorder
+from workers.schedules import Schedule, factor
+
+LOG_EVERY = 20  # steps between training-loss points
+
+
+def device() -> torch.device:
+    """The GPU where there is one. cuDNN is kept to deterministic kernels, so a rerun of a key
+    repeats its numbers on the same hardware."""
+    if torch.cuda.is_available():
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Loop:
+    """What the training loop needs of a job besides its method and data."""
+
+    seed: int
+    epochs: int
+    batch_size: int
+    lr: float  # the base rate, for the log
+    schedule: Schedule  # the factor on each parameter group's base rate (workers.schedules)
+    checkpoint_every: int = 0  # steps between resume checkpoints; 0: none
+    divergence_threshold: float | None = None
+    loss_name: str = "pretext_loss"
+
+
+def _to(batch: Any, dev: torch.device) -> Any:
+    """A collated batch (a tensor, or a tuple of them) on the device."""
+    return tuple(b.to(dev) for b in batch) if isinstance(batch, (tuple, list)) else batch.to(dev)
+
+
+def rng_state() -> dict[str, Any]:
+    """The global torch streams (dropout, BiGAN's noise, DeepCluster's draws), for resuming."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Put back the streams `rng_state` saved."""
+    torch.set_rng_state(state["cpu"].cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"].cpu())
+
+
+def fit(
+    loop: Loop,
+    method: Method,
+    dataset: Dataset,
+    recorder: Recorder,
+    dev: torch.device,
+    workdir: Path,
+    resume: Path | None,
+) -> int:
+    """Train `method` on `dataset`; returns the number of steps. Every `loop.checkpoint_every`
+    steps the full state goes to the recorder as `resume.pt`; given such a file as `resume`,
+    training continues from its step and ends with the weights of an uninterrupted run."""
+    steps_per_epoch = max(1, len(dataset) // loop.batch_size)  # type: ignore[arg-type]
+    total = steps_per_epoch * loop.epochs
+    optimizers = method.configure_optimizers()
+    for optimizer in optimizers:
+        for group in optimizer.param_groups:
+            group["initial_lr"] = group["lr"]  # the schedule scales each group's own base rate
+    step = 0
+    if resume is not None:
+        state = torch.load(resume, map_location=dev, weights_only=True)
+        method.load_state_dict(state["method"])
+        for optimizer, saved in zip(optimizers, state["optimizers"], strict=True):
+            optimizer.load_state_dict(saved)
+        set_rng_state(state["rng"])
+        step = state["step"]
+        recorder.metrics({"resumed_from_step": step}, step)
+    method.train()
+    tick, seen = time.perf_counter(), 0
+    for epoch in range(step // steps_per_epoch, loop.epochs):
+        epoch_data = method.on_epoch_start(epoch, dataset, dev)
+        # The order of epoch e depends on (seed, e) only, so a resumed run sees the same batches.
+        order = np.random.default_rng([loop.seed, epoch]).permutation(len(epoch_data))  # type: ignore[arg-type]
+        for i in range(step - epoch * steps_per_epoch, steps_per_epoch):
+            picked = order[i * loop.batch_size : (i + 1) * loop.batch_size]
+            batch = default_collate([epoch_data[int(j)] for j in picked])
+            scale = factor(loop.schedule, step, steps_per_epoch, total)
+            for optimizer in optimizers:
+                for group in optimizer.param_groups:
+                    group["lr"] = group["initial_lr"] * scale
+            loss, extra = method.training_step(_to(batch, dev))
+            value = loss.item()  # the step's one device sync, shared by the check and the log
+            check_loss(value, step, loop.divergence_threshold, loop.loss_name)
+            optimizers[0].zero_grad(set_to_none=True)
+            loss.backward()
+            optimizers[0].step()
+            step += 1
+            seen += len(picked)
+            if step % LOG_EVERY == 0 or step == total:
+                now = time.perf_counter()
+                recorder.metrics(
+                    {loop.loss_name: value, "lr": loop.lr * scale,
+                     "samples_per_s": seen / (now - tick), "epoch": epoch, **extra},
+                    step,
+                )
+                tick, seen = now, 0
+            if loop.checkpoint_every and step % loop.checkpoint_every == 0 and step < total:
+                path = workdir / "resume.pt"
+                torch.save(
+                    {
+                        "method": method.state_dict(),
+                        "optimizers": [o.state_dict() for o in optimizers],
+                        "rng": rng_state(),
+                        "step": step,
+                    },
+                    path,
+                )
+                recorder.artifact(path)
+    return step
+
+
+def check_loss(
+    value: float, step: int, threshold: float | None, name: str = "pretext_loss"
+) -> None:
+    """A job fails rather than record garbage.
+
+    Raises:
+        NonFiniteLoss: the training loss is NaN or infinite.
+        DivergedLoss: it is finite but above `threshold` (None: no such check).
+    """
+    what = name.replace("_", " ")
+    if not math.isfinite(value):
+        raise NonFiniteLoss(f"{what} is {value} at step {step}")
+    if threshold is not None and value > threshold:
+        raise DivergedLoss(
+            f"{what} {value:.4g} at step {step} is above divergence_threshold {threshold:g}"
+        )
