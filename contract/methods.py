@@ -14,12 +14,12 @@ from contract.registry import Registry
 
 class MethodSettings(Frozen):
     """What every method's settings say: its name, what it learns from, where it is
-    implemented (`module:Class`, imported by the worker that runs it)."""
+    implemented ((module, class), imported by the worker that runs it)."""
 
     name: str
     uses_images: ClassVar[bool] = True
     uses_labels: ClassVar[bool] = False
-    implementation: ClassVar[str]
+    implementation: ClassVar[tuple[str, str]]  # (module, class)
 
 
 METHODS: Registry[MethodSettings] = Registry("method", MethodSettings)
@@ -30,7 +30,7 @@ class RandomConfig(MethodSettings):
     """No training: the seeded random initialisation, the paper's lower reference."""
 
     name: Literal["random"] = "random"
-    implementation: ClassVar[str] = "workers.methods.random_init:RandomInit"
+    implementation: ClassVar[tuple[str, str]] = ("workers.methods.random_init", "RandomInit")
     uses_images: ClassVar[bool] = False
 
 
@@ -43,7 +43,7 @@ class RotNetConfig(MethodSettings):
     steps 0.01 -> 1e-3 -> 1e-4 -> 1e-5 at epochs 15/30/45."""
 
     name: Literal["rotnet"] = "rotnet"
-    implementation: ClassVar[str] = "workers.methods.rotnet:RotNet"
+    implementation: ClassVar[tuple[str, str]] = ("workers.methods.rotnet", "RotNet")
     samples: int = Field(1_281_167, ge=1, description="mono dataset length d")
     epochs: int = Field(50, ge=1)
     batch_size: int = Field(192, ge=1, description="source samples per step; x4 rotations")
@@ -61,7 +61,7 @@ class DeepClusterConfig(MethodSettings):
     niter), SGD lr 0.05, wd 1e-5, batch 256, 200 epochs (main.py's default)."""
 
     name: Literal["deepcluster"] = "deepcluster"
-    implementation: ClassVar[str] = "workers.methods.deepcluster:DeepCluster"
+    implementation: ClassVar[tuple[str, str]] = ("workers.methods.deepcluster", "DeepCluster")
     samples: int = Field(1_281_167, ge=1, description="mono dataset length d")
     epochs: int = Field(200, ge=1)
     batch_size: int = Field(256, ge=2)
@@ -95,7 +95,7 @@ class BiGANConfig(MethodSettings):
     100 epochs; `gan_channels` is DCGAN's base width of G and D."""
 
     name: Literal["bigan"] = "bigan"
-    implementation: ClassVar[str] = "workers.methods.bigan:BiGAN"
+    implementation: ClassVar[tuple[str, str]] = ("workers.methods.bigan", "BiGAN")
     samples: int = Field(1_281_167, ge=1, description="mono dataset length d")
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(128, ge=2)
@@ -113,7 +113,7 @@ class SupervisedConfig(MethodSettings):
     momentum 0.9, wd 1e-4, batch 256, 90 epochs), not confirmed as the paper's."""
 
     name: Literal["supervised"] = "supervised"
-    implementation: ClassVar[str] = "workers.methods.supervised:Supervised"
+    implementation: ClassVar[tuple[str, str]] = ("workers.methods.supervised", "Supervised")
     uses_images: ClassVar[bool] = False
     uses_labels: ClassVar[bool] = True
     train_samples: int | None = Field(

@@ -23,7 +23,7 @@ import yaml
 from pydantic import Field, TypeAdapter
 
 from contract.base import Frozen
-from workers.recording import Recorder
+from workers.recorder import Recorder
 
 ENV = "MONOSWEEP_FAULTS"
 

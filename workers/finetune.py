@@ -27,7 +27,7 @@ from workers.data.probe_sets import (
 from workers.methods.supervised import Supervised
 from workers.models.alexnet import AlexNet, build_trunk, load_trunk
 from workers.probes import topk_correct
-from workers.recording import Recorder
+from workers.recorder import Recorder
 from workers.schedules import step_decay
 from workers.training import Loop, device, fit
 

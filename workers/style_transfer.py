@@ -21,7 +21,7 @@ from contract.jobs import StyleCell, StyleJob
 from workers.data.augment import MEAN, STD
 from workers.data.mono import load_images
 from workers.models.alexnet import AlexNet, load_trunk
-from workers.recording import Recorder
+from workers.recorder import Recorder
 from workers.training import device
 
 LOG_POINTS = 20  # loss points per pair

@@ -24,7 +24,7 @@ from workers.data.probe_sets import (
 from workers.methods.base import implementation
 from workers.models.alexnet import build_trunk, load_trunk
 from workers.probes import LinearProbes, ProbeTrainer, extract, feature_dims, single_view
-from workers.recording import Recorder
+from workers.recorder import Recorder
 from workers.schedules import COSINE
 from workers.training import Loop, device, fit
 

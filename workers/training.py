@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from workers.methods.base import DivergedLoss, Method, NonFiniteLoss
-from workers.recording import Recorder
+from workers.recorder import Recorder
 from workers.schedules import Schedule, factor
 
 LOG_EVERY = 20  # steps between training-loss points

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from orchestrator.grid import Cell
     from orchestrator.report import SweepRuns, Table
     from orchestrator.spec import Spec
-    from workers.recording import Recorder
+    from workers.recorder import Recorder
 
 
 class EvaluationSettings(Frozen):

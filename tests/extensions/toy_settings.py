@@ -14,7 +14,7 @@ class BrightnessConfig(MethodSettings):
     """Predict each mono sample's mean brightness from pool5."""
 
     name: Literal["toy_brightness"] = "toy_brightness"
-    implementation: ClassVar[str] = "tests.extensions.toy_method:Brightness"
+    implementation: ClassVar[tuple[str, str]] = ("tests.extensions.toy_method", "Brightness")
     samples: int = Field(64, ge=1)
     epochs: int = Field(1, ge=1)
     batch_size: int = Field(16, ge=2)

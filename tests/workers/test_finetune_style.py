@@ -17,7 +17,7 @@ from workers.data.mono import load_images
 from workers.data.probe_sets import subset_of
 from workers.finetune import finetune, finetuned, freeze
 from workers.models.alexnet import build_trunk, load_trunk
-from workers.recording import MemoryRecorder
+from workers.recorder import MemoryRecorder
 from workers.style_transfer import StyleLoss, gram, relative_error, square, stylise, transfer
 
 FAST = FinetuneConfig(preset="fast", epochs=1, batch_size=32, train_samples=320, test_samples=200)

@@ -28,7 +28,7 @@ from workers.data.probe_sets import (
     stratified_subset,
     subset,
 )
-from workers.recording import MemoryRecorder
+from workers.recorder import MemoryRecorder
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 NETWORK = NetworkConfig(width=0.25, input_size=64)

@@ -23,7 +23,7 @@ from workers.data.probe_sets import content_hash, draw_sources
 from workers.methods.base import DivergedLoss, NonFiniteLoss
 from workers.models.alexnet import build_trunk
 from workers.probes import feature_dims
-from workers.recording import MemoryRecorder
+from workers.recorder import MemoryRecorder
 
 NETWORK = NetworkConfig(width=0.25, input_size=64)  # 64 px: tiny, yet every layer has a pool5
 TINY_ROTNET = {"samples": 64, "epochs": 1, "batch_size": 16}  # 64 // 16 = 4 SGD steps

@@ -63,7 +63,7 @@ class Method(nn.Module):
 
 
 def implementation(settings: MethodSettings) -> type[Method]:
-    """The class that implements a method, named by its settings (`module:Class`) and
+    """The class that implements a method, named by its settings (module, class) and
     imported here, on the worker: one method's import cost is paid only where it runs."""
-    module, name = settings.implementation.split(":")
+    module, name = settings.implementation
     return getattr(importlib.import_module(module), name)
