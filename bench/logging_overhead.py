@@ -17,7 +17,7 @@ from orchestrator import record
 from orchestrator.jobs import pretrain_params, run_evaluation, run_pretrain
 from orchestrator.sweep import prepare
 from workers import tasks
-from workers.recording import MemoryRecorder
+from workers.recorder import MemoryRecorder
 
 TARGET = 0.05  # logging at most 5% of a small job's time
 

@@ -59,7 +59,7 @@ def child(kind: str, folder: Path, tiny: bool) -> dict[str, Any]:
     from contract.evaluations import ProbeConfig
     from orchestrator.sweep import prepare
     from workers import tasks
-    from workers.recording import MemoryRecorder
+    from workers.recorder import MemoryRecorder
 
     tracemalloc.start()
     prepared = prepare(spec(folder, tiny))
@@ -114,7 +114,7 @@ def gpu_memory_between_jobs(jobs: int = 3) -> dict[str, Any]:
 
     from orchestrator.sweep import prepare
     from workers import tasks
-    from workers.recording import MemoryRecorder
+    from workers.recorder import MemoryRecorder
 
     if not torch.cuda.is_available():
         raise RuntimeError("no CUDA device")
