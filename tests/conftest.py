@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+from contract.datasets import DEFAULT_DATA_ROOTS
+
+FASHION_MNIST = Path(DEFAULT_DATA_ROOTS["fashion_mnist"])
 
 TINY = """\
 name: tiny
