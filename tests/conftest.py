@@ -1,4 +1,5 @@
-"""Shared fixtures: small experiment files written into a temporary folder."""
+"""Shared fixtures: small experiment files written into a temporary folder; the real
+services' fixtures (tests/services.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from contract.datasets import DEFAULT_DATA_ROOTS
+
+# The cluster's fixtures, for every test module that asks for them.
+from tests.services import lost_node, ports, processes, ray_cluster, scratch  # noqa: F401
 
 FASHION_MNIST = Path(DEFAULT_DATA_ROOTS["fashion_mnist"])
 
