@@ -3,6 +3,8 @@
 VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.installed
+# contract/datasets.py's DEFAULT_DATA_ROOTS["fashion_mnist"], written out: make cannot import Python,
+# and `data` runs before the virtual environment exists. Change both together.
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 PYTEST_ARGS ?=

@@ -13,8 +13,9 @@ import time
 from pathlib import Path
 
 from bench.common import interleaved, median, parser, report, setup, table
-from orchestrator import record
 from orchestrator.jobs import pretrain_params, run_evaluation, run_pretrain
+from orchestrator.record import runs
+from orchestrator.record.recorder import MlflowRecorder
 from orchestrator.sweep import prepare
 from workers import tasks
 from workers.recorder import MemoryRecorder
@@ -97,7 +98,7 @@ def probe_case(probe_job, checkpoint: Path, uri: str, tracking, fresh_run, repea
             "memory": lambda: tasks.probe(probe_job, checkpoint, MemoryRecorder()),
             "mlflow": lambda: timed_job(
                 lambda r: tasks.probe(probe_job, checkpoint, r),
-                record.MlflowRecorder(uri, next(runs)),
+                MlflowRecorder(uri, next(runs)),
             ),
             "recorded job": recorded_job,
         },
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
         folder = Path(tmp)
         prepared = prepare(spec(folder, samples, train, test))
         uri = prepared.uri
-        tracking = record.open_sweep("logging", uri, {})
+        tracking = runs.open_sweep("logging", uri, {})
         job = next(iter(prepared.sweep.pretrain_jobs.values()))
         probe_job = next(iter(prepared.sweep.evaluation_jobs.values()))
         workdirs = iter(range(10**6))
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
             return path
 
         def fresh_run(kind: str, key: str) -> str:
-            run_id, _ = record.start_run(
+            run_id, _ = runs.start_run(
                 tracking,
                 kind,
                 key + str(next(workdirs)),
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
                 "memory": lambda: tasks.pretrain(job, MemoryRecorder(), workdir()),
                 "mlflow": lambda: timed_job(
                     lambda r: tasks.pretrain(job, r, workdir()),
-                    record.MlflowRecorder(uri, {None: next(pretrain_runs)}),
+                    MlflowRecorder(uri, {None: next(pretrain_runs)}),
                 ),
                 "recorded job": lambda: run_pretrain(
                     job.model_copy(update={"key": f"{job.key}-{next(workdirs)}"}), tracking

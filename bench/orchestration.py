@@ -18,11 +18,12 @@ import uuid
 from pathlib import Path
 
 from bench.common import median, parser, report, table
-from orchestrator import record
 from orchestrator.grid import expand
 from orchestrator.jobs import flatten, pretrain_params, run_pretrain
 from orchestrator.loading import load_spec
 from orchestrator.plan import plan
+from orchestrator.record import queries, runs, schema, store
+from orchestrator.record.recorder import MlflowRecorder
 from orchestrator.sweep import current_plan, prepare
 
 BUDGET_S = 5.0
@@ -58,21 +59,21 @@ def fill_store(uri: str, db_path: Path, prepared) -> tuple[int, float]:
     Returns (runs, seconds)."""
     start = time.perf_counter()
     sweep = prepared.sweep
-    tracking = record.open_sweep(prepared.spec.name, uri, {})
+    tracking = runs.open_sweep(prepared.spec.name, uri, {})
     job = next(iter(sweep.pretrain_jobs.values()))
-    pretrain_run, _ = record.start_run(
+    pretrain_run, _ = runs.start_run(
         tracking, "pretrain", job.key, job.label, tracking.sweep_run_id, pretrain_params(job), {}
     )
-    recorder = record.MlflowRecorder(uri, {None: pretrain_run})
+    recorder = MlflowRecorder(uri, {None: pretrain_run})
     for step in range(20, 220, 20):  # a pretext-loss point every 20 steps
         recorder.metrics({"pretext_loss": 1.0, "lr": 0.1, "samples_per_s": 100.0, "epoch": 0}, step)
-    record.end_run(uri, pretrain_run)
+    runs.end_run(uri, pretrain_run)
     probe_job = next(iter(sweep.evaluation_jobs.values()))
     cell = probe_job.cells[0]
     base = probe_job.model_dump(
         mode="json", exclude={"key", "label", "cells", "data_root", "pretrain_key"}
     )
-    probe_run, _ = record.start_run(
+    probe_run, _ = runs.start_run(
         tracking,
         "probe",
         cell.key,
@@ -81,12 +82,12 @@ def fill_store(uri: str, db_path: Path, prepared) -> tuple[int, float]:
         {**cell.coordinates, **flatten("", base)},
         {},
     )
-    recorder = record.MlflowRecorder(uri, {None: probe_run})
+    recorder = MlflowRecorder(uri, {None: probe_run})
     for epoch in range(1, 13):  # the fast preset's 12 epochs
         recorder.metrics(
             {"train_loss": 1.0, "train_top1": 50.0, "lr": 0.01, "top1": 50.0, "top5": 90.0}, epoch
         )
-    record.end_run(uri, probe_run)
+    runs.end_run(uri, probe_run)
 
     db = sqlite3.connect(db_path)
     clone(db, pretrain_run, [k for k in sweep.pretrain_jobs if k != job.key])
@@ -108,7 +109,7 @@ def clone(db: sqlite3.Connection, template: str, keys: list[str]) -> None:
             for row in rows:
                 row = list(row)
                 row[at] = run_id
-                if name == "tags" and row[columns.index("key")] == record.KEY:
+                if name == "tags" and row[columns.index("key")] == schema.KEY:
                     row[columns.index("value")] = key
                 if name == "runs":
                     row[columns.index("artifact_uri")] = row[columns.index("artifact_uri")].replace(
@@ -131,17 +132,17 @@ def planning(folder: Path, augmentations: int, seeds: int, repeats: int) -> tupl
     prepared = prepare(path)
     uri = prepared.uri
     runs, fill_s = fill_store(uri, folder / "mlflow.db", prepared)
-    experiment = record.experiment_id(uri, prepared.spec.name)
+    experiment = store.experiment_id(uri, prepared.spec.name)
     names = ("validate", "expand", "skip query", "plan")
     wall: dict[str, list[float]] = {k: [] for k in names}
     cpu: dict[str, list[float]] = {k: [] for k in names}
-    record.finished(
+    queries.finished(
         uri, experiment, "pretrain"
     )  # warm: the client's engine, the file in the page cache
 
     def skip_query() -> tuple[set[str], set[str]]:
-        return set(record.finished(uri, experiment, "probe")), set(
-            record.finished(uri, experiment, "pretrain")
+        return set(queries.finished(uri, experiment, "probe")), set(
+            queries.finished(uri, experiment, "pretrain")
         )
 
     for _ in range(repeats):
@@ -164,8 +165,8 @@ def planning(folder: Path, augmentations: int, seeds: int, repeats: int) -> tupl
     keys = random.Random(0).sample([c.key for c in sweep.cells], min(20, len(sweep.cells)))
     _, per_key_wall, per_key_cpu = timed(
         lambda: [
-            record.search(
-                uri, experiment, f"tags.`{record.KEY}` = '{key}' and attributes.status = 'FINISHED'"
+            store.search(
+                uri, experiment, f"tags.`{schema.KEY}` = '{key}' and attributes.status = 'FINISHED'"
             )
             for key in keys
         ]
@@ -173,8 +174,8 @@ def planning(folder: Path, augmentations: int, seeds: int, repeats: int) -> tupl
     scale = len(sweep.cells) / len(keys)
     # The former skip query: search_runs, which builds every run with all its data.
     searched = [
-        timed(lambda: (record.searched_finished(uri, experiment, "probe"),
-                       record.searched_finished(uri, experiment, "pretrain")))
+        timed(lambda: (queries.searched_finished(uri, experiment, "probe"),
+                       queries.searched_finished(uri, experiment, "pretrain")))
         for _ in range(repeats)
     ]  # fmt: skip
     assert [set(d) for d in searched[0][0]] == [cells, pretrain], "both queries agree"
@@ -261,7 +262,7 @@ def driver_overhead(folder: Path, jobs: int) -> tuple[list[list], dict]:
         """)
     )
     prepared = prepare(path)
-    tracking = record.open_sweep("driver", prepared.uri, {})
+    tracking = runs.open_sweep("driver", prepared.uri, {})
     all_jobs = list(prepared.sweep.pretrain_jobs.values())
     direct, through_ray = all_jobs[:jobs], all_jobs[jobs:]
     run_pretrain(direct[0], tracking)  # warm: imports, the MLflow store, the photo

@@ -15,8 +15,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from orchestrator import record  # noqa: E402
 from orchestrator.grid import Cell  # noqa: E402
+from orchestrator.record import store  # noqa: E402
 from orchestrator.report import SweepRuns, Table  # noqa: E402
 
 RUN_PICTURES = ("conv1_filters.png", "mono_samples.png", "train_samples.png")
@@ -113,10 +113,10 @@ def style_grid(rec: SweepRuns, cells: list[Cell], row: Callable[[Cell], str], pa
             j = pairs.index(f"{cell.content}+{cell.style}")
             i = 1 + trunks.index(trunk(cell))
             folder = Path(tmp) / run.run_id
-            axes[i][j].imshow(plt.imread(record.download(rec.uri, run.run_id, "stylised.png", folder)))
+            axes[i][j].imshow(plt.imread(store.download(rec.uri, run.run_id, "stylised.png", folder)))
             axes[i][j].set_xlabel(f"style {run.metrics['style_loss']:.3f}  content {run.metrics['content_loss']:.3f}", fontsize=7)
             if not axes[0][j].images:  # the pair itself, once: content | style
-                inputs = [plt.imread(record.download(rec.uri, run.run_id, name, folder)) for name in ("content.png", "style.png")]
+                inputs = [plt.imread(store.download(rec.uri, run.run_id, name, folder)) for name in ("content.png", "style.png")]
                 axes[0][j].imshow(np.concatenate(inputs, axis=1))
                 axes[0][j].set_title(f"{cell.content} + {cell.style}", fontsize=9)
     axes[0][0].set_ylabel("content | style", fontsize=8)
@@ -133,8 +133,8 @@ def run_pictures(rec: SweepRuns, folder: Path) -> list[Path]:
             continue
         target = folder / run.name.replace(" ", "_")
         target.mkdir(parents=True, exist_ok=True)
-        present = record.artifact_names(rec.uri, run.run_id)  # random trunks have no samples
-        out += [record.download(rec.uri, run.run_id, name, target) for name in RUN_PICTURES if name in present]
+        present = store.artifact_names(rec.uri, run.run_id)  # random trunks have no samples
+        out += [store.download(rec.uri, run.run_id, name, target) for name in RUN_PICTURES if name in present]
     return out
 
 

@@ -13,10 +13,13 @@ from typing import Any
 
 from contract.jobs import EvaluationJob, PretrainJob
 from orchestrator.evaluations import kind_of
-from orchestrator import record
 from orchestrator.faults import Fault, arm
 from orchestrator.keys import RESULTS_VERSION
-from orchestrator.record import Tracking
+from orchestrator.record.queries import finished
+from orchestrator.record.recorder import MlflowRecorder
+from orchestrator.record.runs import Tracking, start_run
+from orchestrator.record.schema import TAG
+from orchestrator.record.store import artifact_names, download
 
 
 def flatten(prefix: str, value: Any) -> dict[str, Any]:
@@ -45,11 +48,11 @@ def run_pretrain(job: PretrainJob, tracking: Tracking, faults: Sequence[Fault] =
     KILLED), so Ray can retry it."""
     from workers import tasks, training
 
-    run_id, attempt = record.start_run(
+    run_id, attempt = start_run(
         tracking, "pretrain", job.key, job.label, tracking.sweep_run_id, pretrain_params(job),
-        {record.TAG + "results_version": str(RESULTS_VERSION), record.TAG + "device": str(training.device())},
+        {TAG + "results_version": str(RESULTS_VERSION), TAG + "device": str(training.device())},
     )
-    mlflow_recorder = record.MlflowRecorder(tracking.uri, {None: run_id})
+    mlflow_recorder = MlflowRecorder(tracking.uri, {None: run_id})
     try:
         recorder = arm(list(faults), "pretrain", job.label, job.key, attempt, mlflow_recorder)
         mlflow_recorder.text(json.dumps(job.model_dump(mode="json"), indent=2), "config.json")
@@ -63,13 +66,13 @@ def run_pretrain(job: PretrainJob, tracking: Tracking, faults: Sequence[Fault] =
     return run_id
 
 
-def resume_point(uri: str, run_id: str, attempt: int, workdir: Path, recorder: record.MlflowRecorder) -> Path | None:
+def resume_point(uri: str, run_id: str, attempt: int, workdir: Path, recorder: MlflowRecorder) -> Path | None:
     """The `resume.pt` an earlier attempt of the run left, if torch can load it; a corrupt one
     is ignored with a warning tag (on the recorder's runs: the job's one run), and the job
     starts over."""
-    if attempt == 1 or "resume.pt" not in record.artifact_names(uri, run_id):
+    if attempt == 1 or "resume.pt" not in artifact_names(uri, run_id):
         return None
-    resume = _readable(record.download(uri, run_id, "resume.pt", workdir / "earlier"))
+    resume = _readable(download(uri, run_id, "resume.pt", workdir / "earlier"))
     if resume is None:
         recorder.tag("warning", "corrupt resume.pt ignored: the job started over")
     return resume
@@ -94,29 +97,29 @@ def run_evaluation(job: EvaluationJob, tracking: Tracking, faults: Sequence[Faul
 
     kind = kind_of(job)
 
-    pretrain = record.finished(tracking.uri, tracking.experiment_id, "pretrain").get(job.pretrain_key)
+    pretrain = finished(tracking.uri, tracking.experiment_id, "pretrain").get(job.pretrain_key)
     if pretrain is None:
         raise RuntimeError(f"no FINISHED pretrain run with key {job.pretrain_key} for {job.label}")
     base = job.model_dump(mode="json", exclude={"key", "label", "cells", "data_root", "pretrain_key"})
     started = {
-        cell.part: record.start_run(
+        cell.part: start_run(
             tracking, "probe", cell.key, cell.label, pretrain,
             {**cell.coordinates, **flatten("", base)},
-            {record.TAG + "pretrain_key": job.pretrain_key, record.TAG + "results_version": str(RESULTS_VERSION),
-             record.TAG + "device": str(training.device())},
+            {TAG + "pretrain_key": job.pretrain_key, TAG + "results_version": str(RESULTS_VERSION),
+             TAG + "device": str(training.device())},
         )
         for cell in job.cells
     }
     runs = {part: run_id for part, (run_id, _) in started.items()}
     attempt = max(a for _, a in started.values())
-    mlflow_recorder = record.MlflowRecorder(tracking.uri, runs)
+    mlflow_recorder = MlflowRecorder(tracking.uri, runs)
     try:
         recorder = arm(list(faults), "probe", job.label, job.key, attempt, mlflow_recorder)
         for cell in job.cells:
             config = {**job.model_dump(mode="json", exclude={"cells"}), "cell": cell.model_dump(mode="json")}
             mlflow_recorder.text(json.dumps(config, indent=2), "config.json", cell.part)
         with tempfile.TemporaryDirectory() as workdir:
-            checkpoint = record.download(tracking.uri, pretrain, "checkpoint.pt", Path(workdir) / "trunk")
+            checkpoint = download(tracking.uri, pretrain, "checkpoint.pt", Path(workdir) / "trunk")
             resume = None
             if kind.resumable:  # a resumable job is one cell: one run, which holds its resume.pt
                 (run_id,) = runs.values()

@@ -24,9 +24,9 @@ from typing import Any
 import ray
 from ray import tune
 
-from orchestrator import record
 from orchestrator.errors import ClusterError
-from orchestrator.record import Tracking
+from orchestrator.record import queries
+from orchestrator.record.runs import Tracking
 from orchestrator.spec import Resources
 
 
@@ -188,7 +188,7 @@ def run_stage(
 
 
 def finished_pretrain(tracking: Tracking) -> set[str]:
-    return set(record.finished(tracking.uri, tracking.experiment_id, "pretrain"))
+    return set(queries.finished(tracking.uri, tracking.experiment_id, "pretrain"))
 
 
 def submit(address: str, working_dir: Path, entrypoint: str, submission_id: str) -> str:

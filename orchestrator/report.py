@@ -17,12 +17,12 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from orchestrator import record
 from orchestrator.errors import NoSweep
 from orchestrator.evaluations import KINDS
 from orchestrator.evaluations.base import EvaluationKind
 from orchestrator.grid import Cell
-from orchestrator.record import RunView
+from orchestrator.record import queries, store
+from orchestrator.record.schema import RunView
 
 FORMATS = ("md", "csv", "latex", "html")
 VIEWS = ("top1", "diff_random", "pct_supervised")
@@ -47,16 +47,16 @@ def load(uri: str, name: str, cells: list[Cell] | None = None) -> SweepRuns:
     Raises:
         NoSweep: the store holds no such sweep.
     """
-    record.check_reachable(uri)
-    experiment = record.experiment_id(uri, name)
-    sweep_run = record.sweep_run_id(uri, experiment) if experiment else None
+    store.check_reachable(uri)
+    experiment = store.experiment_id(uri, name)
+    sweep_run = queries.sweep_run_id(uri, experiment) if experiment else None
     if experiment is None or sweep_run is None:
-        raise NoSweep(f"no sweep {name!r} in {record.shown(uri)}")
+        raise NoSweep(f"no sweep {name!r} in {store.shown(uri)}")
     if cells is None:
-        cells = [Cell(**c) for c in json.loads(record.read_text(uri, sweep_run, "cells.json"))]
+        cells = [Cell(**c) for c in json.loads(store.read_text(uri, sweep_run, "cells.json"))]
     return SweepRuns(
         name, uri, experiment, sweep_run, cells,
-        record.latest_runs(uri, experiment, "probe"), record.latest_runs(uri, experiment, "pretrain"),
+        queries.latest_runs(uri, experiment, "probe"), queries.latest_runs(uri, experiment, "pretrain"),
     )
 
 

@@ -21,7 +21,6 @@ from contract.network import NetworkConfig
 from orchestrator.evaluations import EVALUATIONS
 from orchestrator.faults import Fault
 
-
 # The tracking stores MLflow reads and writes (a database's driver may follow a `+`:
 # postgresql+psycopg://); a plain path is a local file store.
 TRACKING_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql", "http", "https", "file", "databricks")

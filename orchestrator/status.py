@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from orchestrator.grid import Cell
-from orchestrator.record import TAG, RunView
+from orchestrator.record.schema import TAG, RunView
 
 STATES = ("finished", "failed", "killed", "running", "pending")
 AXES = ("method", "images", "augmentation", "evaluation", "layer", "frozen", "content", "style", "probe_dataset", "seed")

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from contract.images import image_problem
-from orchestrator import faults, record
+from orchestrator import faults
 from orchestrator.errors import DriverBusy, SpecError
 from orchestrator.evaluations import KINDS
 from orchestrator.grid import Expansion, expand
 from orchestrator.loading import load_spec, located
 from orchestrator.plan import Plan, plan
+from orchestrator.record import queries, runs, store
 from orchestrator.spec import Spec
 
 
@@ -55,7 +56,7 @@ def prepare(path: str | Path) -> Prepared:
         sweep = expand(spec, path.parent)
     except (OSError, ValueError) as e:
         raise SpecError(f"{path}: grid.images: {e}") from None
-    return Prepared(spec, sweep, record.resolve_uri(spec.tracking_uri))
+    return Prepared(spec, sweep, store.resolve_uri(spec.tracking_uri))
 
 
 def check_images(spec: Spec, path: Path) -> None:
@@ -117,10 +118,10 @@ def current_plan(prepared: Prepared, only: set[str] | None = None) -> Plan:
     Raises:
         StoreUnreachable: the tracking store is not there.
     """
-    record.check_reachable(prepared.uri)
-    experiment = record.experiment_id(prepared.uri, prepared.spec.name)
-    cells = set(record.finished(prepared.uri, experiment, "probe"))
-    pretrain = set(record.finished(prepared.uri, experiment, "pretrain"))
+    store.check_reachable(prepared.uri)
+    experiment = store.experiment_id(prepared.uri, prepared.spec.name)
+    cells = set(queries.finished(prepared.uri, experiment, "probe"))
+    pretrain = set(queries.finished(prepared.uri, experiment, "pretrain"))
     if only is not None:  # everything outside the selection counts as done
         cells |= {c.key for c in prepared.sweep.cells if c.key not in only}
     return plan(prepared.sweep, cells, pretrain)
@@ -139,19 +140,19 @@ def trial_storage(storage: str, name: str) -> str:
 
 def finished_cells(prepared: Prepared, experiment: str | None) -> int:
     """How many of the sweep's cells have a FINISHED run."""
-    return len(set(record.finished(prepared.uri, experiment, "probe")) & {c.key for c in prepared.sweep.cells})
+    return len(set(queries.finished(prepared.uri, experiment, "probe")) & {c.key for c in prepared.sweep.cells})
 
 
 class Heartbeat(threading.Thread):
     """Stamps the sweep run every few seconds while the driver lives."""
 
-    def __init__(self, tracking: record.Tracking):
+    def __init__(self, tracking: runs.Tracking):
         super().__init__(daemon=True)
         self.tracking, self.stopped = tracking, threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(BEAT_EVERY):
-            record.heartbeat(self.tracking)
+            runs.heartbeat(self.tracking)
 
 
 def run(
@@ -168,20 +169,20 @@ def run(
     """
     spec, sweep = prepared.spec, prepared.sweep
     todo = todo or current_plan(prepared, only)
-    experiment = record.experiment_id(prepared.uri, spec.name)
+    experiment = store.experiment_id(prepared.uri, spec.name)
     if todo.empty:
         return Outcome(todo, finished_cells(prepared, experiment), len(sweep.cells), prepared.uri)
-    age = record.live_driver(prepared.uri, experiment, DRIVER_TIMEOUT)
+    age = runs.live_driver(prepared.uri, experiment, DRIVER_TIMEOUT)
     if age is not None:
         raise DriverBusy(f"sweep {spec.name!r} is being run by another driver (heartbeat {age:.0f} s ago)")
-    record.kill_running(prepared.uri, experiment, "driver lost: the run was left RUNNING")
+    runs.kill_running(prepared.uri, experiment, "driver lost: the run was left RUNNING")
 
     from orchestrator import ray_driver
 
     parallel = ray_driver.connect(address or spec.ray_address, [spec.resources.pretrain, spec.resources.probe])
     if warning := sqlite_warning(prepared.uri, parallel):
         print(warning, file=sys.stderr)
-    tracking = record.open_sweep(
+    tracking = runs.open_sweep(
         spec.name,
         prepared.uri,
         {
@@ -194,7 +195,7 @@ def run(
     )
     storage = trial_storage(spec.storage, spec.name)
     status = "FAILED"
-    record.heartbeat(tracking)
+    runs.heartbeat(tracking)
     beat = Heartbeat(tracking)
     beat.start()
     injected = faults.active(spec.faults)
@@ -216,8 +217,8 @@ def run(
         return Outcome(todo, done, len(sweep.cells), prepared.uri)
     except BaseException:
         status = "KILLED"
-        record.kill_running(prepared.uri, tracking.experiment_id, "cancelled: the driver was stopped")
+        runs.kill_running(prepared.uri, tracking.experiment_id, "cancelled: the driver was stopped")
         raise
     finally:
         beat.stopped.set()
-        record.close_sweep(tracking, status)
+        runs.close_sweep(tracking, status)

@@ -1,4 +1,5 @@
-"""Shared fixtures: small experiment files written into a temporary folder."""
+"""Shared fixtures: small experiment files written into a temporary folder; the real
+services' fixtures (tests/services.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+from contract.datasets import DEFAULT_DATA_ROOTS
+
+# The cluster's fixtures, for every test module that asks for them.
+from tests.services import lost_node, ports, processes, ray_cluster, scratch  # noqa: F401
+
+FASHION_MNIST = Path(DEFAULT_DATA_ROOTS["fashion_mnist"])
 
 TINY = """\
 name: tiny

@@ -21,6 +21,7 @@ from orchestrator.faults import Fault
 from orchestrator.grid import expand
 from orchestrator.loading import load_spec
 from tests.conftest import FASHION_MNIST, TINY
+from tests.processes import kill_session
 
 pytestmark = [
     pytest.mark.usefixtures("sweep_sandbox"),
@@ -156,13 +157,6 @@ def _wait_for_running_rotnet(tmp_path: Path, driver: subprocess.Popen, timeout: 
     raise AssertionError("no rotnet pretrain run started")
 
 
-def _reap(driver: subprocess.Popen) -> None:
-    try:
-        os.killpg(driver.pid, signal.SIGKILL)  # whatever the driver's session left behind
-    except ProcessLookupError:
-        pass
-
-
 def test_sigterm_cancels_and_marks_runs_killed(write_spec, tmp_path):
     spec = write_spec(SLOW)
     driver = _driver(spec, tmp_path)
@@ -171,7 +165,7 @@ def test_sigterm_cancels_and_marks_runs_killed(write_spec, tmp_path):
         driver.send_signal(signal.SIGTERM)
         out, _ = driver.communicate(timeout=120)
     finally:
-        _reap(driver)
+        kill_session(driver.pid)  # whatever the driver's session left behind
     assert driver.returncode == 130, out
     assert "cancelled:" in out
     runs = all_runs(tmp_path)
@@ -188,7 +182,7 @@ def test_driver_killed_then_run_again_completes(write_spec, tmp_path):
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait(timeout=30)
     finally:
-        _reap(driver)
+        kill_session(driver.pid)  # whatever the driver's session left behind
     left = [r for r in all_runs(tmp_path) if r.info.status == "RUNNING"]
     assert left  # the dead driver left runs RUNNING
     assert main(["run", str(spec)]) == 0

@@ -12,8 +12,10 @@ import pytest
 import ray
 from mlflow.tracking import MlflowClient
 
-from orchestrator import jobs, record
+from orchestrator import jobs
 from orchestrator.cli.main import main
+from orchestrator.record import runs
+from orchestrator.record.recorder import MlflowRecorder
 from orchestrator.sweep import prepare, sqlite_warning
 from tests.conftest import FASHION_MNIST, TINY
 from workers.methods.base import DivergedLoss
@@ -70,12 +72,12 @@ def test_corrupt_resume_checkpoint_starts_over_with_a_warning(write_spec, tmp_pa
     )
     prepared = prepare(spec)
     (job,) = prepared.sweep.pretrain_jobs.values()
-    tracking = record.open_sweep("tiny", prepared.uri, {})
-    run_id, _ = record.start_run(tracking, "pretrain", job.key, job.label, tracking.sweep_run_id, {}, {})
+    tracking = runs.open_sweep("tiny", prepared.uri, {})
+    run_id, _ = runs.start_run(tracking, "pretrain", job.key, job.label, tracking.sweep_run_id, {}, {})
     garbage = tmp_path / "resume.pt"
     garbage.write_bytes(b"not a checkpoint at all")
-    record.MlflowRecorder(tracking.uri, {None: run_id}).artifact(garbage)
-    record.end_run(tracking.uri, run_id, RuntimeError("worker lost"))
+    MlflowRecorder(tracking.uri, {None: run_id}).artifact(garbage)
+    runs.end_run(tracking.uri, run_id, RuntimeError("worker lost"))
     assert jobs.run_pretrain(job, tracking) == run_id  # reopened as attempt 2, and finished
     run = MlflowClient(tracking.uri).get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["monosweep.attempt"] == "2"
@@ -94,7 +96,7 @@ def test_diverging_loss_fails_the_pretrain_run_as_diverged(write_spec, tmp_path,
     prepared = prepare(spec)
     (job,) = prepared.sweep.pretrain_jobs.values()
     cells = json.dumps([c.model_dump() for c in prepared.sweep.cells])
-    tracking = record.open_sweep("tiny", prepared.uri, {"cells.json": cells})
+    tracking = runs.open_sweep("tiny", prepared.uri, {"cells.json": cells})
     with pytest.raises(DivergedLoss):
         jobs.run_pretrain(job, tracking)
     client = MlflowClient(tracking.uri)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,17 +15,13 @@ from mlflow.tracking import MlflowClient
 
 from orchestrator.cli.main import main
 from tests.conftest import FASHION_MNIST, TINY
+from tests.processes import stop_session
+from tests.services import free_port
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not FASHION_MNIST.is_dir(), reason="needs Debian's dataset-fashion-mnist (make setup)"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -62,11 +56,7 @@ def head(tmp_path, monkeypatch):
             assert time.time() < deadline and process.poll() is None, "the Ray head did not start"
             time.sleep(1)
     yield address
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+    stop_session(process, timeout=30)
     shutil.rmtree(temp, ignore_errors=True)
 
 

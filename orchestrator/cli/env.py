@@ -12,7 +12,7 @@ def register(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from orchestrator.record import environment
+    from orchestrator.record.runs import environment
 
     for key, value in sorted(environment().items()):
         print(f"{key.removeprefix('monosweep.')}: {value}")

@@ -12,9 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from orchestrator import figures, record, report
+from orchestrator import figures, report
 from orchestrator.evaluations import KINDS
 from orchestrator.loading import load_spec
+from orchestrator.record import store
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -28,7 +29,7 @@ def register(p: argparse.ArgumentParser) -> None:
 
 def _sweep(path: str) -> report.SweepRuns:
     spec = load_spec(path)
-    return report.load(record.resolve_uri(spec.tracking_uri), spec.name)
+    return report.load(store.resolve_uri(spec.tracking_uri), spec.name)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -64,6 +65,6 @@ def main(args: argparse.Namespace) -> int:
     done = sum(run.status == "FINISHED" for key, run in rec.probe.items() if key in {c.key for c in rec.cells})
     print(f"\n{done}/{len(rec.cells)} cells FINISHED. Wrote {len(formats)} table file(s) and {len(pictures)} figures to {out}")
     if not args.no_log:
-        record.log_files(rec.uri, rec.sweep_run_id, out, "report")
+        store.log_files(rec.uri, rec.sweep_run_id, out, "report")
         print(f"attached to the sweep run {rec.sweep_run_id} (artifacts: report/)")
     return 0

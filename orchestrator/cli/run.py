@@ -11,7 +11,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestrator import record, report
+from orchestrator import report
+from orchestrator.record import store
 from orchestrator.sweep import (
     Outcome,
     Prepared,
@@ -38,7 +39,7 @@ def finish(args: argparse.Namespace, prepared: Prepared, action: Callable[[], Ou
     try:
         outcome = action()
     except KeyboardInterrupt:
-        done = finished_cells(prepared, record.experiment_id(prepared.uri, prepared.spec.name))
+        done = finished_cells(prepared, store.experiment_id(prepared.uri, prepared.spec.name))
         print(f"\ncancelled: {done}/{len(prepared.sweep.cells)} cells FINISHED, running runs marked KILLED; "
               f"`monosweep run {args.file}` finishes the rest", file=sys.stderr)
         return 130
@@ -46,7 +47,7 @@ def finish(args: argparse.Namespace, prepared: Prepared, action: Callable[[], Ou
         signal.signal(signal.SIGTERM, previous)
     rec = report.load(outcome.uri, prepared.spec.name, prepared.sweep.cells)
     print("\n" + "\n\n".join(report.render(t, "md") for t in report.all_tables(rec)) + "\n")
-    uri = record.shown(outcome.uri)
+    uri = store.shown(outcome.uri)
     print(f"{outcome.finished}/{outcome.total} cells FINISHED. MLflow store: {uri}")
     print(f"  browse it: mlflow ui --backend-store-uri {uri}, then open the experiment's "
           f"Training runs: http://127.0.0.1:5000/#/experiments/{rec.experiment_id}/runs")

@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from orchestrator import record, report, status
+from orchestrator import report, status
 from orchestrator.loading import load_spec
+from orchestrator.record import store
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -21,19 +22,19 @@ def _line(c: dict[str, int]) -> str:
 
 def main(args: argparse.Namespace) -> int:
     spec = load_spec(args.file)
-    rec = report.load(record.resolve_uri(spec.tracking_uri), spec.name)
+    rec = report.load(store.resolve_uri(spec.tracking_uri), spec.name)
     states = status.cell_states(rec.cells, rec.probe, rec.pretrain)
     total, axes = status.counts(states), status.by_axis(states)
     failed = [s for s in states if s.state in ("failed", "killed")]
     running = [s for s in states if s.state == "running"]
     if args.json:
         print(json.dumps({
-            "sweep": rec.name, "tracking_uri": record.shown(rec.uri), "cells": len(states), "counts": total, "by_axis": axes,
+            "sweep": rec.name, "tracking_uri": store.shown(rec.uri), "cells": len(states), "counts": total, "by_axis": axes,
             "failed": [{"cell": s.cell.label, "key": s.cell.key, "state": s.state, "error": s.error} for s in failed],
             "running": [{"cell": s.cell.label, "key": s.cell.key, "where": s.where} for s in running],
         }, indent=2))
         return 0
-    print(f"sweep {rec.name!r} ({record.shown(rec.uri)}): {len(states)} cells")
+    print(f"sweep {rec.name!r} ({store.shown(rec.uri)}): {len(states)} cells")
     print(f"  {_line(total)}")
     for axis, values in axes.items():
         print(f"by {axis}:")

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from contract.augmentation import AUGMENTATION_PRESETS
+from contract.datasets import DEFAULT_DATA_ROOTS
 from contract.images import bundled_photos
 from orchestrator.grid import expand
 from orchestrator.keys import canonical_json, content_key
@@ -226,7 +227,7 @@ def test_supervised_is_trained_once_per_probe_dataset_on_its_train_split(base, t
     for job in supervised.values():
         assert job.images == () and job.augmentation is None and job.drawn is None
     roots = {j.labels.dataset: j.labels.data_root for j in supervised.values()}
-    assert roots == {"fashion_mnist": "/usr/share/datasets/fashion-mnist", "cifar10": str((tmp_path / "data/cifar10").resolve())}
+    assert roots == {"fashion_mnist": DEFAULT_DATA_ROOTS["fashion_mnist"], "cifar10": str((tmp_path / "data/cifar10").resolve())}
     # Every supervised cell of dataset D probes the trunk trained on D.
     cells = [c for c in sweep.cells if c.method == "supervised"]
     assert len(cells) == 10 and all(c.pretrain_key == by_dataset[c.probe_dataset] for c in cells)

@@ -182,7 +182,7 @@ def test_credentials_in_the_tracking_uri_are_refused(write_spec, capsys):
 
 
 def test_uris_are_printed_without_credentials():
-    from orchestrator.record import shown
+    from orchestrator.record.store import shown
 
     assert shown("http://alice:s3cret@host:5000/x") == "http://host:5000/x"
     assert shown("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"

@@ -6,59 +6,60 @@ from __future__ import annotations
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator import record
+from orchestrator.record import queries, runs, schema
+from orchestrator.record.recorder import MlflowRecorder
 
 
 @pytest.fixture
-def tracking(tmp_path, monkeypatch) -> record.Tracking:
+def tracking(tmp_path, monkeypatch) -> runs.Tracking:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return record.open_sweep("s", f"sqlite:///{tmp_path / 'mlflow.db'}", {})
+    return runs.open_sweep("s", f"sqlite:///{tmp_path / 'mlflow.db'}", {})
 
 
-def open_run(tracking: record.Tracking, key: str, kind: str = "probe") -> str:
+def open_run(tracking: runs.Tracking, key: str, kind: str = "probe") -> str:
     parent = tracking.sweep_run_id
-    run_id, _ = record.start_run(tracking, kind, key, key, parent, {"layer": "conv1"}, {})
+    run_id, _ = runs.start_run(tracking, kind, key, key, parent, {"layer": "conv1"}, {})
     return run_id
 
 
 def test_finished_counts_only_active_finished_runs_of_the_kind(tracking):
     uri, client = tracking.uri, MlflowClient(tracking.uri)
     done = open_run(tracking, "done")
-    record.end_run(uri, done)
-    record.end_run(uri, open_run(tracking, "failed"), RuntimeError("boom"))
+    runs.end_run(uri, done)
+    runs.end_run(uri, open_run(tracking, "failed"), RuntimeError("boom"))
     open_run(tracking, "running")  # a crash before the run ended: RUNNING, never FINISHED
     deleted = open_run(tracking, "deleted")
-    record.end_run(uri, deleted)
+    runs.end_run(uri, deleted)
     client.delete_run(deleted)  # FINISHED, then deleted in the UI
-    record.end_run(uri, open_run(tracking, "pretrained", kind="pretrain"))
+    runs.end_run(uri, open_run(tracking, "pretrained", kind="pretrain"))
     reopened = open_run(tracking, "reopened")
-    record.end_run(uri, reopened)
+    runs.end_run(uri, reopened)
     assert open_run(tracking, "reopened") == reopened  # resubmitted: RUNNING again
 
     expected = {"done": done}
-    assert record.finished(uri, tracking.experiment_id, "probe") == expected
-    assert record.searched_finished(uri, tracking.experiment_id, "probe") == expected
+    assert queries.finished(uri, tracking.experiment_id, "probe") == expected
+    assert queries.searched_finished(uri, tracking.experiment_id, "probe") == expected
     client.restore_run(deleted)
-    assert record.finished(uri, tracking.experiment_id, "probe") == {**expected, "deleted": deleted}
-    assert set(record.finished(uri, tracking.experiment_id, "pretrain")) == {"pretrained"}
-    assert record.finished(uri, None, "probe") == {}
+    assert queries.finished(uri, tracking.experiment_id, "probe") == {**expected, "deleted": deleted}
+    assert set(queries.finished(uri, tracking.experiment_id, "pretrain")) == {"pretrained"}
+    assert queries.finished(uri, None, "probe") == {}
 
 
 def test_finished_keeps_the_newest_run_of_a_key_as_search_runs_does(tracking):
     uri, client = tracking.uri, MlflowClient(tracking.uri)
     for start in (3000, 1000, 2000):  # two FINISHED runs of one key: the store holds what it holds
-        tags = {record.KIND: "probe", record.KEY: "twice"}
+        tags = {schema.KIND: "probe", schema.KEY: "twice"}
         run = client.create_run(tracking.experiment_id, start_time=start, tags=tags)
         client.set_terminated(run.info.run_id, "FINISHED")
-    newest = record.finished(uri, tracking.experiment_id, "probe")
-    assert newest == record.searched_finished(uri, tracking.experiment_id, "probe")
+    newest = queries.finished(uri, tracking.experiment_id, "probe")
+    assert newest == queries.searched_finished(uri, tracking.experiment_id, "probe")
     assert client.get_run(newest["twice"]).info.start_time == 3000
 
 
 def test_the_recorder_buffers_and_end_writes_everything(tracking):
     uri, client = tracking.uri, MlflowClient(tracking.uri)
     runs = {"conv1": open_run(tracking, "a"), "conv2": open_run(tracking, "b")}
-    recorder = record.MlflowRecorder(uri, runs)
+    recorder = MlflowRecorder(uri, runs)
     recorder.params({"feature_dim": 10}, "conv1")
     for step in (1, 2, 3):
         recorder.metrics({"top1": float(step)}, step)  # no layer: every run
@@ -69,19 +70,19 @@ def test_the_recorder_buffers_and_end_writes_everything(tracking):
         assert [m.value for m in client.get_metric_history(run_id, "top1")] == [1.0, 2.0, 3.0]
         assert client.get_run(run_id).info.status == "FINISHED"
     assert client.get_run(runs["conv1"]).data.params["feature_dim"] == "10"
-    assert client.get_run(runs["conv2"]).data.tags[record.TAG + "note"] == "x"
+    assert client.get_run(runs["conv2"]).data.tags[schema.TAG + "note"] == "x"
 
 
 def test_the_recorder_writes_when_due_and_before_an_artifact(tracking, monkeypatch, tmp_path):
     uri, client = tracking.uri, MlflowClient(tracking.uri)
     run_id = open_run(tracking, "a")
-    recorder = record.MlflowRecorder(uri, {None: run_id})
+    recorder = MlflowRecorder(uri, {None: run_id})
     recorder.metrics({"loss": 1.0}, 1)
     checkpoint = tmp_path / "resume.pt"
     checkpoint.write_bytes(b"x")
     recorder.artifact(checkpoint)  # the steps before a checkpoint are stored before it
     assert [m.step for m in client.get_metric_history(run_id, "loss")] == [1]
-    monkeypatch.setattr(record, "WRITE_EVERY_S", 0.0)
+    monkeypatch.setattr("orchestrator.record.recorder.WRITE_EVERY_S", 0.0)
     recorder.metrics({"loss": 0.5}, 2)
     assert [m.step for m in client.get_metric_history(run_id, "loss")] == [1, 2]
 
@@ -89,7 +90,7 @@ def test_the_recorder_writes_when_due_and_before_an_artifact(tracking, monkeypat
 def test_a_failed_job_still_writes_its_values_and_is_marked_failed(tracking):
     uri, client = tracking.uri, MlflowClient(tracking.uri)
     run_id = open_run(tracking, "a")
-    recorder = record.MlflowRecorder(uri, {None: run_id})
+    recorder = MlflowRecorder(uri, {None: run_id})
     recorder.metrics({"loss": 1.0}, 1)
     recorder.end(RuntimeError("boom"))
     run = client.get_run(run_id)
@@ -99,7 +100,7 @@ def test_a_failed_job_still_writes_its_values_and_is_marked_failed(tracking):
 def test_a_batch_over_mlflow_limits_is_split(tracking):
     uri, client = tracking.uri, MlflowClient(tracking.uri)
     run_id = open_run(tracking, "a")
-    recorder = record.MlflowRecorder(uri, {None: run_id})
+    recorder = MlflowRecorder(uri, {None: run_id})
     recorder.params({f"p{i}": i for i in range(150)})
     for step in range(300):
         recorder.metrics({"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}, step)
@@ -111,11 +112,11 @@ def test_a_batch_over_mlflow_limits_is_split(tracking):
 def test_a_reopened_run_keeps_its_params(tracking):
     """A retry reopens the run; params that are not part of the key (a renamed image file)
     may differ, and MLflow refuses to change a param: they are written once, at creation."""
-    first, _ = record.start_run(tracking, "pretrain", "k", "k", tracking.sweep_run_id, {"x": 1}, {})
-    record.end_run(tracking.uri, first, RuntimeError("lost"))
-    again, attempt = record.start_run(
+    first, _ = runs.start_run(tracking, "pretrain", "k", "k", tracking.sweep_run_id, {"x": 1}, {})
+    runs.end_run(tracking.uri, first, RuntimeError("lost"))
+    again, attempt = runs.start_run(
         tracking, "pretrain", "k", "k", tracking.sweep_run_id, {"x": 2}, {}
     )
     run = MlflowClient(tracking.uri).get_run(again)
     assert (again, attempt, run.data.params["x"]) == (first, 2, "1")
-    assert run.data.tags[record.KEY] == "k" and run.info.status == "RUNNING"
+    assert run.data.tags[schema.KEY] == "k" and run.info.status == "RUNNING"

@@ -1,0 +1,167 @@
+"""The run lifecycle: the sweep's experiment and run, a job's or cell's run opened (or
+reopened) and closed, the driver's heartbeat, and runs a lost driver left RUNNING."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+import traceback
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Param, RunTag
+from pydantic import BaseModel, ConfigDict
+
+from orchestrator.record.schema import ATTEMPT, EXPERIMENT_KIND, HEARTBEAT, KEY, KIND, PARENT, TAG
+from orchestrator.record.store import client, log_batch, param_text, retry, search
+
+
+class Tracking(BaseModel):
+    """Where a sweep is recorded: handed to every worker, explicitly."""
+
+    model_config = ConfigDict(frozen=True)
+    uri: str
+    experiment_id: str
+    sweep_run_id: str
+
+
+def open_sweep(name: str, uri: str, artifacts: Mapping[str, str]) -> Tracking:
+    """The sweep's experiment and parent run, created if new and set RUNNING; before any worker.
+    `artifacts` (file name -> text: the spec, the planned cells) are written on the sweep run."""
+    c = client(uri)
+    experiment = retry(c.get_experiment_by_name, name)
+    if experiment is None:
+        location = None
+        if uri.startswith("sqlite:///"):  # artifacts beside the database file
+            location = (Path(uri[len("sqlite:///") :]).parent / "mlruns" / name).as_uri()
+        experiment_id = retry(
+            c.create_experiment, name, artifact_location=location, tags=EXPERIMENT_KIND
+        )
+    else:
+        experiment_id = experiment.experiment_id
+    runs = search(uri, experiment_id, f"tags.`{KIND}` = 'sweep'")
+    if runs:
+        run_id = runs[0].info.run_id
+        retry(c.update_run, run_id, status="RUNNING")
+    else:
+        tags = {KIND: "sweep", **environment()}
+        run = retry(c.create_run, experiment_id, run_name=name, tags=tags)
+        run_id = run.info.run_id
+    for name_, text in artifacts.items():  # the plan as it stands now: the latest file wins
+        retry(c.log_text, run_id, text, name_)
+    return Tracking(uri=uri, experiment_id=experiment_id, sweep_run_id=run_id)
+
+
+def close_sweep(tracking: Tracking, status: str) -> None:
+    retry(client(tracking.uri).set_terminated, tracking.sweep_run_id, status)
+
+
+def environment() -> dict[str, str]:
+    """Versions and machine, recorded as tags on every run (mutable facts are tags)."""
+    tags = {TAG + "host": platform.node(), TAG + "python": platform.python_version()}
+    if node := os.environ.get("MONOSWEEP_RAY_NODE"):
+        tags[TAG + "ray_node"] = node
+    return {**tags, **_versions()}
+
+
+@cache
+def _versions() -> dict[str, str]:
+    """Installed versions, read once per process (~2 ms a read: a probe job opens 5 runs)."""
+    import importlib.metadata as md
+
+    tags = {}
+    for package in ("monosweep", "torch", "torchvision", "ray", "mlflow"):
+        try:
+            tags[f"{TAG}version.{package}"] = md.version(package)
+        except md.PackageNotFoundError:
+            pass
+    return tags
+
+
+def start_run(
+    tracking: Tracking, kind: str, key: str, name: str, parent: str,
+    params: Mapping[str, Any], tags: Mapping[str, str],
+) -> tuple[str, int]:
+    """Create the run of a job or cell, or reopen its earlier unfinished run; (run id, attempt).
+    Three store calls for a new run: the search for an earlier one, create_run with its tags,
+    one log_batch of its params and its key (a run that dies before that has no key: it is
+    never found as this job's, and the sweep's end marks it KILLED)."""
+    c = client(tracking.uri)
+    earlier = search(tracking.uri, tracking.experiment_id, f"tags.`{KEY}` = '{key}'")
+    attempt = int(earlier[0].data.tags.get(ATTEMPT, "1")) + 1 if earlier else 1
+    all_tags = {KIND: kind, ATTEMPT: str(attempt), PARENT: parent, **environment(), **tags}
+    if earlier:
+        run_id = earlier[0].info.run_id
+        retry(c.update_run, run_id, status="RUNNING")
+        log_batch(c, run_id, tags=[RunTag(k, v) for k, v in {**all_tags, KEY: key}.items()])
+    else:
+        run = retry(c.create_run, tracking.experiment_id, run_name=name, tags=all_tags)
+        run_id = run.info.run_id
+        # An axis a method ignores (random: images, augmentation) is left out, not "null".
+        values = [Param(k, param_text(v)) for k, v in params.items() if v is not None]
+        log_batch(c, run_id, params=values, tags=[RunTag(KEY, key)])
+    return run_id, attempt
+
+
+def end_run(uri: str, run_id: str, error: BaseException | None = None) -> None:
+    """FINISHED; FAILED with the error's class, message and traceback; KILLED when interrupted."""
+    c = client(uri)
+    if error is None:
+        retry(c.set_terminated, run_id, "FINISHED")
+        return
+    killed = not isinstance(error, Exception)  # KeyboardInterrupt, SystemExit: cancelled
+    message = str(error).strip().splitlines()[0][:500] if str(error).strip() else ""
+    tags = {TAG + "error_class": type(error).__name__, TAG + "error": message}
+    if reason := getattr(error, "reason", None):
+        tags[TAG + "failure_reason"] = reason
+    retry(c.log_batch, run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    retry(c.log_text, run_id, text, "traceback.txt")
+    retry(c.set_terminated, run_id, "KILLED" if killed else "FAILED")
+
+
+def heartbeat(tracking: Tracking) -> None:
+    """The driver is alive: stamp the sweep run with the time, its host and its process id."""
+    beat = f"{int(time.time())} {platform.node()} {os.getpid()}"
+    retry(client(tracking.uri).set_tag, tracking.sweep_run_id, HEARTBEAT, beat)
+
+
+def live_driver(uri: str, experiment: str | None, timeout: float) -> float | None:
+    """Seconds since the sweep's driver last beat, if it is RUNNING, beat within `timeout`,
+    and (on this host) its process still exists."""
+    if experiment is None:
+        return None
+    running = f"tags.`{KIND}` = 'sweep' and attributes.status = 'RUNNING'"
+    for run in search(uri, experiment, running):
+        stamp, host, pid = (run.data.tags.get(HEARTBEAT, "0 ? 0").split() + ["?", "0"])[:3]
+        age = time.time() - float(stamp)
+        if age < timeout and not (host == platform.node() and not _alive(int(pid))):
+            return age
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid > 0
+
+
+def kill_running(uri: str, experiment: str | None, reason: str) -> int:
+    """Mark every RUNNING job run of the sweep KILLED (a lost or cancelled driver); the count."""
+    if experiment is None:
+        return 0
+    c, killed = client(uri), 0
+    for run in search(uri, experiment, "attributes.status = 'RUNNING'"):
+        if run.data.tags.get(KIND) == "sweep":
+            continue
+        retry(c.set_tag, run.info.run_id, TAG + "error", reason)
+        retry(c.set_terminated, run.info.run_id, "KILLED")
+        killed += 1
+    return killed
