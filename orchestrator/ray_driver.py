@@ -12,6 +12,7 @@ the record of what is done.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -185,6 +186,46 @@ def run_stage(
     )
     progress.cells_for = lambda trial: cells_per_job(jobs[trial.config["job"]])
     tuner.fit()
+
+
+def stop(timeout: float = 30.0) -> None:
+    """Stop this driver's trials: Ray shuts down (a local Ray with every process it started; on
+    a cluster, the driver's actors go with their owner). On this machine the trials' processes
+    are then waited for, `timeout` seconds at most, and any left are killed, so that no job
+    writes to the record after the driver's last pass over it."""
+    below = _descendants(os.getpid())  # before the shutdown: orphaned workers change parent
+    if ray.is_initialized():
+        ray.shutdown()
+    deadline = time.monotonic() + timeout
+    while (alive := [pid for pid in below if _alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in alive:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid`, from /proc's parent ids (Linux; none found elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running, or stopped: not gone, not a zombie waiting to be reaped."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 def finished_pretrain(tracking: Tracking) -> set[str]:

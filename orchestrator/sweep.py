@@ -7,8 +7,11 @@ runs before the first job is scheduled.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,10 +165,15 @@ def run(
     caller has just asked MLflow for it). With nothing to do, Ray is not even started. Runs a
     lost driver left RUNNING are marked KILLED, then rerun.
 
+    Cancelled (Ctrl-C, SIGTERM), it leaves no run RUNNING, in this order: the sweep run is
+    marked KILLED (a job that starts from then on sees it and does not run: `runs.start_run`),
+    the trials are stopped and their processes waited for, and a last pass marks every run
+    still RUNNING KILLED. Signals wait while it does (a second Ctrl-C cannot cut it short).
+
     Raises:
         ClusterError: the cluster lacks the resources the spec asks for.
         DriverBusy: another driver runs this sweep (its heartbeat is fresh).
-        KeyboardInterrupt: cancelled (Ctrl-C, SIGTERM); running runs are marked KILLED first.
+        KeyboardInterrupt: cancelled.
     """
     spec, sweep = prepared.spec, prepared.sweep
     todo = todo or current_plan(prepared, only)
@@ -179,46 +187,79 @@ def run(
 
     from orchestrator import ray_driver
 
-    parallel = ray_driver.connect(address or spec.ray_address, [spec.resources.pretrain, spec.resources.probe])
-    if warning := sqlite_warning(prepared.uri, parallel):
-        print(warning, file=sys.stderr)
-    tracking = runs.open_sweep(
-        spec.name,
-        prepared.uri,
-        {
-            "spec.json": spec.model_dump_json(indent=2),
-            "cells.json": json.dumps([c.model_dump() for c in sweep.cells], indent=1),
-        },
-    )
-    progress = ray_driver.Progress(
-        total_cells=todo.pending_cells, total_jobs=len(todo.pretrain) + len(todo.evaluation)
-    )
-    storage = trial_storage(spec.storage, spec.name)
+    tracking: runs.Tracking | None = None
+    beat: Heartbeat | None = None
     status = "FAILED"
-    runs.heartbeat(tracking)
-    beat = Heartbeat(tracking)
-    beat.start()
-    injected = faults.active(spec.faults)
     try:
-        ray_driver.run_stage(
-            "pretrain", todo.pretrain, tracking, spec.resources.pretrain, spec.retries, storage, progress,
-            lambda job: 0, injected,
+        parallel = ray_driver.connect(address or spec.ray_address, [spec.resources.pretrain, spec.resources.probe])
+        if warning := sqlite_warning(prepared.uri, parallel):
+            print(warning, file=sys.stderr)
+        tracking = runs.open_sweep(
+            spec.name,
+            prepared.uri,
+            {
+                "spec.json": spec.model_dump_json(indent=2),
+                "cells.json": json.dumps([c.model_dump() for c in sweep.cells], indent=1),
+            },
         )
-        trained = ray_driver.finished_pretrain(tracking)
-        ready = [job for job in todo.evaluation if job.pretrain_key in trained]
-        progress.failed_jobs += len(todo.evaluation) - len(ready)  # their trunk never finished
-        ray_driver.run_stage(
-            "probe", ready, tracking, spec.resources.probe, spec.retries, storage, progress,
-            lambda job: len(job.cells), injected,
-        )
-        progress.close()
-        done = finished_cells(prepared, tracking.experiment_id)
+        runs.heartbeat(tracking)
+        beat = Heartbeat(tracking)
+        beat.start()
+        done = _stages(prepared, todo, tracking, ray_driver)
         status = "FINISHED" if done == len(sweep.cells) else "FAILED"
         return Outcome(todo, done, len(sweep.cells), prepared.uri)
     except BaseException:
         status = "KILLED"
-        runs.kill_running(prepared.uri, tracking.experiment_id, "cancelled: the driver was stopped")
+        with uninterrupted():
+            if beat is not None:
+                beat.stopped.set()
+            if tracking is not None:
+                runs.close_sweep(tracking, "KILLED")  # first: jobs that start from now on stand down
+            ray_driver.stop()
+            runs.kill_running(prepared.uri, tracking.experiment_id if tracking else experiment,
+                              "cancelled: the driver was stopped")
         raise
     finally:
-        beat.stopped.set()
-        runs.close_sweep(tracking, status)
+        if beat is not None:
+            beat.stopped.set()
+        if tracking is not None:
+            runs.close_sweep(tracking, status)
+
+
+def _stages(prepared: Prepared, todo: Plan, tracking: runs.Tracking, ray_driver: Any) -> int:
+    """The pretrain jobs, then the evaluations of the trunks that finished; the number of the
+    sweep's cells FINISHED at the end."""
+    spec = prepared.spec
+    progress = ray_driver.Progress(total_cells=todo.pending_cells, total_jobs=len(todo.pretrain) + len(todo.evaluation))
+    storage = trial_storage(spec.storage, spec.name)
+    injected = faults.active(spec.faults)
+    ray_driver.run_stage(
+        "pretrain", todo.pretrain, tracking, spec.resources.pretrain, spec.retries, storage, progress,
+        lambda job: 0, injected,
+    )
+    trained = ray_driver.finished_pretrain(tracking)
+    ready = [job for job in todo.evaluation if job.pretrain_key in trained]
+    progress.failed_jobs += len(todo.evaluation) - len(ready)  # their trunk never finished
+    ray_driver.run_stage(
+        "probe", ready, tracking, spec.resources.probe, spec.retries, storage, progress,
+        lambda job: len(job.cells), injected,
+    )
+    progress.close()
+    return finished_cells(prepared, tracking.experiment_id)
+
+
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """SIGINT and SIGTERM are noted, not raised, while the block runs (in the main thread):
+    the cancellation's bookkeeping is not itself cancelled."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kept = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in kept:
+        signal.signal(sig, lambda *_: print("\nstopping: marking the runs KILLED first", file=sys.stderr))
+    try:
+        yield
+    finally:
+        for sig, handler in kept.items():
+            signal.signal(sig, handler)

@@ -81,6 +81,11 @@ def _versions() -> dict[str, str]:
     return tags
 
 
+class SweepStopped(BaseException):
+    """The sweep's driver was stopped before this job's run began: the job does not run. A
+    BaseException, like KeyboardInterrupt: the job is cancelled, not failed."""
+
+
 def start_run(
     tracking: Tracking, kind: str, key: str, name: str, parent: str,
     params: Mapping[str, Any], tags: Mapping[str, str],
@@ -88,7 +93,15 @@ def start_run(
     """Create the run of a job or cell, or reopen its earlier unfinished run; (run id, attempt).
     Three store calls for a new run: the search for an earlier one, create_run with its tags,
     one log_batch of its params and its key (a run that dies before that has no key: it is
-    never found as this job's, and the sweep's end marks it KILLED)."""
+    never found as this job's, and the sweep's end marks it KILLED).
+
+    The run is RUNNING first, then the sweep run is read: a driver that is cancelling marks
+    the sweep run KILLED before its last pass over RUNNING runs, so either that pass sees this
+    run, or this check sees the sweep stopped, and the run is marked KILLED here.
+
+    Raises:
+        SweepStopped: the sweep run is no longer RUNNING.
+    """
     c = client(tracking.uri)
     earlier = search(tracking.uri, tracking.experiment_id, f"tags.`{KEY}` = '{key}'")
     attempt = int(earlier[0].data.tags.get(ATTEMPT, "1")) + 1 if earlier else 1
@@ -103,6 +116,10 @@ def start_run(
         # An axis a method ignores (random: images, augmentation) is left out, not "null".
         values = [Param(k, param_text(v)) for k, v in params.items() if v is not None]
         log_batch(c, run_id, params=values, tags=[RunTag(KEY, key)])
+    if (sweep := retry(c.get_run, tracking.sweep_run_id).info.status) != "RUNNING":
+        retry(c.set_tag, run_id, TAG + "error", f"cancelled: the sweep run is {sweep}")
+        retry(c.set_terminated, run_id, "KILLED")
+        raise SweepStopped(f"the sweep run {tracking.sweep_run_id} is {sweep}")
     return run_id, attempt
 
 
