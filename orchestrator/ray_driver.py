@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 from ray import tune
@@ -28,6 +28,9 @@ from orchestrator import record
 from orchestrator.errors import ClusterError
 from orchestrator.record import Tracking
 from orchestrator.spec import Resources
+
+if TYPE_CHECKING:
+    from ray.job_submission import JobSubmissionClient
 
 
 def connect(address: str | None, resources: Sequence[Resources]) -> float:
@@ -191,21 +194,35 @@ def finished_pretrain(tracking: Tracking) -> set[str]:
     return set(record.finished(tracking.uri, tracking.experiment_id, "pretrain"))
 
 
-def submit(address: str, working_dir: Path, entrypoint: str, submission_id: str) -> str:
-    """Run `entrypoint` as a Ray job on the cluster whose dashboard is at `address`: the
-    driver then lives on the cluster, not on this laptop. The folder travels with it."""
+def _jobs(address: str) -> JobSubmissionClient:
+    """A Jobs API client for the dashboard at `address`.
+
+    Raises:
+        ClusterError: nothing answers there.
+    """
     from ray.job_submission import JobSubmissionClient
 
-    return JobSubmissionClient(address).submit_job(
+    try:
+        return JobSubmissionClient(address)
+    except ConnectionError as e:
+        raise ClusterError(f"no Ray Jobs API at {address}: {e}") from e
+
+
+def submit(address: str, working_dir: Path, entrypoint: str, submission_id: str) -> str:
+    """Run `entrypoint` as a Ray job on the cluster whose dashboard is at `address`: the
+    driver then lives on the cluster, not on this laptop. The folder travels with it.
+
+    Raises:
+        ClusterError: nothing answers at `address`.
+    """
+    return _jobs(address).submit_job(
         entrypoint=entrypoint, submission_id=submission_id, runtime_env={"working_dir": str(working_dir)}
     )
 
 
 def job_logs(address: str, job_id: str, follow: bool) -> Iterator[str]:
     """The job's output so far, or (follow) streamed until it ends."""
-    from ray.job_submission import JobSubmissionClient
-
-    client = JobSubmissionClient(address)
+    client = _jobs(address)
     if not follow:
         yield client.get_job_logs(job_id)
         return
@@ -222,6 +239,5 @@ def job_logs(address: str, job_id: str, follow: bool) -> Iterator[str]:
 
 
 def job_status(address: str, job_id: str) -> str:
-    from ray.job_submission import JobSubmissionClient
-
-    return JobSubmissionClient(address).get_job_status(job_id).value
+    """The job's state: PENDING, RUNNING, STOPPED, SUCCEEDED or FAILED."""
+    return _jobs(address).get_job_status(job_id).value
