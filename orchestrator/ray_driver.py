@@ -208,6 +208,12 @@ def _jobs(address: str) -> JobSubmissionClient:
         raise ClusterError(f"no Ray Jobs API at {address}: {e}") from e
 
 
+# How long a stopped job's driver has between SIGTERM and SIGKILL to mark its runs KILLED
+# (Ray's job supervisor reads it from the job's runtime_env; Ray's default, 3 s, is shorter
+# than Tune takes to wind down).
+STOP_GRACE_S = 60
+
+
 def submit(address: str, working_dir: Path, entrypoint: str, submission_id: str) -> str:
     """Run `entrypoint` as a Ray job on the cluster whose dashboard is at `address`: the
     driver then lives on the cluster, not on this laptop. The folder travels with it.
@@ -215,9 +221,8 @@ def submit(address: str, working_dir: Path, entrypoint: str, submission_id: str)
     Raises:
         ClusterError: nothing answers at `address`.
     """
-    return _jobs(address).submit_job(
-        entrypoint=entrypoint, submission_id=submission_id, runtime_env={"working_dir": str(working_dir)}
-    )
+    runtime_env = {"working_dir": str(working_dir), "env_vars": {"RAY_JOB_STOP_WAIT_TIME_S": str(STOP_GRACE_S)}}
+    return _jobs(address).submit_job(entrypoint=entrypoint, submission_id=submission_id, runtime_env=runtime_env)
 
 
 def job_logs(address: str, job_id: str, follow: bool) -> Iterator[str]:
@@ -241,3 +246,27 @@ def job_logs(address: str, job_id: str, follow: bool) -> Iterator[str]:
 def job_status(address: str, job_id: str) -> str:
     """The job's state: PENDING, RUNNING, STOPPED, SUCCEEDED or FAILED."""
     return _jobs(address).get_job_status(job_id).value
+
+
+def stop_job(address: str, job_id: str) -> bool:
+    """Ask the cluster to stop a job: Ray sends its driver SIGTERM (ours then marks its running
+    runs KILLED and exits) and SIGKILL if it is still there STOP_GRACE_S later. Returns
+    whether the job was still running.
+
+    Raises:
+        ClusterError: no such job, or nothing answers at `address`.
+    """
+    try:
+        return _jobs(address).stop_job(job_id)
+    except RuntimeError as e:
+        raise ClusterError(f"cannot stop job {job_id!r} at {address}: {e}") from e
+
+
+def wait_job(address: str, job_id: str, timeout: float) -> str:
+    """Poll the job until it has ended or `timeout` seconds passed; returns its last state."""
+    client, deadline = _jobs(address), time.monotonic() + timeout
+    while True:
+        state = client.get_job_status(job_id)
+        if state.is_terminal() or time.monotonic() > deadline:
+            return state.value
+        time.sleep(1)

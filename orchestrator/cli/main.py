@@ -8,7 +8,7 @@ import re
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from orchestrator.cli import env, logs, report, resubmit, run, status, submit, validate
+from orchestrator.cli import env, logs, report, resubmit, run, status, stop, submit, validate
 from orchestrator.errors import UserError
 
 SUBCOMMANDS = {
@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "report": report,
     "submit": submit,
     "logs": logs,
+    "stop": stop,
     "env": env,
 }
 

@@ -59,4 +59,5 @@ def main(args: argparse.Namespace) -> int:
     print(f"submitted {job_id}")
     print(f"  follow: monosweep logs {job_id} --address {address} --follow")
     print(f"  state:  monosweep status {args.file}")
+    print(f"  stop:   monosweep stop {job_id} --address {address}")
     return 0
