@@ -8,6 +8,7 @@ MLFLOW_TRACKING_URI on the cluster, or tracking_uri in the file), not a local SQ
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -38,6 +39,7 @@ def dashboard(args: argparse.Namespace) -> str:
 def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="experiment file (YAML)")
     add_address(p)
+    p.add_argument("--json", action="store_true", help="print the job id, address and follow-up commands as JSON")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -56,8 +58,13 @@ def main(args: argparse.Namespace) -> int:
         address, path.parent, f"python -m orchestrator.cli.main run {path.name}",
         f"monosweep-{prepared.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
     )
+    follow, state = f"monosweep logs {job_id} --address {address} --follow", f"monosweep status {args.file}"
+    if args.json:
+        print(json.dumps({"job_id": job_id, "address": address, "follow": follow, "status": state,
+                          "stop": f"monosweep stop {job_id} --address {address}"}, indent=2))
+        return 0
     print(f"submitted {job_id}")
-    print(f"  follow: monosweep logs {job_id} --address {address} --follow")
-    print(f"  state:  monosweep status {args.file}")
+    print(f"  follow: {follow}")
+    print(f"  state:  {state}")
     print(f"  stop:   monosweep stop {job_id} --address {address}")
     return 0
