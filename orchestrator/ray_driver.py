@@ -209,8 +209,9 @@ def _jobs(address: str) -> JobSubmissionClient:
 
 
 # How long a stopped job's driver has between SIGTERM and SIGKILL to mark its runs KILLED
-# (Ray's job supervisor reads it from the job's runtime_env; Ray's default, 3 s, is shorter
-# than Tune takes to wind down).
+# (Ray's job supervisor reads it from the job's runtime_env). Ray's default is 3 s: enough
+# for tests/test_cli.py's one-trial sweep on a local head, no margin for a cluster's Tune
+# teardown and a remote MLflow server (the local SIGTERM test allows 120 s).
 STOP_GRACE_S = 60
 
 

@@ -106,14 +106,23 @@ def _runs(store) -> list:
     return client.search_runs([experiment.experiment_id], max_results=1000) if experiment else []
 
 
-def _wait_for_running_rotnet(store, timeout: float = 180) -> None:
+def _wait_for_running_rotnet(address: str, job: str, store, timeout: float = 240) -> None:
+    from orchestrator import ray_driver
+
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if any(r.info.status == "RUNNING" and r.data.tags.get("monosweep.kind") == "pretrain"
-               and r.data.params.get("method.name") == "rotnet" for r in _runs(store)):
+        logs = ray_driver.job_logs(address, job, follow=False).__next__()
+        state = ray_driver.job_status(address, job)
+        assert state in ("PENDING", "RUNNING"), f"the job ended {state}:\n{logs}"
+        # Only once the driver has made the store (it prints its plan after): an MlflowClient
+        # on a missing SQLite file would create its tables alongside the driver.
+        if "sweep 'tiny'" in logs and any(
+            r.info.status == "RUNNING" and r.data.tags.get("monosweep.kind") == "pretrain"
+            and r.data.params.get("method.name") == "rotnet" for r in _runs(store)
+        ):
             return
         time.sleep(2)
-    raise AssertionError("no rotnet pretrain run started on the cluster")
+    raise AssertionError(f"no rotnet pretrain run started on the cluster:\n{logs}")
 
 
 @pytest.mark.slow
@@ -135,7 +144,7 @@ def test_stop_ends_a_submitted_sweep_and_its_runs_are_killed(head, tmp_path, mon
     assert submitted.keys() == {"job_id", "address", "follow", "status", "stop"}
     job = submitted["job_id"]
     assert submitted["address"] == head and submitted["follow"] == f"monosweep logs {job} --address {head} --follow"
-    _wait_for_running_rotnet(store)
+    _wait_for_running_rotnet(head, job, store)
 
     assert main(["stop", job]) == 0
     assert capsys.readouterr().out.strip() == f"job {job}: STOPPED"
