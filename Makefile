@@ -9,7 +9,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: quickstart test setup data
+.PHONY: quickstart test setup data tools
 
 quickstart: setup
 	$(VENV)/bin/monosweep run examples/quickstart.yaml
@@ -17,7 +17,7 @@ quickstart: setup
 test: setup
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-setup: $(STAMP) data
+setup: $(STAMP) data tools
 
 # pip takes torch and torchvision from this machine's disk where a cap in /etc/xdg/pip says so.
 $(STAMP): pyproject.toml
@@ -28,3 +28,13 @@ $(STAMP): pyproject.toml
 
 data:
 	@[ -d $(FASHION_MNIST) ] || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q dataset-fashion-mnist; }
+
+# What tests/test_cluster.py uses (it skips without them), so that `make test` runs the suite CI
+# runs: PostgreSQL's server binaries (the test starts a private server on a free loopback port)
+# and a compose validator (Debian's docker-compose; `docker compose config` needs no engine).
+tools:
+	@missing=; \
+	ls /usr/lib/postgresql/*/bin/initdb > /dev/null 2>&1 || missing="$$missing postgresql"; \
+	{ docker compose version > /dev/null 2>&1 || command -v docker-compose > /dev/null; } || missing="$$missing docker-compose"; \
+	[ -z "$$missing" ] || { $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; }

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ray
 from ray import tune
@@ -29,6 +29,9 @@ from orchestrator.errors import ClusterError
 from orchestrator.record import queries
 from orchestrator.record.runs import Tracking
 from orchestrator.spec import Resources
+
+if TYPE_CHECKING:
+    from ray.job_submission import JobSubmissionClient
 
 
 def connect(address: str | None, resources: Sequence[Resources]) -> float:
@@ -232,21 +235,41 @@ def finished_pretrain(tracking: Tracking) -> set[str]:
     return set(queries.finished(tracking.uri, tracking.experiment_id, "pretrain"))
 
 
-def submit(address: str, working_dir: Path, entrypoint: str, submission_id: str) -> str:
-    """Run `entrypoint` as a Ray job on the cluster whose dashboard is at `address`: the
-    driver then lives on the cluster, not on this laptop. The folder travels with it."""
+def _jobs(address: str) -> JobSubmissionClient:
+    """A Jobs API client for the dashboard at `address`.
+
+    Raises:
+        ClusterError: nothing answers there.
+    """
     from ray.job_submission import JobSubmissionClient
 
-    return JobSubmissionClient(address).submit_job(
-        entrypoint=entrypoint, submission_id=submission_id, runtime_env={"working_dir": str(working_dir)}
-    )
+    try:
+        return JobSubmissionClient(address)
+    except ConnectionError as e:
+        raise ClusterError(f"no Ray Jobs API at {address}: {e}") from e
+
+
+# How long a stopped job's driver has between SIGTERM and SIGKILL to mark its runs KILLED
+# (Ray's job supervisor reads it from the job's runtime_env). Ray's default is 3 s: enough
+# for tests/test_cli.py's one-trial sweep on a local head, no margin for a cluster's Tune
+# teardown and a remote MLflow server (the local SIGTERM test allows 120 s).
+STOP_GRACE_S = 60
+
+
+def submit(address: str, working_dir: Path, entrypoint: str, submission_id: str) -> str:
+    """Run `entrypoint` as a Ray job on the cluster whose dashboard is at `address`: the
+    driver then lives on the cluster, not on this laptop. The folder travels with it.
+
+    Raises:
+        ClusterError: nothing answers at `address`.
+    """
+    runtime_env = {"working_dir": str(working_dir), "env_vars": {"RAY_JOB_STOP_WAIT_TIME_S": str(STOP_GRACE_S)}}
+    return _jobs(address).submit_job(entrypoint=entrypoint, submission_id=submission_id, runtime_env=runtime_env)
 
 
 def job_logs(address: str, job_id: str, follow: bool) -> Iterator[str]:
     """The job's output so far, or (follow) streamed until it ends."""
-    from ray.job_submission import JobSubmissionClient
-
-    client = JobSubmissionClient(address)
+    client = _jobs(address)
     if not follow:
         yield client.get_job_logs(job_id)
         return
@@ -263,6 +286,29 @@ def job_logs(address: str, job_id: str, follow: bool) -> Iterator[str]:
 
 
 def job_status(address: str, job_id: str) -> str:
-    from ray.job_submission import JobSubmissionClient
+    """The job's state: PENDING, RUNNING, STOPPED, SUCCEEDED or FAILED."""
+    return _jobs(address).get_job_status(job_id).value
 
-    return JobSubmissionClient(address).get_job_status(job_id).value
+
+def stop_job(address: str, job_id: str) -> bool:
+    """Ask the cluster to stop a job: Ray sends its driver SIGTERM (ours then marks its running
+    runs KILLED and exits) and SIGKILL if it is still there STOP_GRACE_S later. Returns
+    whether the job was still running.
+
+    Raises:
+        ClusterError: no such job, or nothing answers at `address`.
+    """
+    try:
+        return _jobs(address).stop_job(job_id)
+    except RuntimeError as e:
+        raise ClusterError(f"cannot stop job {job_id!r} at {address}: {e}") from e
+
+
+def wait_job(address: str, job_id: str, timeout: float) -> str:
+    """Poll the job until it has ended or `timeout` seconds passed; returns its last state."""
+    client, deadline = _jobs(address), time.monotonic() + timeout
+    while True:
+        state = client.get_job_status(job_id)
+        if state.is_terminal() or time.monotonic() > deadline:
+            return state.value
+        time.sleep(1)

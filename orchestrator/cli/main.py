@@ -1,11 +1,14 @@
-"""`monosweep SUBCOMMAND ...`: exit 0 on success, 1 when jobs failed, 2 on bad input."""
+"""`monosweep SUBCOMMAND ...`: each subcommand is one module that parses, calls the library,
+prints and returns an exit code (listed in `monosweep --help`)."""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from importlib.metadata import PackageNotFoundError, version
 
-from orchestrator.cli import env, logs, report, resubmit, run, status, submit, validate
+from orchestrator.cli import env, logs, report, resubmit, run, status, stop, submit, validate
 from orchestrator.errors import UserError
 
 SUBCOMMANDS = {
@@ -16,18 +19,46 @@ SUBCOMMANDS = {
     "report": report,
     "submit": submit,
     "logs": logs,
+    "stop": stop,
     "env": env,
 }
+
+EXIT_CODES = """\
+exit codes:
+  0    success
+  1    some cells failed (`monosweep status FILE` names them), or a Ray job failed or did not end
+  2    bad input: the file, an option or the environment (a store or cluster not reached)
+  130  interrupted (Ctrl-C or SIGTERM): running runs were marked KILLED
+"""
+
+
+def first_sentence(doc: str) -> str:
+    """The first sentence of a docstring's first paragraph, on one line: argparse's one-line
+    help for a subcommand, which must not stop mid-sentence where the docstring wraps. A
+    sentence ends at a full stop before a capital or the end ("e.g. x" goes on)."""
+    paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+    match = re.match(r"(.+?[.!?])(?=\s+[A-Z`]|$)", paragraph)
+    return match.group(1) if match else paragraph
+
+
+def _version() -> str:
+    try:
+        return version("monosweep")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="monosweep",
         description="Sweeps of single-image self-supervision (Asano et al., ICLR 2020) on Ray, recorded in MLflow.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the exit-code table's lines
     )
+    p.add_argument("--version", action="version", version=f"monosweep {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in SUBCOMMANDS.items():
-        module.register(sub.add_parser(name, help=module.__doc__.splitlines()[0], description=module.__doc__))
+        module.register(sub.add_parser(name, help=first_sentence(module.__doc__), description=module.__doc__))
     return p
 
 

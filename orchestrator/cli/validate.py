@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 from orchestrator.sweep import prepare
 
 
 def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="experiment file (YAML)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
 def main(args: argparse.Namespace) -> int:
     prepared = prepare(args.file)
     sweep = prepared.sweep
+    if args.json:
+        print(json.dumps({
+            "file": args.file, "name": prepared.spec.name, "cells": len(sweep.cells),
+            "pretrain_jobs": len(sweep.pretrain_jobs), "evaluation_jobs": len(sweep.evaluation_jobs),
+        }, indent=2))
+        return 0
     print(
         f"{args.file}: valid. sweep {prepared.spec.name!r}: {len(sweep.cells)} cells, "
         f"{len(sweep.pretrain_jobs)} pretrain jobs, {len(sweep.evaluation_jobs)} evaluation jobs"
