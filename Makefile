@@ -9,15 +9,22 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: quickstart test setup data tools
+.PHONY: quickstart test stress setup data tools
 
 quickstart: setup
 	$(VENV)/bin/monosweep run examples/quickstart.yaml
 
-test: setup
+test: setup tools
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
-setup: $(STAMP) data tools
+# The fault and signal tests, ROUNDS times with BUSY CPU-bound loops beside them: failures per test.
+ROUNDS ?= 5
+BUSY ?= 2
+stress: setup
+	$(VENV)/bin/python -m tests.stress --rounds $(ROUNDS) --busy $(BUSY) \
+	  tests/test_operations.py tests/test_reliability.py tests/test_signals.py
+
+setup: $(STAMP) data
 
 # pip takes torch and torchvision from this machine's disk where a cap in /etc/xdg/pip says so.
 $(STAMP): pyproject.toml

@@ -7,6 +7,8 @@ finishes, not what it computes.
     faults:
       - {match: "rotnet*", action: kill, at_step: 40}     # the worker process dies at step 40
       - {stage: probe, action: fail, rate: 0.5, seed: 1}  # half the probe jobs raise
+      - {match: "rotnet*", action: hang, at_step: 8, during: checkpoint}  # hangs writing resume.pt
+      - {stage: plan, action: hang}                       # the driver hangs while it plans
 """
 
 from __future__ import annotations
@@ -37,8 +39,13 @@ class InjectedFault(RuntimeError):
 class Fault(Frozen):
     action: Literal["fail", "hang", "kill"]
     match: str = Field("*", description="glob on the job's label, e.g. 'rotnet*full*'")
-    stage: Literal["pretrain", "probe", "any"] = "any"
+    stage: Literal["pretrain", "probe", "plan", "any"] = Field(
+        "any", description="plan: the driver itself, once it has planned the sweep (a drill for signals)"
+    )
     at_step: int | None = Field(None, ge=0, description="step at which it strikes; None: at the start")
+    during: Literal["step", "checkpoint"] = Field(
+        "step", description="checkpoint: when the job hands its first resume.pt at or after at_step to the record"
+    )
     rate: float = Field(1.0, ge=0, le=1, description="share of the matching jobs hit, drawn per job")
     seed: int = 0
     attempts: list[int] = Field([1], description="attempts hit; the default lets a retry succeed")
@@ -73,17 +80,21 @@ class FaultyRecorder:
     (the compute core reports steps through its recorder, so it needs no fault code)."""
 
     def __init__(self, inner: Recorder, fault: Fault):
-        self.inner, self.fault = inner, fault
+        self.inner, self.fault, self.step = inner, fault, 0
 
     def params(self, values: Mapping[str, Any], layer: str | None = None) -> None:
         self.inner.params(values, layer)
 
     def metrics(self, values: Mapping[str, float], step: int, layer: str | None = None) -> None:
         self.inner.metrics(values, step, layer)
-        if self.fault.at_step is not None and step >= self.fault.at_step:
+        self.step = step
+        if self.fault.during == "step" and self.fault.at_step is not None and step >= self.fault.at_step:
             self.fault.strike()
 
     def artifact(self, path: Path, layer: str | None = None) -> None:
+        due = self.fault.at_step is None or self.step >= self.fault.at_step
+        if self.fault.during == "checkpoint" and path.name == "resume.pt" and due:
+            self.fault.strike()  # saved on disk, not yet in the record: the job is mid-write
         self.inner.artifact(path, layer)
 
 
@@ -91,7 +102,14 @@ def arm(faults: list[Fault], stage: str, label: str, key: str, attempt: int, rec
     """Strike now the faults due at the start; wrap the recorder for those due at a step."""
     for fault in faults:
         if fault.hits(stage, label, key, attempt):
-            if fault.at_step is None:
+            if fault.at_step is None and fault.during == "step":
                 fault.strike()
             recorder = FaultyRecorder(recorder, fault)
     return recorder
+
+
+def strike_driver(faults: list[Fault], name: str) -> None:
+    """Strike the faults aimed at the driver's planning of sweep `name` (stage `plan`)."""
+    for fault in faults:
+        if fault.stage == "plan" and fault.hits("plan", name, name, 1):
+            fault.strike()

@@ -18,7 +18,7 @@ from orchestrator.keys import RESULTS_VERSION
 from orchestrator.record.queries import finished
 from orchestrator.record.recorder import MlflowRecorder
 from orchestrator.record.runs import Tracking, start_run
-from orchestrator.record.schema import TAG
+from orchestrator.record.schema import CELL, PRETRAIN, TAG
 from orchestrator.record.store import artifact_names, download
 
 
@@ -49,7 +49,7 @@ def run_pretrain(job: PretrainJob, tracking: Tracking, faults: Sequence[Fault] =
     from workers import tasks, training
 
     run_id, attempt = start_run(
-        tracking, "pretrain", job.key, job.label, tracking.sweep_run_id, pretrain_params(job),
+        tracking, PRETRAIN, job.key, job.label, tracking.sweep_run_id, pretrain_params(job),
         {TAG + "results_version": str(RESULTS_VERSION), TAG + "device": str(training.device())},
     )
     mlflow_recorder = MlflowRecorder(tracking.uri, {None: run_id})
@@ -97,13 +97,13 @@ def run_evaluation(job: EvaluationJob, tracking: Tracking, faults: Sequence[Faul
 
     kind = kind_of(job)
 
-    pretrain = finished(tracking.uri, tracking.experiment_id, "pretrain").get(job.pretrain_key)
+    pretrain = finished(tracking.uri, tracking.experiment_id, PRETRAIN).get(job.pretrain_key)
     if pretrain is None:
         raise RuntimeError(f"no FINISHED pretrain run with key {job.pretrain_key} for {job.label}")
     base = job.model_dump(mode="json", exclude={"key", "label", "cells", "data_root", "pretrain_key"})
     started = {
         cell.part: start_run(
-            tracking, "probe", cell.key, cell.label, pretrain,
+            tracking, CELL, cell.key, cell.label, pretrain,
             {**cell.coordinates, **flatten("", base)},
             {TAG + "pretrain_key": job.pretrain_key, TAG + "results_version": str(RESULTS_VERSION),
              TAG + "device": str(training.device())},

@@ -28,6 +28,7 @@ from ray import tune
 from orchestrator.errors import ClusterError
 from orchestrator.record import queries
 from orchestrator.record.runs import Tracking
+from orchestrator.record.schema import PRETRAIN
 from orchestrator.spec import Resources
 
 if TYPE_CHECKING:
@@ -232,7 +233,7 @@ def _alive(pid: int) -> bool:
 
 
 def finished_pretrain(tracking: Tracking) -> set[str]:
-    return set(queries.finished(tracking.uri, tracking.experiment_id, "pretrain"))
+    return set(queries.finished(tracking.uri, tracking.experiment_id, PRETRAIN))
 
 
 def _jobs(address: str) -> JobSubmissionClient:

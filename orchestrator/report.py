@@ -22,7 +22,7 @@ from orchestrator.evaluations import KINDS
 from orchestrator.evaluations.base import EvaluationKind
 from orchestrator.grid import Cell
 from orchestrator.record import queries, store
-from orchestrator.record.schema import RunView
+from orchestrator.record.schema import CELL, PRETRAIN, RunView
 
 FORMATS = ("md", "csv", "latex", "html")
 VIEWS = ("top1", "diff_random", "pct_supervised")
@@ -56,7 +56,7 @@ def load(uri: str, name: str, cells: list[Cell] | None = None) -> SweepRuns:
         cells = [Cell(**c) for c in json.loads(store.read_text(uri, sweep_run, "cells.json"))]
     return SweepRuns(
         name, uri, experiment, sweep_run, cells,
-        queries.latest_runs(uri, experiment, "probe"), queries.latest_runs(uri, experiment, "pretrain"),
+        queries.latest_runs(uri, experiment, CELL), queries.latest_runs(uri, experiment, PRETRAIN),
     )
 
 

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from orchestrator.grid import Cell
 from orchestrator.record.schema import TAG, RunView
 
-STATES = ("finished", "failed", "killed", "running", "pending")
+# stale: RUNNING in MLflow, but no driver of the sweep is alive (no fresh heartbeat): a run a
+# lost driver left, which the next `monosweep run` marks KILLED and reruns.
+STATES = ("finished", "failed", "killed", "running", "stale", "pending")
 AXES = ("method", "images", "augmentation", "evaluation", "layer", "frozen", "content", "style", "probe_dataset", "seed")
 _BY_STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed", "RUNNING": "running"}
 
@@ -38,17 +40,21 @@ class CellState:
         return f"{host} for {elapsed // 60}m{elapsed % 60:02d}s"
 
 
-def cell_states(cells: list[Cell], probe: dict[str, RunView], pretrain: dict[str, RunView]) -> list[CellState]:
-    """A cell's own run decides; without one, a failed, killed or running pretrain run does."""
+def cell_states(
+    cells: list[Cell], probe: dict[str, RunView], pretrain: dict[str, RunView], driver_alive: bool = True
+) -> list[CellState]:
+    """A cell's own run decides; without one, a failed, killed or running pretrain run does.
+    Without a live driver, a RUNNING run is `stale`: nothing is running it."""
+    by_status = {**_BY_STATUS, "RUNNING": "running" if driver_alive else "stale"}
     out = []
     for cell in cells:
         own = probe.get(cell.key)
-        if own is not None and own.status in _BY_STATUS:
-            out.append(CellState(cell, _BY_STATUS[own.status], own))
+        if own is not None and own.status in by_status:
+            out.append(CellState(cell, by_status[own.status], own))
             continue
         trunk = pretrain.get(cell.pretrain_key)
         if trunk is not None and trunk.status in ("FAILED", "KILLED", "RUNNING"):
-            out.append(CellState(cell, _BY_STATUS[trunk.status], trunk))
+            out.append(CellState(cell, by_status[trunk.status], trunk))
         else:
             out.append(CellState(cell, "pending", None))
     return out

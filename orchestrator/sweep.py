@@ -24,6 +24,7 @@ from orchestrator.grid import Expansion, expand
 from orchestrator.loading import load_spec, located
 from orchestrator.plan import Plan, plan
 from orchestrator.record import queries, runs, store
+from orchestrator.record.schema import CELL, PRETRAIN
 from orchestrator.spec import Spec
 
 
@@ -123,10 +124,11 @@ def current_plan(prepared: Prepared, only: set[str] | None = None) -> Plan:
     """
     store.check_reachable(prepared.uri)
     experiment = store.experiment_id(prepared.uri, prepared.spec.name)
-    cells = set(queries.finished(prepared.uri, experiment, "probe"))
-    pretrain = set(queries.finished(prepared.uri, experiment, "pretrain"))
+    cells = set(queries.finished(prepared.uri, experiment, CELL))
+    pretrain = set(queries.finished(prepared.uri, experiment, PRETRAIN))
     if only is not None:  # everything outside the selection counts as done
         cells |= {c.key for c in prepared.sweep.cells if c.key not in only}
+    faults.strike_driver(faults.active(prepared.spec.faults), prepared.spec.name)
     return plan(prepared.sweep, cells, pretrain)
 
 
@@ -143,7 +145,7 @@ def trial_storage(storage: str, name: str) -> str:
 
 def finished_cells(prepared: Prepared, experiment: str | None) -> int:
     """How many of the sweep's cells have a FINISHED run."""
-    return len(set(queries.finished(prepared.uri, experiment, "probe")) & {c.key for c in prepared.sweep.cells})
+    return len(set(queries.finished(prepared.uri, experiment, CELL)) & {c.key for c in prepared.sweep.cells})
 
 
 class Heartbeat(threading.Thread):

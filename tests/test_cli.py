@@ -10,8 +10,8 @@ from importlib.metadata import version
 import pytest
 from mlflow.tracking import MlflowClient
 
-from orchestrator import record
 from orchestrator.cli.main import SUBCOMMANDS, first_sentence, main
+from orchestrator.record import runs
 from orchestrator.sweep import prepare
 from tests.conftest import FASHION_MNIST, TINY
 from tests.test_submit import free_port, head  # noqa: F401  (head: a fixture, used by name)
@@ -92,7 +92,7 @@ def test_status_json_of_a_planned_sweep(write_spec, tmp_path, monkeypatch, capsy
     spec = write_spec(TINY + f"tracking_uri: sqlite:///{tmp_path / 'mlflow.db'}\n")
     prepared = prepare(spec)
     # What the driver writes before any job starts: the sweep run and its planned cells.
-    record.open_sweep("tiny", prepared.uri, {"cells.json": json.dumps([c.model_dump() for c in prepared.sweep.cells])})
+    runs.open_sweep("tiny", prepared.uri, {"cells.json": json.dumps([c.model_dump() for c in prepared.sweep.cells])})
     assert main(["status", str(spec), "--json"]) == 0
     state = json.loads(capsys.readouterr().out)
     assert {"sweep", "tracking_uri", "cells", "counts", "by_axis", "failed", "running"} <= state.keys()

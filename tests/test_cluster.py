@@ -119,7 +119,7 @@ def test_sweep_on_two_ray_nodes_recorded_through_an_mlflow_server(
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
     kinds = {
         kind: [r for r in runs if r.data.tags.get("monosweep.kind") == kind]
-        for kind in ("sweep", "pretrain", "probe")
+        for kind in ("sweep", "pretrain", "cell")
     }
     assert len(runs) == 19 and [len(v) for v in kinds.values()] == [1, 3, 15]
     assert all(r.info.status == "FINISHED" for r in runs)
@@ -127,14 +127,14 @@ def test_sweep_on_two_ray_nodes_recorded_through_an_mlflow_server(
     pretrain = {r.info.run_id: r for r in kinds["pretrain"]}
     assert {r.data.tags["mlflow.parentRunId"] for r in pretrain.values()} == {sweep_id}
     assert (
-        len({r.data.tags["monosweep.key"] for r in kinds["probe"]}) == 15
+        len({r.data.tags["monosweep.key"] for r in kinds["cell"]}) == 15
     )  # one FINISHED run per cell
-    for r in kinds["probe"]:
+    for r in kinds["cell"]:
         parent = pretrain[r.data.tags["mlflow.parentRunId"]]
         assert parent.data.tags["monosweep.key"] == r.data.tags["monosweep.pretrain_key"]
 
     # The jobs ran on both nodes, and each run says on which.
-    jobs = [*kinds["pretrain"], *kinds["probe"]]
+    jobs = [*kinds["pretrain"], *kinds["cell"]]
     seen = {r.data.tags["monosweep.ray_node"] for r in jobs}
     assert seen == set(ray_cluster.nodes.values()), (
         f"nodes seen {seen}, cluster {ray_cluster.nodes}"
@@ -262,7 +262,7 @@ def test_a_node_lost_mid_sweep_costs_a_retry_not_a_cell(ray_cluster, lost_node, 
     experiment = client.get_experiment_by_name("tiny").experiment_id
     runs = client.search_runs([experiment], max_results=1000)
     assert not [r for r in runs if r.info.status != "FINISHED"]
-    for kind, count in (("pretrain", 3), ("probe", 3)):
+    for kind, count in (("pretrain", 3), ("cell", 3)):
         keys = [r.data.tags["monosweep.key"] for r in runs if r.data.tags["monosweep.kind"] == kind]
         assert len(keys) == len(set(keys)) == count, kind  # each key FINISHED once, none lost
     # The lost job's run was reopened and finished on a surviving node.

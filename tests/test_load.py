@@ -60,7 +60,7 @@ def test_200_cells_from_8_workers_into_one_server(server, tmp_path, capsys):
     wall = time.monotonic() - started
     assert "200/200 cells FINISHED" in capsys.readouterr().out
     runs = runs_of(server.url, "load")
-    probes = [r for r in runs if r.data.tags["monosweep.kind"] == "probe"]
+    probes = [r for r in runs if r.data.tags["monosweep.kind"] == "cell"]
     assert len(probes) == 200 and len({r.data.tags["monosweep.key"] for r in probes}) == 200  # none lost, none twice
     assert all(r.info.status == "FINISHED" for r in runs)
     assert all(r.data.tags["monosweep.attempt"] == "1" for r in runs if r.data.tags["monosweep.kind"] != "sweep")
@@ -97,7 +97,7 @@ def test_sweep_survives_a_restart_of_the_tracking_server(server, tmp_path):
         driver.kill()
     assert driver.returncode == 0, out[-3000:]
     runs = runs_of(server.url, "load")
-    probes = [r for r in runs if r.data.tags["monosweep.kind"] == "probe"]
+    probes = [r for r in runs if r.data.tags["monosweep.kind"] == "cell"]
     assert len(probes) == 10 and all(r.info.status == "FINISHED" for r in probes)
     assert len({r.data.tags["monosweep.key"] for r in probes}) == 10
     client = MlflowClient(server.url)

@@ -42,7 +42,7 @@ def kind(runs: list, k: str) -> list:
 
 
 def one_finished_run_per_key(runs: list) -> None:
-    for k in ("pretrain", "probe"):
+    for k in ("pretrain", "cell"):
         finished = [r.data.tags["monosweep.key"] for r in kind(runs, k) if r.info.status == "FINISHED"]
         assert len(finished) == len(set(finished)), k
     assert not [r for r in runs if r.info.status == "RUNNING"]
@@ -65,7 +65,7 @@ def test_killed_worker_resumes_from_its_checkpoint(write_spec, tmp_path):
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     steps = [m.step for m in client.get_metric_history(pretrain.info.run_id, "pretext_loss")]
     assert sorted(set(steps)) == [20, 32]  # step 20 logged by both attempts, then the end
-    (probe,) = kind(runs, "probe")
+    (probe,) = kind(runs, "cell")
     assert probe.info.status == "FINISHED"
     one_finished_run_per_key(runs)
 
@@ -81,7 +81,7 @@ def test_killed_finetuning_resumes_from_its_checkpoint(write_spec, tmp_path):
     )
     assert main(["run", str(spec)]) == 0
     runs = all_runs(tmp_path)
-    (finetuning,) = kind(runs, "probe")
+    (finetuning,) = kind(runs, "cell")
     assert finetuning.info.status == "FINISHED" and finetuning.data.tags["monosweep.attempt"] == "2"
     assert finetuning.data.metrics["resumed_from_step"] == 16  # the last checkpoint before step 20
     assert 0 < finetuning.data.metrics["top1"] <= 100
@@ -105,7 +105,7 @@ def test_random_failures_then_resubmit(write_spec, tmp_path, capsys, monkeypatch
     monkeypatch.setenv("MONOSWEEP_FAULTS", json.dumps([{"action": "fail", "stage": "probe", "rate": 0.5, "seed": seed}]))
     assert main(["run", str(spec)]) == 1  # some cells failed
     first = all_runs(tmp_path)
-    failed = [r for r in kind(first, "probe") if r.info.status == "FAILED"]
+    failed = [r for r in kind(first, "cell") if r.info.status == "FAILED"]
     assert failed and len(failed) < 6
     assert all(r.data.tags["monosweep.error_class"] == "InjectedFault" for r in failed)
     capsys.readouterr()
@@ -122,12 +122,12 @@ def test_random_failures_then_resubmit(write_spec, tmp_path, capsys, monkeypatch
     assert f"resubmitting {len(failed)} of 6 cells" in capsys.readouterr().out
     after = all_runs(tmp_path)
     one_finished_run_per_key(after)
-    assert all(r.info.status == "FINISHED" for r in kind(after, "probe")) and len(kind(after, "probe")) == 6
+    assert all(r.info.status == "FINISHED" for r in kind(after, "cell")) and len(kind(after, "cell")) == 6
     # The pretrain runs were reused, not retrained.
     before = {r.info.run_id: (r.info.end_time, r.data.tags["monosweep.attempt"]) for r in kind(first, "pretrain")}
     assert {r.info.run_id: (r.info.end_time, r.data.tags["monosweep.attempt"]) for r in kind(after, "pretrain")} == before
     # Reruns reopened the failed runs, under the same sweep run, as attempt 2.
-    again = {r.info.run_id: r for r in kind(after, "probe")}
+    again = {r.info.run_id: r for r in kind(after, "cell")}
     assert all(again[r.info.run_id].data.tags["monosweep.attempt"] == "2" for r in failed)
     assert len(kind(after, "sweep")) == 1
 
@@ -188,7 +188,7 @@ def test_driver_killed_then_run_again_completes(write_spec, tmp_path):
     assert main(["run", str(spec)]) == 0
     runs = all_runs(tmp_path)
     one_finished_run_per_key(runs)
-    assert len([r for r in kind(runs, "probe") if r.info.status == "FINISHED"]) == 15
+    assert len([r for r in kind(runs, "cell") if r.info.status == "FINISHED"]) == 15
     orphans = {r.info.run_id for r in left if r.data.tags.get("monosweep.kind") != "sweep"}
     reopened = [r for r in runs if r.info.run_id in orphans]
     assert all(r.data.tags["monosweep.attempt"] == "2" for r in reopened)  # marked KILLED, then rerun

@@ -45,7 +45,7 @@ def in_folder(swept, monkeypatch):
 def probe_runs(uri: str) -> list:
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("tiny").experiment_id
-    return [r for r in client.search_runs([experiment], max_results=1000) if r.data.tags["monosweep.kind"] == "probe"]
+    return [r for r in client.search_runs([experiment], max_results=1000) if r.data.tags["monosweep.kind"] == "cell"]
 
 
 def test_table_numbers_are_the_runs_metrics(in_folder):

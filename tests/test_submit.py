@@ -78,7 +78,7 @@ def test_submitted_sweep_runs_on_the_cluster(head, tmp_path, capsys):
     assert "2/2 cells FINISHED" in out and f"job {job}: SUCCEEDED" in out
     client = MlflowClient(f"sqlite:///{store}")
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
-    probes = [r for r in runs if r.data.tags["monosweep.kind"] == "probe"]
+    probes = [r for r in runs if r.data.tags["monosweep.kind"] == "cell"]
     assert len(probes) == 2 and all(r.info.status == "FINISHED" for r in probes)
 
 

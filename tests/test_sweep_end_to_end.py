@@ -44,7 +44,7 @@ def test_sweep_records_one_finished_run_per_cell_and_reruns_nothing(write_spec, 
     assert "finetuning" not in out and "style" not in out  # no tables of evaluations it did not run
 
     first = runs(tmp_path)
-    sweep_runs, pretrain, probe = (by_kind(first, k) for k in ("sweep", "pretrain", "probe"))
+    sweep_runs, pretrain, probe = (by_kind(first, k) for k in ("sweep", "pretrain", "cell"))
     assert len(sweep_runs) == 1 and len(pretrain) == 3 and len(probe) == 6
     sweep_id = sweep_runs[0].info.run_id
     assert all(r.info.status == "FINISHED" for r in first)
@@ -86,7 +86,7 @@ def test_sweep_records_one_finished_run_per_cell_and_reruns_nothing(write_spec, 
     assert {r.info.run_id: r.info.end_time for r in by_kind(after, "pretrain")} == {
         r.info.run_id: r.info.end_time for r in pretrain
     }
-    new_probe = by_kind(after, "probe")
+    new_probe = by_kind(after, "cell")
     assert len(new_probe) == 15 and len({r.data.tags["monosweep.key"] for r in new_probe}) == 15
     assert all(r.info.status == "FINISHED" for r in new_probe)
     old = {r.info.run_id: r.info.end_time for r in probe}
@@ -118,5 +118,5 @@ def test_failed_job_is_retried_then_recorded_failed(write_spec, tmp_path, monkey
     assert run_.data.tags["monosweep.error_class"] == "ValueError"
     assert "changed since the sweep was planned" in run_.data.tags["monosweep.error"]
     assert by_kind(all_runs, "sweep")[0].info.status == "FAILED"
-    probes = by_kind(all_runs, "probe")
+    probes = by_kind(all_runs, "cell")
     assert len(probes) == 1 and probes[0].data.params["method"] == "random"

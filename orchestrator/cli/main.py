@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
@@ -62,13 +63,25 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # A scheduler's SIGTERM is a Ctrl-C, from the first line on: planning is stopped as cleanly
+    # as a running sweep (which marks its runs KILLED on the way out).
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return SUBCOMMANDS[args.command].main(args)
     except UserError as e:  # bad input or environment: say what and where, spend nothing
         print("\n".join(e.lines), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

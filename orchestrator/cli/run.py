@@ -6,7 +6,6 @@ Ctrl-C or SIGTERM stops scheduling, marks the running runs KILLED and exits 130.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +20,7 @@ from orchestrator.sweep import (
     finished_cells,
     prepare,
     run,
+    uninterrupted,
 )
 
 
@@ -29,22 +29,16 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def finish(args: argparse.Namespace, prepared: Prepared, action: Callable[[], Outcome]) -> int:
     """Run `action` (a sweep run) with cancellation handled; print the table and where it is."""
-    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         outcome = action()
     except KeyboardInterrupt:
-        done = finished_cells(prepared, store.experiment_id(prepared.uri, prepared.spec.name))
-        print(f"\ncancelled: {done}/{len(prepared.sweep.cells)} cells FINISHED, running runs marked KILLED; "
-              f"`monosweep run {args.file}` finishes the rest", file=sys.stderr)
+        with uninterrupted():
+            done = finished_cells(prepared, store.experiment_id(prepared.uri, prepared.spec.name))
+            print(f"\ncancelled: {done}/{len(prepared.sweep.cells)} cells FINISHED, running runs marked KILLED; "
+                  f"`monosweep run {args.file}` finishes the rest", file=sys.stderr)
         return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     rec = report.load(outcome.uri, prepared.spec.name, prepared.sweep.cells)
     print("\n" + "\n\n".join(report.render(t, "md") for t in report.all_tables(rec)) + "\n")
     uri = store.shown(outcome.uri)

@@ -8,7 +8,8 @@ import json
 
 from orchestrator import report, status
 from orchestrator.loading import load_spec
-from orchestrator.record import store
+from orchestrator.record import runs, store
+from orchestrator.sweep import DRIVER_TIMEOUT
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -23,15 +24,17 @@ def _line(c: dict[str, int]) -> str:
 def main(args: argparse.Namespace) -> int:
     spec = load_spec(args.file)
     rec = report.load(store.resolve_uri(spec.tracking_uri), spec.name)
-    states = status.cell_states(rec.cells, rec.probe, rec.pretrain)
+    alive = runs.live_driver(rec.uri, rec.experiment_id, DRIVER_TIMEOUT) is not None
+    states = status.cell_states(rec.cells, rec.probe, rec.pretrain, alive)
     total, axes = status.counts(states), status.by_axis(states)
     failed = [s for s in states if s.state in ("failed", "killed")]
-    running = [s for s in states if s.state == "running"]
+    running = [s for s in states if s.state in ("running", "stale")]
     if args.json:
         print(json.dumps({
             "sweep": rec.name, "tracking_uri": store.shown(rec.uri), "cells": len(states), "counts": total, "by_axis": axes,
             "failed": [{"cell": s.cell.label, "key": s.cell.key, "state": s.state, "error": s.error} for s in failed],
-            "running": [{"cell": s.cell.label, "key": s.cell.key, "where": s.where} for s in running],
+            "driver_alive": alive,
+            "running": [{"cell": s.cell.label, "key": s.cell.key, "state": s.state, "where": s.where} for s in running],
         }, indent=2))
         return 0
     print(f"sweep {rec.name!r} ({store.shown(rec.uri)}): {len(states)} cells")
@@ -43,5 +46,8 @@ def main(args: argparse.Namespace) -> int:
     for s in failed:
         print(f"{s.state}: {s.cell.label}: {s.error}")
     for s in running:
-        print(f"running: {s.cell.label} on {s.where}")
+        print(f"{s.state}: {s.cell.label} on {s.where}")
+    if not alive and running:
+        print(f"no driver is running this sweep: its RUNNING runs are stale; `monosweep run {args.file}` "
+              "marks them KILLED and reruns them")
     return 0

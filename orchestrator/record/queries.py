@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from mlflow.entities import LifecycleStage
 
-from orchestrator.record.schema import KEY, KIND, RunView
+from orchestrator.record.schema import KEY, KIND, SWEEP, RunView, kinds_read
 from orchestrator.record.store import client, retry, search
 
 if TYPE_CHECKING:
@@ -33,8 +33,14 @@ def finished(uri: str, experiment: str | None, kind: str) -> dict[str, str]:
 
 def searched_finished(uri: str, experiment: str, kind: str) -> dict[str, str]:
     """`finished` through `search_runs`: any store, ~1 ms of client CPU per run."""
-    runs = search(uri, experiment, f"tags.`{KIND}` = '{kind}' and attributes.status = 'FINISHED'")
+    runs = _of_kind(uri, experiment, kind, " and attributes.status = 'FINISHED'")
     return {r.data.tags[KEY]: r.info.run_id for r in reversed(runs)}  # newest wins
+
+
+def _of_kind(uri: str, experiment: str, kind: str, where: str = "") -> list:
+    """The runs of a kind (under its older names too), newest first, as `search_runs` sorts."""
+    runs = [r for k in kinds_read(kind) for r in search(uri, experiment, f"tags.`{KIND}` = '{k}'{where}")]
+    return sorted(runs, key=lambda r: (-(r.info.start_time or 0), r.info.run_id))
 
 
 def _sql_store(uri: str) -> SqlAlchemyStore | None:
@@ -63,7 +69,7 @@ def _finished_in_sql(store: SqlAlchemyStore, experiment: str, kind: str) -> dict
                 SqlRun.experiment_id == int(experiment),
                 SqlRun.status == "FINISHED",
                 SqlRun.lifecycle_stage == LifecycleStage.ACTIVE,
-                kind_tag.value == kind,
+                kind_tag.value.in_(kinds_read(kind)),
             )
             # search_runs' order reversed (it sorts newest first, ties by run id): newest wins.
             .order_by(SqlRun.start_time, SqlRun.run_uuid.desc())
@@ -77,7 +83,7 @@ def latest_runs(uri: str, experiment: str | None, kind: str) -> dict[str, RunVie
     if experiment is None:
         return {}
     views: dict[str, RunView] = {}
-    for r in search(uri, experiment, f"tags.`{KIND}` = '{kind}'"):  # newest first
+    for r in _of_kind(uri, experiment, kind):  # newest first
         key = r.data.tags.get(KEY)
         if key is None or (key in views and views[key].status == "FINISHED"):
             continue
@@ -90,5 +96,5 @@ def latest_runs(uri: str, experiment: str | None, kind: str) -> dict[str, RunVie
 
 
 def sweep_run_id(uri: str, experiment: str) -> str | None:
-    runs = search(uri, experiment, f"tags.`{KIND}` = 'sweep'")
+    runs = search(uri, experiment, f"tags.`{KIND}` = '{SWEEP}'")
     return runs[0].info.run_id if runs else None

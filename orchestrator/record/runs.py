@@ -15,7 +15,16 @@ from typing import Any
 from mlflow.entities import Param, RunTag
 from pydantic import BaseModel, ConfigDict
 
-from orchestrator.record.schema import ATTEMPT, EXPERIMENT_KIND, HEARTBEAT, KEY, KIND, PARENT, TAG
+from orchestrator.record.schema import (
+    ATTEMPT,
+    EXPERIMENT_KIND,
+    HEARTBEAT,
+    KEY,
+    KIND,
+    PARENT,
+    SWEEP,
+    TAG,
+)
 from orchestrator.record.store import client, log_batch, param_text, retry, search
 
 
@@ -42,12 +51,12 @@ def open_sweep(name: str, uri: str, artifacts: Mapping[str, str]) -> Tracking:
         )
     else:
         experiment_id = experiment.experiment_id
-    runs = search(uri, experiment_id, f"tags.`{KIND}` = 'sweep'")
+    runs = search(uri, experiment_id, f"tags.`{KIND}` = '{SWEEP}'")
     if runs:
         run_id = runs[0].info.run_id
         retry(c.update_run, run_id, status="RUNNING")
     else:
-        tags = {KIND: "sweep", **environment()}
+        tags = {KIND: SWEEP, **environment()}
         run = retry(c.create_run, experiment_id, run_name=name, tags=tags)
         run_id = run.info.run_id
     for name_, text in artifacts.items():  # the plan as it stands now: the latest file wins
@@ -151,7 +160,7 @@ def live_driver(uri: str, experiment: str | None, timeout: float) -> float | Non
     and (on this host) its process still exists."""
     if experiment is None:
         return None
-    running = f"tags.`{KIND}` = 'sweep' and attributes.status = 'RUNNING'"
+    running = f"tags.`{KIND}` = '{SWEEP}' and attributes.status = 'RUNNING'"
     for run in search(uri, experiment, running):
         stamp, host, pid = (run.data.tags.get(HEARTBEAT, "0 ? 0").split() + ["?", "0"])[:3]
         age = time.time() - float(stamp)
@@ -176,7 +185,7 @@ def kill_running(uri: str, experiment: str | None, reason: str) -> int:
         return 0
     c, killed = client(uri), 0
     for run in search(uri, experiment, "attributes.status = 'RUNNING'"):
-        if run.data.tags.get(KIND) == "sweep":
+        if run.data.tags.get(KIND) == SWEEP:
             continue
         retry(c.set_tag, run.info.run_id, TAG + "error", reason)
         retry(c.set_terminated, run.info.run_id, "KILLED")

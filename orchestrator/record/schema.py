@@ -1,8 +1,10 @@
 """What monosweep keeps in MLflow, as names and plain data: no MLflow import, so pure modules
 (status) read it as the MLflow modules write it.
 
-The tag names and run kinds (`sweep`, `pretrain`, `probe`) are what stores already written
-hold: renaming one would orphan their runs.
+Run kinds: `sweep`, `pretrain`, and `cell` for the run of one evaluation cell (a linear probe
+of a layer, a finetuning, a style-transfer pair: its `evaluation` param says which). Stores
+written before evaluations became an axis call cell runs `probe`: they are read as cells
+(`kinds_read`), and a cell run of theirs that is rerun is relabelled, so nothing is orphaned.
 """
 
 from __future__ import annotations
@@ -12,6 +14,13 @@ from dataclasses import dataclass
 TAG = "monosweep."
 KIND, KEY, ATTEMPT = TAG + "kind", TAG + "key", TAG + "attempt"
 HEARTBEAT = TAG + "driver_heartbeat"
+SWEEP, PRETRAIN, CELL = "sweep", "pretrain", "cell"
+LEGACY_KINDS = {"probe": CELL}  # old name -> the kind it is read as
+
+
+def kinds_read(kind: str) -> tuple[str, ...]:
+    """The kind and the older names of it that stores may still hold."""
+    return (kind, *(old for old, new in LEGACY_KINDS.items() if new == kind))
 PARENT = "mlflow.parentRunId"
 # MLflow 3 opens an experiment in its GenAI view unless it is marked as model training.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}

@@ -16,7 +16,7 @@ def tracking(tmp_path, monkeypatch) -> runs.Tracking:
     return runs.open_sweep("s", f"sqlite:///{tmp_path / 'mlflow.db'}", {})
 
 
-def open_run(tracking: runs.Tracking, key: str, kind: str = "probe") -> str:
+def open_run(tracking: runs.Tracking, key: str, kind: str = "cell") -> str:
     parent = tracking.sweep_run_id
     run_id, _ = runs.start_run(tracking, kind, key, key, parent, {"layer": "conv1"}, {})
     return run_id
@@ -37,23 +37,40 @@ def test_finished_counts_only_active_finished_runs_of_the_kind(tracking):
     assert open_run(tracking, "reopened") == reopened  # resubmitted: RUNNING again
 
     expected = {"done": done}
-    assert queries.finished(uri, tracking.experiment_id, "probe") == expected
-    assert queries.searched_finished(uri, tracking.experiment_id, "probe") == expected
+    assert queries.finished(uri, tracking.experiment_id, "cell") == expected
+    assert queries.searched_finished(uri, tracking.experiment_id, "cell") == expected
     client.restore_run(deleted)
-    assert queries.finished(uri, tracking.experiment_id, "probe") == {**expected, "deleted": deleted}
+    assert queries.finished(uri, tracking.experiment_id, "cell") == {**expected, "deleted": deleted}
     assert set(queries.finished(uri, tracking.experiment_id, "pretrain")) == {"pretrained"}
-    assert queries.finished(uri, None, "probe") == {}
+    assert queries.finished(uri, None, "cell") == {}
 
 
 def test_finished_keeps_the_newest_run_of_a_key_as_search_runs_does(tracking):
     uri, client = tracking.uri, MlflowClient(tracking.uri)
     for start in (3000, 1000, 2000):  # two FINISHED runs of one key: the store holds what it holds
-        tags = {schema.KIND: "probe", schema.KEY: "twice"}
+        tags = {schema.KIND: "cell", schema.KEY: "twice"}
         run = client.create_run(tracking.experiment_id, start_time=start, tags=tags)
         client.set_terminated(run.info.run_id, "FINISHED")
-    newest = queries.finished(uri, tracking.experiment_id, "probe")
-    assert newest == queries.searched_finished(uri, tracking.experiment_id, "probe")
+    newest = queries.finished(uri, tracking.experiment_id, "cell")
+    assert newest == queries.searched_finished(uri, tracking.experiment_id, "cell")
     assert client.get_run(newest["twice"]).info.start_time == 3000
+
+
+def test_cell_runs_of_an_older_store_are_read_as_cells_and_relabelled_when_rerun(tracking):
+    """Stores written before evaluations became an axis call cell runs `probe`."""
+    uri, client = tracking.uri, MlflowClient(tracking.uri)
+    old = {}
+    for key, status in (("old-done", "FINISHED"), ("old-failed", "FAILED")):
+        run = client.create_run(tracking.experiment_id, tags={schema.KIND: "probe", schema.KEY: key})
+        client.set_terminated(run.info.run_id, status)
+        old[key] = run.info.run_id
+    runs.end_run(uri, new := open_run(tracking, "new-done"))
+    expected = {"old-done": old["old-done"], "new-done": new}
+    assert queries.finished(uri, tracking.experiment_id, "cell") == expected
+    assert queries.searched_finished(uri, tracking.experiment_id, "cell") == expected
+    assert set(queries.latest_runs(uri, tracking.experiment_id, "cell")) == {"old-done", "old-failed", "new-done"}
+    assert open_run(tracking, "old-failed") == old["old-failed"]  # rerun: reopened, not a second run
+    assert client.get_run(old["old-failed"]).data.tags[schema.KIND] == "cell"
 
 
 def test_the_recorder_buffers_and_end_writes_everything(tracking):
