@@ -8,7 +8,7 @@ finishes, not what it computes.
       - {match: "rotnet*", action: kill, at_step: 40}     # the worker process dies at step 40
       - {stage: probe, action: fail, rate: 0.5, seed: 1}  # half the probe jobs raise
       - {match: "rotnet*", action: hang, at_step: 8, during: checkpoint}  # hangs writing resume.pt
-      - {stage: plan, action: hang}                       # the driver hangs while it plans
+      - {stage: plan, action: hang}                       # the driver hangs before Ray starts
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Fault(Frozen):
     action: Literal["fail", "hang", "kill"]
     match: str = Field("*", description="glob on the job's label, e.g. 'rotnet*full*'")
     stage: Literal["pretrain", "probe", "plan", "any"] = Field(
-        "any", description="plan: the driver itself, once it has planned the sweep (a drill for signals)"
+        "any", description="plan: the driver itself, planned but before Ray starts (a drill for signals)"
     )
     at_step: int | None = Field(None, ge=0, description="step at which it strikes; None: at the start")
     during: Literal["step", "checkpoint"] = Field(
@@ -109,7 +109,7 @@ def arm(faults: list[Fault], stage: str, label: str, key: str, attempt: int, rec
 
 
 def strike_driver(faults: list[Fault], name: str) -> None:
-    """Strike the faults aimed at the driver's planning of sweep `name` (stage `plan`)."""
+    """Strike the faults aimed at the driver of sweep `name` between its plan and Ray (stage `plan`)."""
     for fault in faults:
         if fault.stage == "plan" and fault.hits("plan", name, name, 1):
             fault.strike()

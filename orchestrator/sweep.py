@@ -128,7 +128,6 @@ def current_plan(prepared: Prepared, only: set[str] | None = None) -> Plan:
     pretrain = set(queries.finished(prepared.uri, experiment, PRETRAIN))
     if only is not None:  # everything outside the selection counts as done
         cells |= {c.key for c in prepared.sweep.cells if c.key not in only}
-    faults.strike_driver(faults.active(prepared.spec.faults), prepared.spec.name)
     return plan(prepared.sweep, cells, pretrain)
 
 
@@ -193,6 +192,7 @@ def run(
     beat: Heartbeat | None = None
     status = "FAILED"
     try:
+        faults.strike_driver(faults.active(spec.faults), spec.name)
         parallel = ray_driver.connect(address or spec.ray_address, [spec.resources.pretrain, spec.resources.probe])
         if warning := sqlite_warning(prepared.uri, parallel):
             print(warning, file=sys.stderr)
