@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -63,7 +64,9 @@ class Fault(Frozen):
             raise InjectedFault(f"injected fault ({self.match}, step {self.at_step})")
         if self.action == "kill":
             os._exit(137)  # the process dies as if the OOM killer took it: no cleanup runs
-        while True:  # hang
+        # A drill says where it holds the process (a test waits for this line to signal it there).
+        print(f"fault injected: hang ({self.stage}, {self.match})", file=sys.stderr, flush=True)
+        while True:
             time.sleep(3600)
 
 

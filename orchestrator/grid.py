@@ -46,10 +46,12 @@ class Cell(BaseModel, frozen=True, extra="allow"):
     augmentation: str | None
     # Sweeps recorded before evaluations became an axis probed linearly: the first kind.
     evaluation: str = Field(default_factory=lambda: EVALUATIONS.names()[0])
-    layer: str | None = None  # linear_probe
-    frozen: int | None = None  # finetune_frozen: k
-    content: str | None = None  # style_transfer
-    style: str | None = None  # style_transfer
+    # The coordinates the shipped evaluation kinds give their cells (None where a kind has
+    # none): the probed layer, k frozen layers, a (content, style) pair.
+    layer: str | None = None
+    frozen: int | None = None
+    content: str | None = None
+    style: str | None = None
     probe_dataset: str | None  # None: style transfer through a trunk that learned without labels
     seed: int
 

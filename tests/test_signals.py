@@ -124,7 +124,9 @@ def test_sigterm_while_an_evaluation_job_starts(write_spec, tmp_path):
 def test_sigterm_after_planning_before_ray_starts(write_spec, tmp_path):
     spec = write_spec(SPEC)
     process = driver(spec, tmp_path, [{"stage": "plan", "action": "hang"}])  # the driver hangs before Ray
-    planned(process)
+    for line in process.stdout:  # the drill says when it holds the driver
+        if line.startswith("fault injected: hang (plan"):
+            break
     out = stopped(process, signal.SIGTERM)
     assert process.returncode == 130 and "cancelled:" in out, out
     assert "cells 0/" not in out  # Ray's progress line never came: it was stopped before Ray

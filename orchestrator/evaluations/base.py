@@ -1,9 +1,9 @@
 """What an evaluation kind is: everything the driver needs to know of one way of judging a
 trunk, in one class, so that the grid, the jobs, the report and the figures look a kind up
-instead of asking "is it style transfer?".
+instead of asking which kind a cell is.
 
-A kind declares its grid item (`settings`, a `name`-tagged model: `{name: finetune_frozen,
-frozen: [0, 2]}`), the cells it makes of one trunk (`points`), their identity (`identity`:
+A kind declares its grid item (`settings`, a `name`-tagged model: `{name: KIND, ...its
+settings}`), the cells it makes of one trunk (`points`), their identity (`identity`:
 key, the key of the job that runs the cell, label), the job (`job`, a model from contract/jobs
 or its own), its worker entry point (`run`, importing the worker module where it runs), and
 its report (columns, title, figures). Kinds are registered in orchestrator/evaluations/
