@@ -42,6 +42,29 @@ def shown(uri: str) -> str:
     return f"{scheme}{sep}{host.rpartition('@')[2]}{slash}{path}" if sep else uri
 
 
+# Where `mlflow ui` / `mlflow server` listen by default: the link for a store that is a file.
+LOCAL_UI = "http://127.0.0.1:5000"
+
+
+def ui_link(uri: str, experiment_id: str, run_id: str | None = None) -> str:
+    """The MLflow UI's page of the experiment's training runs (or of one run): the tracking
+    server's own address where the store is one, else a local `mlflow ui`'s. The query after
+    the hash route is what MLflow 3's UI reads (`WorkflowTypeProvider`, from the router's
+    search params): without it a fresh browser opens the experiment in the GenAI view, with
+    it in the table of training runs."""
+    base = shown(uri).rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
+    page = f"runs/{run_id}" if run_id else "runs"
+    return f"{base}/#/experiments/{experiment_id}/{page}?workflowType=machine_learning"
+
+
+def ui_line(uri: str, experiment_id: str) -> str:
+    """`training runs: LINK`, with the command that serves a store that is not a server."""
+    link = ui_link(uri, experiment_id)
+    if uri.startswith(("http://", "https://")):
+        return f"training runs: {link}"
+    return f"training runs: {link} (serve them: mlflow ui --backend-store-uri {shown(uri)})"
+
+
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
     """Fail fast (MLflow's own retries take minutes) when the store is not there.
 

@@ -137,3 +137,12 @@ def test_a_reopened_run_keeps_its_params(tracking):
     run = MlflowClient(tracking.uri).get_run(again)
     assert (again, attempt, run.data.params["x"]) == (first, 2, "1")
     assert run.data.tags[schema.KEY] == "k" and run.info.status == "RUNNING"
+
+
+def test_the_ui_link_opens_the_training_runs_of_the_store_s_own_ui():
+    from orchestrator.record.store import ui_link
+
+    assert ui_link("sqlite:////tmp/m.db", "3") == "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning"
+    assert ui_link("https://me:secret@mlflow.lab:5000/", "3", "ab12") == (
+        "https://mlflow.lab:5000/#/experiments/3/runs/ab12?workflowType=machine_learning"  # no password printed
+    )
