@@ -166,3 +166,21 @@ def artifact_names(uri: str, run_id: str) -> set[str]:
 
 def log_files(uri: str, run_id: str, folder: Path, artifact_path: str) -> None:
     retry(client(uri).log_artifacts, run_id, str(folder), artifact_path)
+
+
+def log_table(uri: str, run_id: str, columns: dict[str, list[Any]], artifact_file: str) -> None:
+    """A table (column -> values) as an MLflow table artifact (`log_table`: JSON the UI shows
+    as a table), replacing the file's earlier table: `log_table` appends to a file that
+    exists, so a second report would double every row; that file is rewritten instead, in
+    `log_table`'s own format (pandas' split JSON), and stays registered as a table."""
+    c = client(uri)
+    folder = artifact_file.rpartition("/")[0] or None
+    if artifact_file not in {a.path for a in retry(c.list_artifacts, run_id, folder)}:
+        retry(c.log_table, run_id, columns, artifact_file)
+        return
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / artifact_file.rpartition("/")[2]
+        pd.DataFrame(columns).to_json(path, orient="split", index=False, date_format="iso")
+        retry(c.log_artifact, run_id, str(path), folder)
