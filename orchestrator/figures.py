@@ -22,9 +22,12 @@ from orchestrator.report import SweepRuns, Table  # noqa: E402
 RUN_PICTURES = ("conv1_filters.png", "mono_samples.png", "train_samples.png")
 
 
-def layer_curves(tables: list[Table], path: Path, xlabel: str, ylabel: str) -> Path:
+def layer_curves(tables: list[Table], path: Path, xlabel: str, ylabel: str) -> Path | None:
     """Top-1 against the table's columns (the probed layer, or k frozen layers), one line per
-    pre-training (mean ± std over seeds), a panel per dataset."""
+    pre-training (mean ± std over seeds), a panel per dataset. None (no figure) with one column:
+    a curve needs its axis to vary, and the table says it all."""
+    if all(len(t.columns) < 2 for t in tables):
+        return None
     fig, axes = plt.subplots(1, len(tables), figsize=(6 * len(tables), 4.5), squeeze=False)
     for ax, table in zip(axes[0], tables):
         for label, by_layer in table.rows.items():

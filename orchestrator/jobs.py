@@ -20,6 +20,7 @@ from orchestrator.record.recorder import MlflowRecorder
 from orchestrator.record.runs import Tracking, start_run
 from orchestrator.record.schema import CELL, PRETRAIN, TAG
 from orchestrator.record.store import artifact_names, download
+from orchestrator.record.system import system_metrics
 
 
 def flatten(prefix: str, value: Any) -> dict[str, Any]:
@@ -56,7 +57,7 @@ def run_pretrain(job: PretrainJob, tracking: Tracking, faults: Sequence[Fault] =
     try:
         recorder = arm(list(faults), "pretrain", job.label, job.key, attempt, mlflow_recorder)
         mlflow_recorder.text(json.dumps(job.model_dump(mode="json"), indent=2), "config.json")
-        with tempfile.TemporaryDirectory() as workdir:
+        with tempfile.TemporaryDirectory() as workdir, system_metrics(tracking.uri, [run_id], tracking.system_metrics):
             resume = resume_point(tracking.uri, run_id, attempt, Path(workdir), mlflow_recorder)
             tasks.pretrain(job, recorder, Path(workdir), resume)
     except BaseException as error:
@@ -118,7 +119,7 @@ def run_evaluation(job: EvaluationJob, tracking: Tracking, faults: Sequence[Faul
         for cell in job.cells:
             config = {**job.model_dump(mode="json", exclude={"cells"}), "cell": cell.model_dump(mode="json")}
             mlflow_recorder.text(json.dumps(config, indent=2), "config.json", cell.part)
-        with tempfile.TemporaryDirectory() as workdir:
+        with tempfile.TemporaryDirectory() as workdir, system_metrics(tracking.uri, list(runs.values()), tracking.system_metrics):
             checkpoint = download(tracking.uri, pretrain, "checkpoint.pt", Path(workdir) / "trunk")
             resume = None
             if kind.resumable:  # a resumable job is one cell: one run, which holds its resume.pt

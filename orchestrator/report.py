@@ -13,9 +13,11 @@ import csv
 import html
 import io
 import json
+import re
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from orchestrator.errors import NoSweep
 from orchestrator.evaluations import KINDS
@@ -169,6 +171,28 @@ def render(table: Table, fmt: str) -> str:
         rows = "".join(f"<tr>{cells(row, 'td')}</tr>" for row in body)
         return f"<table><caption>{html.escape(table.title)}</caption><tr>{cells(header, 'th')}</tr>{rows}</table>"
     raise ValueError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
+
+
+def columns(table: Table) -> dict[str, list[str]]:
+    """The table as columns (the row labels first), entries as `render` writes them: what
+    MLflow's `log_table` takes."""
+    out = {"pre-training": list(table.rows)}
+    for col in table.columns:
+        out[col] = [by_column[col].text(table.digits) for by_column in table.rows.values()]
+    return out
+
+
+def file_name(table: Table) -> str:
+    """A name for the table's own file: `linear_probe_top1_fashion_mnist_diff_random`."""
+    words = [table.evaluation, table.metric, table.dataset or "", table.view]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(w for w in words if w)).strip("_")
+
+
+def spec_of(rec: SweepRuns) -> dict[str, Any] | None:
+    """The resolved experiment file the sweep run keeps (`spec.json`), if it keeps one."""
+    if "spec.json" not in store.artifact_names(rec.uri, rec.sweep_run_id):
+        return None
+    return json.loads(store.read_text(rec.uri, rec.sweep_run_id, "spec.json"))
 
 
 CSV_FIELDS = ("dataset", "evaluation", "metric", "view", "pre-training", "column", "mean", "std", "n", "state")

@@ -259,6 +259,11 @@ class Spec(Frozen):
         "null: no check"
     )
     faults: list[Fault] = Field([], description="fault injection for tests and drills (MONOSWEEP_FAULTS wins)")
+    # How a job was run, not what it computes: in no key (as resources and retries are not).
+    system_metrics: bool = Field(
+        True, description="pretrain and cell runs record their machine's CPU, memory, disk, network "
+        "and GPU use (MLflow's system/ metrics, every 10 s); false: none"
+    )
     tracking_uri: str = Field(
         "sqlite:///mlflow.db", description="MLflow store; MLFLOW_TRACKING_URI overrides it"
     )

@@ -203,6 +203,7 @@ def run(
                 "spec.json": spec.model_dump_json(indent=2),
                 "cells.json": json.dumps([c.model_dump() for c in sweep.cells], indent=1),
             },
+            system_metrics=spec.system_metrics,
         )
         runs.heartbeat(tracking)
         beat = Heartbeat(tracking)

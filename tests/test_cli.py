@@ -98,6 +98,11 @@ def test_status_json_of_a_planned_sweep(write_spec, tmp_path, monkeypatch, capsy
     assert {"sweep", "tracking_uri", "cells", "counts", "by_axis", "failed", "running"} <= state.keys()
     assert state["sweep"] == "tiny" and state["cells"] == 15 and state["counts"]["pending"] == 15
     assert state["failed"] == [] and state["running"] == []
+    experiment = MlflowClient(prepared.uri).get_experiment_by_name("tiny").experiment_id
+    link = f"http://127.0.0.1:5000/#/experiments/{experiment}/runs?workflowType=machine_learning"
+    assert state["link"] == link
+    assert main(["status", str(spec)]) == 0
+    assert f"training runs: {link} (serve them: mlflow ui --backend-store-uri {prepared.uri})" in capsys.readouterr().out
 
 
 def _runs(store) -> list:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import statistics
 
 import pytest
@@ -88,6 +89,37 @@ def test_every_figure_is_a_png(in_folder):
     sweep = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], "tags.`monosweep.kind` = 'sweep'")[0]
     attached = {a.path for a in client.list_artifacts(sweep.info.run_id, "report")}
     assert {"report/report.md", "report/top1_per_layer.png"} <= attached
+
+
+def test_the_html_page_is_self_contained_and_mlflow_holds_the_tables(in_folder):
+    folder, spec, uri = in_folder
+    out = folder / "page"
+    for _ in range(2):  # a second report replaces the tables, it does not append to them
+        assert main(["report", str(spec), "--format", "html", "--view", "top1", "--out", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("tiny").experiment_id
+    sweep = client.search_runs([experiment], "tags.`monosweep.kind` = 'sweep'")[0]
+    assert page.startswith("<!DOCTYPE html>") and "<h1>tiny</h1>" in page
+    assert page.count('<img src="data:image/png;base64,iVBORw0KGgo') >= 3  # the figures and each run's pictures, inline
+    assert "src=\"http" not in page and "<script" not in page  # nothing fetched, nothing run
+    table = report.all_tables(report.load(uri, "tiny"))[0]
+    assert f"<td>{table.rows['random']['conv1'].text()}</td>" in page  # the table's values
+    assert "finished 12" in page and "grid.augmentation" in page  # cell states, settings
+    runs_link = f"http://127.0.0.1:5000/#/experiments/{experiment}/runs?workflowType=machine_learning"
+    sweep_link = f"http://127.0.0.1:5000/#/experiments/{experiment}/runs/{sweep.info.run_id}?workflowType=machine_learning"
+    assert f'href="{runs_link}"' in page and f'href="{sweep_link}">{sweep.info.run_id}</a>' in page
+    for r in probe_runs(uri):
+        assert f">{r.info.run_id}</a>" in page
+
+    name = "report/tables/linear_probe_top1_fashion_mnist_top1.json"
+    assert name in {a.path for a in client.list_artifacts(sweep.info.run_id, "report/tables")}
+    logged = json.loads(client.get_run(sweep.info.run_id).data.tags["mlflow.loggedArtifacts"])
+    assert {"path": name, "type": "table"} in logged  # what makes the UI show it as a table
+    logged_table = client.load_table(experiment, name, run_ids=[sweep.info.run_id])
+    assert list(logged_table.columns) == ["pre-training", "conv1", "conv3"]
+    assert list(logged_table["pre-training"]) == list(table.rows)  # once each, after two reports
+    assert list(logged_table["conv1"]) == [by_column["conv1"].text() for by_column in table.rows.values()]
 
 
 def test_missing_and_failed_cells_are_shown(in_folder):

@@ -42,6 +42,10 @@ def test_sweep_records_one_finished_run_per_cell_and_reruns_nothing(write_spec, 
     assert "6/6 cells FINISHED" in out and f"sqlite:///{tmp_path}/mlflow.db" in out
     assert "| rotnet N1 astronaut full |" in out  # the results table
     assert "finetuning" not in out and "style" not in out  # no tables of evaluations it did not run
+    # The link opens the experiment's training runs (MLflow 3 opens its GenAI view without the query).
+    experiment_id = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_experiment_by_name("tiny").experiment_id
+    link = f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    assert f"training runs: {link} (serve them: mlflow ui --backend-store-uri sqlite:///{tmp_path}/mlflow.db)" in out
 
     first = runs(tmp_path)
     sweep_runs, pretrain, probe = (by_kind(first, k) for k in ("sweep", "pretrain", "cell"))

@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from orchestrator import figures, report
+from orchestrator import figures, report, report_page
 from orchestrator.evaluations import KINDS
 from orchestrator.loading import load_spec
 from orchestrator.record import store
@@ -52,19 +52,30 @@ def main(args: argparse.Namespace) -> int:
             for t in base if (key := (t.evaluation, t.metric, t.dataset)) in theirs
         ]
     shown = [t for t in shown if t.rows]
-    for fmt in formats:
-        text = report.to_csv(shown) if fmt == "csv" else "\n\n".join(report.render(t, fmt) for t in shown) + "\n"
-        (out / f"report.{fmt}").write_text(text)
     pictures = [
-        *(picture for kind in KINDS.values()
-          if (own := [t for t in base if t.evaluation == kind.name and t.metric == kind.metrics[0]])
-          for picture in kind.figures(rec, own, out)),
-        *figures.run_pictures(rec, out / "runs"),
+        picture
+        for kind in KINDS.values()
+        if (own := [t for t in base if t.evaluation == kind.name and t.metric == kind.metrics[0]])
+        for picture in kind.figures(rec, own, out)
+        if picture is not None  # a figure whose axis does not vary is not drawn
     ]
+    run_pictures = figures.run_pictures(rec, out / "runs")
+    for fmt in formats:
+        if fmt == "html":  # one self-contained page: settings, states, tables, figures, runs
+            text = report_page.page(rec, shown, pictures, run_pictures, report.spec_of(rec))
+        elif fmt == "csv":
+            text = report.to_csv(shown)
+        else:
+            text = "\n\n".join(report.render(t, fmt) for t in shown) + "\n"
+        (out / f"report.{fmt}").write_text(text)
     print("\n\n".join(report.render(t, "md") for t in shown))
     done = sum(run.status == "FINISHED" for key, run in rec.probe.items() if key in {c.key for c in rec.cells})
-    print(f"\n{done}/{len(rec.cells)} cells FINISHED. Wrote {len(formats)} table file(s) and {len(pictures)} figures to {out}")
+    print(f"\n{done}/{len(rec.cells)} cells FINISHED. Wrote {len(formats)} table file(s) and "
+          f"{len(pictures) + len(run_pictures)} figures to {out}")
     if not args.no_log:
         store.log_files(rec.uri, rec.sweep_run_id, out, "report")
-        print(f"attached to the sweep run {rec.sweep_run_id} (artifacts: report/)")
+        for table in shown:  # MLflow's table artifacts: the UI shows them as tables
+            store.log_table(rec.uri, rec.sweep_run_id, report.columns(table), f"report/tables/{report.file_name(table)}.json")
+        print(f"attached to the sweep run {rec.sweep_run_id} (artifacts: report/, tables in report/tables/): "
+              f"{store.ui_link(rec.uri, rec.experiment_id, rec.sweep_run_id)}")
     return 0

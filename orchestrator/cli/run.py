@@ -43,8 +43,7 @@ def finish(args: argparse.Namespace, prepared: Prepared, action: Callable[[], Ou
     print("\n" + "\n\n".join(report.render(t, "md") for t in report.all_tables(rec)) + "\n")
     uri = store.shown(outcome.uri)
     print(f"{outcome.finished}/{outcome.total} cells FINISHED. MLflow store: {uri}")
-    print(f"  browse it: mlflow ui --backend-store-uri {uri}, then open the experiment's "
-          f"Training runs: http://127.0.0.1:5000/#/experiments/{rec.experiment_id}/runs")
+    print(f"  {store.ui_line(outcome.uri, rec.experiment_id)}")
     print(f"  tables and figures: monosweep report {args.file}")
     return 0 if outcome.complete else 1
 

@@ -31,7 +31,8 @@ def main(args: argparse.Namespace) -> int:
     running = [s for s in states if s.state in ("running", "stale")]
     if args.json:
         print(json.dumps({
-            "sweep": rec.name, "tracking_uri": store.shown(rec.uri), "cells": len(states), "counts": total, "by_axis": axes,
+            "sweep": rec.name, "tracking_uri": store.shown(rec.uri), "link": store.ui_link(rec.uri, rec.experiment_id),
+            "cells": len(states), "counts": total, "by_axis": axes,
             "failed": [{"cell": s.cell.label, "key": s.cell.key, "state": s.state, "error": s.error} for s in failed],
             "driver_alive": alive,
             "running": [{"cell": s.cell.label, "key": s.cell.key, "state": s.state, "where": s.where} for s in running],
@@ -39,6 +40,7 @@ def main(args: argparse.Namespace) -> int:
         return 0
     print(f"sweep {rec.name!r} ({store.shown(rec.uri)}): {len(states)} cells")
     print(f"  {_line(total)}")
+    print(f"  {store.ui_line(rec.uri, rec.experiment_id)}")
     for axis, values in axes.items():
         print(f"by {axis}:")
         for value, c in values.items():

@@ -3,6 +3,7 @@ reopened) and closed, the driver's heartbeat, and runs a lost driver left RUNNIN
 
 from __future__ import annotations
 
+import getpass
 import os
 import platform
 import time
@@ -13,6 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Param, RunTag
+from mlflow.utils.mlflow_tags import (
+    MLFLOW_GIT_BRANCH,
+    MLFLOW_GIT_COMMIT,
+    MLFLOW_SOURCE_NAME,
+    MLFLOW_SOURCE_TYPE,
+    MLFLOW_USER,
+)
 from pydantic import BaseModel, ConfigDict
 
 from orchestrator.record.schema import (
@@ -35,9 +43,10 @@ class Tracking(BaseModel):
     uri: str
     experiment_id: str
     sweep_run_id: str
+    system_metrics: bool = True  # the spec's `system_metrics`: jobs sample their machine
 
 
-def open_sweep(name: str, uri: str, artifacts: Mapping[str, str]) -> Tracking:
+def open_sweep(name: str, uri: str, artifacts: Mapping[str, str], system_metrics: bool = True) -> Tracking:
     """The sweep's experiment and parent run, created if new and set RUNNING; before any worker.
     `artifacts` (file name -> text: the spec, the planned cells) are written on the sweep run."""
     c = client(uri)
@@ -55,13 +64,14 @@ def open_sweep(name: str, uri: str, artifacts: Mapping[str, str]) -> Tracking:
     if runs:
         run_id = runs[0].info.run_id
         retry(c.update_run, run_id, status="RUNNING")
+        log_batch(c, run_id, tags=[RunTag(k, v) for k, v in environment().items()])  # who runs it now
     else:
         tags = {KIND: SWEEP, **environment()}
         run = retry(c.create_run, experiment_id, run_name=name, tags=tags)
         run_id = run.info.run_id
     for name_, text in artifacts.items():  # the plan as it stands now: the latest file wins
         retry(c.log_text, run_id, text, name_)
-    return Tracking(uri=uri, experiment_id=experiment_id, sweep_run_id=run_id)
+    return Tracking(uri=uri, experiment_id=experiment_id, sweep_run_id=run_id, system_metrics=system_metrics)
 
 
 def close_sweep(tracking: Tracking, status: str) -> None:
@@ -69,11 +79,67 @@ def close_sweep(tracking: Tracking, status: str) -> None:
 
 
 def environment() -> dict[str, str]:
-    """Versions and machine, recorded as tags on every run (mutable facts are tags)."""
+    """Provenance, recorded as tags on every run (mutable facts are tags): who ran it and from
+    which code (MLflow's own `mlflow.user`, `mlflow.source.*` tags, which its UI shows), the
+    versions, the machine."""
     tags = {TAG + "host": platform.node(), TAG + "python": platform.python_version()}
     if node := os.environ.get("MONOSWEEP_RAY_NODE"):
         tags[TAG + "ray_node"] = node
-    return {**tags, **_versions()}
+    return {**_source(), **tags, **_versions()}
+
+
+# The checkout the code runs from, if it is one: the folder holding orchestrator/ (an installed
+# package's site-packages has no .git, and an enclosing repository is not ours).
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+
+@cache
+def _source() -> dict[str, str]:
+    """The OS user, the entry point and the git commit and branch of the code, once per process."""
+    tags = {MLFLOW_SOURCE_NAME: "monosweep", MLFLOW_SOURCE_TYPE: "JOB"}
+    try:
+        tags[MLFLOW_USER] = getpass.getuser()
+    except (KeyError, OSError):  # a container's uid without a passwd entry or $USER
+        pass
+    if head := git_head(SOURCE_ROOT):
+        tags[MLFLOW_GIT_COMMIT] = head[0]
+        if head[1]:
+            tags[MLFLOW_GIT_BRANCH] = head[1]
+    return tags
+
+
+def git_head(root: Path) -> tuple[str, str | None] | None:
+    """(commit, branch or None when detached) of the git checkout at `root`, read from its
+    .git files without a git binary (a worker image may have none); None where `root` is not a
+    checkout or its refs cannot be read (git's newer reftable format, say)."""
+    try:
+        dot = root / ".git"
+        if not dot.exists():
+            return None
+        # A linked worktree's or submodule's .git is a file naming its folder, whose HEAD is its
+        # own while refs live in the main repository's folder (`commondir`).
+        git = dot if dot.is_dir() else root / dot.read_text().split("gitdir:", 1)[1].strip()
+        common = git / (git / "commondir").read_text().strip() if (git / "commondir").is_file() else git
+        head = (git / "HEAD").read_text().strip()
+        if not head.startswith("ref: "):
+            return (head, None) if _is_commit(head) else None
+        ref = head.removeprefix("ref: ")
+        branch = ref.removeprefix("refs/heads/")
+        for folder in (git, common):
+            if (folder / ref).is_file():
+                commit = (folder / ref).read_text().strip()
+                return (commit, branch) if _is_commit(commit) else None
+        if (common / "packed-refs").is_file():  # refs `git gc` packed into one file
+            for line in (common / "packed-refs").read_text().splitlines():
+                if line.endswith(" " + ref) and _is_commit(line.split()[0]):
+                    return line.split()[0], branch
+    except (OSError, IndexError, UnicodeDecodeError):
+        pass
+    return None
+
+
+def _is_commit(text: str) -> bool:
+    return len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text)  # sha1 or sha256
 
 
 @cache

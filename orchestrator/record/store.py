@@ -42,6 +42,29 @@ def shown(uri: str) -> str:
     return f"{scheme}{sep}{host.rpartition('@')[2]}{slash}{path}" if sep else uri
 
 
+# Where `mlflow ui` / `mlflow server` listen by default: the link for a store that is a file.
+LOCAL_UI = "http://127.0.0.1:5000"
+
+
+def ui_link(uri: str, experiment_id: str, run_id: str | None = None) -> str:
+    """The MLflow UI's page of the experiment's training runs (or of one run): the tracking
+    server's own address where the store is one, else a local `mlflow ui`'s. The query after
+    the hash route is what MLflow 3's UI reads (`WorkflowTypeProvider`, from the router's
+    search params): without it a fresh browser opens the experiment in the GenAI view, with
+    it in the table of training runs."""
+    base = shown(uri).rstrip("/") if uri.startswith(("http://", "https://")) else LOCAL_UI
+    page = f"runs/{run_id}" if run_id else "runs"
+    return f"{base}/#/experiments/{experiment_id}/{page}?workflowType=machine_learning"
+
+
+def ui_line(uri: str, experiment_id: str) -> str:
+    """`training runs: LINK`, with the command that serves a store that is not a server."""
+    link = ui_link(uri, experiment_id)
+    if uri.startswith(("http://", "https://")):
+        return f"training runs: {link}"
+    return f"training runs: {link} (serve them: mlflow ui --backend-store-uri {shown(uri)})"
+
+
 def check_reachable(uri: str, timeout: float = 5.0) -> None:
     """Fail fast (MLflow's own retries take minutes) when the store is not there.
 
@@ -143,3 +166,21 @@ def artifact_names(uri: str, run_id: str) -> set[str]:
 
 def log_files(uri: str, run_id: str, folder: Path, artifact_path: str) -> None:
     retry(client(uri).log_artifacts, run_id, str(folder), artifact_path)
+
+
+def log_table(uri: str, run_id: str, columns: dict[str, list[Any]], artifact_file: str) -> None:
+    """A table (column -> values) as an MLflow table artifact (`log_table`: JSON the UI shows
+    as a table), replacing the file's earlier table: `log_table` appends to a file that
+    exists, so a second report would double every row; that file is rewritten instead, in
+    `log_table`'s own format (pandas' split JSON), and stays registered as a table."""
+    c = client(uri)
+    folder = artifact_file.rpartition("/")[0] or None
+    if artifact_file not in {a.path for a in retry(c.list_artifacts, run_id, folder)}:
+        retry(c.log_table, run_id, columns, artifact_file)
+        return
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / artifact_file.rpartition("/")[2]
+        pd.DataFrame(columns).to_json(path, orient="split", index=False, date_format="iso")
+        retry(c.log_artifact, run_id, str(path), folder)

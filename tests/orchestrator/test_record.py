@@ -137,3 +137,37 @@ def test_a_reopened_run_keeps_its_params(tracking):
     run = MlflowClient(tracking.uri).get_run(again)
     assert (again, attempt, run.data.params["x"]) == (first, 2, "1")
     assert run.data.tags[schema.KEY] == "k" and run.info.status == "RUNNING"
+
+
+def test_the_ui_link_opens_the_training_runs_of_the_store_s_own_ui():
+    from orchestrator.record.store import ui_link
+
+    assert ui_link("sqlite:////tmp/m.db", "3") == "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning"
+    assert ui_link("https://me:secret@mlflow.lab:5000/", "3", "ab12") == (
+        "https://mlflow.lab:5000/#/experiments/3/runs/ab12?workflowType=machine_learning"  # no password printed
+    )
+
+
+def test_the_git_commit_is_read_from_the_checkout_s_files(tmp_path):
+    from orchestrator.record.runs import git_head
+
+    a, b = "a" * 40, "b" * 40
+    repo = tmp_path / "repo"
+    (repo / ".git" / "refs" / "heads").mkdir(parents=True)
+    (repo / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (repo / ".git" / "refs" / "heads" / "main").write_text(a + "\n")
+    assert git_head(repo) == (a, "main")
+    (repo / ".git" / "refs" / "heads" / "main").unlink()  # packed by `git gc`
+    (repo / ".git" / "packed-refs").write_text(f"# pack-refs with: peeled\n{b} refs/heads/other\n{a} refs/heads/main\n")
+    assert git_head(repo) == (a, "main")
+    # A linked worktree: .git is a file; its HEAD is its own, refs are the main repository's.
+    worktree, own = tmp_path / "wt", repo / ".git" / "worktrees" / "wt"
+    own.mkdir(parents=True)
+    (worktree).mkdir()
+    (worktree / ".git").write_text(f"gitdir: {own}\n")
+    (own / "commondir").write_text("../..\n")
+    (own / "HEAD").write_text("ref: refs/heads/other\n")
+    assert git_head(worktree) == (b, "other")
+    (own / "HEAD").write_text(b + "\n")  # detached
+    assert git_head(worktree) == (b, None)
+    assert git_head(tmp_path) is None  # not a checkout
