@@ -114,10 +114,19 @@ def tables(rec: SweepRuns, kind: EvaluationKind, metric: str) -> list[Table]:
     out = []
     for dataset in [None] if kind.folded else dict.fromkeys(c.probe_dataset for c in cells):
         rows: dict[str, dict[str, Stat]] = defaultdict(lambda: defaultdict(Stat))
+        seeds: dict[tuple[str, str], set[int]] = defaultdict(set)
         for cell in cells:
             if not kind.folded and cell.probe_dataset != dataset:
                 continue
-            entry = rows[kind.row(cell)][kind.column(cell)]
+            place = (kind.row(cell), kind.column(cell))
+            if cell.seed in seeds[place]:  # an entry averages seeds, never two different settings
+                raise ValueError(
+                    f"{cell.label!r} shares row {place[0]!r}, column {place[1]!r} and seed {cell.seed} with "
+                    "another cell: an axis they differ in is missing from the report's row label "
+                    "(orchestrator/evaluations/base.py row_label) or the kind's column"
+                )
+            seeds[place].add(cell.seed)
+            entry = rows[place[0]][place[1]]
             run = rec.probe.get(cell.key)
             if run is not None and run.status == "FINISHED" and metric in run.metrics:
                 entry.values.append(run.metrics[metric])
