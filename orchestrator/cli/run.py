@@ -40,10 +40,19 @@ def finish(args: argparse.Namespace, prepared: Prepared, action: Callable[[], Ou
     print("\n" + "\n\n".join(report.render(t, "md") for t in report.all_tables(rec)) + "\n")
     uri = record.shown(outcome.uri)
     print(f"{outcome.finished}/{outcome.total} cells FINISHED. MLflow store: {uri}")
-    print(f"  browse it: mlflow ui --backend-store-uri {uri}, then open the experiment's "
-          f"Training runs: http://127.0.0.1:5000/#/experiments/{rec.experiment_id}/runs")
+    print(f"  browse it: {browse_hint(uri, rec.experiment_id)}")
     print(f"  tables and figures: monosweep report {args.file}")
     return 0 if outcome.complete else 1
+
+
+def browse_hint(uri: str, experiment_id: str) -> str:
+    """Where to see the runs: the experiment's Training runs view (MLflow 3 opens GenAI's
+    traces view unless `workflowType=machine_learning` says otherwise), on the tracking
+    server itself, or on an `mlflow ui` over a local store."""
+    runs = f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    if uri.startswith(("http://", "https://")):
+        return f"{uri.rstrip('/')}/{runs} (through the address you publish it on)"
+    return f"mlflow ui --backend-store-uri {uri}, then http://127.0.0.1:5000/{runs}"
 
 
 def main(args: argparse.Namespace) -> int:
