@@ -61,7 +61,9 @@ def documents() -> list[tuple[str, dict]]:
 @pytest.mark.parametrize(("name", "doc"), documents(), ids=[n for n, _ in documents()])
 def test_manifest_validates_against_the_crd_schema(name, doc):
     errors = sorted(validator(doc["kind"]).iter_errors(doc), key=lambda e: list(e.path))
-    assert not errors, "\n".join(f"{name}: {'.'.join(map(str, e.path))}: {e.message}" for e in errors)
+    assert not errors, "\n".join(
+        f"{name}: {'.'.join(map(str, e.path))}: {e.message}" for e in errors
+    )
 
 
 def test_the_manifests_are_the_ones_we_mean():

@@ -24,8 +24,14 @@ def test_an_autoscaling_cluster_at_zero_workers_is_accepted():
 @pytest.mark.parametrize(
     ("job", "message"),
     [
-        (Resources(cpus=8, gpus=2), r"asks for 2.0 GPU\(s\), but the Ray cluster has 1 and can grow to 1"),
-        (Resources(cpus=16, gpus=1), r"asks for 16.0 CPUs, but the Ray cluster has 9 and can grow to 9"),
+        (
+            Resources(cpus=8, gpus=2),
+            r"asks for 2.0 GPU\(s\), but the Ray cluster has 1 and can grow to 1",
+        ),
+        (
+            Resources(cpus=16, gpus=1),
+            r"asks for 16.0 CPUs, but the Ray cluster has 9 and can grow to 9",
+        ),
     ],
 )
 def test_an_autoscaling_cluster_that_can_never_fit_the_job_is_refused(job, message):
