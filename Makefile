@@ -7,13 +7,21 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: quickstart test setup data
+.PHONY: quickstart test cluster-test setup data
 
 quickstart: setup
 	$(VENV)/bin/monosweep run examples/quickstart.yaml
 
 test: setup
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# docker/ for real (tests/test_docker_stack.py, docker/README.md): starts dockerd if none runs
+# (as root), builds the images, runs the compose stack and two sweeps on it; the last line
+# is what it asserted.
+cluster-test: setup
+	@rm -f /tmp/monosweep-cluster-test.txt  # the summary the test writes last
+	$(VENV)/bin/python -m pytest -m cluster -p no:cacheprovider -rs --basetemp=/tmp/monosweep-cluster-test tests/test_docker_stack.py $(PYTEST_ARGS)
+	@cat /tmp/monosweep-cluster-test.txt 2> /dev/null || true
 
 setup: $(STAMP) data
 

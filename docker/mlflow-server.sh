@@ -15,10 +15,12 @@ until python -c "import urllib.request as u; u.urlopen('http://localhost:$port/h
     kill -0 "$server" 2> /dev/null || { wait "$server"; exit $?; }
     sleep 2
 done
+rm -f /tmp/mlflow-ready
 python /usr/local/bin/mlflow_users.py "http://localhost:$port" || {
     echo "mlflow-server: setting up the sweep's user failed; stopping the server" >&2
     kill -TERM "$server"
     wait "$server" || true
     exit 1
 }
+touch /tmp/mlflow-ready  # the healthcheck waits for it: the sweep's user can sign in now
 wait "$server"
