@@ -307,23 +307,34 @@ def ray_env(stack: Stack) -> dict[str, str]:
     }
 
 
-def wait_for_job(stack: Stack, job: str, timeout: float = 900) -> str:
-    """The job's logs, once it SUCCEEDED (the test fails on any other end)."""
-    from ray.job_submission import JobStatus, JobSubmissionClient
+WAIT_FOR_JOB = """
+import json, sys, time
+from ray.job_submission import JobStatus, JobSubmissionClient
+address, job, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
+client = JobSubmissionClient(address)
+deadline = time.monotonic() + timeout
+while not (status := client.get_job_status(job)).is_terminal() and time.monotonic() < deadline:
+    time.sleep(3)
+print(json.dumps({"status": str(status), "logs": client.get_job_logs(job)}))
+"""
 
-    os.environ.update(ray_env(stack))
-    client = JobSubmissionClient(stack.ray_url)
-    deadline = time.monotonic() + timeout
-    while (status := client.get_job_status(job)) not in {
-        JobStatus.SUCCEEDED,
-        JobStatus.FAILED,
-        JobStatus.STOPPED,
-    }:
-        assert time.monotonic() < deadline, f"{job} still {status}"
-        time.sleep(3)
-    logs = client.get_job_logs(job)
-    assert status == JobStatus.SUCCEEDED, logs[-6000:]
-    return logs
+
+def wait_for_job(stack: Stack, job: str, timeout: float = 900) -> str:
+    """The job's logs, once it SUCCEEDED (the test fails on any other end). Asked from a
+    process of its own, with the Ray token in its environment as a user's shell has it."""
+    result = subprocess.run(
+        [sys.executable, "-c", WAIT_FOR_JOB, stack.ray_url, job, str(timeout)],
+        env=ray_env(stack),
+        capture_output=True,
+        text=True,
+        timeout=timeout + 60,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["status"].endswith("SUCCEEDED"), (
+        f"{job}: {answer['status']}\n{answer['logs'][-6000:]}"
+    )
+    return answer["logs"]
 
 
 @pytest.fixture(scope="module")
