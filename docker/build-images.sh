@@ -41,11 +41,11 @@ if $host_pip; then
     secrets=$(mktemp -d)
     server=
     trap 'rm -rf "$secrets"; [[ -z $server ]] || kill "$server"' EXIT
-    cert=$(pip config get global.cert 2> /dev/null || echo /etc/ssl/certs/ca-certificates.crt)
+    cert=$(python3 -m pip config get global.cert 2> /dev/null || echo /etc/ssl/certs/ca-certificates.crt)
     # file:// indexes become http://127.0.0.1:PORT/... for the build's pip (host networking)
     read -r root port indexes < <(python3 - <<'PY'
-import os, socket, subprocess
-urls = subprocess.run(["pip", "config", "get", "global.extra-index-url"], capture_output=True,
+import os, socket, subprocess, sys
+urls = subprocess.run([sys.executable, "-m", "pip", "config", "get", "global.extra-index-url"], capture_output=True,
                       text=True).stdout.split()
 paths = [u[len("file://"):] for u in urls if u.startswith("file://")]
 root = os.path.commonpath([os.path.dirname(p.rstrip("/")) for p in paths]) if paths else "-"

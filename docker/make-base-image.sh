@@ -18,10 +18,9 @@ command -v debootstrap > /dev/null || {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends debootstrap
 }
 root=$(mktemp -d)
-trap 'rm -rf "$root"' EXIT
-debootstrap --variant=minbase bookworm "$root" "$mirror" > "$root.log" 2>&1 \
-    || { tail -20 "$root.log" >&2; exit 1; }
-rm -f "$root.log"
+log=$(mktemp)
+trap 'rm -rf "$root" "$log"' EXIT
+debootstrap --variant=minbase bookworm "$root" "$mirror" > "$log" 2>&1 || { tail -20 "$log" >&2; exit 1; }
 # The archive this machine reads may be a dated snapshot: apt in the image accepts its
 # Release files as the host's apt does. The security suite as in debian:bookworm-slim.
 cp /etc/apt/apt.conf.d/99artifact-registry "$root/etc/apt/apt.conf.d/" 2>/dev/null || true

@@ -40,9 +40,22 @@ def main(tracking_uri: str) -> int:
     for name in filter(None, experiments):
         experiment = client.get_experiment_by_name(name)
         experiment_id = experiment.experiment_id if experiment else client.create_experiment(name)
-        auth.grant_user_permission(username, "experiment", experiment_id, "MANAGE")
+        grant(auth, username, experiment_id)
         print(f"mlflow_users: {username} may manage experiment {name!r} ({experiment_id})")
     return 0
+
+
+def grant(auth, username: str, experiment_id: str) -> None:
+    """MANAGE on the experiment for the user, whatever it had there before."""
+    try:
+        auth.grant_user_permission(username, "experiment", experiment_id, "MANAGE")
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        held = auth.get_user_permission(username, "experiment", experiment_id).permission
+        if held != "MANAGE":
+            auth.revoke_user_permission(username, "experiment", experiment_id)
+            auth.grant_user_permission(username, "experiment", experiment_id, "MANAGE")
 
 
 if __name__ == "__main__":

@@ -913,12 +913,17 @@ def test_docker_commands_use_flags_the_installed_tools_know():
     # One Ray version everywhere: the image's, KubeRay's, and the one the tests ran.
     import ray
 
-    pinned = next(
-        line.split("=")[1]
+    args = dict(
+        line.removeprefix("ARG ").split("=", 1)
         for line in (DOCKER / "Dockerfile").read_text().splitlines()
-        if line.startswith("ARG RAY_VERSION=")
+        if line.startswith("ARG ") and "=" in line
     )
-    assert pinned == kuberay["rayVersion"] == ray.__version__
+    assert args["RAY_VERSION"] == kuberay["rayVersion"] == ray.__version__
+    # and the torch, torchvision and MLflow the tests ran with
+    from importlib.metadata import version
+
+    for name in ("torch", "torchvision", "mlflow"):
+        assert args[f"{name.upper()}_VERSION"] == version(name).split("+")[0], name
 
 
 def test_cluster_example_is_a_valid_experiment_file(capsys):

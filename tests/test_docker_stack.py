@@ -488,12 +488,18 @@ def test_sweeps_on_the_compose_stack_survive_restarts_and_down_up(stack, mlflow_
     ).split()
     assert len(stored) == 3, stored
 
-    # The sweep's user reads its experiments only; the admin's password opens no door to it.
+    # The sweep's user may not read an experiment it was not given (one the admin makes).
     from mlflow.exceptions import MlflowException
 
-    assert stack.passwords["mlflow_admin_password"] not in json.dumps(dict(os.environ))
-    with pytest.raises(MlflowException, match="403|PERMISSION_DENIED|Permission denied"):
-        client.search_runs(["0"])  # the Default experiment: no permission on it
+    os.environ["MLFLOW_TRACKING_USERNAME"] = "admin"
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = stack.passwords["mlflow_admin_password"]
+    try:
+        other = client.create_experiment(f"not-for-sweeps-{secrets.token_hex(3)}")
+    finally:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = "sweeper"
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = stack.passwords["mlflow_sweep_password"]
+    with pytest.raises(MlflowException, match="403|PERMISSION_DENIED|ermission"):
+        client.get_experiment(other)
 
     # 2. A second sweep; MLflow and PostgreSQL restart while its pretrain jobs train.
     started = time.monotonic()
