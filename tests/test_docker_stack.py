@@ -176,6 +176,15 @@ class Stack:
     def container(self, service: str) -> str:
         return self.run("ps", "-q", service).strip()
 
+    def started_at(self, service: str) -> str:
+        """When the service's container last started, to the second (ISO time: compares as text)."""
+        return subprocess.run(
+            ["docker", "inspect", "--format", "{{.State.StartedAt}}", self.container(service)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()[:19]
+
     def health(self) -> dict[str, str]:
         ids = self.run("ps", "-q").split()
         if not ids:
@@ -517,8 +526,10 @@ def test_sweeps_on_the_compose_stack_survive_restarts_and_down_up(stack, mlflow_
         ]
         time.sleep(1)
     restarted = time.monotonic()
+    before_restart = {s: stack.started_at(s) for s in ("postgres", "mlflow")}
     stack.run("restart", "postgres", "mlflow")
     timings["restart"] = time.monotonic() - restarted
+    assert all(stack.started_at(s) > t for s, t in before_restart.items())  # really restarted
     logs2 = wait_for_job(stack, job2)
     timings["second sweep"] = time.monotonic() - started
     cells2 = CELLS[SECOND][0]
@@ -557,7 +568,7 @@ def test_sweeps_on_the_compose_stack_survive_restarts_and_down_up(stack, mlflow_
     total = len(runs)
     line = (
         f"cluster-test: {CELLS[FIRST][0]} + {cells2} cells, each one FINISHED run ({total} runs "
-        f"on the server, the same {total} after down/up); jobs per worker {per_worker}; "
+        f"on the server, the same {total} after down/up); job runs per worker {per_worker}; "
         f"3 checkpoints in the artifact volume, a checkpoint and a figure downloaded through the "
         f"proxy; {len(values)} secrets in none of {total} runs' params and tags, {texts} text "
         f"artifacts or the logs; MLflow+PostgreSQL restarted mid-sweep in "
