@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -148,6 +148,7 @@ class Stack:
     compose: list[str]
     passwords: dict[str, str]
     shared: Path
+    timings: dict[str, float] = field(default_factory=dict)  # seconds, by phase
 
     def run(self, *args: str, timeout: float = 600, check: bool = True) -> str:
         result = subprocess.run(
@@ -229,7 +230,6 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     if compose is None:
         pytest.skip("no `docker compose` and no `docker-compose` (ensure-dockerd.sh installs it)")
 
-    timings = {}
     started = time.monotonic()
     build = subprocess.run(
         [str(DOCKER / "build-images.sh"), "--local-base", "--host-pip"],
@@ -238,7 +238,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         timeout=1800,
     )
     assert build.returncode == 0, build.stdout + build.stderr
-    timings["build"] = time.monotonic() - started
+    build_s = time.monotonic() - started
     print(f"\n{build.stdout.strip()}")
 
     # Secrets of this run, readable by the containers' users (uid 1000 and postgres).
@@ -275,10 +275,9 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
         MLFLOW_SWEEP_EXPERIMENTS=f"{FIRST},{SECOND}",
         SECRETS_DIR=str(work / "secrets"),
     )
-    stack = Stack(project, env, compose, passwords, shared)
+    stack = Stack(project, env, compose, passwords, shared, {"build": build_s})
     try:
-        timings["first up"] = stack.up()
-        stack.timings = timings
+        stack.timings["first up"] = stack.up()
         yield stack
     finally:
         logs = stack.run("logs", "--no-color", check=False)
