@@ -388,10 +388,13 @@ def worker_nodes(stack: Stack) -> dict[str, str]:
         "python",
         "-c",
         "import json, ray; ray.init(address='auto', logging_level='ERROR'); "
-        "print(json.dumps({n['NodeManagerHostname']: n['NodeID'] "
+        "print('NODES', json.dumps({n['NodeManagerHostname']: n['NodeID'] "
         "for n in ray.nodes() if n['Alive']}))",
     )
-    by_host = json.loads(out.strip().splitlines()[-1])
+    # Ray may log to stderr around it: the line is the one that starts with NODES
+    nodes = [line for line in out.splitlines() if line.startswith("NODES ")]
+    assert nodes, f"no node list from the head:\n{out[-3000:]}"
+    by_host = json.loads(nodes[0].removeprefix("NODES "))
     found = {}
     for service in ("ray-cpu-worker-a", "ray-cpu-worker-b"):
         host = stack.container(service)[:12]
