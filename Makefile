@@ -9,7 +9,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: quickstart test stress setup data tools
+.PHONY: quickstart test stress cluster-test setup data tools
 
 quickstart: setup
 	$(VENV)/bin/monosweep run examples/quickstart.yaml
@@ -23,6 +23,14 @@ BUSY ?= 2
 stress: setup
 	$(VENV)/bin/python -m tests.stress --rounds $(ROUNDS) --busy $(BUSY) \
 	  tests/test_operations.py tests/test_reliability.py tests/test_signals.py
+
+# docker/ for real (tests/test_docker_stack.py, docker/README.md): starts dockerd if none runs
+# (as root), builds the images, runs the compose stack and two sweeps on it; the last line
+# is what it asserted.
+cluster-test: setup
+	@rm -f /tmp/monosweep-cluster-test.txt  # the summary the test writes last
+	$(VENV)/bin/python -m pytest -m cluster -p no:cacheprovider -rs --basetemp=/tmp/monosweep-cluster-test tests/test_docker_stack.py $(PYTEST_ARGS)
+	@cat /tmp/monosweep-cluster-test.txt 2> /dev/null || true
 
 setup: $(STAMP) data
 

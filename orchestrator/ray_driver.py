@@ -53,12 +53,38 @@ def connect(address: str | None, resources: Sequence[Resources]) -> float:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
         signal.signal(signal.SIGTERM, handler)  # ray.init installs its own, which aborts
     total = ray.cluster_resources()
-    for r in resources:
-        if r.gpus > total.get("GPU", 0):
-            raise ClusterError(f"a job asks for {r.gpus} GPU(s), but the Ray cluster has {total.get('GPU', 0)}")
-        if r.cpus > total.get("CPU", 0):
-            raise ClusterError(f"a job asks for {r.cpus} CPUs, but the Ray cluster has {total.get('CPU', 0)}")
+    check_fits(resources, total, autoscaling_ceiling())
     return total.get("CPU", 0) / min(r.cpus for r in resources)
+
+
+def check_fits(resources: Sequence[Resources], now: dict[str, float], ceiling: dict[str, float] | None) -> None:
+    """Refuse a sweep that no node can ever run: a job asks for more GPUs (or CPUs) than the
+    cluster has now or, for an autoscaling cluster, than its node groups can grow to
+    (`ceiling`, None when the cluster does not autoscale). An autoscaling cluster may have no
+    worker at all now (KubeRay groups that start at zero): Ray starts them for the jobs.
+
+    Raises:
+        ClusterError: naming the request and what the cluster has and may grow to.
+    """
+    for r in resources:
+        for key, asked, unit in (("GPU", r.gpus, "GPU(s)"), ("CPU", r.cpus, "CPUs")):
+            most = max(now.get(key, 0), (ceiling or {}).get(key, 0))
+            if asked > most:
+                grows = f" and can grow to {ceiling.get(key, 0)} (autoscaling)" if ceiling is not None else ""
+                raise ClusterError(f"a job asks for {asked} {unit}, but the Ray cluster has {now.get(key, 0)}{grows}")
+
+
+def autoscaling_ceiling() -> dict[str, float] | None:
+    """The most of each resource the cluster's autoscaler may start (its node groups' resources
+    times their max replicas, as KubeRay's `enableInTreeAutoscaling` publishes them), or None
+    when no autoscaler published a configuration. Ray keeps this reader private; Ray Train's
+    own resource check calls it the same way, and this is the one place that does here."""
+    try:
+        from ray._private.state import state
+
+        return state.get_max_resources_from_cluster_config()
+    except Exception:  # an older or newer Ray without it: no autoscaling known
+        return None
 
 
 @dataclass

@@ -283,7 +283,20 @@ def test_a_node_lost_mid_sweep_costs_a_retry_not_a_cell(ray_cluster, lost_node, 
 # ---------------------------------------------------------------------------------------------
 # docker/: what can be checked without a container engine, with the real tools.
 
-COMPOSE_FILES = ["compose.yaml", "compose.worker.yaml"]
+# Each as a user runs it: the head's host, another GPU host, the head's host with S3 artifacts.
+COMPOSE_FILES = {
+    "compose.yaml": ["compose.yaml"],
+    "compose.worker.yaml": ["compose.worker.yaml"],
+    "compose.s3.yaml": ["compose.yaml", "compose.s3.yaml"],
+}
+HEAD_SERVICES = {
+    "ray-head",
+    "ray-gpu-worker",
+    "ray-cpu-worker-a",
+    "ray-cpu-worker-b",
+    "mlflow",
+    "postgres",
+}
 
 
 def compose_validator() -> list[str] | None:
@@ -304,20 +317,24 @@ def compose_validator() -> list[str] | None:
     "package; .ci/run installs it)",
 )
 @pytest.mark.parametrize("settings", ["defaults", "env.example"])
-@pytest.mark.parametrize("name", COMPOSE_FILES)
+@pytest.mark.parametrize("name", list(COMPOSE_FILES))
 def test_compose_file_is_accepted_by_compose(name, settings):
     # As a user runs it: the file's defaults, or the example settings as the .env file;
-    # secret files are only named, not read.
+    # secret files are only named, not read. Both worker profiles, to see every service.
     env = {k: v for k, v in base_env().items() if not k.startswith("COMPOSE_")}
     env_file = ["--env-file", str(DOCKER / "env.example")] if settings == "env.example" else []
+    files = [arg for f in COMPOSE_FILES[name] for arg in ("-f", str(DOCKER / f))]
     result = subprocess.run(
         [
             *compose_validator(),
             *env_file,
             "--project-directory",
             str(DOCKER),
-            "-f",
-            str(DOCKER / name),
+            *files,
+            "--profile",
+            "gpu",
+            "--profile",
+            "cpu",
             "config",
         ],
         cwd=DOCKER,
@@ -329,15 +346,9 @@ def test_compose_file_is_accepted_by_compose(name, settings):
     assert result.returncode == 0, result.stderr
     config = __import__("yaml").safe_load(result.stdout)
     services = config["services"]
-    if name == "compose.yaml":
-        assert set(services) == {
-            "ray-head",
-            "ray-gpu-worker",
-            "mlflow",
-            "postgres",
-            "minio",
-            "minio-init",
-        }
+    if name != "compose.worker.yaml":
+        s3 = {"minio", "minio-init"} if name == "compose.s3.yaml" else set()
+        assert set(services) == HEAD_SERVICES | s3
         published = {
             (p["published"] if isinstance(p, dict) else p.split(":")[-2])
             for s in services.values()
@@ -352,6 +363,12 @@ def test_compose_file_is_accepted_by_compose(name, settings):
         assert all("healthcheck" in s for n, s in services.items() if n != "minio-init")
         assert "--app-name=basic-auth" in services["mlflow"]["command"]
         assert "--serve-artifacts" in services["mlflow"]["command"]
+        # The admin's password reaches the tracking server only; Ray nodes sign in as the
+        # sweep's user.
+        holders = {
+            n for n, s in services.items() if "mlflow_admin_password" in str(s.get("secrets"))
+        }
+        assert holders == {"mlflow"}
     worker = services["ray-gpu-worker"]
     devices = worker["deploy"]["resources"]["reservations"]["devices"]
     assert devices[0]["capabilities"] == ["gpu"]
@@ -393,19 +410,25 @@ def test_docker_commands_use_flags_the_installed_tools_know():
     ray_flags += [f"--{k}" for k in kuberay["headGroupSpec"]["rayStartParams"]]
     for flag in ray_flags:
         assert f"{flag} " in ray_help, f"ray start has no {flag}"
-    for flag in [a.split("=")[0] for a in compose["mlflow"]["command"][2:]]:
+    assert compose["mlflow"]["command"][0] == "mlflow-server.sh"  # `mlflow server "$@"`
+    for flag in [a.split("=")[0] for a in compose["mlflow"]["command"][1:]]:
         assert f"{flag} " in mlflow_help or f"{flag} /" in mlflow_help, (
             f"mlflow server has no {flag}"
         )
     # One Ray version everywhere: the image's, KubeRay's, and the one the tests ran.
     import ray
 
-    pinned = next(
-        line.split("=")[1]
+    args = dict(
+        line.removeprefix("ARG ").split("=", 1)
         for line in (DOCKER / "Dockerfile").read_text().splitlines()
-        if line.startswith("ARG RAY_VERSION=")
+        if line.startswith("ARG ") and "=" in line
     )
-    assert pinned == kuberay["rayVersion"] == ray.__version__
+    assert args["RAY_VERSION"] == kuberay["rayVersion"] == ray.__version__
+    # and the torch, torchvision and MLflow the tests ran with
+    from importlib.metadata import version
+
+    for name in ("torch", "torchvision", "mlflow"):
+        assert args[f"{name.upper()}_VERSION"] == version(name).split("+")[0], name
 
 
 def test_cluster_example_is_a_valid_experiment_file(capsys):
