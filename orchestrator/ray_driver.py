@@ -16,6 +16,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -225,7 +226,11 @@ def stop(timeout: float = 30.0) -> None:
     writes to the record after the driver's last pass over it."""
     below = _descendants(os.getpid())  # before the shutdown: orphaned workers change parent
     if ray.is_initialized():
-        ray.shutdown()
+        # A Ctrl-C that landed inside Ray's own calls can leave ray.shutdown() waiting for ever:
+        # it gets a bounded time, then the processes are stopped here.
+        shutdown = threading.Thread(target=ray.shutdown, name="ray-shutdown", daemon=True)
+        shutdown.start()
+        shutdown.join(timeout)
     deadline = time.monotonic() + timeout
     while (alive := [pid for pid in below if _alive(pid)]) and time.monotonic() < deadline:
         time.sleep(0.2)

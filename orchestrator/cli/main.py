@@ -4,6 +4,7 @@ prints and returns an exit code (listed in `monosweep --help`)."""
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import sys
@@ -84,5 +85,17 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
+def entry() -> None:
+    """The `monosweep` command. Interrupted (exit 130), it leaves at once: the record is settled
+    by then (runs marked KILLED, the sweep run closed, every write synchronous), and threads a
+    library left behind (Ray's, Tune's) must not hold the process open."""
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
