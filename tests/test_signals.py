@@ -49,7 +49,7 @@ def planned(process: subprocess.Popen) -> None:
     raise AssertionError(f"the driver ended before it planned: {process.wait()}")
 
 
-def wait_for(tmp_path: Path, process: subprocess.Popen, what: str, seen: Callable[[list], bool], timeout: float = 180) -> None:
+def wait_for(tmp_path: Path, process: subprocess.Popen, what: str, seen: Callable[[list], bool], timeout: float = 300) -> None:
     """Poll the store until `seen(runs)`, once the driver has planned; fail at once if the
     driver ends first."""
     planned(process)
@@ -69,7 +69,7 @@ def stopped(process: subprocess.Popen, *signals: int, between: float = 0.0) -> s
             if i:
                 time.sleep(between)
             process.send_signal(sig)
-        out, _ = process.communicate(timeout=180)
+        out, _ = process.communicate(timeout=300)
     finally:
         kill_session(process.pid)  # whatever the driver's session left behind
     return out
