@@ -366,14 +366,14 @@ def assert_every_cell_once(client, name: str) -> dict[str, list]:
     runs = runs_of(client, name)
     kinds = {
         kind: [r for r in runs if r.data.tags.get("monosweep.kind") == kind]
-        for kind in ("sweep", "pretrain", "probe")
+        for kind in ("sweep", "pretrain", "cell")
     }
     cells, pretrain, _ = CELLS[name]
     assert [len(kinds["sweep"]), len(kinds["pretrain"])] == [1, pretrain], {
         k: len(v) for k, v in kinds.items()
     }
     assert not [r for r in runs if r.info.status != "FINISHED"]
-    keys = [r.data.tags["monosweep.key"] for r in kinds["probe"]]
+    keys = [r.data.tags["monosweep.key"] for r in kinds["cell"]]
     assert len(keys) == len(set(keys)) == cells  # one FINISHED run per cell
     return kinds
 
@@ -475,7 +475,7 @@ def test_sweeps_on_the_compose_stack_survive_restarts_and_down_up(stack, mlflow_
     timings["first sweep"] = time.monotonic() - started
     assert "15/15 cells FINISHED" in logs
     kinds = assert_every_cell_once(client, FIRST)
-    jobs = [*kinds["pretrain"], *kinds["probe"]]
+    jobs = [*kinds["pretrain"], *kinds["cell"]]
     nodes = worker_nodes(stack)
     per_worker = {
         service: sum(r.data.tags["monosweep.ray_node"] == node for r in jobs)
@@ -558,7 +558,7 @@ def test_sweeps_on_the_compose_stack_survive_restarts_and_down_up(stack, mlflow_
         for key, value in {**r.data.params, **r.data.tags}.items():
             assert not [v for v in values if v in value], (r.info.run_id, key)
     texts = 0
-    for r in [*kinds["sweep"], *kinds2["sweep"], *kinds["pretrain"][:1], *kinds["probe"][:1]]:
+    for r in [*kinds["sweep"], *kinds2["sweep"], *kinds["pretrain"][:1], *kinds["cell"][:1]]:
         folder = Path(client.download_artifacts(r.info.run_id, "", str(tmp_path / r.info.run_id)))
         for path in folder.rglob("*"):
             if path.suffix in {".json", ".yaml", ".txt", ".csv", ".md", ".html", ".log"}:
