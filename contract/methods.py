@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 
 from contract.base import Frozen
 from contract.registry import Registry
+from contract.schedules import Schedule
 
 
 class MethodSettings(Frozen):
@@ -39,15 +40,16 @@ class RotNetConfig(MethodSettings):
     """RotNet (Gidaris et al., ICLR 2018): predict which of 4 rotations was applied.
     Defaults from gidariss/FeatureLearningRotNet's config/ImageNet_RotNet_AlexNet.py: batch 192,
     SGD Nesterov, wd 5e-4, 50 epochs, over a mono dataset of d = 1,281,167 samples (the
-    ImageNet train size). Not yet upstream's: lr 0.1 with cosine decay, where upstream's LUT_lr
-    steps 0.01 -> 1e-3 -> 1e-4 -> 1e-5 at epochs 15/30/45."""
+    ImageNet train size), and its LUT_lr: 0.01 -> 1e-3 -> 1e-4 -> 1e-5 at epochs 15/30/45 (the
+    config's `lr: 0.1` is overwritten by the LUT before the first epoch)."""
 
     name: Literal["rotnet"] = "rotnet"
     implementation: ClassVar[tuple[str, str]] = ("workers.methods.rotnet", "RotNet")
     samples: int = Field(1_281_167, ge=1, description="mono dataset length d")
     epochs: int = Field(50, ge=1)
     batch_size: int = Field(192, ge=1, description="source samples per step; x4 rotations")
-    lr: float = Field(0.1, gt=0)
+    lr: float = Field(0.01, gt=0)
+    schedule: Schedule = Schedule(kind="steps", at=(0.3, 0.6, 0.9))
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0)
     nesterov: bool = True
@@ -58,7 +60,8 @@ class DeepClusterConfig(MethodSettings):
     """DeepCluster (Caron et al., ECCV 2018): k-means on the network's own features gives
     pseudo-labels, re-computed every epoch. Defaults from facebookresearch/deepcluster: Sobel input,
     k = 10000 on PCA-256 whitened, L2-normalised features, 20 k-means iterations (faiss's
-    niter), SGD lr 0.05, wd 1e-5, batch 256, 200 epochs (main.py's default)."""
+    niter), SGD lr 0.05 constant, wd 1e-5, batch 256, 200 epochs (main.py's default); the top
+    layer has its own SGD without momentum."""
 
     name: Literal["deepcluster"] = "deepcluster"
     implementation: ClassVar[tuple[str, str]] = ("workers.methods.deepcluster", "DeepCluster")
@@ -66,7 +69,8 @@ class DeepClusterConfig(MethodSettings):
     epochs: int = Field(200, ge=1)
     batch_size: int = Field(256, ge=2)
     lr: float = Field(0.05, gt=0)
-    momentum: float = Field(0.9, ge=0, lt=1)
+    schedule: Schedule = Schedule()
+    momentum: float = Field(0.9, ge=0, lt=1, description="trunk and fc6/fc7; the top layer has none")
     weight_decay: float = Field(1e-5, ge=0)
     nesterov: bool = False
     k: int = Field(10_000, ge=2, description="clusters")
@@ -92,7 +96,8 @@ class BiGANConfig(MethodSettings):
     """BiGAN (Donahue, Kraehenbuehl, Darrell, ICLR 2017): an encoder E (the trunk and a linear
     map to z), a generator G and a discriminator D of (x, z) pairs. Defaults are the paper's
     ImageNet settings: z of 200 dims, Adam lr 2e-4, betas (0.5, 0.999), wd 2.5e-5, batch 128,
-    100 epochs; `gan_channels` is DCGAN's base width of G and D."""
+    100 epochs, the rate constant for 50 and then decayed exponentially to 0.01 x (the official
+    code's train_gan.py set_lr); `gan_channels` is DCGAN's base width of G and D."""
 
     name: Literal["bigan"] = "bigan"
     implementation: ClassVar[tuple[str, str]] = ("workers.methods.bigan", "BiGAN")
@@ -100,6 +105,7 @@ class BiGANConfig(MethodSettings):
     epochs: int = Field(100, ge=1)
     batch_size: int = Field(128, ge=2)
     lr: float = Field(2e-4, gt=0)
+    schedule: Schedule = Schedule(kind="exponential", at=(0.5,), final=0.01)
     betas: tuple[float, float] = (0.5, 0.999)
     weight_decay: float = Field(2.5e-5, ge=0)
     z_dim: int = Field(200, ge=1)
@@ -110,7 +116,8 @@ class BiGANConfig(MethodSettings):
 class SupervisedConfig(MethodSettings):
     """Supervised training with the labels of the probe dataset's train split: the paper's
     upper reference. Defaults are torchvision's AlexNet reference recipe (SGD lr 0.01,
-    momentum 0.9, wd 1e-4, batch 256, 90 epochs), not confirmed as the paper's."""
+    momentum 0.9, wd 1e-4, batch 256, 90 epochs, StepLR x0.1 every 30), not confirmed as the
+    paper's."""
 
     name: Literal["supervised"] = "supervised"
     implementation: ClassVar[tuple[str, str]] = ("workers.methods.supervised", "Supervised")
@@ -122,6 +129,7 @@ class SupervisedConfig(MethodSettings):
     epochs: int = Field(90, ge=1)
     batch_size: int = Field(256, ge=2)
     lr: float = Field(0.01, gt=0)
+    schedule: Schedule = Schedule(kind="steps", at=(1 / 3, 2 / 3))
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(1e-4, ge=0)
     nesterov: bool = False

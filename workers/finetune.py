@@ -16,6 +16,7 @@ from contract.datasets import LAYERS
 from contract.evaluations import FinetuneConfig
 from contract.jobs import FinetuneJob
 from contract.network import NetworkConfig
+from contract.schedules import Schedule
 from workers.data.probe_sets import (
     LabelledSamples,
     ProbeSplit,
@@ -28,7 +29,6 @@ from workers.methods.supervised import Supervised
 from workers.models.alexnet import AlexNet, build_trunk, load_trunk
 from workers.probes import topk_correct
 from workers.recorder import Recorder
-from workers.schedules import step_decay
 from workers.training import Loop, device, fit
 
 
@@ -97,7 +97,7 @@ def finetuned(
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     recorder.params({"frozen_layers": ",".join(LAYERS[:k]) or "none", "trainable_params": trainable,
                      "train_size": len(train.labels)})
-    schedule = step_decay(cfg.lr_milestones)
+    schedule = Schedule.at_epochs(cfg.lr_milestones, cfg.epochs)
     loop = Loop(job.seed, cfg.epochs, cfg.batch_size, cfg.lr, schedule, job.checkpoint_every,
                 job.divergence_threshold, loss_name="train_loss")
     fit(loop, model, LabelledSamples(train, job.network.input_size, job.seed), recorder, dev, workdir, resume)

@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from contract.evaluations import ProbeConfig
+from contract.schedules import Schedule
 from workers.data.probe_sets import ProbeSplit, decoded, eval_views, train_inputs
 from workers.models.alexnet import AlexNet
-from workers.schedules import factor, step_decay
 
 # (kernel, stride, padding) of the max-pool before each probe, as yukimasano/linear-probes.
 POOLING = {"conv1": (6, 6, 3), "conv2": (4, 4, 0), "conv3": (3, 3, 1), "conv4": (3, 3, 1), "conv5": (2, 2, 0)}
@@ -61,7 +61,7 @@ class LinearProbes(nn.Module):
 
 def lr_at(epoch: int, config: ProbeConfig) -> float:
     """The heads' rate in `epoch`, set once an epoch: x0.1 at each milestone epoch."""
-    return config.lr * factor(step_decay(config.lr_milestones), epoch, 1, config.epochs)
+    return config.lr * Schedule.at_epochs(config.lr_milestones, config.epochs).factor(epoch, 1, config.epochs)
 
 
 def topk_correct(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:

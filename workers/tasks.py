@@ -25,7 +25,6 @@ from workers.methods.base import implementation
 from workers.models.alexnet import build_trunk, load_trunk
 from workers.probes import LinearProbes, ProbeTrainer, extract, feature_dims, single_view
 from workers.recorder import Recorder
-from workers.schedules import COSINE
 from workers.training import Loop, device, fit
 
 
@@ -53,7 +52,7 @@ def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path, resume: Path |
             recorder.artifact(pictures.samples(dataset, workdir / name))
         cfg = job.method
         loop = Loop(
-            job.seed, cfg.epochs, cfg.batch_size, cfg.lr, COSINE, job.checkpoint_every, job.divergence_threshold
+            job.seed, cfg.epochs, cfg.batch_size, cfg.lr, cfg.schedule, job.checkpoint_every, job.divergence_threshold
         )
         step = fit(loop, method, dataset, recorder, dev, workdir, resume)
     recorder.artifact(pictures.conv1_filters(trunk, workdir / "conv1_filters.png"))

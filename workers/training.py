@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, default_collate
 
+from contract.schedules import Schedule
 from workers.methods.base import DivergedLoss, Method, NonFiniteLoss
 from workers.recorder import Recorder
-from workers.schedules import Schedule, factor
 
 LOG_EVERY = 20  # steps between training-loss points
 
@@ -43,7 +43,7 @@ class Loop:
     epochs: int
     batch_size: int
     lr: float  # the base rate, for the log
-    schedule: Schedule  # the factor on each parameter group's base rate (workers.schedules)
+    schedule: Schedule  # the factor on each parameter group's base rate
     checkpoint_every: int = 0  # steps between resume checkpoints; 0: none
     divergence_threshold: float | None = None
     loss_name: str = "pretext_loss"
@@ -90,6 +90,8 @@ def fit(
     step = 0
     if resume is not None:
         state = torch.load(resume, map_location=dev, weights_only=True)
+        if state["schedule"] != loop.schedule.model_dump(mode="json"):
+            raise ValueError(f"{resume} was written under schedule {state['schedule']}, not {loop.schedule}")
         method.load_state_dict(state["method"])
         for optimizer, saved in zip(optimizers, state["optimizers"], strict=True):
             optimizer.load_state_dict(saved)
@@ -105,7 +107,7 @@ def fit(
         for i in range(step - epoch * steps_per_epoch, steps_per_epoch):
             picked = order[i * loop.batch_size : (i + 1) * loop.batch_size]
             batch = default_collate([epoch_data[int(j)] for j in picked])
-            scale = factor(loop.schedule, step, steps_per_epoch, total)
+            scale = loop.schedule.factor(step, steps_per_epoch, total)
             for optimizer in optimizers:
                 for group in optimizer.param_groups:
                     group["lr"] = group["initial_lr"] * scale
@@ -132,6 +134,7 @@ def fit(
                         "method": method.state_dict(),
                         "optimizers": [o.state_dict() for o in optimizers],
                         "rng": rng_state(),
+                        "schedule": loop.schedule.model_dump(mode="json"),
                         "step": step,
                     },
                     path,

@@ -24,11 +24,12 @@ from workers.models.alexnet import AlexNet, pool5_shape
 
 def bigan_losses(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """D's logits on (x, E(x)) and on (G(z), z) -> (D's loss, E and G's loss). D learns
-    real = 1, fake = 0; E and G learn the inverted labels (the non-saturating form)."""
+    real = 1, fake = 0; E and G learn the inverted labels (the non-saturating form). Each term
+    is weighted 1/2, as the official code's gan.py."""
     bce = F.binary_cross_entropy_with_logits
     ones, zeros = torch.ones_like(real_logits), torch.zeros_like(real_logits)
-    d_loss = bce(real_logits, ones) + bce(fake_logits, zeros)
-    eg_loss = bce(real_logits, zeros) + bce(fake_logits, ones)
+    d_loss = (bce(real_logits, ones) + bce(fake_logits, zeros)) / 2
+    eg_loss = (bce(real_logits, zeros) + bce(fake_logits, ones)) / 2
     return d_loss, eg_loss
 
 
@@ -79,6 +80,17 @@ class Discriminator(nn.Module):
         return self.joint(torch.cat([self.x_path(x), self.z_path(z)], 1)).squeeze(1)
 
 
+def _official_init(module: nn.Module) -> None:
+    """The official code's init (net.py): every weight N(0, 0.02), biases 0, BN gains 1."""
+    if isinstance(module, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
 class BiGAN(Method):
     def __init__(self, config, trunk: AlexNet, input_size: int, classes: int | None = None):
         super().__init__(config, trunk, input_size)
@@ -90,6 +102,8 @@ class BiGAN(Method):
         )
         self.generator = Generator(config.z_dim, input_size, config.gan_channels)
         self.discriminator = Discriminator(config.z_dim, input_size, config.gan_channels)
+        for module in (self.encoder_head, self.generator, self.discriminator):
+            module.apply(_official_init)
         self.d_optimizer: torch.optim.Optimizer | None = None
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:

@@ -5,7 +5,7 @@ Every epoch: the network's fc7 features of the (clustered) mono samples are PCA-
 L2-normalised, k-means groups them into k clusters, and the cluster ids become the labels of
 a classification epoch over samples drawn uniformly across the clusters; the top layer is
 re-initialised for the new labels. Settings (contract.methods.DeepClusterConfig): samples (d),
-epochs, batch_size, lr, momentum, weight_decay, k, pca_dim, kmeans_iterations,
+epochs, batch_size, lr, schedule, momentum, weight_decay, k, pca_dim, kmeans_iterations,
 cluster_samples (how many samples are clustered; upstream clusters all of them), sobel.
 k-means is plain torch (Lloyd's algorithm on the job's device), as faiss is not required.
 """
@@ -115,8 +115,11 @@ class DeepCluster(Method):
             nn.Dropout(0.5), nn.Linear(c * h * w, hidden), nn.ReLU(inplace=True),
             nn.Dropout(0.5), nn.Linear(hidden, hidden), nn.ReLU(inplace=True),
         )
+        for layer in self.classifier:
+            if isinstance(layer, nn.Linear):  # upstream's models/alexnet.py _initialize_weights
+                nn.init.normal_(layer.weight, 0, 0.01)
+                nn.init.zeros_(layer.bias)
         self.top = nn.Linear(hidden, config.k)
-        self.optimizer: torch.optim.Optimizer | None = None
         # The current epoch's pseudo-labels: kept in the resume state (get_extra_state), so a
         # resumed epoch trains on the same labels rather than re-clustering mid-epoch.
         self.clustered_epoch = -1
@@ -125,8 +128,16 @@ class DeepCluster(Method):
         self.non_empty = 0  # clusters that hold a sample, logged with the loss
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        self.optimizer = super().configure_optimizers()[0]
-        return [self.optimizer]
+        """Upstream's two optimizers stepped together, as two groups of one: the trunk and
+        fc6/fc7 with momentum, the top layer plain SGD (main.py builds it per epoch with lr and
+        weight decay only), so a re-clustering leaves it no state to drop."""
+        c = self.config
+        top = set(self.top.parameters())
+        body = [p for p in self.parameters() if p.requires_grad and p not in top]
+        return [torch.optim.SGD(
+            [{"params": body}, {"params": list(top), "momentum": 0.0, "nesterov": False}],
+            lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay, nesterov=c.nesterov,
+        )]
 
     def get_extra_state(self) -> dict[str, Any]:
         return {"epoch": self.clustered_epoch, "indices": self.indices, "labels": self.labels}
@@ -168,13 +179,9 @@ class DeepCluster(Method):
         self.labels = assignments.cpu()[torch.from_numpy(picked)]
         self.clustered_epoch = epoch
         self.non_empty = len(torch.unique(assignments))
-        # A new labelling: a new top layer (upstream: N(0, 0.01) weights, zero bias, fresh
-        # optimiser state, so no momentum carries over from the old clusters).
+        # A new labelling: a new top layer (upstream: N(0, 0.01) weights, zero bias).
         nn.init.normal_(self.top.weight, 0, 0.01)
         nn.init.zeros_(self.top.bias)
-        if self.optimizer is not None:
-            for p in self.top.parameters():
-                self.optimizer.state.pop(p, None)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         x, y = batch  # (B, 3, H, W), (B,) cluster ids
