@@ -4,7 +4,9 @@ The planned cells come from the sweep run's `cells.json`, the scores from the la
 run of each cell key, so a report works from another machine, on a partial sweep, and while
 the sweep runs. Table rows are method x N x augmentation; columns are each evaluation kind's own (conv1..conv5
 for linear probes, k for finetuning, the (content, style) pairs for style transfer); values: mean, standard deviation and count over seeds. A cell without a finished
-run shows its state (failed, killed, running) or `-` (never run): nothing is dropped.
+run shows its state (failed, killed, running) or `-` (never run): nothing is dropped. Views of
+a table: its values, their difference to random's mean or percentage of supervised's
+(`relative`), or the paired differences seed by seed (orchestrator/report_paired.py).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ class Stat:
 
     values: list[float] = field(default_factory=list)
     states: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)  # each value's seed: what the paired view pairs by
 
     @property
     def mean(self) -> float | None:
@@ -85,6 +88,11 @@ class Stat:
             out += f" ± {self.std:.{digits}f} (n={len(self.values)})"
         return out
 
+    @property
+    def ci(self) -> tuple[float, float] | None:
+        """A 95% confidence interval of the mean, in the views that define one (paired)."""
+        return None
+
 
 @dataclass
 class Table:
@@ -94,6 +102,7 @@ class Table:
     view: str
     evaluation: str  # the kind whose cells fill it
     metric: str
+    reference: str | None = None  # the paired view's reference row
 
     @property
     def digits(self) -> int:
@@ -130,6 +139,7 @@ def tables(rec: SweepRuns, kind: EvaluationKind, metric: str) -> list[Table]:
             run = rec.probe.get(cell.key)
             if run is not None and run.status == "FINISHED" and metric in run.metrics:
                 entry.values.append(run.metrics[metric])
+                entry.seeds.append(cell.seed)
             else:
                 entry.states.append(run.status.lower() if run else "-")
         out.append(Table(dataset, columns, rows, "top1", kind.name, metric))
@@ -157,7 +167,7 @@ def relative(table: Table, view: str) -> Table:
                 rows[label][col] = Stat(states=["no " + reference])
                 continue
             convert = (lambda v: v - ref) if view == "diff_random" else (lambda v: 100 * v / ref)  # noqa: B023
-            rows[label][col] = Stat([convert(v) for v in stat.values], stat.states)
+            rows[label][col] = Stat([convert(v) for v in stat.values], stat.states, stat.seeds)
     return Table(table.dataset, table.columns, rows, view, table.evaluation, table.metric)
 
 
@@ -204,7 +214,8 @@ def spec_of(rec: SweepRuns) -> dict[str, Any] | None:
     return json.loads(store.read_text(rec.uri, rec.sweep_run_id, "spec.json"))
 
 
-CSV_FIELDS = ("dataset", "evaluation", "metric", "view", "pre-training", "column", "mean", "std", "n", "state")
+CSV_FIELDS = ("dataset", "evaluation", "metric", "view", "pre-training", "column", "mean", "std", "n", "state",
+              "ci95_low", "ci95_high")
 
 
 def to_csv(tables: list[Table]) -> str:
@@ -218,8 +229,9 @@ def to_csv(tables: list[Table]) -> str:
                 stat = by_column[col]
                 mean = "" if stat.mean is None else f"{stat.mean:.4f}"
                 std = f"{stat.std:.4f}" if stat.values else ""
+                ci = [f"{end:.4f}" for end in stat.ci] if stat.ci else ["", ""]
                 writer.writerow([table.dataset or "", table.evaluation, table.metric, table.view, label, col,
-                                 mean, std, len(stat.values), ";".join(stat.states)])
+                                 mean, std, len(stat.values), ";".join(stat.states), *ci])
     return buffer.getvalue()
 
 

@@ -108,7 +108,15 @@ def row_label(cell: Cell) -> str:
     return " ".join(p for p in (cell.method, cell.images, cell.augmentation) if p)
 
 
-VIEW_WORDS = {"top1": "top-1 (%)", "diff_random": "top-1 minus random (points)", "pct_supervised": "top-1 as % of supervised"}
+VIEW_WORDS = {
+    "top1": "top-1 (%)", "diff_random": "top-1 minus random (points)", "pct_supervised": "top-1 as % of supervised",
+    "paired": "top-1 minus {reference} seed by seed (mean [95% CI], * where it excludes 0)",
+}
+
+
+def view_words(table: Table) -> str:
+    """What a table of `table.view` shows, its reference row named."""
+    return VIEW_WORDS[table.view].format(reference=table.reference)
 
 
 def dataset_of(spec: Spec, base_dir: Path, dataset: str) -> dict[str, str]:

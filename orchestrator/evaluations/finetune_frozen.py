@@ -13,7 +13,7 @@ from pydantic import Field, field_validator
 
 from contract.datasets import LAYERS
 from contract.jobs import FinetuneJob, JobCell, PretrainJob
-from orchestrator.evaluations.base import VIEW_WORDS, EvaluationKind, EvaluationSettings, dataset_of
+from orchestrator.evaluations.base import EvaluationKind, EvaluationSettings, dataset_of, view_words
 from orchestrator.keys import content_key, settings_material
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ class FinetuneFrozen(EvaluationKind):
         return sorted(columns, key=lambda k: int(k[2:]))
 
     def title(self, table: Table) -> str:
-        return f"{VIEW_WORDS[table.view]} on {table.dataset} after finetuning with conv1..convk frozen"
+        return f"{view_words(table)} on {table.dataset} after finetuning with conv1..convk frozen"
 
     def figures(self, rec: SweepRuns, tables: list[Table], out: Path) -> list[Path]:
         from orchestrator import figures

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from contract.datasets import LAYERS
 from contract.jobs import PretrainJob, ProbeCell, ProbeJob
-from orchestrator.evaluations.base import VIEW_WORDS, EvaluationKind, EvaluationSettings, dataset_of
+from orchestrator.evaluations.base import EvaluationKind, EvaluationSettings, dataset_of, view_words
 from orchestrator.keys import content_key, settings_material
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class LinearProbe(EvaluationKind):
         return [layer for layer in LAYERS if layer in columns]
 
     def title(self, table: Table) -> str:
-        return f"{VIEW_WORDS[table.view]} of linear probes on {table.dataset}"
+        return f"{view_words(table)} of linear probes on {table.dataset}"
 
     def figures(self, rec: SweepRuns, tables: list[Table], out: Path) -> list[Path]:
         from orchestrator import figures

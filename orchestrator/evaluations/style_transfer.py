@@ -82,7 +82,10 @@ class StyleTransfer(EvaluationKind):
         return row_label(cell) + (f" ({cell.probe_dataset})" if cell.probe_dataset else "")
 
     def title(self, table: Table) -> str:
-        view = {"top1": "", "diff_random": " minus random", "pct_supervised": " as % of supervised"}[table.view]
+        view = {
+            "top1": "", "diff_random": " minus random", "pct_supervised": " as % of supervised",
+            "paired": f" minus {table.reference} seed by seed (mean [95% CI], * where it excludes 0)",
+        }[table.view]
         return f"{table.metric.replace('_', ' ')}{view} of style transfer (relative to its target: lower is closer)"
 
     def figures(self, rec: SweepRuns, tables: list[Table], out: Path) -> list[Path]:
