@@ -29,7 +29,7 @@ from orchestrator.record import queries, store
 from orchestrator.record.schema import CELL, PRETRAIN, RunView
 
 FORMATS = ("md", "csv", "latex", "html")
-VIEWS = ("top1", "diff_random", "pct_supervised")
+VIEWS = ("top1", "diff_random", "pct_supervised", "paired")
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Write the sweep's tables and figures, from MLflow alone, and attach them to the sweep run.
 
-Tables in the chosen formats and views: linear probes (one per probe dataset, rows method x N
+Tables in the chosen formats and views (the `paired` view: each row minus a reference row seed by
+seed, with its 95% confidence interval): linear probes (one per probe dataset, rows method x N
 x augmentation, columns conv1..conv5), finetuning (columns k frozen layers), style transfer
 (columns the (content, style) pairs); figures as PNG, the style-transfer grid among them; the
 conv1 filters and mono samples of every pretrain run. Works on a partial sweep while it runs, and from another machine.
@@ -12,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from orchestrator import figures, report, report_page
+from orchestrator import figures, report, report_page, report_paired
 from orchestrator.evaluations import KINDS
 from orchestrator.loading import load_spec
 from orchestrator.record import store
@@ -22,6 +23,8 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="experiment file (YAML); only its name and tracking_uri are read")
     p.add_argument("--format", default="md,csv", help=f"comma-separated, of {', '.join(report.FORMATS)} (default md,csv)")
     p.add_argument("--view", default="top1,diff_random", help=f"comma-separated, of {', '.join(report.VIEWS)}")
+    p.add_argument("--reference", default="random", metavar="ROW",
+                   help="the paired view's reference: a row's whole label, or a method with one row (default random)")
     p.add_argument("--out", type=Path, help="output folder (default reports/NAME)")
     p.add_argument("--compare", metavar="OTHER", help="another experiment file: its tables side by side with this one's")
     p.add_argument("--no-log", action="store_true", help="do not attach the report to the sweep run in MLflow")
@@ -30,6 +33,12 @@ def register(p: argparse.ArgumentParser) -> None:
 def _sweep(path: str) -> report.SweepRuns:
     spec = load_spec(path)
     return report.load(store.resolve_uri(spec.tracking_uri), spec.name)
+
+
+def _view(table: report.Table, view: str, reference: str) -> report.Table:
+    if view == "top1":
+        return table
+    return report_paired.paired(table, reference) if view == "paired" else report.relative(table, view)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -44,7 +53,9 @@ def main(args: argparse.Namespace) -> int:
     out = args.out or Path("reports") / rec.name
     out.mkdir(parents=True, exist_ok=True)
     base = report.all_tables(rec)
-    shown = [t if v == "top1" else report.relative(t, v) for v in views for t in base]
+    shown = [_view(t, v, args.reference) for v in views for t in base]
+    if "paired" in views and not any(t.rows for t in shown if t.view == "paired"):
+        print(f"--view paired: no table has a row {args.reference!r}; see --reference", file=sys.stderr)
     if other:
         theirs = {(t.evaluation, t.metric, t.dataset): t for t in report.all_tables(other)}
         shown += [
