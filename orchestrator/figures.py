@@ -1,6 +1,7 @@
-"""The report's figures (PNG): accuracy per layer, accuracy against N, the augmentation
-ablation, finetuning accuracy against the frozen layers, the style-transfer grid, and each
-pretrain run's own pictures (conv1 filters, mono-dataset samples)."""
+"""The report's figures (PNG): accuracy per layer, accuracy against N (error bars: std over
+seeds), the augmentation ablation, finetuning accuracy against the frozen layers, the
+style-transfer grid, and each pretrain run's own pictures (conv1 filters, mono-dataset
+samples)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from orchestrator.grid import Cell  # noqa: E402
 from orchestrator.record import store  # noqa: E402
-from orchestrator.report import SweepRuns, Table  # noqa: E402
+from orchestrator.report import Stat, SweepRuns, Table  # noqa: E402
 
 RUN_PICTURES = ("conv1_filters.png", "mono_samples.png", "train_samples.png")
 
@@ -45,24 +47,30 @@ def layer_curves(tables: list[Table], path: Path, xlabel: str, ylabel: str) -> P
 
 def top1_vs_n(rec: SweepRuns, cells: list[Cell], path: Path, metric: str = "top1") -> Path:
     """Top-1 of linear-probe `cells` against the number of source images N (log axis), a
-    panel per layer."""
+    panel per layer (`n_curves`)."""
+    return _save(n_curves(rec, cells, metric), path)
+
+
+def n_curves(rec: SweepRuns, cells: list[Cell], metric: str = "top1") -> Figure:
+    """A panel per layer; in each a line per method, augmentation and probe dataset, a point
+    per N with its mean ± std over the finished seeds."""
     layers = list(dict.fromkeys(c.layer for c in cells))
     fig, axes = plt.subplots(1, len(layers), figsize=(3.5 * len(layers), 3.5), squeeze=False, sharey=True)
     for ax, layer in zip(axes[0], layers):
-        series: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+        series: dict[str, dict[int, Stat]] = defaultdict(lambda: defaultdict(Stat))
         for cell in cells:
             run = rec.probe.get(cell.key)
             if cell.layer == layer and cell.n and run and run.status == "FINISHED" and metric in run.metrics:
-                series[f"{cell.method} {cell.augmentation} {cell.probe_dataset}"][cell.n].append(run.metrics[metric])
+                series[f"{cell.method} {cell.augmentation} {cell.probe_dataset}"][cell.n].values.append(run.metrics[metric])
         for label, by_n in series.items():
             ns = sorted(by_n)
-            ax.plot(ns, [sum(by_n[n]) / len(by_n[n]) for n in ns], marker="o", label=label)
+            ax.errorbar(ns, [by_n[n].mean for n in ns], yerr=[by_n[n].std for n in ns], marker="o", capsize=3, label=label)
         ax.set_xscale("log")
         ax.set(title=layer, xlabel="source images N")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("linear probe top-1 (%)")
     axes[0][-1].legend(fontsize=7)
-    return _save(fig, path)
+    return fig
 
 
 def ablation_bars(tables: list[Table], path: Path) -> Path:

@@ -1,0 +1,60 @@
+"""The figure against N, from run records: drawn where cells span more than one N, a point per
+(line, N) with the standard deviation over seeds as its error bar."""
+
+from __future__ import annotations
+
+import statistics
+
+import pytest
+from matplotlib.container import ErrorbarContainer
+
+from orchestrator import figures
+from orchestrator.evaluations import KINDS
+from orchestrator.grid import Cell
+from orchestrator.record.schema import RunView
+from orchestrator.report import SweepRuns, tables
+
+PNG = b"\x89PNG\r\n\x1a\n"
+NS = (1, 10, 100)
+
+
+def top1(augmentation: str, n: int, layer: str, seed: int) -> float:
+    return 20 + 5 * NS.index(n) + (augmentation == "full") + 2 * (layer == "conv3") + seed * (1 + NS.index(n))
+
+
+def sweep() -> SweepRuns:
+    cells, probe = [], {}
+    for augmentation in ("full", "none"):
+        for n in NS:
+            for layer in ("conv1", "conv3"):
+                for seed in (0, 1, 2):
+                    key = f"{augmentation}{n}{layer}{seed}"
+                    cells.append(Cell(key=key, label=key, pretrain_key="p" + key, job_key="j" + key, method="rotnet", n=n,
+                                      images=f"N{n} astronaut", augmentation=augmentation, layer=layer,
+                                      probe_dataset="fashion_mnist", seed=seed))
+                    probe[key] = RunView(key, key, key, "FINISHED", {}, {"top1": top1(augmentation, n, layer, seed)}, {}, None, None)
+    return SweepRuns("s", "sqlite://", "1", "r", cells, probe, {})
+
+
+def test_the_report_writes_the_figure_against_n(tmp_path):
+    rec = sweep()
+    pictures = KINDS["linear_probe"].figures(rec, tables(rec, KINDS["linear_probe"], "top1"), tmp_path)
+    assert tmp_path / "top1_vs_n.png" in pictures
+    assert (tmp_path / "top1_vs_n.png").read_bytes()[:8] == PNG
+
+
+def test_every_point_has_its_seeds_std_as_error_bar():
+    rec = sweep()
+    fig = figures.n_curves(rec, rec.cells)
+    for ax, layer in zip(fig.axes, ("conv1", "conv3")):
+        assert ax.get_title() == layer and ax.get_xscale() == "log"
+        lines = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+        assert [c.get_label() for c in lines] == ["rotnet full fashion_mnist", "rotnet none fashion_mnist"]
+        for line, augmentation in zip(lines, ("full", "none")):
+            (bars,) = line.lines[2]
+            assert len(bars.get_segments()) == len(NS)  # one error bar per point
+            for n, segment in zip(NS, bars.get_segments()):
+                values = [top1(augmentation, n, layer, seed) for seed in (0, 1, 2)]
+                (x0, low), (x1, high) = segment
+                mean, std = statistics.mean(values), statistics.stdev(values)
+                assert x0 == x1 == n and (low, high) == pytest.approx((mean - std, mean + std))
