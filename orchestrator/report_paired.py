@@ -59,10 +59,10 @@ class Difference(Stat):
 def difference(entry: Stat, reference: Stat) -> Difference:
     """`entry` minus `reference` over the seeds finished in both; the entry's other seeds keep
     their states, its finished ones without a reference seed are `unpaired`."""
-    base = dict(zip(reference.seeds, reference.values))
-    paired = [(seed, value - base[seed]) for seed, value in zip(entry.seeds, entry.values) if seed in base]
-    unpaired = ["unpaired"] * (len(entry.values) - len(paired))
-    return Difference([d for _, d in paired], entry.states + unpaired, [seed for seed, _ in paired])
+    base = dict(zip(reference.seeds, reference.values, strict=True))
+    pairs = [(seed, value - base[seed]) for seed, value in zip(entry.seeds, entry.values, strict=True) if seed in base]
+    unpaired = ["unpaired"] * (len(entry.values) - len(pairs))
+    return Difference([d for _, d in pairs], entry.states + unpaired, [seed for seed, _ in pairs])
 
 
 def reference_row(table: Table, reference: str) -> str | None:

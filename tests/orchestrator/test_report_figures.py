@@ -46,14 +46,14 @@ def test_the_report_writes_the_figure_against_n(tmp_path):
 def test_every_point_has_its_seeds_std_as_error_bar():
     rec = sweep()
     fig = figures.n_curves(rec, rec.cells)
-    for ax, layer in zip(fig.axes, ("conv1", "conv3")):
+    for ax, layer in zip(fig.axes, ("conv1", "conv3"), strict=True):
         assert ax.get_title() == layer and ax.get_xscale() == "log"
         lines = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
         assert [c.get_label() for c in lines] == ["rotnet full fashion_mnist", "rotnet none fashion_mnist"]
-        for line, augmentation in zip(lines, ("full", "none")):
+        for line, augmentation in zip(lines, ("full", "none"), strict=True):
             (bars,) = line.lines[2]
             assert len(bars.get_segments()) == len(NS)  # one error bar per point
-            for n, segment in zip(NS, bars.get_segments()):
+            for n, segment in zip(NS, bars.get_segments(), strict=True):
                 values = [top1(augmentation, n, layer, seed) for seed in (0, 1, 2)]
                 (x0, low), (x1, high) = segment
                 mean, std = statistics.mean(values), statistics.stdev(values)
