@@ -6,11 +6,13 @@ import csv
 import json
 import statistics
 
+import numpy as np
 import pytest
 import ray
 from mlflow.tracking import MlflowClient
+from scipy import stats
 
-from orchestrator import report
+from orchestrator import report, report_paired
 from orchestrator.cli.main import main
 from tests.conftest import FASHION_MNIST, TINY
 
@@ -47,6 +49,16 @@ def probe_runs(uri: str) -> list:
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("tiny").experiment_id
     return [r for r in client.search_runs([experiment], max_results=1000) if r.data.tags["monosweep.kind"] == "cell"]
+
+
+def top1_by_seed(uri: str) -> dict[tuple[str, str], dict[int, float]]:
+    """(row label, layer) -> seed -> top-1, from the probe runs' own params and metrics."""
+    out: dict[tuple[str, str], dict[int, float]] = {}
+    for r in probe_runs(uri):
+        p = r.data.params
+        label = " ".join(p[k] for k in ("method", "images", "augmentation") if k in p)
+        out.setdefault((label, p["layer"]), {})[int(p["seed"])] = r.data.metrics["top1"]
+    return out
 
 
 def test_table_numbers_are_the_runs_metrics(in_folder):
@@ -147,3 +159,48 @@ def test_unknown_format_is_rejected(in_folder, capsys):
     folder, spec, uri = in_folder
     assert main(["report", str(spec), "--format", "pdf"]) == 2
     assert "'pdf' not allowed" in capsys.readouterr().err
+
+
+def test_the_paired_view_is_the_t_interval_of_the_runs_differences_seed_by_seed(in_folder, capsys):
+    """`report --view paired`: each row's mean difference to random and its 95% interval are
+    numpy's and scipy's over the runs' seeds. Mutations tried, each fails here: the normal
+    quantile 1.96 instead of t(0.975, 1); subtracting random's mean instead of its same-seed value."""
+    folder, spec, uri = in_folder
+    out = folder / "paired"
+    assert main(["report", str(spec), "--format", "md,csv", "--view", "paired", "--out", str(out), "--no-log"]) == 0
+    top1 = top1_by_seed(uri)
+    rows = list(csv.DictReader((out / "report.csv").open()))
+    assert {row["view"] for row in rows} == {"paired"} and len(rows) == 6
+    md = (out / "report.md").read_text()
+    assert "top-1 minus random seed by seed (mean [95% CI], * where it excludes 0)" in md
+    assert md.strip() in capsys.readouterr().out  # the table printed is the file's
+    for row in rows:
+        if row["pre-training"] == "random":
+            assert row["state"] == "reference" and row["n"] == "0"
+            continue
+        own, random = top1[(row["pre-training"], row["column"])], top1[("random", row["column"])]
+        d = np.array([own[seed] - random[seed] for seed in sorted(own)])
+        half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+        low, high = d.mean() - half, d.mean() + half
+        assert row["n"] == "2" and float(row["mean"]) == pytest.approx(d.mean(), abs=1e-4)
+        assert (float(row["ci95_low"]), float(row["ci95_high"])) == pytest.approx((low, high), abs=1e-4)
+        mark = " *" if low > 0 or high < 0 else ""
+        assert f" {d.mean():+.2f} [{low:+.2f}, {high:+.2f}]{mark} (n=2) " in md
+
+
+def test_the_paired_view_pairs_only_seeds_both_rows_finished(in_folder):
+    """Random's seed-0 conv1 run as if it never ran: rotnet's conv1 pairs on seed 1 alone and
+    says it has no interval. Mutation tried, fails here: pairing by position (rotnet's seed 0
+    against random's seed 1)."""
+    folder, spec, uri = in_folder
+    rec = report.load(uri, "tiny")
+    victim = next(c for c in rec.cells if c.method == "random" and c.layer == "conv1" and c.seed == 0)
+    del rec.probe[victim.key]
+    view = report_paired.paired(report.all_tables(rec)[0])
+    top1 = top1_by_seed(uri)
+    for label in ("rotnet N1 astronaut full", "rotnet N1 astronaut none"):
+        entry = view.rows[label]["conv1"]
+        expected = top1[(label, "conv1")][1] - top1[("random", "conv1")][1]
+        assert entry.values == [pytest.approx(expected)] and entry.states == ["unpaired"]
+        assert entry.text() == f"{expected:+.2f} (n=1, no CI)"
+        assert view.rows[label]["conv3"].ci is not None  # its other column pairs both seeds
