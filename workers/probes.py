@@ -1,17 +1,25 @@
 """Linear probes on every requested conv layer of a frozen trunk, trained in one pass.
 
 asano2020 protocol (yukimasano/linear-probes; docs/FIDELITY.md): the ReLU output of each conv is
-max-pooled (conv1 6/6 pad 3, conv2 4/4, conv3 3/3 pad 1, conv4 3/3 pad 1, conv5 2/2: 9600 /
-9216 / 9600 / 9600 / 9216 features at 224 px, proportionally fewer at smaller inputs), then
-BatchNorm without affine, then a linear layer. All heads train together on one forward pass
-of the trunk, their losses summed. The trunk runs in eval mode, which is the same function
-as BN folded into the convs. Test views (ProbeConfig.test_crops): with ten crops the logits are
-averaged; a head in eval mode (BN with running statistics, then linear) is affine, so that is
-exactly the head applied to the views' averaged features, which is what is computed (and cached).
+max-pooled to a small grid (10x10 / 6x6 / 5x5 / 5x5 / 6x6 for conv1..conv5 at 224 px: 9600 /
+9216 / 9600 / 9600 / 9216 features), then BatchNorm without affine, then a linear layer. All
+heads train together on one forward pass of the trunk, their losses summed. The trunk runs in
+eval mode, which is the same function as BN folded into the convs. Test views
+(ProbeConfig.test_crops): with ten crops the logits are averaged; a head in eval mode (BN with
+running statistics, then linear) is affine, so that is exactly the head applied to the views'
+averaged features, which is what is computed (and cached).
+
+Deviation from upstream: upstream's fixed pools (MaxPool2d 6/6 pad 3, 4/4, 3/3 pad 1, 3/3 pad 1,
+2/2) leave the last 3 rows and columns of conv2's 27x27 map and the last row and column of
+conv5's 13x13 map unread at 224 px, and read only a corner of conv2..conv5 at 64 px. Here a
+probe reads the whole map at every input size: the grid side scales with the map side
+(`pooled_side`) and adaptive max-pooling tiles the whole map. At 224 px the feature counts
+equal upstream's; the windows differ.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -24,15 +32,28 @@ from workers.data.probe_sets import ProbeSplit, decoded, eval_views, train_input
 from workers.models.alexnet import AlexNet
 from workers.schedules import factor, step_decay
 
-# (kernel, stride, padding) of the max-pool before each probe, as yukimasano/linear-probes.
-POOLING = {"conv1": (6, 6, 3), "conv2": (4, 4, 0), "conv3": (3, 3, 1), "conv4": (3, 3, 1), "conv5": (2, 2, 0)}
+# Per layer: (side of alexnet_bn's conv map, side of upstream's pooled grid) for a 224 px input.
+# Maps: test_alexnet's test_tap_shapes_at_224. Grids: yukimasano/linear-probes' MaxPool2d
+# (6, 6, 3), (4, 4, 0), (3, 3, 1), (3, 3, 1), (2, 2, 0) on those maps.
+SIDES_AT_224 = {"conv1": (55, 10), "conv2": (27, 6), "conv3": (13, 5), "conv4": (13, 5), "conv5": (13, 6)}
 
 Features = dict[str, torch.Tensor]  # layer -> (B, D_layer)
 
 
+def pooled_side(layer: str, side: int) -> int:
+    """Side of the pooled grid of a `side`-wide map of `layer`: upstream's grid at 224 px,
+    scaled with the map and rounded half up, at least 1."""
+    map_224, grid_224 = SIDES_AT_224[layer]
+    return max(1, math.floor(grid_224 * side / map_224 + 0.5))
+
+
 def pool_taps(taps: dict[str, torch.Tensor]) -> Features:
-    """Conv ReLU outputs (B, C, H, W) -> pooled, flattened (B, D) per layer."""
-    return {layer: F.max_pool2d(x, *POOLING[layer]).flatten(1) for layer, x in taps.items()}
+    """Conv ReLU outputs (B, C, H, W) -> pooled, flattened (B, D) per layer. Adaptive max
+    pooling: window i spans [floor(i H / h), ceil((i + 1) H / h)), so the windows tile the map."""
+    return {
+        layer: F.adaptive_max_pool2d(x, (pooled_side(layer, x.shape[2]), pooled_side(layer, x.shape[3]))).flatten(1)
+        for layer, x in taps.items()
+    }
 
 
 @torch.no_grad()

@@ -125,7 +125,8 @@ def test_feature_dims_shrink_with_input_size():
     trunk = AlexNet(width=0.25)
     dims = {size: feature_dims(trunk, size, LAYERS) for size in (MIN_INPUT, 96, 224)}
     for layer in LAYERS:
-        assert 0 < dims[MIN_INPUT][layer] < dims[96][layer] < dims[224][layer], layer
+        # Grids scale with the map, rounded: conv2's is 2x2 at both 64 and 96 px.
+        assert 0 < dims[MIN_INPUT][layer] <= dims[96][layer] < dims[224][layer], layer
     assert trunk.training  # feature_dims restores the mode it found
 
 

@@ -29,23 +29,24 @@ IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 CPU = torch.device("cpu")
 
 
-def naive_layer(trunk: AlexNet, x: torch.Tensor, layer: str) -> torch.Tensor:
-    """Reference: run the blocks by hand up to `layer`, then the asano2020 pooling of it."""
+# The pooled grid sides the rule gives (upstream's 224 px grid scaled with the map side):
+# conv maps 15/7/3/3/3 at 64 px, 23/11/5/5/5 at 96 px.
+GRID_SIDES = {64: (3, 2, 1, 1, 1), 96: (4, 2, 2, 2, 2)}
+
+
+def naive_layer(trunk: AlexNet, x: torch.Tensor, layer: str, size: int) -> torch.Tensor:
+    """Reference: run the blocks by hand up to `layer`, then max over windows written out:
+    window i of an o-wide grid on an m-wide map spans [floor(i m / o), ceil((i + 1) m / o))."""
     depth = LAYERS.index(layer)
     for i in range(depth + 1):
         block = trunk.blocks[i]
         x = F.relu(block["bn"](block["conv"](x)))
         if i < depth:
             x = block["pool"](x)
-    # yukimasano/linear-probes: conv1 6/6 pad 3, conv2 4/4, conv3-4 3/3 pad 1, conv5 2/2.
-    kernel, stride, padding = {
-        "conv1": (6, 6, 3),
-        "conv2": (4, 4, 0),
-        "conv3": (3, 3, 1),
-        "conv4": (3, 3, 1),
-        "conv5": (2, 2, 0),
-    }[layer]
-    return nn.MaxPool2d(kernel, stride, padding)(x).flatten(1)  # (B, D)
+    m, o = x.shape[-1], GRID_SIDES[size][depth]
+    spans = [(i * m // o, -(-(i + 1) * m // o)) for i in range(o)]
+    grid = [[x[..., r0:r1, c0:c1].amax((-2, -1)) for c0, c1 in spans] for r0, r1 in spans]
+    return torch.stack([torch.stack(row, -1) for row in grid], -2).flatten(1)  # (B, C o o)
 
 
 @torch.no_grad()
@@ -59,11 +60,27 @@ def test_one_pass_features_equal_one_pass_per_layer(size: int):
     for layer in LAYERS:
         alone = pool_taps(trunk.taps(x, (layer,)))[layer]
         torch.testing.assert_close(together[layer], alone, rtol=0, atol=0)
-        torch.testing.assert_close(together[layer], naive_layer(trunk, x, layer), rtol=0, atol=0)
+        torch.testing.assert_close(together[layer], naive_layer(trunk, x, layer, size), rtol=0, atol=0)
     dims = feature_dims(trunk, size, LAYERS)
     assert {layer: f.shape for layer, f in together.items()} == {
         layer: (2, d) for layer, d in dims.items()
     }
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("size", [64, 96, 128, 224])
+def test_every_position_of_every_map_reaches_a_feature(size: int):
+    """Each (h, w) of each conv map, set to 1 in a map of zeros, must show in some pooled
+    feature: the probes read the whole map at every input size. Mutation tried: upstream's
+    fixed pools (MaxPool2d 6/6/3, 4/4/0, 3/3/1, 3/3/1, 2/2/0) in pool_taps fail it (conv2 and
+    conv5 at 224 px; conv2..conv5 at 64 px)."""
+    maps = AlexNet(width=0.5).eval().taps(torch.zeros(1, 3, size, size))
+    for layer, tap in maps.items():
+        h, w = tap.shape[2:]
+        one_hot = torch.eye(h * w).view(h * w, 1, h, w)  # sample k: position k set
+        pooled = pool_taps({layer: one_hot})[layer]
+        unread = (pooled.amax(1) == 0).nonzero().flatten().tolist()
+        assert not unread, f"{layer} at {size} px: {len(unread)} positions unread, e.g. {divmod(unread[0], w)}"
 
 
 def test_linear_probes_heads():
