@@ -15,7 +15,14 @@ from contract.datasets import DEFAULT_DATA_ROOTS, LAYERS
 from contract.evaluations import ProbeConfig
 from workers.data.probe_sets import eval_views, load_split, stratified_subset, subset
 from workers.models.alexnet import AlexNet
-from workers.probes import LinearProbes, ProbeTrainer, extract, feature_dims, pool_taps, single_view
+from workers.probes import (
+    LinearProbes,
+    ProbeTrainer,
+    extract,
+    feature_shapes,
+    pool_taps,
+    single_view,
+)
 
 
 def flop_bound(trunk: AlexNet, x: torch.Tensor) -> float:
@@ -50,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     train = load_split("fashion_mnist", args.data_root, train=True)
     train = subset(train, stratified_subset(train.labels, samples))
     trunk = AlexNet(width=width).to(dev).eval()
-    dims = feature_dims(trunk, size, LAYERS)
+    shapes = feature_shapes(trunk, size, LAYERS)
     rows, results = [], {}
 
     # (1a) The trunk alone on one batch.
@@ -108,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     config = ProbeConfig(preset="asano2020")
 
     def trainer(layers: tuple[str, ...]) -> ProbeTrainer:
-        heads = LinearProbes({layer: dims[layer] for layer in layers}, train.classes).to(dev)
+        heads = LinearProbes({layer: shapes[layer] for layer in layers}, train.classes).to(dev)
         return ProbeTrainer(trunk, heads, config, size, seed=0, device=dev)
 
     t = interleaved(
@@ -146,13 +153,13 @@ def main(argv: list[str] | None = None) -> None:
 
     def cached() -> None:
         cache = extract(trunk, train, size, LAYERS, 512, dev, view)
-        job = ProbeTrainer(trunk, LinearProbes(dims, train.classes).to(dev), fast, size, 0, dev)
+        job = ProbeTrainer(trunk, LinearProbes(shapes, train.classes).to(dev), fast, size, 0, dev)
         for epoch in range(fast.epochs):
             job.train_epoch(epoch, train, cache)
 
     def recomputed() -> None:
         job = ProbeTrainer(
-            trunk, LinearProbes(dims, train.classes).to(dev), recompute, size, 0, dev
+            trunk, LinearProbes(shapes, train.classes).to(dev), recompute, size, 0, dev
         )
         for epoch in range(recompute.epochs):
             job.train_epoch(epoch, train, None)

@@ -1,17 +1,26 @@
 """Linear probes on every requested conv layer of a frozen trunk, trained in one pass.
 
 asano2020 protocol (yukimasano/linear-probes; docs/FIDELITY.md): the ReLU output of each conv is
-max-pooled (conv1 6/6 pad 3, conv2 4/4, conv3 3/3 pad 1, conv4 3/3 pad 1, conv5 2/2: 9600 /
-9216 / 9600 / 9600 / 9216 features at 224 px, proportionally fewer at smaller inputs), then
-BatchNorm without affine, then a linear layer. All heads train together on one forward pass
-of the trunk, their losses summed. The trunk runs in eval mode, which is the same function
-as BN folded into the convs. Test views (ProbeConfig.test_crops): with ten crops the logits are
-averaged; a head in eval mode (BN with running statistics, then linear) is affine, so that is
-exactly the head applied to the views' averaged features, which is what is computed (and cached).
+max-pooled to a small grid (10x10 / 6x6 / 5x5 / 5x5 / 6x6 for conv1..conv5 at 224 px: 9600 /
+9216 / 9600 / 9600 / 9216 features), then BatchNorm2d per channel without affine, then a linear
+layer initialised as upstream's full-size conv (`probe_head`). All heads train together on one
+forward pass of the trunk, their losses summed. The trunk runs in eval mode, which is the same
+function as BN folded into the convs. Features travel and are cached flattened, (B, C h w).
+Test views (ProbeConfig.test_crops): with ten crops the logits are averaged; a head in eval
+mode (per-channel BN with running statistics, then linear) is affine, so that is exactly the
+head applied to the views' averaged features, which is what is computed (and cached).
+
+Deviation from upstream: upstream's fixed pools (MaxPool2d 6/6 pad 3, 4/4, 3/3 pad 1, 3/3 pad 1,
+2/2) leave the last 3 rows and columns of conv2's 27x27 map and the last row and column of
+conv5's 13x13 map unread at 224 px, and read only a corner of conv2..conv5 at 64 px. Here a
+probe reads the whole map at every input size: the grid side scales with the map side
+(`pooled_side`) and adaptive max-pooling tiles the whole map. At 224 px the feature counts
+equal upstream's; the windows differ.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterator
 
 import numpy as np
@@ -24,35 +33,77 @@ from contract.schedules import Schedule
 from workers.data.probe_sets import ProbeSplit, decoded, eval_views, train_inputs
 from workers.models.alexnet import AlexNet
 
-# (kernel, stride, padding) of the max-pool before each probe, as yukimasano/linear-probes.
-POOLING = {"conv1": (6, 6, 3), "conv2": (4, 4, 0), "conv3": (3, 3, 1), "conv4": (3, 3, 1), "conv5": (2, 2, 0)}
+# Per layer: (side of alexnet_bn's conv map, side of upstream's pooled grid) for a 224 px input.
+# Maps: test_alexnet's test_tap_shapes_at_224. Grids: yukimasano/linear-probes' MaxPool2d
+# (6, 6, 3), (4, 4, 0), (3, 3, 1), (3, 3, 1), (2, 2, 0) on those maps.
+SIDES_AT_224 = {
+    "conv1": (55, 10), "conv2": (27, 6), "conv3": (13, 5), "conv4": (13, 5), "conv5": (13, 6)
+}
 
 Features = dict[str, torch.Tensor]  # layer -> (B, D_layer)
 
 
+def pooled_side(layer: str, side: int) -> int:
+    """Side of the pooled grid of a `side`-wide map of `layer`: upstream's grid at 224 px,
+    scaled with the map and rounded (the ratios 2/11, 2/9, 5/13, 6/13 never give a tie), at
+    least 1."""
+    map_224, grid_224 = SIDES_AT_224[layer]
+    return max(1, round(grid_224 * side / map_224))
+
+
+def pooled_maps(taps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Conv ReLU outputs (B, C, H, W) -> pooled grids (B, C, h, w) per layer. Adaptive max
+    pooling: window i spans [floor(i H / h), ceil((i + 1) H / h)), so the windows tile the map."""
+    return {
+        layer: F.adaptive_max_pool2d(x, [pooled_side(layer, side) for side in x.shape[2:]])
+        for layer, x in taps.items()
+    }
+
+
 def pool_taps(taps: dict[str, torch.Tensor]) -> Features:
-    """Conv ReLU outputs (B, C, H, W) -> pooled, flattened (B, D) per layer."""
-    return {layer: F.max_pool2d(x, *POOLING[layer]).flatten(1) for layer, x in taps.items()}
+    """Pooled grids flattened to (B, C h w): the form features are averaged and cached in."""
+    return {layer: grid.flatten(1) for layer, grid in pooled_maps(taps).items()}
 
 
 @torch.no_grad()
-def feature_dims(trunk: AlexNet, input_size: int, layers: tuple[str, ...]) -> dict[str, int]:
+def feature_shapes(
+    trunk: AlexNet, input_size: int, layers: tuple[str, ...]
+) -> dict[str, tuple[int, int, int]]:
+    """(C, h, w) of each layer's pooled grid for a square input, found by a dry run."""
     was_training = trunk.training
     trunk.eval()
     x = torch.zeros(1, 3, input_size, input_size, device=next(trunk.parameters()).device)
     taps = trunk.taps(x, layers)
     trunk.train(was_training)
-    return {layer: f.shape[1] for layer, f in pool_taps(taps).items()}
+    return {layer: tuple(grid.shape[1:]) for layer, grid in pooled_maps(taps).items()}  # type: ignore[misc]
+
+
+def probe_head(shape: tuple[int, int, int], classes: int, affine: bool) -> nn.Sequential:
+    """Upstream's head on a (C, h, w) grid: BatchNorm2d (one mean and variance per channel),
+    then a linear map of the C h w features, which is upstream's Conv2d(C, classes, (h, w)).
+    The weight is initialised as that conv's: xavier-uniform with the conv's fans (C h w in,
+    classes h w out), bias 0. The head takes the flattened (B, C h w) features."""
+    c, h, w = shape
+    linear = nn.Linear(c * h * w, classes)
+    nn.init.xavier_uniform_(linear.weight.view(classes, c, h, w), gain=1)
+    nn.init.zeros_(linear.bias)
+    return nn.Sequential(
+        OrderedDict(
+            grid=nn.Unflatten(1, shape),
+            bn=nn.BatchNorm2d(c, affine=affine),
+            flat=nn.Flatten(),
+            linear=linear,
+        )
+    )
 
 
 class LinearProbes(nn.Module):
-    """One head per layer: BatchNorm1d (without affine in asano2020, with it in VISSL), then a
-    linear classifier."""
+    """One `probe_head` per layer; BN without affine in asano2020, with it in VISSL."""
 
-    def __init__(self, dims: dict[str, int], classes: int, affine: bool = False):
+    def __init__(self, shapes: dict[str, tuple[int, int, int]], classes: int, affine: bool = False):
         super().__init__()
         self.heads = nn.ModuleDict(
-            {layer: nn.Sequential(nn.BatchNorm1d(d, affine=affine), nn.Linear(d, classes)) for layer, d in dims.items()}
+            {layer: probe_head(shape, classes, affine) for layer, shape in shapes.items()}
         )
 
     def forward(self, features: Features) -> dict[str, torch.Tensor]:

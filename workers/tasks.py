@@ -6,6 +6,7 @@ else: no ray, no mlflow, so the same call runs on any machine with a GPU.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from workers.data.probe_sets import (
 )
 from workers.methods.base import implementation
 from workers.models.alexnet import build_trunk, load_trunk
-from workers.probes import LinearProbes, ProbeTrainer, extract, feature_dims, single_view
+from workers.probes import LinearProbes, ProbeTrainer, extract, feature_shapes, single_view
 from workers.recorder import Recorder
 from workers.training import Loop, device, fit
 
@@ -91,10 +92,11 @@ def probe(job: ProbeJob, checkpoint: Path, recorder: Recorder) -> dict[str, dict
     trunk = load_trunk(job.network, checkpoint).to(dev).eval()
     train = subset_of(load_split(job.dataset, job.data_root, train=True), cfg.train_samples)
     test = subset_of(load_split(job.dataset, job.data_root, train=False), cfg.test_samples)
-    dims = feature_dims(trunk, size, layers)
+    shapes = feature_shapes(trunk, size, layers)
     for layer in layers:
-        recorder.params({"feature_dim": dims[layer], "train_size": len(train.labels), "test_size": len(test.labels)}, layer)
-    probes = LinearProbes(dims, train.classes, affine=cfg.bn_affine).to(dev)
+        sizes = {"train_size": len(train.labels), "test_size": len(test.labels)}
+        recorder.params({"feature_dim": math.prod(shapes[layer]), **sizes}, layer)
+    probes = LinearProbes(shapes, train.classes, affine=cfg.bn_affine).to(dev)
     trainer = ProbeTrainer(trunk, probes, cfg, size, job.seed, dev)
     train_cache = test_cache = None
     if cfg.cache_features:

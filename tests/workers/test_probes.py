@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -17,7 +20,7 @@ from workers.probes import (
     LinearProbes,
     ProbeTrainer,
     extract,
-    feature_dims,
+    feature_shapes,
     lr_at,
     pool_taps,
     topk_correct,
@@ -29,23 +32,24 @@ IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 CPU = torch.device("cpu")
 
 
-def naive_layer(trunk: AlexNet, x: torch.Tensor, layer: str) -> torch.Tensor:
-    """Reference: run the blocks by hand up to `layer`, then the asano2020 pooling of it."""
+# The pooled grid sides the rule gives (upstream's 224 px grid scaled with the map side):
+# conv maps 15/7/3/3/3 at 64 px, 23/11/5/5/5 at 96 px.
+GRID_SIDES = {64: (3, 2, 1, 1, 1), 96: (4, 2, 2, 2, 2)}
+
+
+def naive_layer(trunk: AlexNet, x: torch.Tensor, layer: str, size: int) -> torch.Tensor:
+    """Reference: run the blocks by hand up to `layer`, then max over windows written out:
+    window i of an o-wide grid on an m-wide map spans [floor(i m / o), ceil((i + 1) m / o))."""
     depth = LAYERS.index(layer)
     for i in range(depth + 1):
         block = trunk.blocks[i]
         x = F.relu(block["bn"](block["conv"](x)))
         if i < depth:
             x = block["pool"](x)
-    # yukimasano/linear-probes: conv1 6/6 pad 3, conv2 4/4, conv3-4 3/3 pad 1, conv5 2/2.
-    kernel, stride, padding = {
-        "conv1": (6, 6, 3),
-        "conv2": (4, 4, 0),
-        "conv3": (3, 3, 1),
-        "conv4": (3, 3, 1),
-        "conv5": (2, 2, 0),
-    }[layer]
-    return nn.MaxPool2d(kernel, stride, padding)(x).flatten(1)  # (B, D)
+    m, o = x.shape[-1], GRID_SIDES[size][depth]
+    spans = [(i * m // o, -(-(i + 1) * m // o)) for i in range(o)]
+    grid = [[x[..., r0:r1, c0:c1].amax((-2, -1)) for c0, c1 in spans] for r0, r1 in spans]
+    return torch.stack([torch.stack(row, -1) for row in grid], -2).flatten(1)  # (B, C o o)
 
 
 @torch.no_grad()
@@ -59,27 +63,77 @@ def test_one_pass_features_equal_one_pass_per_layer(size: int):
     for layer in LAYERS:
         alone = pool_taps(trunk.taps(x, (layer,)))[layer]
         torch.testing.assert_close(together[layer], alone, rtol=0, atol=0)
-        torch.testing.assert_close(together[layer], naive_layer(trunk, x, layer), rtol=0, atol=0)
-    dims = feature_dims(trunk, size, LAYERS)
+        reference = naive_layer(trunk, x, layer, size)
+        torch.testing.assert_close(together[layer], reference, rtol=0, atol=0)
+    shapes = feature_shapes(trunk, size, LAYERS)
     assert {layer: f.shape for layer, f in together.items()} == {
-        layer: (2, d) for layer, d in dims.items()
+        layer: (2, math.prod(shape)) for layer, shape in shapes.items()
     }
 
 
-def test_linear_probes_heads():
-    dims = {"conv1": 216, "conv3": 96}
-    probes = LinearProbes(dims, classes=10)
-    assert set(probes.heads) == set(dims)
-    for layer, head in probes.heads.items():
-        bn, linear = head
-        assert isinstance(bn, nn.BatchNorm1d) and not bn.affine and bn.num_features == dims[layer]
-        assert bn.weight is None and bn.bias is None
-        assert isinstance(linear, nn.Linear) and (linear.in_features, linear.out_features) == (
-            dims[layer],
-            10,
-        )
-    out = probes({layer: torch.randn(4, d) for layer, d in dims.items()})
-    assert {layer: o.shape for layer, o in out.items()} == {"conv1": (4, 10), "conv3": (4, 10)}
+@torch.no_grad()
+@pytest.mark.parametrize("size", [64, 96, 128, 224])
+def test_every_position_of_every_map_reaches_a_feature(size: int):
+    """Each (h, w) of each conv map, set to 1 in a map of zeros, must show in some pooled
+    feature: the probes read the whole map at every input size. Mutation tried: upstream's
+    fixed pools (MaxPool2d 6/6/3, 4/4/0, 3/3/1, 3/3/1, 2/2/0) in pool_taps fail it (conv2 and
+    conv5 at 224 px; conv2..conv5 at 64 px)."""
+    maps = AlexNet(width=0.5).eval().taps(torch.zeros(1, 3, size, size))
+    for layer, tap in maps.items():
+        h, w = tap.shape[2:]
+        one_hot = torch.eye(h * w).view(h * w, 1, h, w)  # sample k: position k set
+        pooled = pool_taps({layer: one_hot})[layer]
+        unread = (pooled.amax(1) == 0).nonzero().flatten().tolist()
+        assert not unread, f"{layer}, {size} px: {len(unread)} unread, e.g. {divmod(unread[0], w)}"
+
+
+@torch.no_grad()
+def test_feature_sizes_at_224_px_equal_upstreams():
+    """yukimasano/linear-probes at 224 px, width 1: "yields sized of [9600, 9216, 9600, 9600,
+    9216]", grids 10 / 6 / 5 / 5 / 6. Mutation tried: conv5's grid side 5 (as conv3/conv4's)
+    in SIDES_AT_224 fails it."""
+    trunk = AlexNet(width=1.0).eval()
+    shapes = feature_shapes(trunk, 224, LAYERS)
+    assert shapes == {
+        "conv1": (96, 10, 10),
+        "conv2": (256, 6, 6),
+        "conv3": (384, 5, 5),
+        "conv4": (384, 5, 5),
+        "conv5": (256, 6, 6),
+    }
+    features = pool_taps(trunk.taps(torch.zeros(1, 3, 224, 224)))
+    assert [f.shape[1] for f in features.values()] == [9600, 9216, 9600, 9600, 9216]
+
+
+def test_asano2020_head_is_channel_batchnorm_then_the_conv_initialised_linear():
+    """Upstream's head: BatchNorm2d(C, affine=False) on the pooled (C, h, w) grid, then
+    Conv2d(C, classes, (h, w)) with xavier_uniform_(gain 1) and bias 0, i.e. a linear map of
+    the C h w features whose init uses the conv's fans (C h w in, classes h w out).
+    Mutations tried, each fails it: nn.Linear's default init (kaiming-uniform weight, uniform
+    bias); xavier with the linear's fans (C h w, classes); BatchNorm1d over the C h w features."""
+    torch.manual_seed(0)
+    c, h, w, classes = 96, 10, 10, 10  # conv1's grid at 224 px
+    probes = LinearProbes({"conv1": (c, h, w)}, classes, affine=ProbeConfig().bn_affine)
+    head = probes.heads["conv1"]
+    bn, linear = head.bn, head.linear
+    assert isinstance(bn, nn.BatchNorm2d) and bn.num_features == c and bn.running_mean.shape == (c,)
+    assert bn.weight is None and bn.bias is None
+    assert list(probes.parameters()) == [linear.weight, linear.bias]
+    bound = math.sqrt(6 / (c * h * w + classes * h * w))
+    assert linear.weight.shape == (classes, c * h * w)
+    assert linear.weight.abs().max() <= bound
+    assert linear.weight.std().item() == pytest.approx(bound / math.sqrt(3), rel=0.02)  # uniform
+    assert torch.equal(linear.bias, torch.zeros(classes))
+    # In train mode each channel is normalised over the batch and the positions, and the
+    # logits are upstream's conv applied to the normalised grid.
+    grid = torch.randn(8, c, h, w) * 3 * torch.rand(c, 1, 1) + torch.randn(c, 1, 1)
+    logits = probes({"conv1": grid.flatten(1)})["conv1"]
+    mean = grid.mean((0, 2, 3), keepdim=True)
+    var = grid.var((0, 2, 3), unbiased=False, keepdim=True)
+    normalised = (grid - mean) / torch.sqrt(var + bn.eps)
+    conv = F.conv2d(normalised, linear.weight.view(classes, c, h, w), linear.bias).flatten(1)
+    torch.testing.assert_close(logits, conv, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(bn.running_mean, 0.1 * mean.flatten())
 
 
 def test_lr_schedule_steps_down_tenfold_at_each_milestone():
@@ -173,7 +227,7 @@ def test_probe_trainer_learns_fashion_mnist_on_a_random_trunk(
     trunk = AlexNet(width=0.25)
     config = ProbeConfig(preset="fast", epochs=5)  # cached features, no train augmentation
     layers = ("conv1",)
-    probes = LinearProbes(feature_dims(trunk, 64, layers), train.classes)
+    probes = LinearProbes(feature_shapes(trunk, 64, layers), train.classes)
     trainer = ProbeTrainer(trunk, probes, config, size=64, seed=0, device=CPU)
     assert not trunk.training and not any(p.requires_grad for p in trunk.parameters())
     train_cache = extract(trunk, train, 64, layers, 512, CPU)
@@ -196,7 +250,7 @@ def test_cached_and_streamed_features_score_alike(fashion_test: ProbeSplit):
     test = subset(fashion_test, 200)
     trunk = AlexNet(width=0.25)
     layers = ("conv1", "conv3")
-    probes = LinearProbes(feature_dims(trunk, 64, layers), test.classes)
+    probes = LinearProbes(feature_shapes(trunk, 64, layers), test.classes)
     trainer = ProbeTrainer(
         trunk, probes, ProbeConfig(preset="fast", batch_size=64), 64, seed=0, device=CPU
     )
@@ -230,9 +284,10 @@ def test_averaged_features_give_the_averaged_logits_of_a_head_in_eval_mode():
     views = torch.randn(10, 4, 3, 64, 64)
     layers = ("conv1", "conv5")
     for affine in (False, True):
-        probes = LinearProbes(feature_dims(trunk, 64, layers), 7, affine=affine)
+        shapes = feature_shapes(trunk, 64, layers)
+        probes = LinearProbes(shapes, 7, affine=affine)
         probes.train()
-        probes({layer: torch.randn(16, d) * 3 + 1 for layer, d in feature_dims(trunk, 64, layers).items()})
+        probes({layer: torch.randn(16, math.prod(s)) * 3 + 1 for layer, s in shapes.items()})
         probes.eval()  # running statistics are not the identity now
         with torch.no_grad():
             averaged = probes(view_features(trunk, views, layers))
@@ -260,20 +315,78 @@ def test_vissl_and_asano2020_presets():
     assert (asano.epochs, asano.weight_decay, asano.lr_milestones, asano.batch_size) == (36, 1e-5, (10, 20, 30), 192)
     assert not asano.bn_affine and asano.test_crops == "ten"
     assert [lr_at(e, vissl) for e in (7, 8, 16, 24)] == pytest.approx([1e-2, 1e-3, 1e-4, 1e-5])
-    heads = LinearProbes({"conv1": 8}, 3, affine=vissl.bn_affine).heads["conv1"]
-    assert heads[0].affine and heads[0].weight is not None
+    head = LinearProbes({"conv1": (8, 2, 2)}, 3, affine=vissl.bn_affine).heads["conv1"]
+    assert head.bn.affine and head.bn.weight.shape == head.bn.bias.shape == (8,)  # per channel
 
 
 def test_probe_trainer_on_a_ten_crop_protocol(fashion_train: ProbeSplit, fashion_test: ProbeSplit):
-    # The asano2020 path end to end: random crops to train, ten crops to test, no cache.
+    # Streamed asano2020 training runs, and a streamed ten-crop score equals the score on the
+    # ten-crop cache (what the probe learns: the two tests below).
     torch.manual_seed(0)
     train, test = subset(fashion_train, 60), subset(fashion_test, 30)
     trunk = AlexNet(width=0.25)
     config = ProbeConfig(epochs=2, batch_size=30)
-    probes = LinearProbes(feature_dims(trunk, 64, ("conv1",)), 10)
+    probes = LinearProbes(feature_shapes(trunk, 64, ("conv1",)), 10)
     trainer = ProbeTrainer(trunk, probes, config, size=64, seed=0, device=CPU)
     fit = [trainer.train_epoch(e, train, None)["conv1"]["train_loss"] for e in range(2)]
     scores = trainer.evaluate(test, None)["conv1"]
     assert all(np.isfinite(fit)) and 0 <= scores["top1"] <= scores["top5"] <= 100
     # The streamed ten-crop score equals the score on the ten-crop cache.
     assert scores == trainer.evaluate(test, extract(trunk, test, 64, ("conv1",), 16, CPU, crops="ten"))["conv1"]
+
+
+def test_asano2020_trains_on_fresh_random_resized_crops(fashion_train: ProbeSplit):
+    """asano2020 trains on augmented views: eight copies of one image give eight different
+    inputs in a batch and new ones the next epoch, none the deterministic centre view, and
+    they are exactly `train_inputs` (RandomResizedCrop + flip) drawn from the trainer's
+    stream. Mutation tried: `train_augment` ignored in ProbeTrainer.batches (every train
+    image takes the single centre view) fails it."""
+    torch.manual_seed(0)
+    image = fashion_train.images[:1]
+    copies = ProbeSplit(image.expand(8, -1, -1, -1), torch.zeros(8, dtype=torch.int64), 10)
+    trunk = AlexNet(width=0.25)
+    layers = ("conv1",)
+    config = ProbeConfig(batch_size=4)
+    assert config.train_augment and config.test_crops == "ten"
+    probes = LinearProbes(feature_shapes(trunk, 64, layers), 10)
+    trainer = ProbeTrainer(trunk, probes, config, 64, seed=0, device=CPU)
+    stream = copy.deepcopy(trainer.rng)
+    seen = []
+    for _ in range(2):  # epochs
+        order = stream.permutation(8)
+        for i, (features, _) in enumerate(trainer.batches(copies, None, train=True)):
+            crops = train_inputs(copies.images[order[4 * i : 4 * i + 4]], 64, stream)
+            expected = view_features(trunk, crops[None], layers)
+            torch.testing.assert_close(features, expected, rtol=0, atol=0)
+            seen.append(features["conv1"])
+    seen = torch.cat(seen)  # (16, D): 8 copies x 2 epochs
+    assert len(seen.unique(dim=0)) == 16
+    centre = view_features(trunk, eval_views(image, 64, "center"), layers)["conv1"]
+    assert not (seen == centre).all(1).any()
+
+
+def probe_top1(train: ProbeSplit, test: ProbeSplit) -> float:
+    """conv1's ten-crop top-1 after two asano2020 epochs (batch 32) on a random trunk."""
+    torch.manual_seed(0)
+    trunk = AlexNet(width=0.25)
+    probes = LinearProbes(feature_shapes(trunk, 64, ("conv1",)), train.classes)
+    config = ProbeConfig(epochs=2, batch_size=32)
+    trainer = ProbeTrainer(trunk, probes, config, 64, seed=0, device=CPU)
+    for epoch in range(2):
+        trainer.train_epoch(epoch, train, None)
+    return trainer.evaluate(test, None)["conv1"]["top1"]
+
+
+def test_asano2020_probe_learns_real_labels_and_not_shuffled_ones(
+    fashion_train: ProbeSplit, fashion_test: ProbeSplit
+):
+    """The asano2020 protocol end to end (random crops to train, ten crops to test, no
+    cache) on Fashion-MNIST (300 train, 200 test, 64 px): a random conv1 carries linearly
+    usable signal (the paper's lower reference), so the probe beats chance (10 %) clearly;
+    the same probe trained on shuffled labels stays near chance, so the score comes from the
+    labels (52.5 % and 12 % here; other shuffles 11.5-15.5 %). Mutation tried: ProbeTrainer.batches pairing each batch with random labels makes
+    the real-label score fall to chance, failing it."""
+    train, test = subset(fashion_train, 300), subset(fashion_test, 200)
+    shuffled = train.labels[torch.randperm(300, generator=torch.Generator().manual_seed(1))]
+    assert probe_top1(train, test) > 40
+    assert probe_top1(ProbeSplit(train.images, shuffled, train.classes), test) < 20

@@ -22,7 +22,7 @@ from workers import tasks
 from workers.data.probe_sets import content_hash, draw_sources
 from workers.methods.base import DivergedLoss, NonFiniteLoss
 from workers.models.alexnet import build_trunk
-from workers.probes import feature_dims
+from workers.probes import feature_shapes
 from workers.recorder import MemoryRecorder
 
 NETWORK = NetworkConfig(width=0.25, input_size=64)  # 64 px: tiny, yet every layer has a pool5
@@ -204,8 +204,8 @@ def test_probe_returns_top1_and_top5_per_layer(probed):
 
 def test_probe_logs_feature_dims_and_sizes_per_layer(probed):
     _, _, recorder = probed
-    # 64 px, width 0.25: conv1 24 ch at 15x15 -> pool 6/6 pad 3 -> 3x3: 216;
-    # conv3 96 ch at 3x3 -> pool 3/3 pad 1 -> 1x1: 96.
+    # 64 px, width 0.25: conv1 24 ch at 15x15 -> 3x3 grid (10 x 15/55, rounded): 216;
+    # conv3 96 ch at 3x3 -> 1x1 grid (5 x 3/13, rounded): 96.
     assert recorder.logged_params["conv1"] == {
         "feature_dim": 216,
         "train_size": 500,
@@ -216,7 +216,8 @@ def test_probe_logs_feature_dims_and_sizes_per_layer(probed):
         "train_size": 500,
         "test_size": 500,
     }
-    assert feature_dims(build_trunk(NETWORK), 64, ("conv1", "conv3")) == {"conv1": 216, "conv3": 96}
+    shapes = feature_shapes(build_trunk(NETWORK), 64, ("conv1", "conv3"))
+    assert shapes == {"conv1": (24, 3, 3), "conv3": (96, 1, 1)}
     assert None not in recorder.logged_params  # everything goes to the layer's own run
 
 
