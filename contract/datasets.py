@@ -1,4 +1,5 @@
-"""The probed layers and the labelled datasets: names, train sizes and where each is looked for."""
+"""The probed layers and the labelled datasets: names, split sizes, classes and where each is
+looked for."""
 
 from __future__ import annotations
 
@@ -24,4 +25,15 @@ TRAIN_SIZES: dict[str, int] = {
     "cifar100": 50_000,
     "stl10": 5_000,  # the labelled train split
     "imagenet": 1_281_167,
+}
+# Images in each test split, and classes: what a job costs is known before the data is seen.
+TEST_SIZES: dict[str, int] = {
+    "fashion_mnist": 10_000,
+    "cifar10": 10_000,
+    "cifar100": 10_000,
+    "stl10": 8_000,
+    "imagenet": 50_000,  # the validation split, ImageNet's test split in every evaluation here
+}
+CLASSES: dict[str, int] = {
+    "fashion_mnist": 10, "cifar10": 10, "cifar100": 100, "stl10": 10, "imagenet": 1000
 }
