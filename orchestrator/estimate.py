@@ -1,0 +1,203 @@
+"""What a sweep will cost before it runs: per job, the samples it reads, its FLOPs, its GPU-hours
+at a stated throughput, and its peak GPU memory; per row (a job kind with what sets its cost:
+method, dataset, k, a Sobel trunk) and for the sweep.
+
+The arithmetic is here: how many steps and passes each job runs, as the workers run them
+(training.fit's whole batches per epoch, DeepCluster's extraction and clustering every epoch, a
+probe's passes of the train split and its test views, finetuning, style-transfer steps). What
+one sample costs is measured by workers.costs on the real modules at the job's shapes (torch,
+imported when an estimate is asked for: the driver plans without it).
+
+Peak GPU memory of a job, an estimate: its State (parameters and buffers, gradients, optimizer
+state: SGD's momentum is 1x, Adam's moments 2x the trained parameters) plus the largest
+activation set of its phases: the bytes a training step saves for backward at the job's batch;
+a frozen trunk's forward at its batch (and views), bounded by what the same forward would save;
+DeepCluster's clustering, 20 D bytes per clustered sample (the features and pca_whiten's two
+float64 copies). Not counted: the allocator's caching, cuDNN's workspaces, CUDA's context.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from contract.datasets import CLASSES, LAYERS, TEST_SIZES, TRAIN_SIZES
+from contract.jobs import EvaluationJob, FinetuneJob, PretrainJob, ProbeJob, StyleJob
+from contract.methods import DeepClusterConfig
+from contract.network import NetworkConfig
+from orchestrator.grid import Expansion
+
+# An H100 SXM's dense BF16 tensor-core peak, and a model FLOPs utilisation that convnets of
+# this size reach with a good input pipeline: both stated in the output, both options.
+H100_BF16_TFLOPS = 989.0
+DEFAULT_MFU = 0.35
+VIEWS = {"resize": 1, "center": 1, "ten": 10}  # test views per image (ProbeConfig.test_crops)
+EXTRACT_BATCH = 512  # images per batch of tasks.probe's feature cache and finetune.evaluate
+
+
+@dataclass(frozen=True)
+class Throughput:
+    """The rate jobs are assumed to run at on one GPU: its peak times the MFU."""
+
+    tflops: float = H100_BF16_TFLOPS
+    mfu: float = DEFAULT_MFU
+
+    def hours(self, flops: float) -> float:
+        return flops / (self.tflops * 1e12 * self.mfu) / 3600
+
+
+@dataclass(frozen=True)
+class JobEstimate:
+    """One job: `samples` the images it reads (each epoch's pass counted; RotNet's rotations
+    and a test image's views are of one sample), `flops` all it computes, `peak` bytes of GPU
+    memory; `flops` None for a kind with no estimate."""
+
+    stage: str  # "pretrain" or "evaluation"
+    row: str
+    samples: int = 0
+    flops: float | None = None
+    peak: float = 0.0
+
+
+def trunk_note(network: NetworkConfig) -> str:
+    """What sets a trunk's cost apart in a row's name (DeepCluster's Sobel input)."""
+    return ", Sobel trunk" if network.sobel else ""
+
+
+def pretrain(job: PretrainJob, costs: Any) -> JobEstimate:
+    """A pre-training: epochs x whole batches of its dataset (the mono samples d, or the
+    labelled train split); DeepCluster adds, every epoch, the features of its clustered
+    samples and their PCA and k-means."""
+    m, dataset = job.method, job.labels.dataset if job.labels else None
+    row = str(job.coordinates.get("method", m.name)) + (f" {dataset}" if dataset else "")
+    step = costs.pretrain(m, job.network, CLASSES[dataset] if dataset else None)
+    if not step.trains:
+        return JobEstimate("pretrain", row, 0, 0.0, step.state.params)
+    length = (getattr(m, "train_samples", None) or TRAIN_SIZES[dataset]) if dataset else m.samples
+    # training.fit runs whole batches only
+    samples = m.epochs * max(1, length // m.batch_size) * m.batch_size
+    flops = samples * step.flops
+    activations = step.saved * m.batch_size
+    if isinstance(m, DeepClusterConfig):
+        clustered = m.cluster_samples or m.samples
+        features, dim = costs.extraction(m, job.network)
+        cluster = costs.clustering(m, dim)
+        flops += m.epochs * clustered * (features.flops + cluster.flops)
+        samples += m.epochs * clustered
+        activations = max(activations, clustered * cluster.held)
+    return JobEstimate("pretrain", row, samples, flops, step.state.total + activations)
+
+
+def probe(job: ProbeJob, costs: Any) -> JobEstimate:
+    """Linear probes: every epoch the train split through the frozen trunk (to the deepest
+    probed layer) and the heads' step, then the test split's views scored; with cached features
+    the trunk sees each split once and the heads train and score on the cache every epoch."""
+    cfg = job.probe
+    layers = tuple(layer for layer in LAYERS if layer in {c.layer for c in job.cells})
+    train, test = (
+        cfg.train_samples or TRAIN_SIZES[job.dataset],
+        cfg.test_samples or TEST_SIZES[job.dataset],
+    )
+    views = VIEWS[cfg.test_crops]
+    trunk = costs.trunk_pass(job.network, layers)
+    heads, score = costs.probe_heads(job.network, layers, CLASSES[job.dataset], cfg)
+    if cfg.cache_features:
+        samples = train + test
+        flops = (train + test * views) * trunk.flops + cfg.epochs * (
+            train * heads.flops + test * score.flops
+        )
+        activations = max(EXTRACT_BATCH * views * trunk.held, cfg.batch_size * heads.saved)
+    else:
+        samples = cfg.epochs * train + test
+        flops = cfg.epochs * train * (trunk.flops + heads.flops) + test * (
+            views * trunk.flops + score.flops
+        )
+        activations = cfg.batch_size * max(trunk.held + heads.saved, views * trunk.held)
+    row = f"linear_probe {job.dataset}{trunk_note(job.network)}"
+    return JobEstimate("evaluation", row, samples, flops, heads.state.total + activations)
+
+
+def finetune(job: FinetuneJob, costs: Any) -> JobEstimate:
+    """Finetuning: epochs x whole batches of the train split, then the test split (one view)."""
+    cfg = job.finetune
+    train, test = (
+        cfg.train_samples or TRAIN_SIZES[job.dataset],
+        cfg.test_samples or TEST_SIZES[job.dataset],
+    )
+    step, score = costs.finetune(cfg, job.network, CLASSES[job.dataset], job.frozen)
+    seen = cfg.epochs * max(1, train // cfg.batch_size) * cfg.batch_size
+    activations = max(cfg.batch_size * step.saved, EXTRACT_BATCH * score.held)
+    row = f"finetune_frozen k={job.frozen} {job.dataset}{trunk_note(job.network)}"
+    return JobEstimate(
+        "evaluation",
+        row,
+        seen + test,
+        seen * step.flops + test * score.flops,
+        step.state.total + activations,
+    )
+
+
+def style(job: StyleJob, costs: Any) -> JobEstimate:
+    """Style transfer: per pair, the targets' forwards, `steps` steps and a last forward."""
+    cfg, pairs = job.style, len(job.cells)
+    c = costs.style(cfg, job.network)
+    row = f"style_transfer {pairs} pairs{trunk_note(job.network)}"
+    flops = pairs * (c.setup + cfg.steps * c.step + c.final)
+    return JobEstimate("evaluation", row, pairs * (cfg.steps + 3), flops, c.state.total + c.saved)
+
+
+EVALUATIONS = {ProbeJob: probe, FinetuneJob: finetune, StyleJob: style}
+
+
+def evaluation(job: EvaluationJob, kind: str, costs: Any) -> JobEstimate:
+    """An evaluation job; a kind this module does not know is listed without an estimate."""
+    how = EVALUATIONS.get(type(job))
+    return how(job, costs) if how else JobEstimate("evaluation", f"{kind} (no estimate)")
+
+
+def estimate(sweep: Expansion, costs: Any = None) -> list[JobEstimate]:
+    """Every job of the sweep, pre-trainings first. `costs`: what a sample costs (default:
+    workers.costs, measured on the real modules)."""
+    if costs is None:
+        from workers import costs
+    kinds = {c.job_key: c.evaluation for c in sweep.cells}
+    return [pretrain(j, costs) for j in sweep.pretrain_jobs.values()] + [
+        evaluation(j, kinds[key], costs) for key, j in sweep.evaluation_jobs.items()
+    ]
+
+
+@dataclass(frozen=True)
+class Row:
+    """The jobs of one row: per job the mean samples and FLOPs, and the largest peak."""
+
+    stage: str
+    name: str
+    jobs: int
+    samples: float
+    flops: float | None
+    peak: float
+
+    def hours(self, rate: Throughput) -> float | None:
+        return None if self.flops is None else rate.hours(self.flops)
+
+
+def rows(estimates: Iterable[JobEstimate]) -> list[Row]:
+    """One row per (stage, row name), in the order the jobs come."""
+    groups: dict[tuple[str, str], list[JobEstimate]] = {}
+    for e in estimates:
+        groups.setdefault((e.stage, e.row), []).append(e)
+    out = []
+    for (stage, name), group in groups.items():
+        n = len(group)
+        flops = None if group[0].flops is None else sum(e.flops or 0.0 for e in group) / n
+        out.append(
+            Row(
+                stage, name, n, sum(e.samples for e in group) / n, flops, max(e.peak for e in group)
+            )
+        )
+    return out
+
+
+def total_hours(table: list[Row], rate: Throughput, stage: str | None = None) -> float:
+    return sum(r.jobs * (r.hours(rate) or 0.0) for r in table if stage in (None, r.stage))
