@@ -10,11 +10,12 @@ import signal
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from orchestrator.cli import env, logs, report, resubmit, run, status, stop, submit, validate
+from orchestrator.cli import env, logs, plan, report, resubmit, run, status, stop, submit, validate
 from orchestrator.errors import UserError
 
 SUBCOMMANDS = {
     "validate": validate,
+    "plan": plan,
     "run": run,
     "status": status,
     "resubmit": resubmit,
