@@ -114,8 +114,13 @@ def _count(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _amount(x: float) -> str:
+    """Three significant digits, or whole numbers with thousands separated."""
+    return f"{x:.3g}" if x < 100 else f"{x:,.0f}"
+
+
 def _hours(h: float | None) -> str:
-    return "-" if h is None else f"{h:,.3g}" if h < 100 else f"{h:,.0f}"
+    return "-" if h is None else _amount(h)
 
 
 COLUMNS = "{:44} {:>5} {:>11} {:>10} {:>9} {:>9} {:>8}"
@@ -141,7 +146,7 @@ def text(table: list[estimate.Row], rate: estimate.Throughput, gpus: dict[str, f
         head = ("jobs", "samples/job", "TFLOP/job", "GPU-h/job", "GPU-h", "peak GiB")
         lines.append(COLUMNS.format(title, *head))
         for r in (r for r in table if r.stage == stage):
-            tflop = "-" if r.flops is None else f"{r.flops / 1e12:,.4g}"
+            tflop = "-" if r.flops is None else _amount(r.flops / 1e12)
             hours = r.hours(rate)
             total = None if hours is None else r.jobs * hours
             lines.append(
@@ -157,6 +162,6 @@ def text(table: list[estimate.Row], rate: estimate.Throughput, gpus: dict[str, f
             )
         jobs = sum(r.jobs for r in table if r.stage == stage)
         stage_hours = _hours(estimate.total_hours(table, rate, stage))
-        lines.append(COLUMNS.format("  total", jobs, "", "", "", stage_hours, ""))
+        lines.append(COLUMNS.format("  total", jobs, "", "", "", stage_hours, "").rstrip())
     lines.append(f"sweep: {_hours(estimate.total_hours(table, rate))} GPU-hours")
     return lines
