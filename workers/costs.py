@@ -17,6 +17,7 @@ which is the bound used for it (`Pass.held`).
 from __future__ import annotations
 
 import functools
+import math
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,7 +40,7 @@ from workers.finetune import Finetuning
 from workers.methods.base import Method, implementation
 from workers.methods.deepcluster import kmeans_assign, pca_whiten
 from workers.models.alexnet import AlexNet, build_trunk
-from workers.probes import LinearProbes, ProbeTrainer, feature_dims
+from workers.probes import LinearProbes, ProbeTrainer, feature_shapes
 from workers.style_transfer import StyleLoss, transfer
 
 BATCH = 2  # the smallest batch BatchNorm trains on
@@ -277,11 +278,11 @@ def probe_heads(
     """The linear heads of a probe job, per sample: a training step of ProbeTrainer on pooled
     features, and their scoring (eval mode). State: the frozen trunk and the heads."""
     trunk = frozen_trunk(network)
-    dims = feature_dims(trunk, network.input_size, layers)
-    probes: LinearProbes = on_meta(lambda: LinearProbes(dims, classes, affine=config.bn_affine))  # type: ignore[assignment]
+    shapes = feature_shapes(trunk, network.input_size, layers)
+    probes: LinearProbes = on_meta(lambda: LinearProbes(shapes, classes, affine=config.bn_affine))  # type: ignore[assignment]
     trainer = ProbeTrainer(trunk, probes, config, network.input_size, 0, META)
-    # Cached features (CPU, as tasks.probe keeps them), so the heads' step runs alone.
-    cache = {layer: torch.zeros(BATCH, d) for layer, d in dims.items()}
+    # Cached features (CPU and flattened, as tasks.probe keeps them): the heads' step alone.
+    cache = {layer: torch.zeros(BATCH, math.prod(shape)) for layer, shape in shapes.items()}
     split = ProbeSplit(torch.zeros(0), torch.zeros(BATCH, dtype=torch.int64), classes)
     with counting(probes) as train:
         trainer.train_epoch(0, split, cache)
