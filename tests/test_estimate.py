@@ -5,7 +5,6 @@ and the command prints GPU-hours and peak memory for the shipped files."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -111,13 +110,10 @@ def test_rows_group_jobs_that_cost_the_same(write_spec):
 
 @pytest.mark.parametrize("file", ["examples/quickstart.yaml", "experiments.yaml"])
 def test_plan_estimate_prints_gpu_hours_and_peak_memory(file, capsys):
-    tick = time.perf_counter()
     assert main(["plan", str(ROOT / file), "--estimate"]) == 0
-    seconds = time.perf_counter() - tick
     out = capsys.readouterr().out
     assert "GPU-h" in out and "peak GiB" in out and "sweep: " in out and " GPU-hours" in out
     assert "989 TFLOP/s per GPU x MFU 0.35" in out  # the assumptions are printed
-    assert seconds < 60  # every distinct shape is measured once, on the meta device
 
 
 def test_plan_json_totals_the_rows_at_the_given_rate(capsys):
