@@ -248,11 +248,13 @@ def test_a_wrong_geometry_would_be_caught(astronaut: torch.Tensor):
 
 def test_colour_jitter_gives_close_images(small_astronaut: torch.Tensor):
     """Jitter every sample of an unmoved image: only the colour ops differ (uint8 rounding in
-    the reference, float here)."""
+    the reference, float here). At 64 px the 91 px canvas reads the 128 px source at its own
+    level (1.4 source pixels per canvas pixel); at 32 px (2.8) the nearest pyramid level
+    is the 32 px one, whose blur alone is ~12 grey levels on this photo."""
     config = AugmentConfig(preset="none", jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=1.0)
     indices = range(16)
-    ours = batched([small_astronaut], config, 32, 0, indices)
-    theirs = per_sample([small_astronaut], config, 32, 0, indices)
+    ours = batched([small_astronaut], config, 64, 0, indices)
+    theirs = per_sample([small_astronaut], config, 64, 0, indices)
     error = mean_abs_error(ours, theirs)
     assert error.median() < 4 and error.max() < 8, error
 
