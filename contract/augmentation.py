@@ -19,6 +19,7 @@ from contract.base import Frozen, apply_preset
 _ASANO2020_OPS: dict[str, dict[str, Any]] = {
     "crop": {"crop_scale": (1 / 500, 1.0), "crop_ratio": (3 / 4, 4 / 3)},
     "rotation": {"rotation": 35.0},
+    # The text lists the flip; for RotNet and DeepCluster the loader flips as well (LoaderConfig).
     "flip": {"hflip": 0.5},
     "jitter": {"jitter": (0.4, 0.4, 0.4, 0.1), "jitter_p": 0.5},
 }
@@ -33,17 +34,16 @@ _NONE: dict[str, Any] = {
     "jitter": None,
     "jitter_p": 0.0,
 }
-# yukimasano/single_img_pretraining's make_dataset_single.py defaults. The script
-# leaves the horizontal flip to the pre-training code ("hflip ... is usually in the pretraining
-# method's codebase already"), which applies it with p = 0.5: it is here, so the network sees
-# what it saw upstream. Its --vflip is off by default.
+# yukimasano/single_img_pretraining's make_dataset_single.py defaults. The script has no
+# horizontal flip ("hflip ... is usually in the pretraining method's codebase already"): as
+# there, the flip is the method's loader's (LoaderConfig), redrawn every epoch. Its --vflip is
+# off by default.
 _OFFICIAL_SCRIPT: dict[str, Any] = {
     **_NONE,
     "initial_crop": 0.5,
     "crop_scale": (1 / 500, 1.0),
     "rotation": 30.0,
     "shear": 30.0,
-    "hflip": 0.5,
     "jitter": (0.4, 0.4, 0.4, 0.1),
     "jitter_p": 0.5,
 }

@@ -16,6 +16,7 @@ from workers.data.augment import augment, crop_box, draw_affine, draw_jitter
 from workers.data.ops import canvas_size, generated_size, op_rng
 
 FULL = AugmentConfig(preset="full")
+FLIP = AugmentConfig(preset="full", hflip=0.5)  # the official script has no flip: switched on
 SIZE = 32
 INDICES = range(24)
 
@@ -196,10 +197,10 @@ def test_switching_jitter_off_changes_only_the_jittered_samples(small_astronaut:
 
 def test_switching_hflip_off_changes_only_the_flipped_samples(small_astronaut: torch.Tensor):
     no_flip = AugmentConfig(preset="full", hflip=0.0)
-    on = applied("hflip", FULL.hflip)
+    on = applied("hflip", FLIP.hflip)
     assert any(on) and not all(on)
     for i, flipped in enumerate(on):
-        a = augment(small_astronaut, FULL, SIZE, seed=0, index=i)
+        a = augment(small_astronaut, FLIP, SIZE, seed=0, index=i)
         b = augment(small_astronaut, no_flip, SIZE, seed=0, index=i)
         # A flipped sample is exactly the mirror of the unflipped one: the crop, the affine
         # and the jitter drew the same numbers whether or not the flip was on.
@@ -210,9 +211,9 @@ def test_switching_hflip_off_changes_only_the_flipped_samples(small_astronaut: t
 def test_flip_stream_is_independent_of_the_affine_path(small_astronaut: torch.Tensor):
     # With rotation and shear off the affine op draws nothing (the sqrt(2) margin and the centre
     # crop stay); the flip still draws from its own stream: the flipped samples are exact mirrors.
-    no_affine = AugmentConfig(preset="full", rotation=0.0, shear=0.0, jitter=None)
+    no_affine = AugmentConfig(preset="full", rotation=0.0, shear=0.0, jitter=None, hflip=0.5)
     no_affine_flip = AugmentConfig(preset="full", rotation=0.0, shear=0.0, jitter=None, hflip=0.0)
-    for i, flipped in enumerate(applied("hflip", FULL.hflip)[:8]):
+    for i, flipped in enumerate(applied("hflip", 0.5)[:8]):
         a = augment(small_astronaut, no_affine, SIZE, seed=0, index=i)
         b = augment(small_astronaut, no_affine_flip, SIZE, seed=0, index=i)
         assert torch.equal(a, TF.horizontal_flip(b) if flipped else b), i
@@ -338,14 +339,14 @@ def test_jitter_factors_are_the_ones_applied(small_astronaut: torch.Tensor):
 
 
 def test_official_script_preset_is_the_scripts_defaults():
-    # yukimasano/single_img_pretraining make_dataset_single.py, plus the
-    # horizontal flip its pre-training code applies; `full` is its alias.
+    # yukimasano/single_img_pretraining make_dataset_single.py: no horizontal flip (the
+    # method's loader flips, contract.augmentation.LoaderConfig); `full` is its alias.
     script = AugmentConfig(preset="official_script")
     assert script.initial_crop == 0.5
     assert script.crop_scale == pytest.approx((1 / 500, 1.0)) and script.crop_ratio == pytest.approx((3 / 4, 4 / 3))
     assert (script.rotation, script.shear) == (30.0, 30.0)
     assert script.jitter == pytest.approx((0.4, 0.4, 0.4, 0.1)) and script.jitter_p == 0.5
-    assert (script.hflip, script.vflip) == (0.5, 0.0)
+    assert (script.hflip, script.vflip) == (0.0, 0.0)
     assert script.model_dump(exclude={"preset"}) == AugmentConfig(preset="full").model_dump(exclude={"preset"})
 
 
