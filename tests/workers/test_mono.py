@@ -194,3 +194,22 @@ def test_centred_view_is_the_deterministic_centre_crop(small_astronaut: torch.Te
     # Without a loader (a method that has none) every epoch's view is the centre crop.
     plain = mono(small_astronaut, None)
     assert torch.equal(plain.at_epoch(3).raw(1), centred.raw(1))
+
+
+def test_samples_picture_shows_each_sample_beside_its_loader_view(
+    small_astronaut: torch.Tensor, tmp_path: Path
+):
+    """pictures.samples of a mono dataset: generated sample, then its epoch-0 loader view on a
+    white margin, pixel for pixel (PNG is lossless)."""
+    from workers import pictures
+
+    dataset = mono(small_astronaut, ROTNET)
+    path = pictures.samples(dataset, tmp_path / "mono_samples.png", count=4)
+    grid = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
+    assert grid.shape == (3, 2 + 75, 2 + 4 * 75)  # 4 tiles of 73 px, 2 px apart
+    for i in range(2):
+        left = 2 + 2 * i * 75
+        assert torch.equal(grid[:, 2:75, left : left + 73], dataset.raw(i))
+        view = grid[:, 2:75, left + 75 : left + 75 + 73]
+        assert torch.equal(view[:, :64, :64], dataset.at_epoch(0).raw(i))
+        assert (view[:, 64:, :] == 255).all() and (view[:, :, 64:] == 255).all()
