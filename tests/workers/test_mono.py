@@ -104,8 +104,10 @@ ROTNET = RotNetConfig().loader
 NO_FLIP = LoaderConfig(crop="random_resized", hflip=0.0)
 
 
-def mono(source: torch.Tensor, loader: LoaderConfig | None, preset: str = "full", length: int = 8,
-         seed: int = 0) -> MonoDataset:
+def mono(
+    source: torch.Tensor, loader: LoaderConfig | None, preset: str = "full", length: int = 8,
+    seed: int = 0,
+) -> MonoDataset:
     return MonoDataset([source], AugmentConfig(preset=preset), 64, length, seed, loader)
 
 
@@ -190,7 +192,8 @@ def test_centred_view_is_the_deterministic_centre_crop(small_astronaut: torch.Te
     for i in range(4):
         assert torch.equal(centred.raw(i), dataset.raw(i)[:, 4:68, 4:68]), i
         assert torch.equal(centred[i], dataset.centred()[i])
-        torch.testing.assert_close(centred[i], (centred.raw(i).float() / 255 - IMAGENET_MEAN) / IMAGENET_STD)
+        normalised = (centred.raw(i).float() / 255 - IMAGENET_MEAN) / IMAGENET_STD
+        torch.testing.assert_close(centred[i], normalised)
     # Without a loader (a method that has none) every epoch's view is the centre crop.
     plain = mono(small_astronaut, None)
     assert torch.equal(plain.at_epoch(3).raw(1), centred.raw(1))
