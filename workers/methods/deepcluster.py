@@ -4,9 +4,10 @@ visual features", ECCV 2018.
 Every epoch: the network's fc7 features of the (clustered) mono samples' centre crops are
 PCA-whitened and L2-normalised, k-means groups them into k clusters, and the cluster ids become
 the labels of a classification epoch over the loader's views of samples drawn uniformly across
-the clusters; the top layer is re-initialised for the new labels. Settings (contract.methods.DeepClusterConfig): samples (d),
-epochs, batch_size, lr, momentum, weight_decay, k, pca_dim, kmeans_iterations,
-cluster_samples (how many samples are clustered; upstream clusters all of them), sobel.
+the clusters; the top layer is re-initialised for the new labels. Settings
+(contract.methods.DeepClusterConfig): samples (d), epochs, batch_size, lr, momentum,
+weight_decay, k, pca_dim, kmeans_iterations, cluster_samples (how many samples are clustered;
+upstream clusters all of them), sobel, loader.
 k-means is plain torch (Lloyd's algorithm on the job's device), as faiss is not required.
 """
 
