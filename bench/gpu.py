@@ -30,6 +30,7 @@ from contract.network import NetworkConfig
 from workers.data.augment import crop_box
 from workers.data.batch_augment import BatchAugmenter, normalise
 from workers.data.mono import load_images
+from workers.data.ops import generated_size
 from workers.data.probe_sets import train_inputs
 from workers.methods.rotnet import RotNet
 from workers.models.alexnet import build_trunk
@@ -151,10 +152,14 @@ def pretraining(device: str, tiny: bool, repeats: int) -> tuple[list[list[Any]],
                 f"{100 * mfu:.1f}%" if mfu else "n/a",
             ]
         )
-    # The augmentation's share: a batch of mono samples made on the device, as tasks would.
+    # The augmentation's share: a batch of generated mono samples (stage 1, generated_size px)
+    # made on the device.
     photo = bundled_photos()["astronaut"]
     images = load_images((ImageFile(path=str(photo), sha256=sha256_file(photo)),))
-    augmenter = BatchAugmenter(images, AugmentConfig(preset="full"), size, seed=0, device=device)
+    generated = generated_size(size)
+    augmenter = BatchAugmenter(
+        images, AugmentConfig(preset="full"), generated, seed=0, device=device
+    )
     indices = np.arange(batch)
     fastest = min(results["cases"].values(), key=lambda c: c["s_per_step"])["s_per_step"]
     big = np.arange(16 if tiny else 2048)
@@ -175,7 +180,8 @@ def pretraining(device: str, tiny: bool, repeats: int) -> tuple[list[list[Any]],
     results["gpu_busy_fraction_serial"] = 1 - share
     rows.append(
         [
-            f"batched augmentation at {size} px, {len(big)} per call (target 50,000/s on an H100)",
+            f"batched augmentation at {generated} px, {len(big)} per call"
+            " (target 50,000/s on an H100)",
             f"{rate:,.0f} samples/s",
             "",
             "",

@@ -1,4 +1,8 @@
-"""The mono dataset's augmentation: each op a switch with parameters, and the named presets.
+"""The mono dataset's two stages, as upstream: the generator's augmentation (AugmentConfig: each
+op a switch with parameters, and the named presets), which makes samples of 256 px for a 224 px
+network as the official script writes them, and a method's loader (LoaderConfig), which crops
+the network's input out of each sample anew every epoch, as each method's own code does with
+the generated images.
 
 Presets are plain dicts of defaults: `{preset: full, rotation: 0}` is the `full` preset with
 rotation switched off, and the resolved values (not the preset's name) enter the content keys.
@@ -7,7 +11,7 @@ rotation switched off, and the resolved values (not the preset's name) enter the
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -19,6 +23,7 @@ from contract.base import Frozen, apply_preset
 _ASANO2020_OPS: dict[str, dict[str, Any]] = {
     "crop": {"crop_scale": (1 / 500, 1.0), "crop_ratio": (3 / 4, 4 / 3)},
     "rotation": {"rotation": 35.0},
+    # The text lists the flip; for RotNet and DeepCluster the loader flips as well (LoaderConfig).
     "flip": {"hflip": 0.5},
     "jitter": {"jitter": (0.4, 0.4, 0.4, 0.1), "jitter_p": 0.5},
 }
@@ -33,17 +38,16 @@ _NONE: dict[str, Any] = {
     "jitter": None,
     "jitter_p": 0.0,
 }
-# yukimasano/single_img_pretraining's make_dataset_single.py defaults. The script
-# leaves the horizontal flip to the pre-training code ("hflip ... is usually in the pretraining
-# method's codebase already"), which applies it with p = 0.5: it is here, so the network sees
-# what it saw upstream. Its --vflip is off by default.
+# yukimasano/single_img_pretraining's make_dataset_single.py defaults. The script has no
+# horizontal flip ("hflip ... is usually in the pretraining method's codebase already"): as
+# there, the flip is the method's loader's (LoaderConfig), redrawn every epoch. Its --vflip is
+# off by default.
 _OFFICIAL_SCRIPT: dict[str, Any] = {
     **_NONE,
     "initial_crop": 0.5,
     "crop_scale": (1 / 500, 1.0),
     "rotation": 30.0,
     "shear": 30.0,
-    "hflip": 0.5,
     "jitter": (0.4, 0.4, 0.4, 0.1),
     "jitter_p": 0.5,
 }
@@ -103,4 +107,26 @@ class AugmentConfig(Frozen):
             raise ValueError(f"crop_ratio {self.crop_ratio} must satisfy 0 < min <= max")
         if self.jitter and not (all(0 <= s <= 1 for s in self.jitter[:3]) and 0 <= self.jitter[3] <= 0.5):
             raise ValueError(f"jitter {self.jitter}: strengths in [0, 1], hue in [0, 0.5]")
+        return self
+
+
+class LoaderConfig(Frozen):
+    """Stage 2: a method's own loader over the generated samples, redrawn every epoch. `crop`:
+    `random_resized` (torchvision's RandomResizedCrop to the input size: area fraction in
+    `scale`, aspect in `ratio`, bilinear) or `random` (a plain crop of the input size at a
+    uniform position; `scale` and `ratio` unused); then a horizontal flip with p = `hflip`.
+    `crop` and `hflip` have no default: a method's settings give its upstream loader, and a
+    partial override cannot silently take another method's."""
+
+    crop: Literal["random_resized", "random"]
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: float = Field(ge=0, le=1, description="probability of a horizontal flip")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> LoaderConfig:
+        if not 0 < self.scale[0] <= self.scale[1] <= 1:
+            raise ValueError(f"scale {self.scale} must satisfy 0 < min <= max <= 1")
+        if not 0 < self.ratio[0] <= self.ratio[1]:
+            raise ValueError(f"ratio {self.ratio} must satisfy 0 < min <= max")
         return self

@@ -8,6 +8,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from contract.augmentation import LoaderConfig
 from contract.base import Frozen
 from contract.registry import Registry
 from contract.schedules import Schedule
@@ -53,6 +54,8 @@ class RotNetConfig(MethodSettings):
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0)
     nesterov: bool = True
+    # dataloader.py l.103-108 (random_sized_crop, config l.9): RandomSizedCrop(224) + flip.
+    loader: LoaderConfig = LoaderConfig(crop="random_resized", hflip=0.5)
 
 
 @METHODS.add
@@ -80,6 +83,9 @@ class DeepClusterConfig(MethodSettings):
         None, ge=2, description="mono samples clustered each epoch (a seeded draw); None: all d"
     )
     sobel: bool = True
+    # Training: clustering.py l.142-143, RandomResizedCrop(224) + flip. The clustering pass
+    # (main.py l.122-123, Resize(256) + CenterCrop(224)) is fixed: the sample's centre crop.
+    loader: LoaderConfig = LoaderConfig(crop="random_resized", hflip=0.5)
 
     @model_validator(mode="after")
     def _enough_samples(self) -> DeepClusterConfig:
@@ -97,7 +103,10 @@ class BiGANConfig(MethodSettings):
     map to z), a generator G and a discriminator D of (x, z) pairs. Defaults are the paper's
     ImageNet settings: z of 200 dims, Adam lr 2e-4, betas (0.5, 0.999), wd 2.5e-5, batch 128,
     100 epochs, the rate constant for 50 and then decayed exponentially to 0.01 x (the official
-    code's train_gan.py set_lr); `gan_channels` is DCGAN's base width of G and D."""
+    code's train_gan.py set_lr); `gan_channels` is DCGAN's base width of G and D. The loader is the official
+    code's (data.py l.71-96, train_imagenet.sh l.19: minor edge 72, a random 64 crop, no flip):
+    a random crop of the input size from the generated sample, with no flip. The sample/crop
+    ratio differs slightly: upstream 72/64 = 1.125, ours 256/224 = 1.143 (73/64 at 64 px)."""
 
     name: Literal["bigan"] = "bigan"
     implementation: ClassVar[tuple[str, str]] = ("workers.methods.bigan", "BiGAN")
@@ -110,6 +119,7 @@ class BiGANConfig(MethodSettings):
     weight_decay: float = Field(2.5e-5, ge=0)
     z_dim: int = Field(200, ge=1)
     gan_channels: int = Field(64, ge=4)
+    loader: LoaderConfig = LoaderConfig(crop="random", hflip=0.0)
 
 
 @METHODS.add

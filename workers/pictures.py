@@ -27,7 +27,19 @@ def conv1_filters(trunk: AlexNet, path: Path) -> Path:
 
 
 def samples(dataset: MonoDataset | LabelledSamples, path: Path, count: int = 32) -> Path:
-    """The first `count` training samples (mono, or a labelled split's), before normalisation."""
-    samples = torch.stack([dataset.raw(i) for i in range(min(count, len(dataset)))])
-    save_image(make_grid(samples.float() / 255, nrow=8, padding=2, pad_value=1.0), path)
+    """`count` pictures of training samples, before normalisation: a labelled split's first
+    train crops, or the first count / 2 generated mono samples, each followed by its loader
+    view in epoch 0 (smaller: the input size, on a white margin)."""
+    if isinstance(dataset, MonoDataset):
+        views, side = dataset.at_epoch(0), dataset.generated
+        tiles = []
+        for i in range(min(count // 2, len(dataset))):
+            view = views.raw(i)  # type: ignore[attr-defined]
+            framed = torch.full((3, side, side), 255, dtype=torch.uint8)
+            framed[:, : view.shape[1], : view.shape[2]] = view
+            tiles += [dataset.raw(i), framed]
+    else:
+        tiles = [dataset.raw(i) for i in range(min(count, len(dataset)))]
+    grid = make_grid(torch.stack(tiles).float() / 255, nrow=8, padding=2, pad_value=1.0)
+    save_image(grid, path)
     return path

@@ -69,7 +69,7 @@ def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path, resume: Path |
 def training_set(job: PretrainJob, recorder: Recorder) -> MonoDataset | LabelledSamples:
     """The labelled train split (supervised), or the mono dataset of the job's source images:
     files checked against their hashes, or a seeded draw from a dataset's train split, whose
-    content hash is recorded as `images_sha256`."""
+    content hash is recorded as `images_sha256`; its loader is the method's (None: none)."""
     size = job.network.input_size
     if job.labels is not None:
         split = load_split(job.labels.dataset, job.labels.data_root, train=True)
@@ -80,7 +80,8 @@ def training_set(job: PretrainJob, recorder: Recorder) -> MonoDataset | Labelled
         recorder.params({"images_sha256": content_hash(images)})
     else:
         images = load_images(job.images)
-    return MonoDataset(images, job.augmentation, size, job.method.samples, job.seed)
+    loader = getattr(job.method, "loader", None)
+    return MonoDataset(images, job.augmentation, size, job.method.samples, job.seed, loader)
 
 
 def probe(job: ProbeJob, checkpoint: Path, recorder: Recorder) -> dict[str, dict[str, float]]:

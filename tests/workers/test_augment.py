@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 from pydantic import ValidationError
+from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from contract.augmentation import AUGMENTATION_PRESETS, AugmentConfig
 from workers.data.augment import augment, crop_box, draw_affine, draw_jitter
-from workers.data.ops import op_rng
+from workers.data.ops import canvas_size, generated_size, op_rng
 
 FULL = AugmentConfig(preset="full")
+FLIP = AugmentConfig(preset="full", hflip=0.5)  # the official script has no flip: switched on
 SIZE = 32
 INDICES = range(24)
 
@@ -54,14 +58,63 @@ def test_augment_draws_nothing_from_global_random_state(small_astronaut: torch.T
     assert torch.equal(a, augment(small_astronaut, FULL, SIZE, seed=3, index=2))
 
 
+def test_generated_and_canvas_sizes_are_upstreams():
+    """The generator writes 256 px samples for a 224 px network, as the official script does,
+    from a crop resized to its int(sqrt(2) * 256) = 362; at 64 px, 73 from 103.
+    Mutation tried: generated_size returning the input size (the one-stage design) fails."""
+    assert generated_size(224) == 256 and generated_size(64) == 73
+    assert canvas_size(256) == 362 and canvas_size(73) == 103
+
+
 def test_none_preset_gives_one_image_for_every_index(small_astronaut: torch.Tensor):
     none = AugmentConfig(preset="none")
     first = augment(small_astronaut, none, SIZE, seed=0, index=0)
     for seed, index in [(0, 1), (0, 17), (9, 4)]:
         assert torch.equal(first, augment(small_astronaut, none, SIZE, seed=seed, index=index))
-    # ...and that image is the photo, not a blank: it is close to a plain resize of it.
-    resized = TF.resize(small_astronaut, [SIZE, SIZE], antialias=True)
-    assert (first.float() - resized.float()).abs().mean() < 8
+    # ...and that image is the photo, not a blank (what part of it: the next test).
+    assert first.float().std() > 20
+
+
+def smooth_source(height: int, width: int) -> torch.Tensor:
+    """uint8 (3, H, W) of slow sinusoids (periods of 130-440 px): interpolation methods agree on
+    it within a grey level, a wrong geometry does not (tens of grey levels)."""
+    y, x = torch.meshgrid(torch.arange(height).float(), torch.arange(width).float(), indexing="ij")
+    channels = [torch.sin(x / 20 + y / 45), torch.cos(y / 27), torch.sin((x - y) / 35)]
+    return torch.stack([128 + 100 * c for c in channels]).round().to(torch.uint8)
+
+
+def central_part(image: torch.Tensor, box: tuple[int, int, int, int], size: int) -> torch.Tensor:
+    """By hand: the part of `box` (top, left, h, w) that upstream's pipeline keeps, resized to
+    `size`. The box is stretched to a square canvas of round(sqrt(2) x size) and its centre
+    `size` kept, so what remains is the box's central size / canvas (about 1/sqrt(2)) of each
+    side."""
+    top, left, h, w = box
+    canvas = round(math.sqrt(2) * size)
+    offset = round((canvas - size) / 2)  # torchvision's centre-crop offset
+    return TF.resized_crop(
+        image, round(top + h * offset / canvas), round(left + w * offset / canvas),
+        round(h * size / canvas), round(w * size / canvas), [size, size],
+        InterpolationMode.BICUBIC, antialias=True,
+    )
+
+
+@pytest.mark.parametrize("size", [32, 73])
+def test_samples_without_affine_keep_the_margin_and_centre_crop(size: int):
+    """`none` and `crop` (no rotation, no shear) still go through the generator's geometry, as
+    upstream's always crop to sqrt(2) x 256 and centre-crop 256: a `none` sample is the central
+    1/sqrt(2) of the largest centred square, a `crop` sample the central 1/sqrt(2) of its box.
+    Mutation tried: the margin and centre crop only with an affine op (the former
+    one-stage code): errors of 25-78 grey levels instead of < 2."""
+    source = smooth_source(512, 512)
+    none = augment(source, AugmentConfig(preset="none"), size, seed=0, index=0)
+    error = (none.float() - central_part(source, (0, 0, 512, 512), size).float()).abs().mean()
+    assert error < 1.5, error
+    crop = AugmentConfig(preset="crop")
+    for i in range(6):
+        box = crop_box(512, 512, crop.crop_scale, crop.crop_ratio, op_rng(0, "crop", i))
+        sample = augment(source, crop, size, seed=0, index=i)
+        error = (sample.float() - central_part(source, box, size).float()).abs().mean()
+        assert error < 1.5, (i, box, error)
 
 
 def draw_boxes(height: int, width: int, scale, ratio, n: int = 2000) -> np.ndarray:
@@ -144,10 +197,10 @@ def test_switching_jitter_off_changes_only_the_jittered_samples(small_astronaut:
 
 def test_switching_hflip_off_changes_only_the_flipped_samples(small_astronaut: torch.Tensor):
     no_flip = AugmentConfig(preset="full", hflip=0.0)
-    on = applied("hflip", FULL.hflip)
+    on = applied("hflip", FLIP.hflip)
     assert any(on) and not all(on)
     for i, flipped in enumerate(on):
-        a = augment(small_astronaut, FULL, SIZE, seed=0, index=i)
+        a = augment(small_astronaut, FLIP, SIZE, seed=0, index=i)
         b = augment(small_astronaut, no_flip, SIZE, seed=0, index=i)
         # A flipped sample is exactly the mirror of the unflipped one: the crop, the affine
         # and the jitter drew the same numbers whether or not the flip was on.
@@ -156,11 +209,11 @@ def test_switching_hflip_off_changes_only_the_flipped_samples(small_astronaut: t
 
 
 def test_flip_stream_is_independent_of_the_affine_path(small_astronaut: torch.Tensor):
-    # With rotation and shear off the affine op (and the sqrt(2) crop margin) is skipped; the
-    # flip still draws from its own stream, so the flipped samples are exact mirrors again.
-    no_affine = AugmentConfig(preset="full", rotation=0.0, shear=0.0, jitter=None)
+    # With rotation and shear off the affine op draws nothing (the sqrt(2) margin and the centre
+    # crop stay); the flip still draws from its own stream: the flipped samples are exact mirrors.
+    no_affine = AugmentConfig(preset="full", rotation=0.0, shear=0.0, jitter=None, hflip=0.5)
     no_affine_flip = AugmentConfig(preset="full", rotation=0.0, shear=0.0, jitter=None, hflip=0.0)
-    for i, flipped in enumerate(applied("hflip", FULL.hflip)[:8]):
+    for i, flipped in enumerate(applied("hflip", 0.5)[:8]):
         a = augment(small_astronaut, no_affine, SIZE, seed=0, index=i)
         b = augment(small_astronaut, no_affine_flip, SIZE, seed=0, index=i)
         assert torch.equal(a, TF.horizontal_flip(b) if flipped else b), i
@@ -286,14 +339,14 @@ def test_jitter_factors_are_the_ones_applied(small_astronaut: torch.Tensor):
 
 
 def test_official_script_preset_is_the_scripts_defaults():
-    # yukimasano/single_img_pretraining make_dataset_single.py, plus the
-    # horizontal flip its pre-training code applies; `full` is its alias.
+    # yukimasano/single_img_pretraining make_dataset_single.py: no horizontal flip (the
+    # method's loader flips, contract.augmentation.LoaderConfig); `full` is its alias.
     script = AugmentConfig(preset="official_script")
     assert script.initial_crop == 0.5
     assert script.crop_scale == pytest.approx((1 / 500, 1.0)) and script.crop_ratio == pytest.approx((3 / 4, 4 / 3))
     assert (script.rotation, script.shear) == (30.0, 30.0)
     assert script.jitter == pytest.approx((0.4, 0.4, 0.4, 0.1)) and script.jitter_p == 0.5
-    assert (script.hflip, script.vflip) == (0.5, 0.0)
+    assert (script.hflip, script.vflip) == (0.0, 0.0)
     assert script.model_dump(exclude={"preset"}) == AugmentConfig(preset="full").model_dump(exclude={"preset"})
 
 

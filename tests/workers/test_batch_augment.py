@@ -25,8 +25,10 @@ from workers.data.streams import Streams
 
 FULL = AugmentConfig(preset="full")
 NO_JITTER = AugmentConfig(preset="full", jitter=None)
+FLIP = AugmentConfig(preset="full", hflip=0.5)  # the official script has no flip: switched on
 CONFIGS = {
     "full": FULL,
+    "asano2020 (flip)": AugmentConfig(preset="asano2020"),
     "none": AugmentConfig(preset="none"),
     "full, no initial crop, wide ratios": AugmentConfig(
         preset="full", initial_crop=None, crop_ratio=(0.3, 3.0)
@@ -107,9 +109,9 @@ def test_batched_parameters_are_augments_own_draws(config: AugmentConfig, shapes
 def test_reference_draws_follow_augments_decision_rules():
     """draw_params_reference is the spec: check it against op_rng directly, op by op."""
     indices = range(40)
-    p = draw_params_reference(FULL, [(512, 512)], seed=4, indices=indices)
+    p = draw_params_reference(FLIP, [(512, 512)], seed=4, indices=indices)
     for i in indices:
-        assert p.hflip[i] == (op_rng(4, "hflip", i).random() < FULL.hflip)
+        assert p.hflip[i] == (op_rng(4, "hflip", i).random() < FLIP.hflip)
         rng = op_rng(4, "jitter", i)
         assert p.jitter[i] == (rng.random() < FULL.jitter_p)
         if p.jitter[i]:
@@ -134,7 +136,7 @@ def test_one_declaration_of_the_ops_that_both_paths_know():
         "initial_crop": 1, "crop": 2, "affine": 3, "hflip": 4, "jitter": 5, "vflip": 6,
     }  # part of every trained number: renumbering one changes every sample
     on = {name: [op.name for op in OPS if op.on(AugmentConfig(preset=name))] for name in ("none", "full")}
-    assert on == {"none": [], "full": ["initial_crop", "crop", "affine", "hflip", "jitter"]}
+    assert on == {"none": [], "full": ["initial_crop", "crop", "affine", "jitter"]}
 
 
 def test_indices_beyond_32_bits_take_the_scalar_path():
@@ -208,7 +210,7 @@ GEOMETRIES = {
     "full without jitter": NO_JITTER,
     "none": AugmentConfig(preset="none"),
     "rotation and shear": AugmentConfig(preset="none", rotation=30.0, shear=30.0),
-    "vertical flip": AugmentConfig(preset="full", jitter=None, vflip=0.5),
+    "both flips": AugmentConfig(preset="full", jitter=None, hflip=0.5, vflip=0.5),
 }
 
 
@@ -248,18 +250,21 @@ def test_a_wrong_geometry_would_be_caught(astronaut: torch.Tensor):
 
 def test_colour_jitter_gives_close_images(small_astronaut: torch.Tensor):
     """Jitter every sample of an unmoved image: only the colour ops differ (uint8 rounding in
-    the reference, float here)."""
+    the reference, float here). At 64 px the 91 px canvas reads the 128 px source at its own
+    level (1.4 source pixels per canvas pixel); at 32 px (2.8) the nearest pyramid level
+    is the 32 px one, whose blur alone is ~12 grey levels on this photo."""
     config = AugmentConfig(preset="none", jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=1.0)
     indices = range(16)
-    ours = batched([small_astronaut], config, 32, 0, indices)
-    theirs = per_sample([small_astronaut], config, 32, 0, indices)
+    ours = batched([small_astronaut], config, 64, 0, indices)
+    theirs = per_sample([small_astronaut], config, 64, 0, indices)
     error = mean_abs_error(ours, theirs)
     assert error.median() < 4 and error.max() < 8, error
 
 
 def test_switching_hflip_off_changes_only_the_flipped_samples(small_astronaut: torch.Tensor):
-    p = draw_params(FULL, [(128, 128)], 0, range(16))
-    with_flip = batched([small_astronaut], FULL, 32, 0, range(16))
+    p = draw_params(FLIP, [(128, 128)], 0, range(16))
+    assert p.hflip.any() and not p.hflip.all()
+    with_flip = batched([small_astronaut], FLIP, 32, 0, range(16))
     without = batched([small_astronaut], AugmentConfig(preset="full", hflip=0.0), 32, 0, range(16))
     for i, flipped in enumerate(p.hflip):
         expected = TF.horizontal_flip(without[i]) if flipped else without[i]

@@ -57,8 +57,9 @@ def test_discriminator_scores_pairs(size: int):
 
 @pytest.fixture
 def batch(small_astronaut: torch.Tensor) -> torch.Tensor:
-    dataset = MonoDataset([small_astronaut], AugmentConfig(preset="full"), size=64, length=8, seed=0)
-    return torch.stack([dataset[i] for i in range(8)])  # (8, 3, 64, 64)
+    loader = BiGANConfig().loader
+    dataset = MonoDataset([small_astronaut], AugmentConfig(preset="full"), 64, 8, 0, loader)
+    return torch.stack([dataset.at_epoch(0)[i] for i in range(8)])  # (8, 3, 64, 64)
 
 
 def bigan(**settings) -> BiGAN:

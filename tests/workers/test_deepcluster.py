@@ -129,7 +129,8 @@ def test_config_needs_enough_samples_for_k():
 
 @pytest.fixture
 def mono(small_astronaut: torch.Tensor) -> MonoDataset:
-    return MonoDataset([small_astronaut], AugmentConfig(preset="full"), size=64, length=32, seed=0)
+    loader = DeepClusterConfig().loader
+    return MonoDataset([small_astronaut], AugmentConfig(preset="full"), 64, 32, 0, loader)
 
 
 def deepcluster(**settings) -> DeepCluster:
@@ -143,11 +144,38 @@ def test_epoch_start_clusters_the_samples_and_pairs_them_with_labels(mono: MonoD
     assert isinstance(epoch_data, PseudoLabelled) and len(epoch_data) == 32  # d samples an epoch
     assert method.clustered_epoch == 0
     assert set(method.labels.tolist()) <= set(range(4)) and method.non_empty >= 2
-    x, y = epoch_data[5]
-    assert x.shape == (3, 64, 64) and torch.equal(x, mono[int(method.indices[5])])
+    x, y = epoch_data[5]  # the loader's view of the epoch, at the input size
+    assert x.shape == (3, 64, 64) and torch.equal(x, mono.at_epoch(0)[int(method.indices[5])])
     assert y == method.labels[5]
     # Only the 24 clustered samples are drawn.
     assert len(np.unique(method.indices.numpy())) <= 24
+
+
+def test_clustering_sees_the_centre_crops_and_training_the_loader_views(
+    mono: MonoDataset, monkeypatch: pytest.MonkeyPatch
+):
+    """Upstream clusters Resize(256) + CenterCrop(224) of each stored image (main.py l.122-123)
+    and trains on RandomResizedCrop(224) + flip (clustering.py l.142-143): the features come from
+    the deterministic centre crops, the epoch's items from the epoch's loader views.
+    Mutation tried: clustering the loader view of the epoch (dataset.at_epoch(epoch)): fails."""
+    method = deepcluster()
+    seen = []
+    features = method.features
+
+    def spy(dataset, indices, device):
+        seen.append(dataset)
+        return features(dataset, indices, device)
+
+    monkeypatch.setattr(method, "features", spy)
+    epoch_data = method.on_epoch_start(1, mono, CPU)
+    (clustered,) = seen
+    centred = mono.centred()
+    for i in (0, 7, 31):
+        assert torch.equal(clustered[i], centred[i]), i
+    j = 3
+    x, _ = epoch_data[j]
+    assert torch.equal(x, mono.at_epoch(1)[int(method.indices[j])])
+    assert not torch.equal(x, centred[int(method.indices[j])])
 
 
 def test_every_epoch_reclusters_with_a_fresh_top_layer(mono: MonoDataset):

@@ -1,4 +1,5 @@
-"""workers.data.mono: source images checked by content hash, and the on-the-fly mono dataset."""
+"""workers.data.mono: source images checked by content hash, the on-the-fly mono dataset (stage
+1, the generator) and its loader views (stage 2, workers.data.loader)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms.v2 import functional as TF
 
-from contract.augmentation import AugmentConfig
+from contract.augmentation import AugmentConfig, LoaderConfig
 from contract.images import bundled_photos, sha256_file
 from contract.jobs import ImageFile
+from contract.methods import BiGANConfig, DeepClusterConfig, RotNetConfig
 from workers.data.mono import MonoDataset, load_images
+from workers.data.ops import LOADER_STREAM, OP_IDS
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
@@ -60,11 +64,11 @@ def test_mono_dataset_length_and_items(small_astronaut: torch.Tensor):
         [small_astronaut], AugmentConfig(preset="full"), size=32, length=10, seed=0
     )
     assert len(dataset) == 10
-    item = dataset[3]
-    assert item.dtype == torch.float32 and item.shape == (3, 32, 32)
+    item = dataset[3]  # the generated sample: 37 px for a 32 px network (256 / 224 x 32)
+    assert item.dtype == torch.float32 and item.shape == (3, 37, 37)
     # Normalised with ImageNet statistics: item = (raw / 255 - mean) / std.
     raw = dataset.raw(3)
-    assert raw.dtype == torch.uint8 and raw.shape == (3, 32, 32)
+    assert raw.dtype == torch.uint8 and raw.shape == (3, 37, 37)
     torch.testing.assert_close(item, (raw.float() / 255 - IMAGENET_MEAN) / IMAGENET_STD)
     lowest = (0 - IMAGENET_MEAN) / IMAGENET_STD
     highest = (1 - IMAGENET_MEAN) / IMAGENET_STD
@@ -92,3 +96,123 @@ def test_mono_dataset_is_reproducible_from_its_seed(small_astronaut: torch.Tenso
     c = MonoDataset([small_astronaut], full, size=32, length=4, seed=2)
     assert all(torch.equal(a.raw(i), b.raw(i)) for i in range(4))
     assert not any(torch.equal(a.raw(i), c.raw(i)) for i in range(4))
+
+
+# --- stage 2: the loader's views ---------------------------------------------------------------
+
+ROTNET = RotNetConfig().loader
+NO_FLIP = LoaderConfig(crop="random_resized", hflip=0.0)
+
+
+def mono(
+    source: torch.Tensor, loader: LoaderConfig | None, preset: str = "full", length: int = 8,
+    seed: int = 0,
+) -> MonoDataset:
+    return MonoDataset([source], AugmentConfig(preset=preset), 64, length, seed, loader)
+
+
+def test_each_method_has_its_upstream_loader():
+    assert RotNetConfig().loader == DeepClusterConfig().loader == ROTNET
+    assert (ROTNET.crop, ROTNET.scale, ROTNET.hflip) == ("random_resized", (0.08, 1.0), 0.5)
+    assert ROTNET.ratio == pytest.approx((3 / 4, 4 / 3))
+    bigan = BiGANConfig().loader
+    assert (bigan.crop, bigan.hflip) == ("random", 0.0)
+    # The loader's stream is its own: never an op's id (those are part of every sample).
+    assert LOADER_STREAM == 7 and LOADER_STREAM not in OP_IDS.values()
+
+
+def test_loader_view_size_and_normalisation(small_astronaut: torch.Tensor):
+    """A view is the network's input: (3, 64, 64) out of a 73 px sample, normalised as to_input."""
+    dataset = mono(small_astronaut, ROTNET)
+    view = dataset.at_epoch(0)
+    assert len(view) == len(dataset) == 8
+    raw = view.raw(3)
+    assert raw.dtype == torch.uint8 and raw.shape == (3, 64, 64)
+    assert dataset.raw(3).shape == (3, 73, 73)  # raw stays the generated sample
+    item = view[3]
+    assert item.dtype == torch.float32 and item.shape == (3, 64, 64)
+    torch.testing.assert_close(item, (raw.float() / 255 - IMAGENET_MEAN) / IMAGENET_STD)
+
+
+def test_loader_views_are_redrawn_every_epoch_and_repeat_on_resume(small_astronaut: torch.Tensor):
+    """The view of sample i depends on (seed, epoch, i) only: another epoch, another crop; a
+    new dataset (a resumed run) at the same epoch, the same pixels.
+    Mutations tried: the epoch left out of the loader's seed (the same view every epoch), and
+    the stream drawn from numpy's global state (different on resume): both fail."""
+    first = mono(small_astronaut, ROTNET, seed=3)
+    for i in range(4):
+        assert not torch.equal(first.at_epoch(0).raw(i), first.at_epoch(1).raw(i)), i
+    again = mono(small_astronaut, ROTNET, seed=3)
+    np.random.seed(123)  # global state plays no part
+    for epoch in (0, 5):
+        for i in range(4):
+            assert torch.equal(first.at_epoch(epoch)[i], again.at_epoch(epoch)[i]), (epoch, i)
+    other_seed = mono(small_astronaut, ROTNET, seed=4)
+    assert not torch.equal(first.at_epoch(0).raw(0), other_seed.at_epoch(0).raw(0))
+
+
+def test_rotnet_loader_flips_about_half_the_views(small_astronaut: torch.Tensor):
+    """Each view is the unflipped one (same crop: the crop is drawn before the flip) or its
+    mirror, mirrored about half the time over 200 samples (binomial: 100 +- 7).
+    Mutations tried: the flip never applied (0 mirrors) and always applied (200): both fail."""
+    flipping = mono(small_astronaut, ROTNET, preset="none", length=200).at_epoch(2)
+    plain = mono(small_astronaut, NO_FLIP, preset="none", length=200).at_epoch(2)
+    mirrored = 0
+    for i in range(200):
+        a, b = flipping.raw(i), plain.raw(i)
+        flipped = torch.equal(a, TF.horizontal_flip(b))
+        assert flipped or torch.equal(a, b), i
+        mirrored += flipped
+    assert 70 <= mirrored <= 130, mirrored
+
+
+def test_bigan_loader_is_a_random_crop_never_flipped(small_astronaut: torch.Tensor):
+    """BiGAN's view is a plain crop of the 73 px sample at some position, never a mirrored one,
+    and the position varies. Mutation tried: BiGAN's loader with hflip 0.5: fails (some views
+    match only a mirrored crop)."""
+    dataset = mono(small_astronaut, BiGANConfig().loader, length=24)
+    view = dataset.at_epoch(0)
+    positions = set()
+    for i in range(24):
+        sample, crop = dataset.raw(i), view.raw(i)
+        at = [(t, left) for t in range(10) for left in range(10)
+              if torch.equal(sample[:, t : t + 64, left : left + 64], crop)]
+        assert len(at) == 1, (i, at)  # exactly one position, unmirrored
+        positions.add(at[0])
+    assert len(positions) > 12
+
+
+def test_centred_view_is_the_deterministic_centre_crop(small_astronaut: torch.Tensor):
+    """DeepCluster's clustering view: the centre 64 px of each 73 px sample (offset 4 on each
+    side, 5 on the other), the same in every epoch. Mutation tried: centred() as the loader
+    view of epoch 0: fails."""
+    dataset = mono(small_astronaut, ROTNET)
+    centred = dataset.centred()
+    assert len(centred) == 8
+    for i in range(4):
+        assert torch.equal(centred.raw(i), dataset.raw(i)[:, 4:68, 4:68]), i
+        assert torch.equal(centred[i], dataset.centred()[i])
+        normalised = (centred.raw(i).float() / 255 - IMAGENET_MEAN) / IMAGENET_STD
+        torch.testing.assert_close(centred[i], normalised)
+    # Without a loader (a method that has none) every epoch's view is the centre crop.
+    plain = mono(small_astronaut, None)
+    assert torch.equal(plain.at_epoch(3).raw(1), centred.raw(1))
+
+
+def test_samples_picture_shows_each_sample_beside_its_loader_view(
+    small_astronaut: torch.Tensor, tmp_path: Path
+):
+    """pictures.samples of a mono dataset: generated sample, then its epoch-0 loader view on a
+    white margin, pixel for pixel (PNG is lossless)."""
+    from workers import pictures
+
+    dataset = mono(small_astronaut, ROTNET)
+    path = pictures.samples(dataset, tmp_path / "mono_samples.png", count=4)
+    grid = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
+    assert grid.shape == (3, 2 + 75, 2 + 4 * 75)  # 4 tiles of 73 px, 2 px apart
+    for i in range(2):
+        left = 2 + 2 * i * 75
+        assert torch.equal(grid[:, 2:75, left : left + 73], dataset.raw(i))
+        view = grid[:, 2:75, left + 75 : left + 75 + 73]
+        assert torch.equal(view[:, :64, :64], dataset.at_epoch(0).raw(i))
+        assert (view[:, 64:, :] == 255).all() and (view[:, :, 64:] == 255).all()

@@ -50,15 +50,30 @@ def test_rotnet_loss_falls_on_a_fixed_batch(small_astronaut: torch.Tensor):
     # 8 mono samples of the astronaut, 64 px, width 0.25, 20 SGD steps on the same batch.
     torch.manual_seed(0)
     dataset = MonoDataset(
-        [small_astronaut], AugmentConfig(preset="full"), size=64, length=8, seed=0
+        [small_astronaut], AugmentConfig(preset="full"), 64, 8, 0, RotNetConfig().loader
     )
-    batch = torch.stack([dataset[i] for i in range(8)])  # (8, 3, 64, 64)
+    batch = torch.stack([dataset.at_epoch(0)[i] for i in range(8)])  # (8, 3, 64, 64)
     method = RotNet(RotNetConfig(), AlexNet(width=0.25), input_size=64)
     optimizer = torch.optim.SGD(method.parameters(), lr=0.05, momentum=0.9)
     losses, _ = fit(method, optimizer, batch, 20)
     first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
     assert first > 1.0  # about log 4 = 1.39 at the start: chance
     assert last < 0.7 * first, losses
+
+
+def test_an_epoch_iterates_the_loader_view_of_that_epoch(small_astronaut: torch.Tensor):
+    """Method.on_epoch_start's default: the dataset's view of the epoch (RotNet's loader crops
+    of the 73 px samples, at the 64 px input), never the generated samples themselves.
+    Mutation tried: the default returning the dataset unchanged: fails (73 px items)."""
+    dataset = MonoDataset(
+        [small_astronaut], AugmentConfig(preset="full"), 64, 8, 0, RotNetConfig().loader
+    )
+    method = RotNet(RotNetConfig(), AlexNet(width=0.25), input_size=64)
+    epoch_data = method.on_epoch_start(3, dataset, torch.device("cpu"))
+    assert len(epoch_data) == 8
+    for i in (0, 5):
+        assert epoch_data[i].shape == (3, 64, 64)
+        assert torch.equal(epoch_data[i], dataset.at_epoch(3)[i])
 
 
 def test_every_registered_method_names_its_implementation():

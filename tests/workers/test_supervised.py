@@ -7,11 +7,9 @@ import pytest
 import torch
 from torch.utils.data import default_collate
 
-from contract.augmentation import AugmentConfig
 from contract.methods import SupervisedConfig
 from tests.workers.steps import fit
 from workers.data.augment import to_input
-from workers.data.mono import MonoDataset
 from workers.data.probe_sets import LabelledSamples, ProbeSplit, stratified_subset, subset
 from workers.methods.supervised import Supervised
 from workers.models.alexnet import AlexNet
@@ -49,12 +47,9 @@ def supervised() -> Supervised:
     return Supervised(SupervisedConfig(), AlexNet(width=0.25), 64, classes=10)
 
 
-def test_supervised_needs_the_class_count_and_labelled_samples(small_astronaut: torch.Tensor):
+def test_supervised_needs_the_class_count():
     with pytest.raises(ValueError, match="classes"):
         Supervised(SupervisedConfig(), AlexNet(width=0.25), 64)
-    mono = MonoDataset([small_astronaut], AugmentConfig(preset="none"), size=64, length=4, seed=0)
-    with pytest.raises(TypeError, match="LabelledSamples"):
-        supervised().on_epoch_start(0, mono, CPU)
 
 
 def test_epoch_start_moves_the_crops_to_the_epoch(small_train: ProbeSplit):

@@ -1,7 +1,12 @@
-"""The augmentation ops of the mono dataset, one sample at a time, each from its own stream.
+"""Stage 1 of the mono dataset, the generator: its augmentation ops, one sample at a time,
+each from its own stream.
 
 The per-sample reference that training uses (via workers.data.mono): `augment` applies the ops
 of workers.data.ops.OPS in their order, op `o` of sample i drawing from op_rng(seed, o, i).
+Every sample goes through the generator's full geometry, as the official script's: a crop
+resized to sqrt(2) x the output size, then (when on) the affine op, then the centre crop to
+the output size. What the network sees is a method's loader view of it (stage 2,
+workers.data.loader), not this sample itself.
 """
 
 from __future__ import annotations
@@ -49,7 +54,8 @@ def crop_box(
 def augment(
     image: torch.Tensor, config: AugmentConfig, size: int, seed: int, index: int
 ) -> torch.Tensor:
-    """One augmented sample: uint8 (3, H, W) source -> uint8 (3, size, size)."""
+    """One generated sample: uint8 (3, H, W) source -> uint8 (3, size, size), `size` being the
+    generated size (workers.data.ops.generated_size of the network input)."""
     for op in OPS:
         rng = op_rng(seed, op.name, index) if op.on(config) else None
         image = APPLY[op.name](image, config, size, rng)
@@ -74,28 +80,29 @@ def _initial_crop(
 
 
 def _crop(image: torch.Tensor, config: AugmentConfig, size: int, rng: Stream) -> torch.Tensor:
-    """A random-resized crop (off: the largest centred square) to the canvas, bicubic."""
+    """A random-resized crop (off: the largest centred square) to the sqrt(2) x size canvas,
+    bicubic."""
     _, height, width = image.shape
     if rng is not None and config.crop_scale is not None:
         top, left, h, w = crop_box(height, width, config.crop_scale, config.crop_ratio, rng)
     else:  # the largest centred square
         h = w = min(height, width)
         top, left = (height - h) // 2, (width - w) // 2
-    side = canvas_size(config, size)
+    side = canvas_size(size)
     return F.resized_crop(
         image, top, left, h, w, [side, side], InterpolationMode.BICUBIC, antialias=True
     )
 
 
 def _affine(image: torch.Tensor, config: AugmentConfig, size: int, rng: Stream) -> torch.Tensor:
-    """Rotation and shear about the centre (black fill), then the centre crop to `size`."""
-    if rng is None:
-        return image
-    angle, shear = draw_affine(rng, config.rotation, config.shear)
-    image = F.affine(
-        image, angle=angle, translate=[0, 0], scale=1.0, shear=[shear, 0.0],
-        interpolation=InterpolationMode.BILINEAR, fill=0,
-    )
+    """Rotation and shear about the centre (black fill) when on; then, on or off, the centre
+    crop of the canvas to `size` (upstream's CenterCrop(256) follows every sample)."""
+    if rng is not None:
+        angle, shear = draw_affine(rng, config.rotation, config.shear)
+        image = F.affine(
+            image, angle=angle, translate=[0, 0], scale=1.0, shear=[shear, 0.0],
+            interpolation=InterpolationMode.BILINEAR, fill=0,
+        )
     return F.center_crop(image, [size, size])
 
 

@@ -1,4 +1,4 @@
-"""The mono dataset's augmentation for a whole batch at once, on the device.
+"""The mono dataset's generator (stage 1) for a whole batch at once, on the device.
 
 The same samples as `workers.data.augment.augment` (one at a time, torchvision.transforms.v2)
 up to interpolation: every parameter comes from the same per-sample streams, bit-identical
@@ -80,7 +80,7 @@ class BatchAugmenter:
         (and a C++ compiler on a CPU)."""
         self.config, self.size, self.seed, self.device = config, size, seed, torch.device(device)
         self.shapes = [tuple(int(s) for s in image.shape[-2:]) for image in images]
-        self.canvas = canvas_size(config, size)
+        self.canvas = canvas_size(size)
         atlas, self.tiles = build_atlas(images, self.canvas)
         self.atlas = atlas.to(self.device)  # (3, Ha, Wa)
         if self.device.type == "cpu":

@@ -1,8 +1,13 @@
-"""The mono dataset: d augmented samples generated on the fly from N source images.
+"""The mono dataset: d generated samples made on the fly from N source images, and the views a
+method's loader takes of them every epoch.
 
-The official script writes d = 1,281,167 JPEGs (about 100 GB per setting); here sample i is
-computed when asked for, from source image i mod N and streams seeded from (seed, op, i), so a
-dataset is fully described by its images, augmentation, length and seed.
+Two stages, as upstream. Stage 1, the generator (workers.data.augment): the official script
+writes d = 1,281,167 JPEGs of 256 px (about 100 GB per setting); here sample i is computed when
+asked for, from source image i mod N and streams seeded from (seed, op, i), at
+generated_size(input size) (256 px for a 224 px network). Stage 2, the method's loader
+(workers.data.loader): `at_epoch(e)` crops the network's input out of each sample, anew every
+epoch, from streams seeded from (seed, LOADER_STREAM, e, i). A dataset is fully described by its
+images, augmentation, loader, input size, length and seed.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_image
 
-from contract.augmentation import AugmentConfig
+from contract.augmentation import AugmentConfig, LoaderConfig
 from contract.jobs import ImageFile
 from workers.data.augment import augment, to_input
+from workers.data.loader import centre, load
+from workers.data.ops import generated_size, loader_rng
 
 
 def load_images(files: tuple[ImageFile, ...]) -> list[torch.Tensor]:
@@ -36,22 +43,79 @@ def load_images(files: tuple[ImageFile, ...]) -> list[torch.Tensor]:
 
 
 class MonoDataset(Dataset):
-    """Sample i: source image i mod N, augmented -> normalised float (3, size, size). The
-    sources are RGB uint8 (3, H, W) tensors, or files decoded when asked (N = all of ImageNet)."""
+    """Sample i: source image i mod N through the generator -> uint8 (3, G, G) (`raw`), G =
+    generated_size(size); as an item, normalised float. The sources are RGB uint8 (3, H, W)
+    tensors, or files decoded when asked (N = all of ImageNet). A method trains on a view of
+    it: `at_epoch(e)` (its loader's crops of the input size) or `centred()`."""
 
     def __init__(
-        self, images: Sequence[torch.Tensor], augmentation: AugmentConfig, size: int, length: int, seed: int
+        self,
+        images: Sequence[torch.Tensor],
+        augmentation: AugmentConfig,
+        size: int,
+        length: int,
+        seed: int,
+        loader: LoaderConfig | None = None,
     ):
-        self.images, self.augmentation = images, augmentation
+        """`size` is the network's input size; `loader` None: a method without one sees the
+        centre crops (`centred`) in every epoch."""
+        self.images, self.augmentation, self.loader = images, augmentation, loader
         self.size, self.length, self.seed = size, length, seed
+        self.generated = generated_size(size)
 
     def __len__(self) -> int:
         return self.length
 
     def raw(self, index: int) -> torch.Tensor:
-        """uint8 (3, size, size): the sample before normalisation, for pictures."""
+        """uint8 (3, G, G): the generated sample (stage 1), for pictures and the views."""
         source = self.images[index % len(self.images)]
-        return augment(source, self.augmentation, self.size, self.seed, index)
+        return augment(source, self.augmentation, self.generated, self.seed, index)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return to_input(self.raw(index))
+
+    def at_epoch(self, epoch: int) -> Dataset:
+        """The loader's view of every sample in `epoch`: item i = (3, size, size) normalised."""
+        return LoaderView(self, epoch) if self.loader is not None else self.centred()
+
+    def centred(self) -> Dataset:
+        """The same view in every epoch: each sample's centre crop of the input size (DeepCluster's
+        clustering pass)."""
+        return CentredView(self)
+
+
+class LoaderView(Dataset):
+    """Item i: the loader's view of mono sample i in one epoch, drawn from loader_rng(seed,
+    epoch, i) -> normalised float (3, size, size)."""
+
+    def __init__(self, mono: MonoDataset, epoch: int):
+        if mono.loader is None:
+            raise ValueError("a loader view needs the dataset's loader settings")
+        self.mono, self.epoch, self.loader = mono, epoch, mono.loader
+
+    def __len__(self) -> int:
+        return len(self.mono)
+
+    def raw(self, index: int) -> torch.Tensor:
+        """uint8 (3, size, size): the view before normalisation."""
+        rng = loader_rng(self.mono.seed, self.epoch, index)
+        return load(self.mono.raw(index), self.loader, self.mono.size, rng)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return to_input(self.raw(index))
+
+
+class CentredView(Dataset):
+    """Item i: the centre crop of mono sample i at the input size, normalised; no randomness."""
+
+    def __init__(self, mono: MonoDataset):
+        self.mono = mono
+
+    def __len__(self) -> int:
+        return len(self.mono)
+
+    def raw(self, index: int) -> torch.Tensor:
+        return centre(self.mono.raw(index), self.mono.size)
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return to_input(self.raw(index))

@@ -51,10 +51,12 @@ class Method(nn.Module):
             )
         ]
 
-    def on_epoch_start(self, epoch: int, dataset: Dataset, device: torch.device) -> Dataset:
+    def on_epoch_start(self, epoch: int, dataset: Any, device: torch.device) -> Dataset:
         """Called before every epoch, also the one a resumed run re-enters; returns the dataset
-        to iterate this epoch (DeepCluster: the samples paired with fresh pseudo-labels)."""
-        return dataset
+        to iterate this epoch. Default: the dataset's view of the epoch, `at_epoch(epoch)` (the
+        mono dataset's loader crops, a labelled split's train crops), redrawn every epoch from
+        (seed, epoch, i) only. DeepCluster pairs that view with fresh pseudo-labels."""
+        return dataset.at_epoch(epoch)
 
     def training_step(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         """A collated batch of the epoch's dataset (mono samples: (B, 3, H, W)) -> (loss,

@@ -1,12 +1,13 @@
 """DeepCluster: Caron, Bojanowski, Joulin, Douze, "Deep clustering for unsupervised learning of
 visual features", ECCV 2018.
 
-Every epoch: the network's fc7 features of the (clustered) mono samples are PCA-whitened and
-L2-normalised, k-means groups them into k clusters, and the cluster ids become the labels of
-a classification epoch over samples drawn uniformly across the clusters; the top layer is
-re-initialised for the new labels. Settings (contract.methods.DeepClusterConfig): samples (d),
-epochs, batch_size, lr, schedule, momentum, weight_decay, k, pca_dim, kmeans_iterations,
-cluster_samples (how many samples are clustered; upstream clusters all of them), sobel.
+Every epoch: the network's fc7 features of the (clustered) mono samples' centre crops are
+PCA-whitened and L2-normalised, k-means groups them into k clusters, and the cluster ids become
+the labels of a classification epoch over the loader's views of samples drawn uniformly across
+the clusters; the top layer is re-initialised for the new labels. Settings
+(contract.methods.DeepClusterConfig): samples (d), epochs, batch_size, lr, schedule, momentum,
+weight_decay, k, pca_dim, kmeans_iterations, cluster_samples (how many samples are clustered;
+upstream clusters all of them), sobel, loader.
 k-means is plain torch (Lloyd's algorithm on the job's device), as faiss is not required.
 """
 
@@ -159,10 +160,13 @@ class DeepCluster(Method):
         self.train(was_training)
         return torch.cat(out)
 
-    def on_epoch_start(self, epoch: int, dataset: Dataset, device: torch.device) -> Dataset:
+    def on_epoch_start(self, epoch: int, dataset: Any, device: torch.device) -> Dataset:
+        """Clusters the mono samples' centre crops (upstream: Resize(256) + CenterCrop(224),
+        main.py l.122-123), then trains on the loader's view of the epoch (RandomResizedCrop +
+        flip, clustering.py l.142-143)."""
         if epoch != self.clustered_epoch:
-            self.recluster(epoch, dataset, device)
-        return PseudoLabelled(dataset, self.indices, self.labels)
+            self.recluster(epoch, dataset.centred(), device)
+        return PseudoLabelled(dataset.at_epoch(epoch), self.indices, self.labels)
 
     def recluster(self, epoch: int, dataset: Dataset, device: torch.device) -> None:
         cfg = self.config

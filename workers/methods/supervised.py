@@ -4,7 +4,7 @@ The paper's upper reference: how far self-supervision is from manual labels, per
 
 Settings (contract.methods.SupervisedConfig): train_samples (a stratified subset, or all),
 epochs, batch_size, lr, momentum, weight_decay, nesterov. Inputs: RandomResizedCrop + flip
-(workers.data.probe_sets.LabelledSamples), new crops every epoch.
+(workers.data.probe_sets.LabelledSamples), new crops every epoch (Method.on_epoch_start).
 """
 
 from __future__ import annotations
@@ -12,9 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
 
-from workers.data.probe_sets import LabelledSamples
 from workers.methods.base import Method
 from workers.models.alexnet import AlexNet, pool5_shape
 
@@ -30,11 +28,6 @@ class Supervised(Method):
             nn.Flatten(), nn.Dropout(0.5), nn.Linear(c * h * w, hidden), nn.ReLU(inplace=True),
             nn.Dropout(0.5), nn.Linear(hidden, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, classes),
         )
-
-    def on_epoch_start(self, epoch: int, dataset: Dataset, device: torch.device) -> Dataset:
-        if not isinstance(dataset, LabelledSamples):
-            raise TypeError(f"supervised pre-training needs LabelledSamples, got {type(dataset).__name__}")
-        return dataset.at_epoch(epoch)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         x, y = batch  # (B, 3, H, W), (B,)
