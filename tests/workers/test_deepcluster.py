@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from pydantic import ValidationError
 from torch.utils.data import default_collate
 
@@ -12,6 +13,7 @@ from contract.augmentation import AugmentConfig
 from contract.methods import DeepClusterConfig
 from tests.workers.steps import fit
 from workers.data.mono import MonoDataset
+from workers.methods import deepcluster as deepcluster_module
 from workers.methods.deepcluster import (
     DeepCluster,
     PseudoLabelled,
@@ -214,3 +216,43 @@ def test_deepcluster_loss_falls_on_a_fixed_batch(mono: MonoDataset):
     first, last = np.mean(losses[:5]), np.mean(losses[-5:])
     assert first > 1.0  # about log 4 = 1.39: chance over 4 clusters
     assert last < 0.7 * first, losses
+
+
+def test_kmeans_gets_whitened_normalised_pre_relu_fc7_of_the_centre_crops(mono: MonoDataset, monkeypatch):
+    """What upstream clusters (main.py compute_features, clustering.py preprocess_features):
+    fc7 before its ReLU, in eval mode, PCA-whitened, each row L2-normalised. Mutations that fail
+    it: the classifier's last ReLU kept (classifier instead of classifier[:-1]), no L2
+    normalisation, no whitening, features taken in train mode (dropout on)."""
+    seen, real = {}, deepcluster_module.kmeans
+
+    def spy(x, k, iterations, generator):
+        seen["x"] = x.clone()
+        return real(x, k, iterations, generator)
+
+    monkeypatch.setattr(deepcluster_module, "kmeans", spy)
+    method = deepcluster()
+    method.on_epoch_start(0, mono, CPU)
+    view = mono.centred()
+    x = torch.stack([view[i] for i in range(len(mono))])
+    method.eval()
+    with torch.no_grad():
+        fc7 = method.classifier[:-1](method.trunk(x).flatten(1))
+    assert (fc7 < 0).any()  # before the ReLU
+    expected = F.normalize(pca_whiten(fc7, TINY["pca_dim"]), dim=1)
+    torch.testing.assert_close(seen["x"], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_an_epoch_draws_uniformly_over_the_clusters(mono: MonoDataset, monkeypatch):
+    """UnifLabelSampler: however unequal the clusters, each gets about d / k of the epoch.
+    Mutation that fails it: the epoch iterating the clustered samples once each."""
+    lopsided = torch.tensor([0] * 26 + [1, 1, 2, 2, 3, 3])  # 26 of the 32 samples in cluster 0
+
+    def spy(x, k, iterations, generator):
+        return torch.zeros(k, x.shape[1]), lopsided
+
+    monkeypatch.setattr(deepcluster_module, "kmeans", spy)
+    method = deepcluster()
+    method.on_epoch_start(0, mono, CPU)
+    counts = torch.bincount(method.labels, minlength=4)
+    assert counts.sum() == 32 and counts.min() >= 5 and counts.max() <= 9, counts  # share 32 // 4 + 1 = 9
+    assert all(lopsided[int(i)] == label for i, label in zip(method.indices, method.labels, strict=True))

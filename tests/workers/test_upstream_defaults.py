@@ -33,6 +33,9 @@ class RateProbe(Method):
         self.optimizer = torch.optim.SGD([self.w], lr=self.config.lr)
         return [self.optimizer]
 
+    def on_epoch_start(self, epoch: int, dataset, device: torch.device):
+        return dataset  # a plain tensor of ones: no loader views
+
     def training_step(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         self.rates.append(self.optimizer.param_groups[0]["lr"])
         return (self.w * batch.sum()).sum(), {}
