@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from contract.methods import METHODS, MethodSettings
+from contract.schedules import Schedule
 
 
 @METHODS.add  # the method's one line in the table
@@ -19,6 +20,7 @@ class BrightnessConfig(MethodSettings):
     epochs: int = Field(1, ge=1)
     batch_size: int = Field(16, ge=2)
     lr: float = Field(0.01, gt=0)
+    schedule: Schedule = Schedule(kind="cosine")
     momentum: float = 0.9
     weight_decay: float = 0.0
     nesterov: bool = False
