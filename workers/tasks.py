@@ -112,6 +112,8 @@ def probe(job: ProbeJob, checkpoint: Path, recorder: Recorder) -> dict[str, dict
         last = epoch == cfg.epochs - 1
         # Scoring a cached split is cheap: every epoch. Otherwise only at the end.
         scores = trainer.evaluate(test, test_cache) if (cfg.cache_features or last) else {}
+        # `progress` (the share of the epochs done) lets a driver show how far the job is.
+        done = {"progress": (epoch + 1) / cfg.epochs}
         for layer in layers:
-            recorder.metrics({**fit[layer], **scores.get(layer, {})}, epoch + 1, layer)
+            recorder.metrics({**fit[layer], **scores.get(layer, {}), **done}, epoch + 1, layer)
     return scores
