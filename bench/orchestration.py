@@ -2,7 +2,7 @@
 MLflow skip query against a real SQLite store holding every cell as a FINISHED run, the plan),
 against the 5 s budget, against `search_runs` (the former skip query, which builds every run)
 and against asking MLflow once per key; then the Ray driver's overhead
-per job (trivial `random` pretrain jobs through run_stage against the same jobs called directly).
+per job (trivial `random` pretrain jobs through run_jobs against the same jobs called directly).
 
     python -m bench.orchestration [--no-driver]
 """
@@ -241,10 +241,11 @@ def planning(folder: Path, augmentations: int, seeds: int, repeats: int) -> tupl
 
 def driver_overhead(folder: Path, jobs: int) -> tuple[list[list], dict]:
     """`random` pretrain jobs (a trunk, its filter picture, its checkpoint, MLflow runs): called
-    directly one after another, then the same number of fresh ones through run_stage, one at a
+    directly one after another, then the same number of fresh ones through run_jobs, one at a
     time (each trial asks for every CPU)."""
     from orchestrator import ray_driver
-    from orchestrator.spec import Resources
+    from orchestrator.progress import Board
+    from orchestrator.spec import Resources, StageResources
 
     path = folder / "driver.yaml"
     path.write_text(
@@ -277,13 +278,13 @@ def driver_overhead(folder: Path, jobs: int) -> tuple[list[list], dict]:
     t = time.perf_counter()
     ray_driver.connect(None, [everything])
     startup = time.perf_counter() - t
-    progress = ray_driver.Progress(total_cells=0, total_jobs=len(through_ray))
+    board = Board({"pretrain": len(through_ray)}, 0)
     t = time.perf_counter()
-    ray_driver.run_stage(
-        "pretrain", through_ray, tracking, everything, 0, folder / "ray", progress, lambda j: 0, []
+    ray_driver.run_jobs(
+        through_ray, [], set(), tracking, StageResources(pretrain=everything, probe=everything), 0,
+        str(folder / "ray"), board, [], 1,
     )
     stage = time.perf_counter() - t
-    progress.close()
     import ray
 
     ray.shutdown()
@@ -299,7 +300,7 @@ def driver_overhead(folder: Path, jobs: int) -> tuple[list[list], dict]:
     }
     rows = [
         [
-            f"driver: {jobs} trivial jobs through run_stage vs called directly (s per job, wall)",
+            f"driver: {jobs} trivial jobs through run_jobs vs called directly (s per job, wall)",
             own_s,
             stage / len(through_ray),
             "",

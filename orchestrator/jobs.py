@@ -1,13 +1,15 @@
 """One job, recorded: open its MLflow runs, call the worker entry point, close the runs.
 
-The Ray trainables call these; so can a test or a shell, without Ray.
+The Ray trainables call these; so can a test or a shell, without Ray. `report`, when given,
+receives the job's figures while it runs (`orchestrator.progress.Reporting`): the trainable
+passes Tune's `report`, so the driver's live line sees the job move.
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from contract.jobs import EvaluationJob, PretrainJob
 from orchestrator.evaluations import kind_of
 from orchestrator.faults import Fault, arm
 from orchestrator.keys import RESULTS_VERSION
+from orchestrator.progress import Reporting
 from orchestrator.record.queries import finished
 from orchestrator.record.recorder import MlflowRecorder
 from orchestrator.record.runs import Tracking, start_run
@@ -43,7 +46,12 @@ def pretrain_params(job: PretrainJob) -> dict[str, Any]:
     return {**job.coordinates, **flatten("", data), "images": images, "n": n}
 
 
-def run_pretrain(job: PretrainJob, tracking: Tracking, faults: Sequence[Fault] = ()) -> str:
+Report = Callable[[dict[str, float]], None]
+
+
+def run_pretrain(
+    job: PretrainJob, tracking: Tracking, faults: Sequence[Fault] = (), report: Report | None = None
+) -> str:
     """Train and record one pretrain job; returns its run id. A retried job resumes from the
     run's latest `resume.pt`. Re-raises the job's error after marking the run FAILED (or
     KILLED), so Ray can retry it."""
@@ -56,6 +64,8 @@ def run_pretrain(job: PretrainJob, tracking: Tracking, faults: Sequence[Fault] =
     mlflow_recorder = MlflowRecorder(tracking.uri, {None: run_id})
     try:
         recorder = arm(list(faults), "pretrain", job.label, job.key, attempt, mlflow_recorder)
+        if report is not None:
+            recorder = Reporting(recorder, report)
         mlflow_recorder.text(json.dumps(job.model_dump(mode="json"), indent=2), "config.json")
         with tempfile.TemporaryDirectory() as workdir, system_metrics(tracking.uri, [run_id], tracking.system_metrics):
             resume = resume_point(tracking.uri, run_id, attempt, Path(workdir), mlflow_recorder)
@@ -90,7 +100,9 @@ def _readable(checkpoint: Path) -> Path | None:
     return checkpoint
 
 
-def run_evaluation(job: EvaluationJob, tracking: Tracking, faults: Sequence[Fault] = ()) -> dict[str, Any]:
+def run_evaluation(
+    job: EvaluationJob, tracking: Tracking, faults: Sequence[Fault] = (), report: Report | None = None
+) -> dict[str, Any]:
     """Evaluate the finished pretrain run's trunk with the job's kind (linear probes on all
     the job's layers, a finetuning, style transfer of every pair, ...); one run per cell, under
     the pretrain run. Returns the kind's scores."""
@@ -116,6 +128,8 @@ def run_evaluation(job: EvaluationJob, tracking: Tracking, faults: Sequence[Faul
     mlflow_recorder = MlflowRecorder(tracking.uri, runs)
     try:
         recorder = arm(list(faults), "probe", job.label, job.key, attempt, mlflow_recorder)
+        if report is not None:
+            recorder = Reporting(recorder, report)
         for cell in job.cells:
             config = {**job.model_dump(mode="json", exclude={"cells"}), "cell": cell.model_dump(mode="json")}
             mlflow_recorder.text(json.dumps(config, indent=2), "config.json", cell.part)

@@ -1,12 +1,14 @@
 """The one module that imports ray: Ray Tune runs the pending jobs, GPU-aware, with retries.
 
-Two Tune runs, one per stage: every pending pretrain job, then every evaluation job (linear
-probes, finetuning, style transfer) whose pretrain run is FINISHED (an evaluation never starts
-before its trunk exists). Each trial asks for
-the spec's resources for its stage, so the file that runs on a laptop (gpus: 0) runs on a GPU
-cluster unchanged. A failed trial is retried `retries` times, except a numerical fault (NaN or
-diverged loss), which a seeded rerun would repeat; MLflow, not Tune's state, is
-the record of what is done.
+One Tune run for the whole plan, with no barrier between the stages: a searcher
+(`_Admission`, over the pure `orchestrator.pipeline`) suggests the pretrain jobs, and each
+evaluation job (linear probes, finetuning, style transfer) once its own trunk's trial ended
+FINISHED (an evaluation never starts before its trunk exists, and never waits for the other
+trunks). Each trial asks for the spec's resources for its stage, so the file that runs on a
+laptop (gpus: 0) runs on a GPU cluster unchanged. A failed trial is retried `retries` times,
+except a numerical fault (NaN or diverged loss), which a seeded rerun would repeat; MLflow, not
+Tune's state, is the record of what is done. While a job runs, its step, epoch, samples/s and
+share done reach the live line as Tune results (`orchestrator.progress`).
 """
 
 from __future__ import annotations
@@ -18,19 +20,21 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ray
 from ray import tune
+from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
+from ray.tune.search import Searcher
 
+from contract.jobs import EvaluationJob, PretrainJob
 from orchestrator.errors import ClusterError
-from orchestrator.record import queries
+from orchestrator.pipeline import Pipeline
+from orchestrator.progress import Board
 from orchestrator.record.runs import Tracking
-from orchestrator.record.schema import PRETRAIN
-from orchestrator.spec import Resources
+from orchestrator.spec import Resources, StageResources
 
 if TYPE_CHECKING:
     from ray.job_submission import JobSubmissionClient
@@ -38,7 +42,8 @@ if TYPE_CHECKING:
 
 def connect(address: str | None, resources: Sequence[Resources]) -> float:
     """Join the cluster at `address` (or RAY_ADDRESS), else start a local Ray on this machine;
-    returns how many jobs can run at once (the cluster's CPUs over the smallest CPU request).
+    returns how many jobs can run at once (the cluster's CPUs, or the most its autoscaler may
+    start, over the smallest CPU request).
 
     Raises:
         ClusterError: a stage asks for GPUs (or more CPUs per job) than any node has.
@@ -53,9 +58,10 @@ def connect(address: str | None, resources: Sequence[Resources]) -> float:
         handler = signal.getsignal(signal.SIGTERM)
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
         signal.signal(signal.SIGTERM, handler)  # ray.init installs its own, which aborts
-    total = ray.cluster_resources()
-    check_fits(resources, total, autoscaling_ceiling())
-    return total.get("CPU", 0) / min(r.cpus for r in resources)
+    total, ceiling = ray.cluster_resources(), autoscaling_ceiling()
+    check_fits(resources, total, ceiling)
+    # An autoscaling cluster may start with no worker: count what it can grow to.
+    return max(total.get("CPU", 0), (ceiling or {}).get("CPU", 0)) / min(r.cpus for r in resources)
 
 
 def check_fits(resources: Sequence[Resources], now: dict[str, float], ceiling: dict[str, float] | None) -> None:
@@ -88,37 +94,16 @@ def autoscaling_ceiling() -> dict[str, float] | None:
         return None
 
 
-@dataclass
 class Progress(tune.Callback):
-    """A live line: cells done, jobs running / failed / pending, elapsed, ETA."""
+    """The live line (`orchestrator.progress.Board`), fed by Tune's events: a trial starts,
+    reports from inside its job (`progress`, `step`, `epoch`, `samples_per_s`), ends."""
 
-    total_cells: int
-    total_jobs: int
-    done_cells: int = 0
-    done_jobs: int = 0
-    failed_jobs: int = 0
-    running: dict[str, float] = field(default_factory=dict)  # trial id -> start time
-    durations: list[float] = field(default_factory=list)  # of finished jobs
-    slots: int = 1  # the most jobs seen running at once
-    cells_for: Callable[[Any], int] = lambda trial: 0  # cells a trial finishes; set per stage
-    start: float = field(default_factory=time.monotonic)
-    _last: float = 0.0
-    _tty: bool = field(default_factory=lambda: sys.stderr.isatty())
+    def __init__(self, board: Board, jobs: Sequence[Any] = ()):
+        self.board, self.jobs = board, list(jobs)
+        self._last, self._tty = 0.0, sys.stderr.isatty()
 
     def line(self) -> str:
-        elapsed = time.monotonic() - self.start
-        pending = self.total_jobs - self.done_jobs - self.failed_jobs - len(self.running)
-        eta = "ETA ?"
-        if self.durations:  # a job's time (at least the longest running one's) x jobs left / slots
-            now = time.monotonic()
-            job = max([sum(self.durations) / len(self.durations), *(now - t for t in self.running.values())])
-            left = pending + len(self.running) / 2
-            eta = f"ETA {_duration(job * left / self.slots)}"
-        return (
-            f"cells {self.done_cells}/{self.total_cells} done | jobs: {self.done_jobs} done, "
-            f"{len(self.running)} running, {self.failed_jobs} failed, {pending} pending | "
-            f"{_duration(elapsed)} elapsed, {eta}"
-        )
+        return self.board.line()
 
     def show(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -127,28 +112,25 @@ class Progress(tune.Callback):
             end = "" if self._tty else "\n"
             print(("\r\033[K" if self._tty else "") + self.line(), end=end, file=sys.stderr, flush=True)
 
+    def _job(self, trial) -> Any:
+        return self.jobs[trial.config["job"]]
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.running[trial.trial_id] = time.monotonic()
-        self.slots = max(self.slots, len(self.running))
+        self.board.started(trial.trial_id, _stage(self._job(trial)))
         self.show(force=True)
 
-    def _ended(self, trial) -> None:
-        started = self.running.pop(trial.trial_id, None)
-        if started is not None:
-            self.durations.append(time.monotonic() - started)
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if "progress" in result:
+            self.board.reported(trial.trial_id, result)
+            self.show()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._ended(trial)
-        if (trial.last_result or {}).get("failed"):  # ended without a retry (a numerical fault)
-            self.failed_jobs += 1
-        else:
-            self.done_jobs += 1
-            self.done_cells += self.cells_for(trial)
+        failed = (trial.last_result or {}).get("failed")  # ended without a retry (a numerical fault)
+        self.board.finished(trial.trial_id, not failed, 0 if failed else _cells(self._job(trial)))
         self.show(force=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._ended(trial)
-        self.failed_jobs += 1
+        self.board.finished(trial.trial_id, False)
         self.show(force=True)
 
     def on_step_begin(self, iteration, trials, **info):
@@ -160,63 +142,115 @@ class Progress(tune.Callback):
             print(file=sys.stderr)
 
 
-def _duration(seconds: float) -> str:
-    m, s = divmod(int(seconds), 60)
-    return f"{m}m{s:02d}s" if m else f"{s}s"
+def _stage(job: Any) -> str:
+    return "pretrain" if isinstance(job, PretrainJob) else "probe"
 
 
-def _trial(config: dict[str, Any], jobs: list[Any], tracking: Tracking, stage: str, faults: list[Any]) -> None:
-    """A Tune trial: one job, run by the same function a test calls."""
+def _cells(job: Any) -> int:
+    """The cells a job finishes: an evaluation job's; a pretrain job finishes none itself."""
+    return 0 if isinstance(job, PretrainJob) else len(job.cells)
+
+
+class _Admission(Searcher):
+    """Tune's side of `orchestrator.pipeline.Pipeline`: a trial is suggested when a job is
+    ready (an evaluation job once its trunk's trial ended FINISHED), none while jobs wait for
+    their trunks, FINISHED when nothing is left."""
+
+    def __init__(self, pipeline: Pipeline, board: Board):
+        super().__init__()
+        self.pipeline, self.board = pipeline, board
+        self.trials: dict[str, int] = {}  # trial id -> job index
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        i = self.pipeline.next()
+        if i is None:
+            return Searcher.FINISHED if self.pipeline.done else None
+        self.trials[trial_id] = i
+        return {"job": i}
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        # Called once a trial has ended for good (Tune retries a failed one first); a trial
+        # stopped while pending (the sweep cancelled) ends with no result, so not FINISHED. A
+        # numerical fault ends the trial normally, with `failed` in its last result (Tune
+        # itself sets `done` true at the end, whatever the job reported).
+        if (i := self.trials.pop(trial_id, None)) is not None:
+            finished = not error and bool(result) and not result.get("failed")
+            if orphans := self.pipeline.ended(i, finished):
+                self.board.orphaned("probe", len(orphans))
+
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to keep: MLflow, not Tune's state, says what is done (a rerun plans again)."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        """See `save`."""
+
+
+def _trial(config: dict[str, Any], jobs: list[Any], tracking: Tracking, faults: list[Any]) -> None:
+    """A Tune trial: one job, run by the same function a test calls. While it runs, the job's
+    figures go to the driver as Tune results (`Progress.on_trial_result`)."""
     from orchestrator import jobs as recorded
 
     job = jobs[config["job"]]
     # Which Ray node ran the job: hosts can share a name (several nodes on one machine).
     os.environ["MONOSWEEP_RAY_NODE"] = ray.get_runtime_context().get_node_id()
+    run = recorded.run_pretrain if isinstance(job, PretrainJob) else recorded.run_evaluation
     try:
-        (recorded.run_pretrain if stage == "pretrain" else recorded.run_evaluation)(job, tracking, faults)
+        run(job, tracking, faults, tune.report)
     except FloatingPointError as error:  # nan_loss, diverged: seeded, so a retry fails the same way
         tune.report({"done": 0, "failed": getattr(error, "reason", type(error).__name__)})
         return
     tune.report({"done": 1})
 
 
-def run_stage(
-    stage: str,
-    jobs: list[Any],
+def run_jobs(
+    pretrain: list[PretrainJob],
+    evaluation: list[EvaluationJob],
+    trained: set[str],
     tracking: Tracking,
-    resources: Resources,
+    resources: StageResources,
     retries: int,
     storage: str,
-    progress: Progress,
-    cells_per_job: Callable[[Any], int],
+    board: Board,
     faults: list[Any],
+    slots: float,
 ) -> None:
-    """Run one stage's jobs as Tune trials and wait for all of them."""
+    """Run the jobs as the trials of one Tune run and wait for all of them: an evaluation job
+    starts once its trunk is FINISHED (`trained`: finished before this run), whatever the
+    other pretrain jobs do (`orchestrator.pipeline`). At most `slots` trials are live, the most
+    the cluster can run at once: more would only wait for resources, queued by Ray in front of
+    the evaluation jobs that become ready."""
+    pipeline = Pipeline(pretrain, evaluation, trained)
+    jobs = pipeline.jobs
     if not jobs:
         return
-    trainable = tune.with_resources(
-        tune.with_parameters(_trial, jobs=jobs, tracking=tracking, stage=stage, faults=faults),
-        {"cpu": resources.cpus, "gpu": resources.gpus},
-    )
-    labels = [job.label for job in jobs]
+    progress = Progress(board, jobs)
+    stage_resources = {"pretrain": resources.pretrain, "probe": resources.probe}
+
+    def request(config: dict[str, Any]) -> Any:
+        r = stage_resources[_stage(jobs[config["job"]])]
+        return resource_dict_to_pg_factory({"cpu": r.cpus, "gpu": r.gpus})
+
+    trainable = tune.with_resources(tune.with_parameters(_trial, jobs=jobs, tracking=tracking, faults=faults), request)
     tuner = tune.Tuner(
         trainable,
-        param_space={"job": tune.grid_search(list(range(len(jobs))))},
         tune_config=tune.TuneConfig(
+            search_alg=_Admission(pipeline, board),
+            num_samples=len(jobs),  # one trial per job (a retry reruns its trial); fewer when a trunk fails
+            max_concurrent_trials=max(1, int(slots)),
             reuse_actors=True,  # a worker process imports torch and mlflow once, not once per job
-            trial_name_creator=lambda t: labels[t.config["job"]],
-            trial_dirname_creator=lambda t: f"{stage}_{jobs[t.config['job']].key}",
+            trial_name_creator=lambda t: jobs[t.config["job"]].label,
+            trial_dirname_creator=lambda t: f"{_stage(jobs[t.config['job']])}_{jobs[t.config['job']].key}",
         ),
         run_config=tune.RunConfig(
-            name=f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}",
+            name=f"sweep-{time.strftime('%Y%m%d-%H%M%S')}",
             storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=retries),
             callbacks=[progress],
             verbose=0,
         ),
     )
-    progress.cells_for = lambda trial: cells_per_job(jobs[trial.config["job"]])
     tuner.fit()
+    progress.close()
 
 
 def stop(timeout: float = 30.0) -> None:
@@ -261,10 +295,6 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state not in ("Z", "X")
-
-
-def finished_pretrain(tracking: Tracking) -> set[str]:
-    return set(queries.finished(tracking.uri, tracking.experiment_id, PRETRAIN))
 
 
 def _jobs(address: str) -> JobSubmissionClient:

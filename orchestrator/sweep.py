@@ -23,6 +23,7 @@ from orchestrator.evaluations import KINDS
 from orchestrator.grid import Expansion, expand
 from orchestrator.loading import load_spec, located
 from orchestrator.plan import Plan, plan
+from orchestrator.progress import Board
 from orchestrator.record import queries, runs, store
 from orchestrator.record.schema import CELL, PRETRAIN
 from orchestrator.spec import Spec
@@ -208,7 +209,7 @@ def run(
         runs.heartbeat(tracking)
         beat = Heartbeat(tracking)
         beat.start()
-        done = _stages(prepared, todo, tracking, ray_driver)
+        done = _jobs(prepared, todo, tracking, ray_driver, parallel)
         status = "FINISHED" if done == len(sweep.cells) else "FAILED"
         return Outcome(todo, done, len(sweep.cells), prepared.uri)
     except BaseException:
@@ -229,25 +230,16 @@ def run(
             runs.close_sweep(tracking, status)
 
 
-def _stages(prepared: Prepared, todo: Plan, tracking: runs.Tracking, ray_driver: Any) -> int:
-    """The pretrain jobs, then the evaluations of the trunks that finished; the number of the
-    sweep's cells FINISHED at the end."""
+def _jobs(prepared: Prepared, todo: Plan, tracking: runs.Tracking, ray_driver: Any, slots: float) -> int:
+    """The pretrain jobs, and each evaluation job as soon as its trunk is FINISHED (no barrier
+    between the stages: `orchestrator.pipeline`); the number of the sweep's cells FINISHED at
+    the end."""
     spec = prepared.spec
-    progress = ray_driver.Progress(total_cells=todo.pending_cells, total_jobs=len(todo.pretrain) + len(todo.evaluation))
-    storage = trial_storage(spec.storage, spec.name)
-    injected = faults.active(spec.faults)
-    ray_driver.run_stage(
-        "pretrain", todo.pretrain, tracking, spec.resources.pretrain, spec.retries, storage, progress,
-        lambda job: 0, injected,
+    board = Board({"pretrain": len(todo.pretrain), "probe": len(todo.evaluation)}, todo.pending_cells)
+    ray_driver.run_jobs(
+        todo.pretrain, todo.evaluation, set(todo.reused_pretrain), tracking, spec.resources, spec.retries,
+        trial_storage(spec.storage, spec.name), board, faults.active(spec.faults), slots,
     )
-    trained = ray_driver.finished_pretrain(tracking)
-    ready = [job for job in todo.evaluation if job.pretrain_key in trained]
-    progress.failed_jobs += len(todo.evaluation) - len(ready)  # their trunk never finished
-    ray_driver.run_stage(
-        "probe", ready, tracking, spec.resources.probe, spec.retries, storage, progress,
-        lambda job: len(job.cells), injected,
-    )
-    progress.close()
     return finished_cells(prepared, tracking.experiment_id)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -192,3 +193,31 @@ def test_driver_killed_then_run_again_completes(write_spec, tmp_path):
     orphans = {r.info.run_id for r in left if r.data.tags.get("monosweep.kind") != "sweep"}
     reopened = [r for r in runs if r.info.run_id in orphans]
     assert all(r.data.tags["monosweep.attempt"] == "2" for r in reopened)  # marked KILLED, then rerun
+
+
+def test_a_fast_trunks_probes_finish_before_a_slow_trunk_ends(write_spec, tmp_path, capsys):
+    """No stage barrier: the random trunk (no training) is probed while RotNet still trains on
+    20,000 samples, so the random cell's run ends before the RotNet pretrain run does. The
+    RotNet job reports from inside while it trains: the live line counts it by its share
+    done (a fractional number of jobs), and its progress is an MLflow metric every 20 steps.
+    Mutations: run the evaluations only after every pretrain job has ended (the barrier back)
+    and the first assertion on end times fails; pass no `report` to the jobs (no reports from
+    inside) and the live line never shows a fractional job count."""
+    spec = write_spec(
+        SLOW.replace("augmentation: [full, none]", "augmentation: [full]")
+        .replace("conv1, conv2, conv3, conv4, conv5", "conv1")
+    )
+    assert main(["run", str(spec)]) == 0
+    runs = all_runs(tmp_path)
+    one_finished_run_per_key(runs)
+    trunks = {r.data.params["method.name"]: r for r in kind(runs, "pretrain")}
+    cells = {r.data.params["method"]: r for r in kind(runs, "cell")}
+    assert set(trunks) == set(cells) == {"random", "rotnet"}
+    assert cells["random"].info.end_time < trunks["rotnet"].info.end_time
+    assert cells["random"].info.start_time < trunks["rotnet"].info.end_time
+    lines = capsys.readouterr().err.splitlines()
+    shares = [float(m.group(1)) for line in lines if (m := re.search(r"\((\d+\.\d)/4 jobs\)", line))]
+    assert any(share != int(share) for share in shares), lines
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    progress = [m.value for m in client.get_metric_history(trunks["rotnet"].info.run_id, "progress")]
+    assert len(progress) > 5 and progress == sorted(progress) and progress[-1] == 1.0

@@ -21,7 +21,7 @@ equal upstream's; the windows differ.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -140,14 +140,17 @@ def single_view(crops: str) -> str:
 @torch.no_grad()
 def extract(
     trunk: AlexNet, split: ProbeSplit, size: int, layers: tuple[str, ...], batch: int, device: torch.device,
-    crops: str = "resize",
+    crops: str = "resize", done: Callable[[int], None] | None = None,
 ) -> Features:
-    """Pooled features of a whole split (the `cache_features` path), kept on the CPU."""
+    """Pooled features of a whole split (the `cache_features` path), kept on the CPU; `done`
+    hears how many images are through after each batch."""
     chunks: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
     for i in range(0, len(split.labels), batch):
         views = eval_views(decoded(split.images[i : i + batch]), size, crops).to(device)
         for layer, f in view_features(trunk, views, layers).items():
             chunks[layer].append(f.cpu())
+        if done is not None:
+            done(min(i + batch, len(split.labels)))
     return {layer: torch.cat(c) for layer, c in chunks.items()}
 
 

@@ -98,8 +98,10 @@ def stylise(job: StyleJob, checkpoint: Path, recorder: Recorder, workdir: Path) 
     for p in trunk.parameters():
         p.requires_grad_(False)
     scores = {}
-    for cell in job.cells:
+    for i, cell in enumerate(job.cells):
         scores[cell.part] = _pair(trunk, cell, job.style, recorder, workdir, dev)
+        # The share of the job's pairs done, so a driver can show how far the job is.
+        recorder.metrics({"progress": (i + 1) / len(job.cells)}, job.style.steps, cell.part)
     return scores
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -27,6 +28,8 @@ from workers.models.alexnet import build_trunk, load_trunk
 from workers.probes import LinearProbes, ProbeTrainer, extract, feature_shapes, single_view
 from workers.recorder import Recorder
 from workers.training import Loop, device, fit
+
+EXTRACTION_SHARE = 0.5  # of a probe job with cached features: see `probe`
 
 
 def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path, resume: Path | None = None) -> Path:
@@ -100,10 +103,20 @@ def probe(job: ProbeJob, checkpoint: Path, recorder: Recorder) -> dict[str, dict
     probes = LinearProbes(shapes, train.classes, affine=cfg.bn_affine).to(dev)
     trainer = ProbeTrainer(trunk, probes, cfg, size, job.seed, dev)
     train_cache = test_cache = None
+    # `progress` (the share of the job done) lets a driver show how far the job is. With cached
+    # features the trunk's passes over both splits count as the first EXTRACTION_SHARE of it,
+    # the heads' epochs as the rest (at the shipped CPU shapes the two cost FLOPs of the same
+    # order; a driver's estimate corrects itself as the epochs report).
+    first = EXTRACTION_SHARE if cfg.cache_features else 0.0
     if cfg.cache_features:
         tick = time.perf_counter()
-        train_cache = extract(trunk, train, size, layers, 512, dev, single_view(cfg.test_crops))
-        test_cache = extract(trunk, test, size, layers, 512, dev, cfg.test_crops)
+        images = len(train.labels) + len(test.labels)
+
+        def through(before: int) -> Callable[[int], None]:
+            return lambda n: recorder.metrics({"progress": first * (before + n) / images}, 0)
+
+        train_cache = extract(trunk, train, size, layers, 512, dev, single_view(cfg.test_crops), through(0))
+        test_cache = extract(trunk, test, size, layers, 512, dev, cfg.test_crops, through(len(train.labels)))
         for layer in layers:
             recorder.metrics({"feature_seconds": time.perf_counter() - tick}, 0, layer)
     scores: dict[str, dict[str, float]] = {}
@@ -112,6 +125,7 @@ def probe(job: ProbeJob, checkpoint: Path, recorder: Recorder) -> dict[str, dict
         last = epoch == cfg.epochs - 1
         # Scoring a cached split is cheap: every epoch. Otherwise only at the end.
         scores = trainer.evaluate(test, test_cache) if (cfg.cache_features or last) else {}
+        done = {"progress": first + (1 - first) * (epoch + 1) / cfg.epochs}
         for layer in layers:
-            recorder.metrics({**fit[layer], **scores.get(layer, {})}, epoch + 1, layer)
+            recorder.metrics({**fit[layer], **scores.get(layer, {}), **done}, epoch + 1, layer)
     return scores

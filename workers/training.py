@@ -22,7 +22,8 @@ from contract.schedules import Schedule
 from workers.methods.base import DivergedLoss, Method, NonFiniteLoss
 from workers.recorder import Recorder
 
-LOG_EVERY = 20  # steps between training-loss points
+LOG_EVERY = 20  # steps between training-loss points (and progress reports: `progress`, the share of
+# the job's steps done, goes with them, so a driver can show how far a running job is)
 
 
 def device() -> torch.device:
@@ -123,7 +124,7 @@ def fit(
                 now = time.perf_counter()
                 recorder.metrics(
                     {loop.loss_name: value, "lr": loop.lr * scale,
-                     "samples_per_s": seen / (now - tick), "epoch": epoch, **extra},
+                     "samples_per_s": seen / (now - tick), "epoch": epoch, "progress": step / total, **extra},
                     step,
                 )
                 tick, seen = now, 0

@@ -111,8 +111,8 @@ def test_pretrain_logs_the_pretext_loss(pretrained):
     assert [step for step, _ in recorder.logged_metrics[None]] == [4]
     assert 0 < losses[0] < 10 and torch.isfinite(torch.tensor(losses[0]))
     point = recorder.logged_metrics[None][0][1]
-    assert {"lr", "samples_per_s", "epoch", "rotation_accuracy"} <= set(point)
-    assert point["samples_per_s"] > 0
+    assert {"lr", "samples_per_s", "epoch", "rotation_accuracy", "progress"} <= set(point)
+    assert point["samples_per_s"] > 0 and point["progress"] == 1.0  # the share of the steps done
 
 
 def test_pretrain_is_deterministic(pretrained, tmp_path: Path, astronaut_file: ImageFile):
@@ -231,6 +231,16 @@ def test_probe_logs_every_epoch_per_layer(probed):
         assert recorder.series("top1", layer)[-1] == scores[layer]["top1"]
         assert recorder.series("top5", layer)[-1] == scores[layer]["top5"]
         assert recorder.series("lr", layer) == pytest.approx([0.01, 0.01])
+
+
+def test_probe_reports_its_share_done(probed):
+    """The figure a driver's live line counts a running job by: through the feature
+    extraction (the first half of a cached probe job), then every epoch, up to 1."""
+    _, _, recorder = probed
+    extraction = recorder.series("progress")  # to every run of the job, as images go through
+    assert extraction == sorted(extraction) and 0 < extraction[0] and extraction[-1] == 0.5
+    for layer in ("conv1", "conv3"):
+        assert recorder.series("progress", layer) == [0.75, 1.0]
 
 
 def test_probe_is_deterministic(probed, pretrained):
