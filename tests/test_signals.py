@@ -37,7 +37,15 @@ def driver(spec: Path, tmp_path: Path, faults: list[dict]) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "orchestrator.cli.main", "run", str(spec)], cwd=tmp_path, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        preexec_fn=_ctrl_c_reaches,
     )
+
+
+def _ctrl_c_reaches() -> None:
+    """The driver gets Ctrl-C as from a terminal, even when the tests themselves were started in
+    the background (`cmd &` in a script ignores SIGINT, and Python keeps an inherited
+    SIG_IGN: the driver would then never see the test's SIGINT)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def planned(process: subprocess.Popen) -> None:
