@@ -97,8 +97,8 @@ def probe(job: ProbeJob, checkpoint: Path, recorder: Recorder) -> dict[str, dict
     train = subset_of(load_split(job.dataset, job.data_root, train=True), cfg.train_samples)
     test = subset_of(load_split(job.dataset, job.data_root, train=False), cfg.test_samples)
     shapes = feature_shapes(trunk, size, layers)
+    sizes = {"train_size": len(train.labels), "test_size": len(test.labels)}
     for layer in layers:
-        sizes = {"train_size": len(train.labels), "test_size": len(test.labels)}
         recorder.params({"feature_dim": math.prod(shapes[layer]), **sizes}, layer)
     probes = LinearProbes(shapes, train.classes, affine=cfg.bn_affine).to(dev)
     trainer = ProbeTrainer(trunk, probes, cfg, size, job.seed, dev)
