@@ -48,11 +48,11 @@ CELL_RUNS_LISTED = 500  # more are in MLflow, under their pretrain runs
 
 def page(
     rec: report.SweepRuns, tables: Sequence[report.Table], figures: Sequence[Path],
-    run_pictures: Sequence[Path], spec: Mapping[str, Any] | None,
+    run_pictures: Sequence[Path], spec: Mapping[str, Any] | None, converged: Sequence[str] = (),
 ) -> str:
     """The page of a sweep: `tables` as shown, `figures` (the kinds' PNG files) inline,
     `run_pictures` (runs/RUN_NAME/*.png) under their pretrain run, `spec` (the resolved
-    experiment file) as its settings."""
+    experiment file) as its settings, `converged` (report.convergence) as a list."""
     esc = html.escape
     experiment = store.ui_link(rec.uri, rec.experiment_id)
     counts = status.counts(status.cell_states(rec.cells, rec.probe, rec.pretrain))
@@ -67,6 +67,9 @@ def page(
         "<h2>Tables</h2>",
         *(report.render(t, "html") for t in tables),
     ]
+    if converged:
+        parts.append("<h2>Did the pre-training converge?</h2><ul>"
+                     + "".join(f"<li>{esc(line)}</li>" for line in converged) + "</ul>")
     if figures:
         parts.append("<h2>Figures</h2>")
         parts += [_figure(p, p.stem.replace("_", " ")) for p in figures]

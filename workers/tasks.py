@@ -59,6 +59,8 @@ def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path, resume: Path |
             job.seed, cfg.epochs, cfg.batch_size, cfg.lr, cfg.schedule, job.checkpoint_every, job.divergence_threshold
         )
         step = fit(loop, method, dataset, recorder, dev, workdir, resume)
+        if outcome := method.outcome():
+            recorder.metrics(outcome, step)
     recorder.artifact(pictures.conv1_filters(trunk, workdir / "conv1_filters.png"))
     path = workdir / "checkpoint.pt"
     torch.save(

@@ -71,15 +71,17 @@ def main(args: argparse.Namespace) -> int:
         if picture is not None  # a figure whose axis does not vary is not drawn
     ]
     run_pictures = figures.run_pictures(rec, out / "runs")
+    converged = report.convergence(rec)
+    notes = "\n\n## Did the pre-training converge?\n\n" + "\n".join(f"- {line}" for line in converged) if converged else ""
     for fmt in formats:
         if fmt == "html":  # one self-contained page: settings, states, tables, figures, runs
-            text = report_page.page(rec, shown, pictures, run_pictures, report.spec_of(rec))
+            text = report_page.page(rec, shown, pictures, run_pictures, report.spec_of(rec), converged)
         elif fmt == "csv":
             text = report.to_csv(shown)
         else:
-            text = "\n\n".join(report.render(t, fmt) for t in shown) + "\n"
+            text = "\n\n".join(report.render(t, fmt) for t in shown) + (notes if fmt == "md" else "") + "\n"
         (out / f"report.{fmt}").write_text(text)
-    print("\n\n".join(report.render(t, "md") for t in shown))
+    print("\n\n".join(report.render(t, "md") for t in shown) + notes)
     done = sum(run.status == "FINISHED" for key, run in rec.probe.items() if key in {c.key for c in rec.cells})
     print(f"\n{done}/{len(rec.cells)} cells FINISHED. Wrote {len(formats)} table file(s) and "
           f"{len(pictures) + len(run_pictures)} figures to {out}")

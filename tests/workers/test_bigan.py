@@ -13,7 +13,7 @@ from contract.methods import BiGANConfig
 from tests.workers.steps import fit
 from workers.data.augment import MEAN, STD
 from workers.data.mono import MonoDataset
-from workers.methods.bigan import BiGAN, Discriminator, Generator, bigan_losses
+from workers.methods.bigan import D_WINS, BiGAN, Discriminator, Generator, bigan_losses
 from workers.models.alexnet import AlexNet
 
 TINY = {"samples": 16, "batch_size": 8, "z_dim": 16, "gan_channels": 8}
@@ -103,3 +103,27 @@ def test_encoder_and_generator_loss_falls_against_a_fixed_discriminator(batch: t
     losses, metrics = fit(method, eg_optimizer, batch, 25)
     assert set(metrics) == {"discriminator_loss", "discriminator_accuracy"}
     assert np.mean(losses[-3:]) < 0.6 * np.mean(losses[:3]), losses
+
+
+def test_converged_unless_the_discriminator_wins(batch: torch.Tensor):
+    """The criterion (bigan.D_WINS on a moving average of D's accuracy): a D frozen at its
+    init stays near chance (converged), a D that alone learns wins (not converged). Mutations
+    tried: the comparison inverted (`>=`) fails both halves; the average never updated fails
+    the second."""
+    frozen = bigan()
+    _, d_optimizer = frozen.configure_optimizers()
+    for group in d_optimizer.param_groups:
+        group["lr"] = 0.0
+    frozen.train()
+    assert frozen.outcome()["converged"] == 0.0  # no step: nothing says it converged
+    for _ in range(20):
+        frozen.training_step(batch)
+    assert frozen.outcome()["converged"] == 1.0, frozen.outcome()
+    winning = bigan(lr=2e-3)
+    winning.configure_optimizers()
+    winning.train()
+    for _ in range(30):  # training_step steps D only: E and G stay, D learns to tell them apart
+        winning.training_step(batch)
+    outcome = winning.outcome()
+    assert outcome["discriminator_accuracy_end"] >= D_WINS and outcome["converged"] == 0.0, outcome
+    assert "d_accuracy_average" in winning.state_dict()  # a resumed run carries the average on

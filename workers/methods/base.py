@@ -58,6 +58,11 @@ class Method(nn.Module):
         (seed, epoch, i) only. DeepCluster pairs that view with fresh pseudo-labels."""
         return dataset.at_epoch(epoch)
 
+    def outcome(self) -> dict[str, float]:
+        """What the method says of its own training once it ends, recorded on the pretrain run
+        (BiGAN: whether it converged). Default: nothing."""
+        return {}
+
     def training_step(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         """A collated batch of the epoch's dataset (mono samples: (B, 3, H, W)) -> (loss,
         metrics to log)."""

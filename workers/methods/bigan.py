@@ -91,6 +91,14 @@ def _official_init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+# The convergence criterion: the run has NOT converged when its discriminator wins, i.e. tells
+# real pairs from generated ones at least this often (a moving average over about the last
+# 1 / (1 - DECAY) = 50 steps at the end of training). Then E and G get almost no gradient and the
+# encoder stops learning: the failure the paper reports for BiGAN at N > 1.
+D_WINS = 0.95
+DECAY = 0.98
+
+
 class BiGAN(Method):
     def __init__(self, config, trunk: AlexNet, input_size: int, classes: int | None = None):
         super().__init__(config, trunk, input_size)
@@ -105,6 +113,8 @@ class BiGAN(Method):
         for module in (self.encoder_head, self.generator, self.discriminator):
             module.apply(_official_init)
         self.d_optimizer: torch.optim.Optimizer | None = None
+        # A buffer, so a resumed run carries it on; -1: no step yet.
+        self.register_buffer("d_accuracy_average", torch.tensor(-1.0))
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         c = self.config
@@ -134,4 +144,11 @@ class BiGAN(Method):
         real, fake = self.discriminator(batch, ez), self.discriminator(gz, z)
         _, eg_loss = bigan_losses(real, fake)
         accuracy = ((real > 0).float().mean() + (fake < 0).float().mean()).item() / 2
+        average = float(self.d_accuracy_average)
+        self.d_accuracy_average.fill_(accuracy if average < 0 else DECAY * average + (1 - DECAY) * accuracy)
         return eg_loss, {"discriminator_loss": d_loss.item(), "discriminator_accuracy": accuracy}
+
+    def outcome(self) -> dict[str, float]:
+        """`converged` 1 or 0 by the criterion above (D_WINS), and the average it is judged on."""
+        average = float(self.d_accuracy_average)
+        return {"discriminator_accuracy_end": average, "converged": float(0 <= average < D_WINS)}
