@@ -30,6 +30,7 @@ from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
 from ray.tune.search import Searcher
 
 from contract.jobs import EvaluationJob, PretrainJob
+from orchestrator import processes
 from orchestrator.errors import ClusterError
 from orchestrator.pipeline import Pipeline
 from orchestrator.progress import Board
@@ -258,7 +259,7 @@ def stop(timeout: float = 30.0) -> None:
     a cluster, the driver's actors go with their owner). On this machine the trials' processes
     are then waited for, `timeout` seconds at most, and any left are killed, so that no job
     writes to the record after the driver's last pass over it."""
-    below = _descendants(os.getpid())  # before the shutdown: orphaned workers change parent
+    below = processes.descendants(os.getpid())  # before the shutdown: orphaned workers change parent
     if ray.is_initialized():
         # A Ctrl-C that landed inside Ray's own calls can leave ray.shutdown() waiting for ever:
         # it gets a bounded time, then the processes are stopped here.
@@ -266,35 +267,11 @@ def stop(timeout: float = 30.0) -> None:
         shutdown.start()
         shutdown.join(timeout)
     deadline = time.monotonic() + timeout
-    while (alive := [pid for pid in below if _alive(pid)]) and time.monotonic() < deadline:
+    while (alive := [pid for pid in below if processes.alive(pid)]) and time.monotonic() < deadline:
         time.sleep(0.2)
     for pid in alive:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-
-
-def _descendants(pid: int) -> list[int]:
-    """Every process below `pid`, from /proc's parent ids (Linux; none found elsewhere)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            children.setdefault(parent, []).append(int(stat.parent.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    """Running, or stopped: not gone, not a zombie waiting to be reaped."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 def _jobs(address: str) -> JobSubmissionClient:

@@ -132,10 +132,6 @@ def current_plan(prepared: Prepared, only: set[str] | None = None) -> Plan:
     return plan(prepared.sweep, cells, pretrain)
 
 
-DRIVER_TIMEOUT = 60.0  # seconds without a heartbeat after which a driver counts as lost
-BEAT_EVERY = 10.0
-
-
 def trial_storage(storage: str, name: str) -> str:
     """Where Ray Tune keeps trials: an object-store URI as it is, a path made absolute."""
     if "://" in storage:
@@ -156,7 +152,7 @@ class Heartbeat(threading.Thread):
         self.tracking, self.stopped = tracking, threading.Event()
 
     def run(self) -> None:
-        while not self.stopped.wait(BEAT_EVERY):
+        while not self.stopped.wait(runs.BEAT_EVERY):
             runs.heartbeat(self.tracking)
 
 
@@ -182,7 +178,7 @@ def run(
     experiment = store.experiment_id(prepared.uri, spec.name)
     if todo.empty:
         return Outcome(todo, finished_cells(prepared, experiment), len(sweep.cells), prepared.uri)
-    age = runs.live_driver(prepared.uri, experiment, DRIVER_TIMEOUT)
+    age = runs.live_driver(prepared.uri, experiment)
     if age is not None:
         raise DriverBusy(f"sweep {spec.name!r} is being run by another driver (heartbeat {age:.0f} s ago)")
     runs.kill_running(prepared.uri, experiment, "driver lost: the run was left RUNNING")

@@ -23,6 +23,7 @@ from mlflow.utils.mlflow_tags import (
 )
 from pydantic import BaseModel, ConfigDict
 
+from orchestrator import processes
 from orchestrator.record.schema import (
     ATTEMPT,
     EXPERIMENT_KIND,
@@ -215,13 +216,17 @@ def end_run(uri: str, run_id: str, error: BaseException | None = None) -> None:
     retry(c.set_terminated, run_id, "KILLED" if killed else "FAILED")
 
 
+BEAT_EVERY = 10.0  # seconds between a driver's heartbeats
+DRIVER_TIMEOUT = 60.0  # seconds without a heartbeat after which a driver counts as lost
+
+
 def heartbeat(tracking: Tracking) -> None:
     """The driver is alive: stamp the sweep run with the time, its host and its process id."""
     beat = f"{int(time.time())} {platform.node()} {os.getpid()}"
     retry(client(tracking.uri).set_tag, tracking.sweep_run_id, HEARTBEAT, beat)
 
 
-def live_driver(uri: str, experiment: str | None, timeout: float) -> float | None:
+def live_driver(uri: str, experiment: str | None, timeout: float = DRIVER_TIMEOUT) -> float | None:
     """Seconds since the sweep's driver last beat, if it is RUNNING, beat within `timeout`,
     and (on this host) its process still exists."""
     if experiment is None:
@@ -230,19 +235,9 @@ def live_driver(uri: str, experiment: str | None, timeout: float) -> float | Non
     for run in search(uri, experiment, running):
         stamp, host, pid = (run.data.tags.get(HEARTBEAT, "0 ? 0").split() + ["?", "0"])[:3]
         age = time.time() - float(stamp)
-        if age < timeout and not (host == platform.node() and not _alive(int(pid))):
+        if age < timeout and not (host == platform.node() and not processes.alive(int(pid))):
             return age
     return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid > 0
 
 
 def kill_running(uri: str, experiment: str | None, reason: str) -> int:
