@@ -92,7 +92,7 @@ def draw_params(
         left0 = streams.integers(at["initial_crop"], width - side + 1)
         height = width = side
     if "crop" in at and config.crop_scale is not None:
-        h, w = _crop_sizes(streams, at["crop"], height, width, config.crop_scale, config.crop_ratio)
+        h, w = crop_sizes(streams, at["crop"], height, width, config.crop_scale, config.crop_ratio)
         top = streams.integers(at["crop"], height - h + 1)
         left = streams.integers(at["crop"], width - w + 1)
     else:  # the largest centred square
@@ -122,7 +122,7 @@ def draw_params(
     )
 
 
-def _crop_sizes(
+def crop_sizes(
     streams: Streams,
     at: np.ndarray,
     height: np.ndarray,
