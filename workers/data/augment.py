@@ -161,5 +161,5 @@ def color_jitter(image: torch.Tensor, factors: tuple[float, float, float, float]
 
 
 def to_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (..., 3, H, W) -> float, normalised with ImageNet statistics."""
-    return (images.float() / 255 - MEAN) / STD
+    """uint8 (..., 3, H, W) -> float, normalised with ImageNet statistics, on their device."""
+    return (images.float() / 255 - MEAN.to(images.device)) / STD.to(images.device)
