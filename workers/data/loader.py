@@ -4,6 +4,8 @@ Upstream, the generator writes 256 px images once and each method's loader crops
 of them anew every epoch (RotNet and DeepCluster: RandomResizedCrop(224) + flip; BiGAN: a random
 crop, no flip; DeepCluster's clustering pass: the centre crop). Here the view of sample i in
 epoch e draws from workers.data.ops.loader_rng(seed, e, i): a resumed run sees the same views.
+This is the per-sample reference; training makes the same views a batch at a time on its
+device (workers.data.batch_loader), from the same draws (`draw_view`).
 """
 
 from __future__ import annotations
