@@ -128,7 +128,8 @@ def fit(
                 recorder.metrics(
                     {loop.loss_name: value, "lr": loop.lr * scale,
                      "samples_per_s": seen / (end - tick), "epoch": epoch, "progress": step / total,
-                     "data_s_per_step": data_s / timed, "compute_s_per_step": compute_s / timed, **extra},
+                     "data_s_per_step": data_s / timed, "compute_s_per_step": compute_s / timed,
+                     **extra},
                     step,
                 )
                 tick, seen, data_s, compute_s, timed = end, 0, 0.0, 0.0, 0

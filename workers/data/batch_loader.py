@@ -51,7 +51,8 @@ def draw_views(
     n = len(idx)
     if n and (min(seed, epoch, idx.min()) < 0 or max(seed, epoch, idx.max()) >= 2**32):
         return draw_views_reference(config, generated, size, seed, epoch, idx)
-    streams = Streams(np.stack([np.full(n, seed), np.full(n, LOADER_STREAM), np.full(n, epoch), idx]))
+    words = (np.full(n, seed), np.full(n, LOADER_STREAM), np.full(n, epoch), idx)
+    streams = Streams(np.stack(words))  # loader_rng's entropy, one column per view
     at, side = np.arange(n), np.full(n, generated, np.int64)
     if config.crop == "random_resized":
         h, w = crop_sizes(streams, at, side, side, config.scale, config.ratio)

@@ -105,7 +105,9 @@ class PseudoLabelled(Dataset):
     def __getitem__(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.dataset[int(self.indices[j])], self.labels[j]
 
-    def batch(self, positions: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(
+        self, positions: np.ndarray, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Items `positions` on `device`: (the view's batch of their samples, (B,) cluster ids)."""
         at = torch.as_tensor(positions)
         return self.dataset.batch(self.indices[at].numpy(), device), self.labels[at].to(device)
@@ -154,7 +156,9 @@ class DeepCluster(Method):
         self.non_empty = len(torch.unique(self.labels))
 
     @torch.no_grad()
-    def features(self, dataset: EpochData, indices: np.ndarray, device: torch.device) -> torch.Tensor:
+    def features(
+        self, dataset: EpochData, indices: np.ndarray, device: torch.device
+    ) -> torch.Tensor:
         """(n,) mono sample indices -> (n, hidden) fc7 features before its ReLU, in eval mode;
         the view's batches are made on `device`, as training's."""
         was_training = self.training
