@@ -50,6 +50,11 @@ def load_images(files: tuple[ImageFile, ...]) -> list[torch.Tensor]:
     return images
 
 
+# Sources an atlas holds for a whole run (about 21 B per source pixel on the device: 1024 photos
+# of 500 x 400 px take 4.3 GB); beyond, batches bring their own.
+ATLAS_SOURCES = 1024
+
+
 class MonoDataset(Dataset):
     """Sample i: source image i mod N through the generator -> uint8 (3, G, G) (`raw`), G =
     generated_size(size); as an item, normalised float. The sources are RGB uint8 (3, H, W)
@@ -85,9 +90,16 @@ class MonoDataset(Dataset):
 
     def generate(self, indices: np.ndarray, device: torch.device) -> torch.Tensor:
         """float (B, 3, G, G) in [0, 1]: samples `indices` made as one batch on `device` (stage 1
-        batched: `raw`'s draws, its pixels up to interpolation). The sources go to the device
-        once, on the first call there."""
+        batched: `raw`'s draws, its pixels up to interpolation). Up to ATLAS_SOURCES sources go
+        to the device once, on the first call there; from a larger set (N = 1000 or all of
+        ImageNet, files decoded when asked) each batch decodes and uploads only its own."""
         device = torch.device(device)
+        if len(self.images) > ATLAS_SOURCES:
+            needed, local = np.unique(np.asarray(indices) % len(self.images), return_inverse=True)
+            sources = (self.images[needed].decode() if hasattr(self.images, "decode")  # files
+                       else [self.images[int(j)] for j in needed])
+            augmenter = BatchAugmenter(sources, self.augmentation, self.generated, self.seed, device)
+            return augmenter(indices, sources=local)
         if device not in self.augmenters:
             self.augmenters[device] = BatchAugmenter(
                 self.images, self.augmentation, self.generated, self.seed, device
