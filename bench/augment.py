@@ -1,7 +1,9 @@
-"""Mono dataset throughput: the batched augmentation (workers.data.batch_augment: one affine
-grid-sample per batch, vectorised jitter, vectorised parameter streams) against the per-sample
-torchvision.transforms.v2 path (MonoDataset[i], i.e. workers.data.augment.augment + to_input),
-same indices, same parameters, same output (normalised float batch).
+"""Mono dataset throughput: the production training data path (`view.batch(indices, device)`:
+stage 1 by workers.data.batch_augment, stage 2 by workers.data.batch_loader, both batched on
+the device) against the per-sample path fit used before (`LoaderView[i]`: augment + load +
+to_input per sample, stacked), same indices, same draws, a normalised float batch each; and,
+at 224 px, the data path's rate against the rate the trunk consumes samples (AlexNet width 1,
+forward + backward).
 
     python -m bench.augment            # CPU here; on a GPU box the batched path runs on the GPU
 """
@@ -19,34 +21,42 @@ from bench.common import interleaved, median, parser, ratio, report, setup, tabl
 from contract.augmentation import AugmentConfig
 from contract.images import bundled_photos, sha256_file
 from contract.jobs import ImageFile
+from contract.methods import RotNetConfig
+from contract.network import NetworkConfig
 from workers.data.batch_augment import BatchAugmenter
 from workers.data.batch_params import draw_params, draw_params_reference
 from workers.data.mono import MonoDataset, load_images
+from workers.models.alexnet import build_trunk
 
-BASELINE = "per-sample v2 (MonoDataset[i])"
+BASELINE = "per-sample (LoaderView[i], stacked)"
+BATCHED = "batched (view.batch, production)"
+TRUNK_BATCH = 64
 
 
 def one_size(
     size: int, images: list[torch.Tensor], args: argparse.Namespace, device: str, repeats: int
 ) -> tuple[list[list[Any]], list[dict[str, Any]]]:
     """The table rows and JSON rows of one network input size (the generator, stage 1, makes
-    samples of generated_size(size): 73 px at 64, 256 at 224)."""
+    samples of generated_size(size): 73 px at 64, 256 at 224; RotNet's loader crops them)."""
     config = AugmentConfig(preset="full")  # the paper's: every op on
     batch = 16 if args.tiny else (256 if size <= 64 else 128)
     indices = np.arange(batch) + 10_000
-    dataset = MonoDataset(images, config, size, length=10**6, seed=0)
-    eager = BatchAugmenter(images, config, dataset.generated, seed=0, device=device)
+    loader = RotNetConfig().loader  # RandomResizedCrop + flip, as DeepCluster's
+    dataset = MonoDataset(images, config, size, length=10**6, seed=0, loader=loader)
+    view, dev = dataset.at_epoch(0), torch.device(device)
     cases = {
-        BASELINE: lambda: torch.stack([dataset[int(i)] for i in indices]),
-        "batched": lambda: eager(indices, normalised=True),
+        BASELINE: lambda: torch.stack([view[int(i)] for i in indices]),
+        BATCHED: lambda: view.batch(indices, dev),
     }
     if not (args.tiny or args.no_compile):
-        compiled = BatchAugmenter(
-            images, config, dataset.generated, seed=0, device=device, compiled=True
+        compiled = MonoDataset(images, config, size, length=10**6, seed=0, loader=loader)
+        compiled.augmenters[dev] = BatchAugmenter(
+            images, config, compiled.generated, seed=0, device=device, compiled=True
         )
+        compiled_view = compiled.at_epoch(0)
         for b in (batch, batch - 1):  # compile (dynamic shapes) outside the timing
-            compiled(indices[:b])
-        cases["batched, compiled tail"] = lambda: compiled(indices, normalised=True)
+            compiled_view.batch(indices[:b], dev)
+        cases["batched, stage 1's tail compiled"] = lambda: compiled_view.batch(indices, dev)
     times = interleaved(cases, repeats, warmup=1, device=device)
     walls = dict(common.wall_times)
     rows, results = [], []
@@ -82,10 +92,46 @@ def one_size(
         "baseline_us_per_sample": 1e6 * median(theirs) / batch,
     })  # fmt: skip
     walls = common.wall_times
-    rows.append([size, batch, "parameter draws only (vectorised vs op_rng)", "cpu",
+    rows.append([size, batch, "stage 1 parameter draws only (vectorised vs op_rng)", "cpu",
                  1e3 * median(ours), batch / median(ours), ratio(theirs, ours),
                  ratio(walls["op_rng per sample"], walls["vectorised streams"])])  # fmt: skip
     return rows, results
+
+
+def data_against_trunk(
+    size: int, images: list[torch.Tensor], args: argparse.Namespace, device: str, repeats: int
+) -> tuple[list[list[Any]], dict[str, Any]]:
+    """Samples/s of the production data path (both stages) and samples/s the trunk consumes
+    (forward + backward of AlexNet, width 1 (--tiny: 0.25), a batch of TRUNK_BATCH (--tiny: 4)),
+    timed in one interleaved run; their ratio is how many trunks one data path keeps fed."""
+    batch, width = (4, 0.25) if args.tiny else (TRUNK_BATCH, 1.0)
+    config, loader = AugmentConfig(preset="full"), RotNetConfig().loader
+    dataset = MonoDataset(images, config, size, length=10**6, seed=0, loader=loader)
+    view, dev = dataset.at_epoch(0), torch.device(device)
+    trunk = build_trunk(NetworkConfig(width=width, input_size=size)).to(dev).train()
+    x = torch.randn(batch, 3, size, size, device=dev)
+    indices = np.arange(batch) + 20_000
+
+    def trunk_step() -> None:
+        trunk.zero_grad(set_to_none=True)
+        trunk(x).sum().backward()
+
+    t = interleaved(
+        {"data": lambda: view.batch(indices, dev), "trunk": trunk_step},
+        repeats, warmup=1, device=device,
+    )
+    data, consumed = batch / median(t["data"]), batch / median(t["trunk"])
+    result = {
+        "size": size, "batch": batch, "width": width, "data_samples_per_s": data,
+        "trunk_samples_per_s": consumed, "data_over_trunk": ratio(t["trunk"], t["data"]),
+    }  # fmt: skip
+    rows = [
+        [size, batch, f"trunk fwd + bwd (AlexNet, width {width:g})", device,
+         1e3 * median(t["trunk"]), consumed, "", ""],
+        [size, batch, "data path over trunk (samples/s ratio)", device, "", "",
+         result["data_over_trunk"], ""],
+    ]  # fmt: skip
+    return rows, result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -102,13 +148,15 @@ def main(argv: list[str] | None = None) -> None:
         more_rows, more_results = one_size(size, images, args, device, repeats)
         rows += more_rows
         results += more_results
+    more_rows, against = data_against_trunk(64 if args.tiny else 224, images, args, device, repeats)
+    rows += more_rows
     text = table(
-        "Mono dataset throughput (preset full, astronaut 512 px)",
+        "Mono training data path (preset full, RotNet's loader, astronaut 512 px)",
         ["size px", "batch", "case", "device", "ms / batch", "samples / s", "x vs per-sample",
          "x (wall clock)"],
         rows,
     )  # fmt: skip
-    report("augment", args, device, text, {"rows": results})
+    report("augment", args, device, text, {"rows": results, "data_against_trunk": against})
 
 
 if __name__ == "__main__":

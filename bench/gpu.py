@@ -1,6 +1,7 @@
 """GPU-only: (1) RotNet pre-training throughput at 224 px (the paper's AlexNet-BN, width 1):
 bf16 autocast, channels_last and torch.compile against fp32 eager, with model FLOP utilisation
-(FLOPs counted by torch's FlopCounterMode) and the batched augmentation's share of a step;
+(FLOPs counted by torch's FlopCounterMode) and the training data path's share of a step (both
+stages of the mono dataset, batched on the device, as training makes its batches);
 (2) the probe data path: a folder of real JPEGs decoded on the GPU in batches
 (torchvision.io.decode_jpeg on CUDA) with crops and flips on the device, against CPU decoding
 and the per-sample transform.
@@ -28,9 +29,8 @@ from contract.jobs import ImageFile
 from contract.methods import RotNetConfig
 from contract.network import NetworkConfig
 from workers.data.augment import crop_box
-from workers.data.batch_augment import BatchAugmenter, normalise
-from workers.data.mono import load_images
-from workers.data.ops import generated_size
+from workers.data.batch_augment import normalise
+from workers.data.mono import MonoDataset, load_images
 from workers.data.probe_sets import train_inputs
 from workers.methods.rotnet import RotNet
 from workers.models.alexnet import build_trunk
@@ -152,21 +152,21 @@ def pretraining(device: str, tiny: bool, repeats: int) -> tuple[list[list[Any]],
                 f"{100 * mfu:.1f}%" if mfu else "n/a",
             ]
         )
-    # The augmentation's share: a batch of generated mono samples (stage 1, generated_size px)
-    # made on the device.
+    # The data path's share: a training batch of mono samples (stage 1 at generated_size px,
+    # then RotNet's loader crop to `size`) made on the device, as fit makes it.
     photo = bundled_photos()["astronaut"]
     images = load_images((ImageFile(path=str(photo), sha256=sha256_file(photo)),))
-    generated = generated_size(size)
-    augmenter = BatchAugmenter(
-        images, AugmentConfig(preset="full"), generated, seed=0, device=device
+    mono = MonoDataset(
+        images, AugmentConfig(preset="full"), size, 10**6, seed=0, loader=RotNetConfig().loader
     )
+    view, dev = mono.at_epoch(0), torch.device(device)
     indices = np.arange(batch)
     fastest = min(results["cases"].values(), key=lambda c: c["s_per_step"])["s_per_step"]
     big = np.arange(16 if tiny else 2048)
     t = interleaved(
         {
-            "step batch": lambda: augmenter(indices, normalised=True),
-            "large batch": lambda: augmenter(big, normalised=True),
+            "step batch": lambda: view.batch(indices, dev),
+            "large batch": lambda: view.batch(big, dev),
         },
         repeats,
         warmup=2,
@@ -175,12 +175,12 @@ def pretraining(device: str, tiny: bool, repeats: int) -> tuple[list[list[Any]],
     a = t["step batch"]
     share = median(a) / (median(a) + fastest)
     rate = len(big) / median(t["large batch"])
-    results["augment_s_per_batch"] = median(a)
-    results["augment_samples_per_s"] = rate
+    results["data_s_per_batch"] = median(a)
+    results["data_samples_per_s"] = rate
     results["gpu_busy_fraction_serial"] = 1 - share
     rows.append(
         [
-            f"batched augmentation at {generated} px, {len(big)} per call"
+            f"training data path at {size} px (both stages), {len(big)} per call"
             " (target 50,000/s on an H100)",
             f"{rate:,.0f} samples/s",
             "",

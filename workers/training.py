@@ -2,8 +2,9 @@
 learning-rate schedule, the loss checks, the log every LOG_EVERY steps and resume checkpoints.
 
 Written out, top to bottom (no framework between the reader and the loop): `fit` trains a
-Method on a Dataset for a `Loop`'s epochs, and a run resumed from its `resume.pt` ends with the
-weights of an uninterrupted one.
+Method on a dataset for a `Loop`'s epochs, and a run resumed from its `resume.pt` ends with the
+weights of an uninterrupted one. Each batch is made whole, on the job's device, by the epoch's
+view (`batch(indices, device)`, workers.methods.base.EpochData).
 """
 
 from __future__ import annotations
@@ -16,14 +17,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, default_collate
 
 from contract.schedules import Schedule
 from workers.methods.base import DivergedLoss, Method, NonFiniteLoss
 from workers.recorder import Recorder
 
 LOG_EVERY = 20  # steps between training-loss points (and progress reports: `progress`, the share of
-# the job's steps done, goes with them, so a driver can show how far a running job is)
+# the job's steps done, goes with them, so a driver can show how far a running job is; and where a
+# step's time goes: `data_s_per_step` making the batch, `compute_s_per_step` the rest of the step)
 
 
 def device() -> torch.device:
@@ -50,11 +51,6 @@ class Loop:
     loss_name: str = "pretext_loss"
 
 
-def _to(batch: Any, dev: torch.device) -> Any:
-    """A collated batch (a tensor, or a tuple of them) on the device."""
-    return tuple(b.to(dev) for b in batch) if isinstance(batch, (tuple, list)) else batch.to(dev)
-
-
 def rng_state() -> dict[str, Any]:
     """The global torch streams (dropout, BiGAN's noise, DeepCluster's draws), for resuming."""
     state = {"cpu": torch.get_rng_state()}
@@ -73,7 +69,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 def fit(
     loop: Loop,
     method: Method,
-    dataset: Dataset,
+    dataset: Any,
     recorder: Recorder,
     dev: torch.device,
     workdir: Path,
@@ -81,7 +77,11 @@ def fit(
 ) -> int:
     """Train `method` on `dataset`; returns the number of steps. Every `loop.checkpoint_every`
     steps the full state goes to the recorder as `resume.pt`; given such a file as `resume`,
-    training continues from its step and ends with the weights of an uninterrupted run."""
+    training continues from its step and ends with the weights of an uninterrupted run.
+
+    The two timings logged add up to the steps' wall time. On a GPU the work a step queues is
+    waited for at the next step's loss.item(), so it counts as compute; a batch's own kernels
+    count as data only as far as making it waits on them."""
     steps_per_epoch = max(1, len(dataset) // loop.batch_size)  # type: ignore[arg-type]
     total = steps_per_epoch * loop.epochs
     optimizers = method.configure_optimizers()
@@ -100,19 +100,21 @@ def fit(
         step = state["step"]
         recorder.metrics({"resumed_from_step": step}, step)
     method.train()
-    tick, seen = time.perf_counter(), 0
+    tick, seen, data_s, compute_s, timed = time.perf_counter(), 0, 0.0, 0.0, 0
     for epoch in range(step // steps_per_epoch, loop.epochs):
         epoch_data = method.on_epoch_start(epoch, dataset, dev)
         # The order of epoch e depends on (seed, e) only, so a resumed run sees the same batches.
         order = np.random.default_rng([loop.seed, epoch]).permutation(len(epoch_data))  # type: ignore[arg-type]
         for i in range(step - epoch * steps_per_epoch, steps_per_epoch):
             picked = order[i * loop.batch_size : (i + 1) * loop.batch_size]
-            batch = default_collate([epoch_data[int(j)] for j in picked])
+            start = time.perf_counter()
+            batch = epoch_data.batch(picked, dev)
+            made = time.perf_counter()
             scale = loop.schedule.factor(step, steps_per_epoch, total)
             for optimizer in optimizers:
                 for group in optimizer.param_groups:
                     group["lr"] = group["initial_lr"] * scale
-            loss, extra = method.training_step(_to(batch, dev))
+            loss, extra = method.training_step(batch)
             value = loss.item()  # the step's one device sync, shared by the check and the log
             check_loss(value, step, loop.divergence_threshold, loop.loss_name)
             optimizers[0].zero_grad(set_to_none=True)
@@ -120,14 +122,17 @@ def fit(
             optimizers[0].step()
             step += 1
             seen += len(picked)
+            end = time.perf_counter()
+            data_s, compute_s, timed = data_s + made - start, compute_s + end - made, timed + 1
             if step % LOG_EVERY == 0 or step == total:
-                now = time.perf_counter()
                 recorder.metrics(
                     {loop.loss_name: value, "lr": loop.lr * scale,
-                     "samples_per_s": seen / (now - tick), "epoch": epoch, "progress": step / total, **extra},
+                     "samples_per_s": seen / (end - tick), "epoch": epoch, "progress": step / total,
+                     "data_s_per_step": data_s / timed, "compute_s_per_step": compute_s / timed,
+                     **extra},
                     step,
                 )
-                tick, seen = now, 0
+                tick, seen, data_s, compute_s, timed = end, 0, 0.0, 0.0, 0
             if loop.checkpoint_every and step % loop.checkpoint_every == 0 and step < total:
                 path = workdir / "resume.pt"
                 torch.save(

@@ -233,7 +233,7 @@ def test_kmeans_gets_whitened_normalised_pre_relu_fc7_of_the_centre_crops(mono: 
     method = deepcluster()
     method.on_epoch_start(0, mono, CPU)
     view = mono.centred()
-    x = torch.stack([view[i] for i in range(len(mono))])
+    x = view.batch(np.arange(len(mono)), CPU)  # the batched centre crops, as training's
     method.eval()
     with torch.no_grad():
         fc7 = method.classifier[:-1](method.trunk(x).flatten(1))

@@ -17,6 +17,7 @@ from contract.augmentation import AugmentConfig, LoaderConfig
 from contract.images import bundled_photos, sha256_file
 from contract.jobs import ImageFile
 from contract.methods import BiGANConfig, DeepClusterConfig, RotNetConfig
+from workers.data import mono as mono_module
 from workers.data.mono import MonoDataset, load_images
 from workers.data.ops import LOADER_STREAM, OP_IDS
 
@@ -216,3 +217,18 @@ def test_samples_picture_shows_each_sample_beside_its_loader_view(
         view = grid[:, 2:75, left + 75 : left + 75 + 73]
         assert torch.equal(view[:, :64, :64], dataset.at_epoch(0).raw(i))
         assert (view[:, 64:, :] == 255).all() and (view[:, :, 64:] == 255).all()
+
+
+def test_a_large_source_set_brings_only_each_batchs_own_sources(small_astronaut: torch.Tensor, monkeypatch):
+    """Above ATLAS_SOURCES (N = all of ImageNet) a batch decodes and uploads only the sources
+    it uses: the same samples as one atlas of them all, from the right source each. Mutation
+    tried: the batch's own sources indexed by i mod N instead of their place among them (the
+    wrong source for most samples): the pixels differ by far more than the tolerance."""
+    images = [small_astronaut, TF.vertical_flip(small_astronaut), TF.rgb_to_grayscale(small_astronaut, 3),
+              TF.invert(small_astronaut), small_astronaut.flip(0)]
+    dataset = MonoDataset(images, AugmentConfig(preset="full"), 64, 40, 3)
+    indices = np.array([7, 3, 22, 18, 9, 31])  # sources 2, 3, 2, 3, 4, 1: a few, one twice
+    whole = dataset.generate(indices, torch.device("cpu"))
+    monkeypatch.setattr(mono_module, "ATLAS_SOURCES", 2)
+    per_batch = MonoDataset(images, AugmentConfig(preset="full"), 64, 40, 3).generate(indices, torch.device("cpu"))
+    assert (per_batch - whole).abs().max() < 2 / 255

@@ -34,6 +34,13 @@ def test_labelled_samples_items(small_train: ProbeSplit):
     assert torch.equal(raw[0], raw[1])  # grey images, as RGB
 
 
+def test_labelled_batches_are_the_items_stacked(small_train: ProbeSplit):
+    data = LabelledSamples(small_train, size=64, seed=0).at_epoch(2)
+    x, y = data.batch(np.array([7, 0, 7]), torch.device("cpu"))
+    assert torch.equal(x, torch.stack([data[i][0] for i in (7, 0, 7)]))
+    assert torch.equal(y, small_train.labels[[7, 0, 7]])
+
+
 def test_labelled_samples_change_crops_by_epoch_not_by_rerun(small_train: ProbeSplit):
     data = LabelledSamples(small_train, size=64, seed=0)
     assert torch.equal(data.raw(5), LabelledSamples(small_train, size=64, seed=0).raw(5))

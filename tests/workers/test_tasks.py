@@ -112,6 +112,7 @@ def test_pretrain_logs_the_pretext_loss(pretrained):
     assert 0 < losses[0] < 10 and torch.isfinite(torch.tensor(losses[0]))
     point = recorder.logged_metrics[None][0][1]
     assert {"lr", "samples_per_s", "epoch", "rotation_accuracy", "progress"} <= set(point)
+    assert point["data_s_per_step"] > 0 and point["compute_s_per_step"] > 0  # where a step's time goes
     assert point["samples_per_s"] > 0 and point["progress"] == 1.0  # the share of the steps done
 
 

@@ -21,6 +21,19 @@ from workers.training import Loop, fit
 CPU = torch.device("cpu")
 
 
+class Ones:
+    """`n` items of ones, batched: no loader views."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def batch(self, indices, device: torch.device) -> torch.Tensor:
+        return torch.ones(len(indices), 1, device=device)
+
+
 class RateProbe(Method):
     """A one-weight method that notes the rate of each optimizer group at every step."""
 
@@ -34,7 +47,7 @@ class RateProbe(Method):
         return [self.optimizer]
 
     def on_epoch_start(self, epoch: int, dataset, device: torch.device):
-        return dataset  # a plain tensor of ones: no loader views
+        return dataset
 
     def training_step(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         self.rates.append(self.optimizer.param_groups[0]["lr"])
@@ -45,7 +58,7 @@ def rates_by_epoch(config: MethodSettings, tmp_path: Path) -> list[float]:
     """The rate `fit` sets in each epoch of the method's default run (one step an epoch)."""
     method = RateProbe(config)
     loop = Loop(0, config.epochs, config.batch_size, config.lr, config.schedule)
-    fit(loop, method, torch.ones(config.batch_size, 1), MemoryRecorder(), CPU, tmp_path, None)
+    fit(loop, method, Ones(config.batch_size), MemoryRecorder(), CPU, tmp_path, None)
     return method.rates
 
 

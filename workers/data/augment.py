@@ -1,8 +1,10 @@
 """Stage 1 of the mono dataset, the generator: its augmentation ops, one sample at a time,
 each from its own stream.
 
-The per-sample reference that training uses (via workers.data.mono): `augment` applies the ops
-of workers.data.ops.OPS in their order, op `o` of sample i drawing from op_rng(seed, o, i).
+The per-sample reference (workers.data.mono's `raw`, the pictures, and the spec the batched
+generator that training uses, workers.data.batch_augment, is tested against): `augment`
+applies the ops of workers.data.ops.OPS in their order, op `o` of sample i drawing from
+op_rng(seed, o, i).
 Every sample goes through the generator's full geometry, as the official script's: a crop
 resized to sqrt(2) x the output size, then (when on) the affine op, then the centre crop to
 the output size. What the network sees is a method's loader view of it (stage 2,
@@ -161,5 +163,5 @@ def color_jitter(image: torch.Tensor, factors: tuple[float, float, float, float]
 
 
 def to_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (..., 3, H, W) -> float, normalised with ImageNet statistics."""
-    return (images.float() / 255 - MEAN) / STD
+    """uint8 (..., 3, H, W) -> float, normalised with ImageNet statistics, on their device."""
+    return (images.float() / 255 - MEAN.to(images.device)) / STD.to(images.device)

@@ -90,20 +90,21 @@ class BatchAugmenter:
         )
         self.coverage = torch.compile(coverage, dynamic=True) if compiled else coverage
 
-    def params(self, indices: Sequence[int] | np.ndarray) -> BatchParams:
-        return draw_params(self.config, self.shapes, self.seed, indices)
+    def params(self, indices: Sequence[int] | np.ndarray, sources: np.ndarray | None = None) -> BatchParams:
+        return draw_params(self.config, self.shapes, self.seed, indices, sources)
 
     def __call__(
-        self, indices: Sequence[int] | np.ndarray, normalised: bool = False
+        self, indices: Sequence[int] | np.ndarray, normalised: bool = False, sources: np.ndarray | None = None
     ) -> torch.Tensor:
         """Samples `indices`: float (B, 3, size, size), in [0, 1] or (`normalised`) as
-        augment.to_input gives them. On a CPU the batch is rendered a cache-sized chunk at a
+        augment.to_input gives them; `sources`: which of the atlas' images each one is made from
+        (default: index mod their number). On a CPU the batch is rendered a cache-sized chunk at a
         time (every pass of a chunk then stays in cache); on a GPU in one go.
 
         Samples are rendered in the order (fill only, fill and jitter, jitter only, neither),
         so the filled samples and the jittered ones are each one slice: on a CPU, gathering
         and scattering them by index cost more than the fill itself."""
-        p = self.params(indices)
+        p = self.params(indices, sources)
         n, size = len(p), self.size
         to_source, to_canvas = self.matrices(p)
         filled = self._needs_fill(to_canvas)

@@ -58,19 +58,21 @@ def draw_params(
     shapes: Sequence[tuple[int, int]],
     seed: int,
     indices: Sequence[int] | np.ndarray,
+    sources: np.ndarray | None = None,
 ) -> BatchParams:
     """The parameters augment() draws for samples `indices` (sample i uses source i mod N, whose
-    (H, W) is shapes[i mod N]), from the same streams and bit-identical, computed on arrays.
+    (H, W) is shapes[i mod N]; or `sources[j]` for indices[j], when a batch brings only its own
+    sources), from the same streams and bit-identical, computed on arrays.
 
     Raises:
         ValueError: no crop fits an image after 1000 tries (as augment()).
     """
     idx = np.asarray(indices, dtype=np.int64)
     if len(idx) and (seed < 0 or seed >= 2**32 or idx.min() < 0 or idx.max() >= 2**32):
-        return draw_params_reference(config, shapes, seed, idx)
+        return draw_params_reference(config, shapes, seed, idx, sources)
     n = len(idx)
     dims = np.asarray(shapes, dtype=np.int64).reshape(-1, 2)
-    source = idx % len(dims)
+    source = idx % len(dims) if sources is None else np.asarray(sources, dtype=np.int64)
     height, width = dims[source, 0].copy(), dims[source, 1].copy()
     ops = active(config)  # seed only the streams augment() opens
     entropy = np.stack(
@@ -92,7 +94,7 @@ def draw_params(
         left0 = streams.integers(at["initial_crop"], width - side + 1)
         height = width = side
     if "crop" in at and config.crop_scale is not None:
-        h, w = _crop_sizes(streams, at["crop"], height, width, config.crop_scale, config.crop_ratio)
+        h, w = crop_sizes(streams, at["crop"], height, width, config.crop_scale, config.crop_ratio)
         top = streams.integers(at["crop"], height - h + 1)
         left = streams.integers(at["crop"], width - w + 1)
     else:  # the largest centred square
@@ -122,7 +124,7 @@ def draw_params(
     )
 
 
-def _crop_sizes(
+def crop_sizes(
     streams: Streams,
     at: np.ndarray,
     height: np.ndarray,
@@ -159,11 +161,12 @@ def draw_params_reference(
     shapes: Sequence[tuple[int, int]],
     seed: int,
     indices: Sequence[int] | np.ndarray,
+    sources: np.ndarray | None = None,
 ) -> BatchParams:
     """The spec of draw_params: augment()'s own draws, one sample at a time through op_rng."""
     rows = []
-    for index in (int(i) for i in indices):
-        source = index % len(shapes)
+    for j, index in enumerate(int(i) for i in indices):
+        source = index % len(shapes) if sources is None else int(sources[j])
         height, width = shapes[source]
         rngs = {op.name: op_rng(seed, op.name, index) for op in active(config)}
         top0 = left0 = 0

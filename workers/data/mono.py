@@ -8,6 +8,11 @@ generated_size(input size) (256 px for a 224 px network). Stage 2, the method's 
 (workers.data.loader): `at_epoch(e)` crops the network's input out of each sample, anew every
 epoch, from streams seeded from (seed, LOADER_STREAM, e, i). A dataset is fully described by its
 images, augmentation, loader, input size, length and seed.
+
+Training takes whole batches, `view.batch(indices, device)`, made on the job's device: stage 1
+by workers.data.batch_augment, stage 2 by workers.data.batch_loader, from the same draws as the
+per-sample path (`raw`, `view.raw`, `view[i]`: the reference, and the pictures), pixels equal
+up to interpolation (tests/workers/test_batch_loader.py states how close).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 from torchvision.io import ImageReadMode, decode_image
@@ -23,6 +29,8 @@ from torchvision.io import ImageReadMode, decode_image
 from contract.augmentation import AugmentConfig, LoaderConfig
 from contract.jobs import ImageFile
 from workers.data.augment import augment, to_input
+from workers.data.batch_augment import BatchAugmenter, normalise
+from workers.data.batch_loader import centre_views, crop_views, draw_views
 from workers.data.loader import centre, load
 from workers.data.ops import generated_size, loader_rng
 
@@ -40,6 +48,11 @@ def load_images(files: tuple[ImageFile, ...]) -> list[torch.Tensor]:
             raise ValueError(f"{f.path} changed since the sweep was planned (sha256 differs)")
         images.append(decode_image(torch.frombuffer(bytearray(data), dtype=torch.uint8), ImageReadMode.RGB))
     return images
+
+
+# Sources an atlas holds for a whole run (about 21 B per source pixel on the device: 1024 photos
+# of 500 x 400 px take 4.3 GB); beyond, batches bring their own.
+ATLAS_SOURCES = 1024
 
 
 class MonoDataset(Dataset):
@@ -62,6 +75,7 @@ class MonoDataset(Dataset):
         self.images, self.augmentation, self.loader = images, augmentation, loader
         self.size, self.length, self.seed = size, length, seed
         self.generated = generated_size(size)
+        self.augmenters: dict[torch.device, BatchAugmenter] = {}  # the sources' atlas, per device
 
     def __len__(self) -> int:
         return self.length
@@ -73,6 +87,24 @@ class MonoDataset(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return to_input(self.raw(index))
+
+    def generate(self, indices: np.ndarray, device: torch.device) -> torch.Tensor:
+        """float (B, 3, G, G) in [0, 1]: samples `indices` made as one batch on `device` (stage 1
+        batched: `raw`'s draws, its pixels up to interpolation). Up to ATLAS_SOURCES sources go
+        to the device once, on the first call there; from a larger set (N = 1000 or all of
+        ImageNet, files decoded when asked) each batch decodes and uploads only its own."""
+        device = torch.device(device)
+        if len(self.images) > ATLAS_SOURCES:
+            needed, local = np.unique(np.asarray(indices) % len(self.images), return_inverse=True)
+            sources = (self.images[needed].decode() if hasattr(self.images, "decode")  # files
+                       else [self.images[int(j)] for j in needed])
+            augmenter = BatchAugmenter(sources, self.augmentation, self.generated, self.seed, device)
+            return augmenter(indices, sources=local)
+        if device not in self.augmenters:
+            self.augmenters[device] = BatchAugmenter(
+                self.images, self.augmentation, self.generated, self.seed, device
+            )
+        return self.augmenters[device](indices)
 
     def at_epoch(self, epoch: int) -> Dataset:
         """The loader's view of every sample in `epoch`: item i = (3, size, size) normalised."""
@@ -104,6 +136,17 @@ class LoaderView(Dataset):
     def __getitem__(self, index: int) -> torch.Tensor:
         return to_input(self.raw(index))
 
+    def pixels(self, indices: np.ndarray, device: torch.device) -> torch.Tensor:
+        """float (B, 3, size, size) in [0, 1]: the views of samples `indices`, both stages
+        batched on `device`, from `raw`'s draws."""
+        m = self.mono
+        views = draw_views(self.loader, m.generated, m.size, m.seed, self.epoch, indices)
+        return crop_views(m.generate(indices, device), views, m.size)
+
+    def batch(self, indices: np.ndarray, device: torch.device) -> torch.Tensor:
+        """The training batch: normalised float (B, 3, size, size) on `device`."""
+        return normalise(self.pixels(indices, device))
+
 
 class CentredView(Dataset):
     """Item i: the centre crop of mono sample i at the input size, normalised; no randomness."""
@@ -119,3 +162,11 @@ class CentredView(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return to_input(self.raw(index))
+
+    def pixels(self, indices: np.ndarray, device: torch.device) -> torch.Tensor:
+        """float (B, 3, size, size) in [0, 1]: the centre crops, made as one batch."""
+        return centre_views(self.mono.generate(indices, device), self.mono.size)
+
+    def batch(self, indices: np.ndarray, device: torch.device) -> torch.Tensor:
+        """Normalised float (B, 3, size, size) on `device`."""
+        return normalise(self.pixels(indices, device))

@@ -278,3 +278,10 @@ class LabelledSamples(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return to_input(self.raw(index)), self.split.labels[index]
+
+    def batch(self, indices: np.ndarray, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training batch on `device`: (normalised float (B, 3, size, size), labels (B,)).
+        Made sample by sample on the CPU (real images of different sizes, as upstream's
+        DataLoader) and normalised on the device."""
+        crops = torch.stack([self.raw(int(i)) for i in indices]).to(device)
+        return to_input(crops), self.split.labels[torch.as_tensor(indices)].to(device)

@@ -99,7 +99,8 @@ class Streams:
     advanced together. Every draw takes `at`, the positions of the streams that draw."""
 
     def __init__(self, entropy: np.ndarray):
-        """entropy: (3, n) integers in [0, 2**32), one column [seed, op id, index] per stream."""
+        """entropy: (k, n) integers in [0, 2**32), k <= 4, one column per stream: [seed, op id,
+        index] (an op's stream) or [seed, LOADER_STREAM, epoch, index] (a loader view's)."""
         w = [x.astype(np.uint64) for x in _generate_state(_seed_pool(entropy.astype(np.uint32)))]
         # PCG64 seeding (pcg64_set_seed): initstate = val0 << 64 | val1, initseq = val2 << 64
         # | val3, where val_k = w[2k] | w[2k+1] << 32; limbs are listed low to high.

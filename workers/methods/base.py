@@ -4,11 +4,11 @@ implementation here in workers/methods/ (one file per method)."""
 from __future__ import annotations
 
 import importlib
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
+import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from contract.methods import MethodSettings
 from workers.models.alexnet import AlexNet
@@ -25,6 +25,16 @@ class DivergedLoss(FloatingPointError):
     blown up, and the job fails rather than finish with a useless trunk."""
 
     reason = "diverged"
+
+
+class EpochData(Protocol):
+    """What a method trains on in an epoch: len() items, and `batch(indices, device)`, the
+    batch of items `indices` made on `device` as training_step takes it (a tensor, or a tuple
+    of tensors)."""
+
+    def __len__(self) -> int: ...
+
+    def batch(self, indices: np.ndarray, device: torch.device) -> Any: ...
 
 
 class Method(nn.Module):
@@ -51,7 +61,7 @@ class Method(nn.Module):
             )
         ]
 
-    def on_epoch_start(self, epoch: int, dataset: Any, device: torch.device) -> Dataset:
+    def on_epoch_start(self, epoch: int, dataset: Any, device: torch.device) -> EpochData:
         """Called before every epoch, also the one a resumed run re-enters; returns the dataset
         to iterate this epoch. Default: the dataset's view of the epoch, `at_epoch(epoch)` (the
         mono dataset's loader crops, a labelled split's train crops), redrawn every epoch from
@@ -64,7 +74,7 @@ class Method(nn.Module):
         return {}
 
     def training_step(self, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        """A collated batch of the epoch's dataset (mono samples: (B, 3, H, W)) -> (loss,
+        """A batch of the epoch's data on the device (mono samples: (B, 3, H, W)) -> (loss,
         metrics to log)."""
         raise NotImplementedError
 

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from workers.methods.base import Method
+from workers.methods.base import EpochData, Method
 from workers.models.alexnet import AlexNet, pool5_shape
 
 SPLIT_EPS = 1 / 1024  # faiss's relative perturbation when an empty cluster takes half of a full one
@@ -105,6 +105,13 @@ class PseudoLabelled(Dataset):
     def __getitem__(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.dataset[int(self.indices[j])], self.labels[j]
 
+    def batch(
+        self, positions: np.ndarray, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Items `positions` on `device`: (the view's batch of their samples, (B,) cluster ids)."""
+        at = torch.as_tensor(positions)
+        return self.dataset.batch(self.indices[at].numpy(), device), self.labels[at].to(device)
+
 
 class DeepCluster(Method):
     def __init__(self, config, trunk: AlexNet, input_size: int, classes: int | None = None):
@@ -149,18 +156,21 @@ class DeepCluster(Method):
         self.non_empty = len(torch.unique(self.labels))
 
     @torch.no_grad()
-    def features(self, dataset: Dataset, indices: np.ndarray, device: torch.device) -> torch.Tensor:
-        """(n,) mono sample indices -> (n, hidden) fc7 features before its ReLU, in eval mode."""
+    def features(
+        self, dataset: EpochData, indices: np.ndarray, device: torch.device
+    ) -> torch.Tensor:
+        """(n,) mono sample indices -> (n, hidden) fc7 features before its ReLU, in eval mode;
+        the view's batches are made on `device`, as training's."""
         was_training = self.training
         self.eval()
         out = []
         for start in range(0, len(indices), self.config.batch_size):
-            x = torch.stack([dataset[int(i)] for i in indices[start : start + self.config.batch_size]])
-            out.append(self.classifier[:-1](self.trunk(x.to(device)).flatten(1)))
+            x = dataset.batch(indices[start : start + self.config.batch_size], device)
+            out.append(self.classifier[:-1](self.trunk(x).flatten(1)))
         self.train(was_training)
         return torch.cat(out)
 
-    def on_epoch_start(self, epoch: int, dataset: Any, device: torch.device) -> Dataset:
+    def on_epoch_start(self, epoch: int, dataset: Any, device: torch.device) -> EpochData:
         """Clusters the mono samples' centre crops (upstream: Resize(256) + CenterCrop(224),
         main.py l.122-123), then trains on the loader's view of the epoch (RandomResizedCrop +
         flip, clustering.py l.142-143)."""
@@ -168,7 +178,7 @@ class DeepCluster(Method):
             self.recluster(epoch, dataset.centred(), device)
         return PseudoLabelled(dataset.at_epoch(epoch), self.indices, self.labels)
 
-    def recluster(self, epoch: int, dataset: Dataset, device: torch.device) -> None:
+    def recluster(self, epoch: int, dataset: EpochData, device: torch.device) -> None:
         cfg = self.config
         # Drawn from the global stream (seeded with the job): reproducible, and resumable.
         rng = np.random.default_rng(int(torch.randint(2**62, ())))
