@@ -56,16 +56,23 @@ def pca_whiten(
     mean /= max(n, 1)
     covariance = torch.zeros(features, features, dtype=torch.float64, device=device)
     for part in x.split(chunk):
-        centred = part.to(device) - mean  # (chunk, D) float64, by type promotion
+        centred = _centred(part, mean)
         covariance.addmm_(centred.T, centred)
+        del centred  # freed before the next chunk's is made: one (chunk, D) float64 at a time
     covariance /= max(n - 1, 1)
     values, vectors = torch.linalg.eigh(covariance)  # ascending order
     top = vectors[:, -dim:].flip(1)  # (D, dim), largest variance first
     scale = (values[-dim:].flip(0).clamp_min(0) + eps).sqrt()
     out = torch.empty(n, dim, device=device)
     for start, part in zip(range(0, n, chunk), x.split(chunk), strict=True):
-        out[start : start + len(part)] = (part.to(device) - mean) @ top / scale
+        out[start : start + len(part)] = (_centred(part, mean) @ top).div_(scale)
     return out
+
+
+def _centred(part: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """(chunk, D) rows moved to mean's device, minus the (D,) float64 mean: a new float64 tensor,
+    the one copy made (`part - mean` would, on the CPU, also cast `part` to float64 first)."""
+    return part.to(mean.device).to(torch.float64, copy=True).sub_(mean)
 
 
 def kmeans_assign(x: torch.Tensor, centroids: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
@@ -128,8 +135,8 @@ def clustering_memory(
     ids and the epoch's draw, int64). Device: n (4 pca_dim + 16) (the whitened matrix, k-means'
     assignments and their chunks before they are joined) + 32 D^2 (the float64 covariance, its
     eigenvectors, eigh's workspace) + 12 chunk D (a float32 chunk of features and its float64
-    centred copy) + 8 chunk k (k-means' (chunk, k) scores, twice) + 16 k pca_dim (centroids,
-    their sums and the update).
+    centred copy) + 8 chunk pca_dim (a projected chunk) + 8 chunk k (k-means' (chunk, k) scores,
+    twice) + 16 k pca_dim (centroids, their sums and the update).
 
     Paper scale (n = 1,281,167, D = 4096, pca_dim 256, k = 10000, chunk 16384): host 21.1 GB
     (21.0 GB of features, as upstream's float32 numpy array); device 4.0 GB (1.33 GB whitened
@@ -142,6 +149,7 @@ def clustering_memory(
         n * (4 * pca_dim + 16)
         + 32 * features**2
         + 12 * chunk * features
+        + 8 * chunk * pca_dim
         + 8 * chunk * k
         + 16 * k * pca_dim
     )
