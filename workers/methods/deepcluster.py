@@ -139,7 +139,7 @@ def clustering_memory(
     twice) + 16 k pca_dim (centroids, their sums and the update).
 
     Paper scale (n = 1,281,167, D = 4096, pca_dim 256, k = 10000, chunk 16384): host 21.1 GB
-    (21.0 GB of features, as upstream's float32 numpy array); device 4.0 GB (1.33 GB whitened
+    (21.0 GB of features, as upstream's float32 numpy array); device 4.1 GB (1.33 GB whitened
     matrix, 0.54 GB PCA, 0.81 GB feature chunks, 1.31 GB scores), which fits an 80 GB card.
     Before the features went to the host, the device held them with two float64 copies for the
     PCA: 20 n D = 105 GB.
