@@ -12,8 +12,9 @@ Peak GPU memory of a job, an estimate: its State (parameters and buffers, gradie
 state: SGD's momentum is 1x, Adam's moments 2x the trained parameters) plus the largest
 activation set of its phases: the bytes a training step saves for backward at the job's batch;
 a frozen trunk's forward at its batch (and views), bounded by what the same forward would save;
-DeepCluster's clustering, 20 D bytes per clustered sample (the features and pca_whiten's two
-float64 copies). Not counted: the allocator's caching, cuDNN's workspaces, CUDA's context.
+DeepCluster's clustering, about (4 pca_dim + 16) bytes per clustered sample plus chunk-sized
+temporaries (workers.methods.deepcluster.clustering_memory; its features stay on the host,
+4 D bytes a sample). Not counted: the allocator's caching, cuDNN's workspaces, CUDA's context.
 """
 
 from __future__ import annotations
@@ -82,10 +83,10 @@ def pretrain(job: PretrainJob, costs: Any) -> JobEstimate:
     if isinstance(m, DeepClusterConfig):
         clustered = m.cluster_samples or m.samples
         features, dim = costs.extraction(m, job.network)
-        cluster = costs.clustering(m, dim)
+        cluster, cluster_bytes = costs.clustering(m, dim)
         flops += m.epochs * clustered * (features.flops + cluster.flops)
         samples += m.epochs * clustered
-        activations = max(activations, clustered * cluster.held)
+        activations = max(activations, cluster_bytes)
     return JobEstimate("pretrain", row, samples, flops, step.state.total + activations)
 
 

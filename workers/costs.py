@@ -38,7 +38,7 @@ from contract.network import NetworkConfig
 from workers.data.probe_sets import ProbeSplit
 from workers.finetune import Finetuning
 from workers.methods.base import Method, implementation
-from workers.methods.deepcluster import kmeans_assign, pca_whiten
+from workers.methods.deepcluster import clustering_memory, kmeans_assign, pca_whiten
 from workers.models.alexnet import AlexNet, build_trunk
 from workers.probes import LinearProbes, ProbeTrainer, feature_shapes
 from workers.style_transfer import StyleLoss, transfer
@@ -92,11 +92,14 @@ class Style:
 
 
 class _NoValues(TorchDispatchMode):
-    """Meta tensors hold no values: reading one gives 1."""
+    """Meta tensors hold no values: reading one gives 1, and copying one into a host tensor
+    (DeepCluster's features, gathered on the host) copies nothing."""
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         if func is torch.ops.aten._local_scalar_dense.default:
             return 1
+        if func is torch.ops.aten.copy_.default and args[1].is_meta and not args[0].is_meta:
+            return args[0]
         return func(*args, **(kwargs or {}))
 
 
@@ -231,16 +234,27 @@ def extraction(method: DeepClusterConfig, network: NetworkConfig) -> tuple[Pass,
     size D. Its working set is below the training step's at the same batch, so not measured."""
     model: Any = _method(method, network, None)
     with counting(model) as tally:
-        features = model.features(list(images(BATCH, network.input_size)), np.arange(BATCH), META)
+        features = model.features(_MetaView(network.input_size), np.arange(BATCH), META)
     return Pass(tally.flops / BATCH, 0.0), features.shape[1]
 
 
+@dataclass(frozen=True)
+class _MetaView:
+    """A mono view (workers.methods.base.EpochData) whose batches are meta images."""
+
+    size: int
+
+    def batch(self, indices: np.ndarray, device: torch.device) -> torch.Tensor:
+        return images(len(indices), self.size)
+
+
 @functools.cache
-def clustering(method: DeepClusterConfig, dim: int) -> Pass:
+def clustering(method: DeepClusterConfig, dim: int) -> tuple[Pass, int]:
     """DeepCluster's clustering, per clustered sample: PCA-whitening (the covariance and the
     projection, in float64) and k-means' assignments, one per iteration and a last one (the
-    loop of `kmeans`), measured on its functions. Held: the features (float32, kept on the
-    job's device) with pca_whiten's float64 copy and its centred copy, 20 D bytes a sample."""
+    loop of `kmeans`), measured on its functions; and the device bytes of one re-clustering of
+    all its clustered samples (deepcluster.clustering_memory: the whitened matrix and
+    chunk-sized temporaries; the features stay on the host)."""
     features = torch.zeros(BATCH, dim, device=META)
     with counting(nn.Module()) as pca:
         whitened = pca_whiten(features, min(method.pca_dim, dim))
@@ -248,7 +262,9 @@ def clustering(method: DeepClusterConfig, dim: int) -> Pass:
     with counting(nn.Module()) as assign:
         kmeans_assign(whitened, centroids)
     flops = pca.flops + (method.kmeans_iterations + 1) * assign.flops
-    return Pass(flops / BATCH, float(dim * (4 + 8 + 8)))
+    clustered = method.cluster_samples or method.samples
+    _, device = clustering_memory(clustered, dim, whitened.shape[1], method.k)
+    return Pass(flops / BATCH, 0.0), device
 
 
 def frozen_trunk(network: NetworkConfig) -> AlexNet:

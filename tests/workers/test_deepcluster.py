@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +22,8 @@ from workers.methods import deepcluster as deepcluster_module
 from workers.methods.deepcluster import (
     DeepCluster,
     PseudoLabelled,
+    cluster_features,
+    clustering_memory,
     kmeans,
     kmeans_assign,
     pca_whiten,
@@ -24,6 +31,7 @@ from workers.methods.deepcluster import (
 )
 from workers.models.alexnet import AlexNet
 
+ROOT = Path(__file__).resolve().parents[2]
 CPU = torch.device("cpu")
 TINY = {"samples": 32, "k": 4, "pca_dim": 16, "batch_size": 8, "kmeans_iterations": 10}
 
@@ -48,6 +56,44 @@ def test_pca_whiten_gives_unit_covariance_along_the_top_axes():
 def test_pca_whiten_rejects_more_axes_than_features():
     with pytest.raises(ValueError, match="principal axes"):
         pca_whiten(torch.randn(10, 3), 4)
+
+
+def reference_whiten(x: torch.Tensor, dim: int, eps: float = 1e-5) -> torch.Tensor:
+    """The whole matrix at once in float64, as pca_whiten was before it read x in chunks."""
+    x = x.double() - x.double().mean(0)
+    values, vectors = torch.linalg.eigh(x.T @ x / (len(x) - 1))
+    return x @ vectors[:, -dim:].flip(1) / (values[-dim:].flip(0) + eps).sqrt()
+
+
+def spread(n: int, features: int, seed: int) -> torch.Tensor:
+    """(n, D) off-centre rows with distinct variances along random axes: unique principal axes."""
+    g = torch.Generator().manual_seed(seed)
+    rotation, _ = torch.linalg.qr(torch.randn(features, features, generator=g))
+    scales = torch.linspace(3.0, 0.1, features)
+    return (torch.randn(n, features, generator=g) * scales) @ rotation.T + 2.0
+
+
+@pytest.mark.parametrize(
+    "n, features, dim, chunk",
+    [(50, 8, 3, 7), (257, 12, 5, 1), (300, 16, 16, 64), (1000, 32, 8, 1000)],
+)
+def test_chunked_pca_whiten_equals_the_whole_matrix_in_float64(n, features, dim, chunk):
+    x = spread(n, features, seed=n)
+    out = pca_whiten(x, dim, chunk=chunk)
+    assert out.shape == (n, dim) and out.dtype == torch.float32
+    expected = reference_whiten(x, dim)
+    signs = torch.sign((out.double() * expected).sum(0))  # each eigenvector's sign is arbitrary
+    torch.testing.assert_close(out.double() * signs, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_cluster_features_equals_the_reference_flow_from_the_same_start():
+    """Whitened, normalised, k-means: the same assignments as on the float64 reference (an axis
+    of opposite sign changes no distance)."""
+    x = spread(600, 24, seed=3)
+    got = cluster_features(x, 8, 5, 10, torch.Generator().manual_seed(4), CPU)
+    reference = F.normalize(reference_whiten(x, 8).float(), dim=1)
+    _, expected = kmeans(reference, 5, 10, torch.Generator().manual_seed(4))
+    assert got.device == CPU and torch.equal(got, expected)
 
 
 @pytest.mark.parametrize("n, k, d", [(1, 1, 2), (37, 5, 3), (300, 16, 8)])
@@ -256,3 +302,47 @@ def test_an_epoch_draws_uniformly_over_the_clusters(mono: MonoDataset, monkeypat
     counts = torch.bincount(method.labels, minlength=4)
     assert counts.sum() == 32 and counts.min() >= 5 and counts.max() <= 9, counts  # share 32 // 4 + 1 = 9
     assert all(lopsided[int(i)] == label for i, label in zip(method.indices, method.labels, strict=True))
+
+
+MEASURE = """
+import json, os, resource, torch
+from workers.methods.deepcluster import cluster_features
+
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+def resident():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+n, features, pca_dim, k = {n}, {features}, {pca_dim}, {k}
+cpu = torch.device("cpu")
+# One-off buffers (BLAS, LAPACK, the allocator) go into the baseline.
+cluster_features(torch.randn(4 * k, 64), 16, k, 1, torch.Generator().manual_seed(0), cpu)
+before = resident()  # not the peak so far: the import's transient peak would hide growth
+g = torch.Generator().manual_seed(0)
+scales = torch.linspace(2.0, 0.1, features)  # distinct variances
+x = torch.empty(n, features)  # the host features, filled in chunks as DeepCluster.features does
+for start in range(0, n, 4096):
+    rows = x[start : start + 4096]
+    rows.copy_(torch.randn(rows.shape, generator=g) * scales)
+cluster_features(x, pca_dim, k, 3, torch.Generator().manual_seed(1), cpu)
+print(json.dumps(peak() - before))
+"""
+
+
+def test_clustering_peak_memory_at_d_50000_is_within_its_formula():
+    """Host features through cluster_features in a fresh process, its peak RSS (ru_maxrss) over
+    the baseline: within clustering_memory's host + device bound (on the CPU they are one
+    memory), and below the features plus one whole float64 copy of them, which the code before
+    made twice (20 n D bytes: 1.06 GB measured here). D = 1024, not fc7's 4096: the float64
+    covariance and eigh at 4096 take minutes on a 2-core CPU, and the bound's terms are the same.
+    Mutation tried: `x = x.double()` at the top of pca_whiten (a whole float64 copy): fails."""
+    n, features, pca_dim, k = 50_000, 1024, 256, 100
+    code = MEASURE.format(n=n, features=features, pca_dim=pca_dim, k=k)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    measured = json.loads(result.stdout)
+    host, device = clustering_memory(n, features, pca_dim, k)
+    assert measured <= host + device, (measured, host, device)
+    assert host + device < n * features * (4 + 8)

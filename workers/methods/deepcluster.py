@@ -9,6 +9,10 @@ the clusters; the top layer is re-initialised for the new labels. Settings
 weight_decay, k, pca_dim, kmeans_iterations, cluster_samples (how many samples are clustered;
 upstream clusters all of them), sobel, loader.
 k-means is plain torch (Lloyd's algorithm on the job's device), as faiss is not required.
+Memory: the features are gathered on the host in float32 (as upstream's numpy array) and the
+PCA reads them in chunks, so the device holds only the (n, pca_dim) whitened matrix and
+chunk-sized temporaries; `clustering_memory` states both peaks (at the paper's d: 21.1 GB on the
+host, 4.1 GB on the device).
 """
 
 from __future__ import annotations
@@ -25,25 +29,57 @@ from workers.methods.base import EpochData, Method
 from workers.models.alexnet import AlexNet, pool5_shape
 
 SPLIT_EPS = 1 / 1024  # faiss's relative perturbation when an empty cluster takes half of a full one
+# Rows per step of the PCA and of k-means' assignments: bounds their (CHUNK, D) and (CHUNK, k)
+# temporaries on the device (0.8 GB and 1.3 GB at D = 4096, k = 10000).
+CHUNK = 16384
 
 
-def pca_whiten(x: torch.Tensor, dim: int, eps: float = 1e-5) -> torch.Tensor:
-    """(n, D) -> (n, dim): centred, projected on the top `dim` principal axes, each axis
-    scaled to unit variance (faiss's PCAMatrix with eigen_power -0.5, as DeepCluster).
+def pca_whiten(
+    x: torch.Tensor,
+    dim: int,
+    eps: float = 1e-5,
+    device: torch.device | None = None,
+    chunk: int = CHUNK,
+) -> torch.Tensor:
+    """(n, D) -> (n, dim) float32 on `device` (x's by default): centred, projected on the top
+    `dim` principal axes, each axis scaled to unit variance (faiss's PCAMatrix with eigen_power
+    -0.5, as DeepCluster). x may stay on the host: it is read in chunks of rows moved to the
+    device, for the mean, for the covariance (accumulated in float64, (D, D)) and for the
+    projection, so no copy of all of x is made.
 
     Raises:
         ValueError: `dim` exceeds the feature size D.
     """
-    if dim > x.shape[1]:
-        raise ValueError(f"cannot keep {dim} principal axes of {x.shape[1]}-dim features")
-    x = x.double()
-    x = x - x.mean(0)
-    values, vectors = torch.linalg.eigh(x.T @ x / max(len(x) - 1, 1))  # ascending order
+    n, features = x.shape
+    if dim > features:
+        raise ValueError(f"cannot keep {dim} principal axes of {features}-dim features")
+    device = x.device if device is None else device
+    mean = torch.zeros(features, dtype=torch.float64, device=device)
+    for part in x.split(chunk):
+        mean += part.to(device).sum(0, dtype=torch.float64)
+    mean /= max(n, 1)
+    covariance = torch.zeros(features, features, dtype=torch.float64, device=device)
+    for part in x.split(chunk):
+        centred = _centred(part, mean)
+        covariance.addmm_(centred.T, centred)
+        del centred  # freed before the next chunk's is made: one (chunk, D) float64 at a time
+    covariance /= max(n - 1, 1)
+    values, vectors = torch.linalg.eigh(covariance)  # ascending order
     top = vectors[:, -dim:].flip(1)  # (D, dim), largest variance first
-    return (x @ top / (values[-dim:].flip(0).clamp_min(0) + eps).sqrt()).float()
+    scale = (values[-dim:].flip(0).clamp_min(0) + eps).sqrt()
+    out = torch.empty(n, dim, device=device)
+    for start, part in zip(range(0, n, chunk), x.split(chunk), strict=True):
+        out[start : start + len(part)] = (_centred(part, mean) @ top).div_(scale)
+    return out
 
 
-def kmeans_assign(x: torch.Tensor, centroids: torch.Tensor, chunk: int = 16384) -> torch.Tensor:
+def _centred(part: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """(chunk, D) rows moved to mean's device, minus the (D,) float64 mean: a new float64 tensor,
+    the one copy made (`part - mean` would, on the CPU, also cast `part` to float64 first)."""
+    return part.to(mean.device).to(torch.float64, copy=True).sub_(mean)
+
+
+def kmeans_assign(x: torch.Tensor, centroids: torch.Tensor, chunk: int = CHUNK) -> torch.Tensor:
     """(n, d) points, (k, d) centroids -> (n,) index of each point's nearest centroid (L2).
     argmin |x - c|^2 = argmax (x.c - |c|^2 / 2); rows in chunks so n x k never sits in memory."""
     half_norms = (centroids * centroids).sum(1) / 2
@@ -78,6 +114,50 @@ def kmeans(
             counts[empty] = counts[full] // 2
             counts[full] -= counts[empty]
     return centroids, kmeans_assign(x, centroids)
+
+
+def cluster_features(
+    features: torch.Tensor, pca_dim: int, k: int, iterations: int, generator: torch.Generator,
+    device: torch.device,
+) -> torch.Tensor:
+    """(n, D) features (float32, on the host) -> (n,) cluster ids, on the host: upstream's
+    preprocess_features (PCA-whitening to `pca_dim`, rows L2-normalised) and run_kmeans, with the
+    (n, pca_dim) whitened matrix on `device` and the features read from the host in chunks."""
+    x = pca_whiten(features, min(pca_dim, features.shape[1]), device=device)
+    F.normalize(x, dim=1, out=x)  # in place: no second (n, pca_dim) matrix
+    _, assignments = kmeans(x, k, iterations, generator)
+    return assignments.cpu()
+
+
+def clustering_memory(
+    n: int, features: int, pca_dim: int, k: int, chunk: int = CHUNK
+) -> tuple[int, int]:
+    """Peak bytes of one re-clustering of n samples with D = `features`: (host, device), an
+    upper bound that adds up every phase (the model and its optimizer state not counted).
+
+    Host: n D 4 (the float32 features, filled batch by batch) + 64 n (sample indices, cluster
+    ids and the epoch's draw, int64). Device: n (4 pca_dim + 16) (the whitened matrix, k-means'
+    assignments and their chunks before they are joined) + 32 D^2 (the float64 covariance, its
+    eigenvectors, eigh's workspace) + 12 chunk D (a float32 chunk of features and its float64
+    centred copy) + 8 chunk pca_dim (a projected chunk) + 8 chunk k (k-means' (chunk, k) scores,
+    twice) + 16 k pca_dim (centroids, their sums and the update).
+
+    Paper scale (n = 1,281,167, D = 4096, pca_dim 256, k = 10000, chunk 16384): host 21.1 GB
+    (21.0 GB of features, as upstream's float32 numpy array); device 4.1 GB (1.33 GB whitened
+    matrix, 0.54 GB PCA, 0.81 GB feature chunks, 1.31 GB scores), which fits an 80 GB card.
+    Before the features went to the host, the device held them with two float64 copies for the
+    PCA: 20 n D = 105 GB.
+    """
+    host = n * features * 4 + 64 * n
+    device = (
+        n * (4 * pca_dim + 16)
+        + 32 * features**2
+        + 12 * chunk * features
+        + 8 * chunk * pca_dim
+        + 8 * chunk * k
+        + 16 * k * pca_dim
+    )
+    return host, device
 
 
 def uniform_cluster_sample(assignments: np.ndarray, total: int, rng: np.random.Generator) -> np.ndarray:
@@ -159,16 +239,17 @@ class DeepCluster(Method):
     def features(
         self, dataset: EpochData, indices: np.ndarray, device: torch.device
     ) -> torch.Tensor:
-        """(n,) mono sample indices -> (n, hidden) fc7 features before its ReLU, in eval mode;
+        """(n,) mono sample indices -> (n, hidden) fc7 features before its ReLU, in eval mode:
+        float32 on the host, filled batch by batch (at d = 1.28M they are 21 GB, as upstream's);
         the view's batches are made on `device`, as training's."""
         was_training = self.training
         self.eval()
-        out = []
+        out = torch.empty(len(indices), self.top.in_features)
         for start in range(0, len(indices), self.config.batch_size):
             x = dataset.batch(indices[start : start + self.config.batch_size], device)
-            out.append(self.classifier[:-1](self.trunk(x).flatten(1)))
+            out[start : start + len(x)] = self.classifier[:-1](self.trunk(x).flatten(1))
         self.train(was_training)
-        return torch.cat(out)
+        return out
 
     def on_epoch_start(self, epoch: int, dataset: Any, device: torch.device) -> EpochData:
         """Clusters the mono samples' centre crops (upstream: Resize(256) + CenterCrop(224),
@@ -186,11 +267,12 @@ class DeepCluster(Method):
         n = len(dataset)  # type: ignore[arg-type]
         clustered = np.sort(rng.choice(n, cfg.cluster_samples, replace=False)) if cfg.cluster_samples else np.arange(n)
         feats = self.features(dataset, clustered, device)
-        x = F.normalize(pca_whiten(feats, min(cfg.pca_dim, feats.shape[1])), dim=1)
-        _, assignments = kmeans(x, cfg.k, cfg.kmeans_iterations, generator)
-        picked = uniform_cluster_sample(assignments.cpu().numpy(), n, rng)
+        assignments = cluster_features(
+            feats, cfg.pca_dim, cfg.k, cfg.kmeans_iterations, generator, device
+        )
+        picked = uniform_cluster_sample(assignments.numpy(), n, rng)
         self.indices = torch.from_numpy(clustered[picked])
-        self.labels = assignments.cpu()[torch.from_numpy(picked)]
+        self.labels = assignments[torch.from_numpy(picked)]
         self.clustered_epoch = epoch
         self.non_empty = len(torch.unique(assignments))
         # A new labelling: a new top layer (upstream: N(0, 0.01) weights, zero bias).
