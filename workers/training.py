@@ -48,6 +48,7 @@ class Loop:
     checkpoint_every: int = 0  # steps between resume checkpoints; 0: none
     divergence_threshold: float | None = None
     loss_name: str = "pretext_loss"
+    max_steps: int | None = None  # stop after this many steps (a smoke run); the schedule is the full run's
 
 
 def _to(batch: Any, dev: torch.device) -> Any:
@@ -79,11 +80,13 @@ def fit(
     workdir: Path,
     resume: Path | None,
 ) -> int:
-    """Train `method` on `dataset`; returns the number of steps. Every `loop.checkpoint_every`
-    steps the full state goes to the recorder as `resume.pt`; given such a file as `resume`,
-    training continues from its step and ends with the weights of an uninterrupted run."""
+    """Train `method` on `dataset` (only its first `loop.max_steps` steps, when set); returns
+    the number of steps. Every `loop.checkpoint_every` steps the full state goes to the
+    recorder as `resume.pt`; given such a file as `resume`, training continues from its step
+    and ends with the weights of an uninterrupted run."""
     steps_per_epoch = max(1, len(dataset) // loop.batch_size)  # type: ignore[arg-type]
     total = steps_per_epoch * loop.epochs
+    end = total if loop.max_steps is None else min(total, loop.max_steps)
     optimizers = method.configure_optimizers()
     for optimizer in optimizers:
         for group in optimizer.param_groups:
@@ -102,7 +105,9 @@ def fit(
     method.train()
     tick, seen = time.perf_counter(), 0
     for epoch in range(step // steps_per_epoch, loop.epochs):
+        started = time.perf_counter()
         epoch_data = method.on_epoch_start(epoch, dataset, dev)
+        tick += time.perf_counter() - started  # samples_per_s is the steps' rate: a re-clustering is not a step
         # The order of epoch e depends on (seed, e) only, so a resumed run sees the same batches.
         order = np.random.default_rng([loop.seed, epoch]).permutation(len(epoch_data))  # type: ignore[arg-type]
         for i in range(step - epoch * steps_per_epoch, steps_per_epoch):
@@ -120,15 +125,15 @@ def fit(
             optimizers[0].step()
             step += 1
             seen += len(picked)
-            if step % LOG_EVERY == 0 or step == total:
+            if step % LOG_EVERY == 0 or step == end:
                 now = time.perf_counter()
                 recorder.metrics(
                     {loop.loss_name: value, "lr": loop.lr * scale,
-                     "samples_per_s": seen / (now - tick), "epoch": epoch, "progress": step / total, **extra},
+                     "samples_per_s": seen / (now - tick), "epoch": epoch, "progress": step / end, **extra},
                     step,
                 )
                 tick, seen = now, 0
-            if loop.checkpoint_every and step % loop.checkpoint_every == 0 and step < total:
+            if loop.checkpoint_every and step % loop.checkpoint_every == 0 and step < end:
                 path = workdir / "resume.pt"
                 torch.save(
                     {
@@ -141,6 +146,8 @@ def fit(
                     path,
                 )
                 recorder.artifact(path)
+            if step == end:
+                return step
     return step
 
 
