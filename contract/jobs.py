@@ -13,7 +13,6 @@ from contract.evaluations import FinetuneConfig, ProbeConfig, StyleConfig
 from contract.methods import MethodConfig
 from contract.network import NetworkConfig
 
-
 # How long a job runs, not what a full run computes (`monosweep smoke` times K steps of each job
 # shape): in no key, like `checkpoint_every`.
 MAX_STEPS = "stop after this many training steps (a smoke run); None: the whole job"
@@ -47,8 +46,8 @@ class LabelledData(Frozen):
 class PretrainJob(Frozen):
     """Everything one pre-training needs; `key` is the hash of everything but `label`,
     `coordinates`, `checkpoint_every`, `divergence_threshold` and `max_steps` (whether and when
-    a run ends, not what it computes), `images[].path`, the data roots (locations, not content) and `key`. The
-    source images are `images` (files) or `drawn` (from a dataset)."""
+    a run ends, not what it computes), `images[].path`, the data roots (locations, not content)
+    and `key`. The source images are `images` (files) or `drawn` (from a dataset)."""
 
     key: str
     label: str

@@ -78,8 +78,8 @@ def finetune(
     dev = device()
     cfg = job.finetune
     train = subset_of(load_split(job.dataset, job.data_root, train=True), cfg.train_samples)
-    capped_test = None if job.max_steps is None else 1  # a capped job is scored on one batch
-    test = subset_of(load_split(job.dataset, job.data_root, train=False), capped(cfg.test_samples, capped_test, cfg.batch_size))
+    test = load_split(job.dataset, job.data_root, train=False)
+    test = subset_of(test, capped(cfg.test_samples, None if job.max_steps is None else 1, cfg.batch_size))
     model = finetuned(job, load_trunk(job.network, checkpoint), train, recorder, dev, workdir, resume)
     scores = evaluate(model, test, job.network.input_size, cfg, dev)
     recorder.params({"test_size": len(test.labels)})

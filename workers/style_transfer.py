@@ -96,7 +96,9 @@ def stylise(job: StyleJob, checkpoint: Path, recorder: Recorder, workdir: Path) 
     final losses."""
     torch.manual_seed(job.seed)
     dev = device()
-    cfg = job.style if job.max_steps is None else job.style.model_copy(update={"steps": min(job.style.steps, job.max_steps)})
+    cfg = job.style
+    if job.max_steps is not None:
+        cfg = cfg.model_copy(update={"steps": min(cfg.steps, job.max_steps)})
     trunk = load_trunk(job.network, checkpoint).to(dev).eval()
     for p in trunk.parameters():
         p.requires_grad_(False)
@@ -117,7 +119,8 @@ def _pair(
     for step, values in points:
         recorder.metrics(values, step, cell.part)
     # One image a step: its steps per second (the targets' two forward passes included).
-    recorder.metrics({"samples_per_s": cfg.steps / (time.perf_counter() - tick)}, cfg.steps, cell.part)
+    rate = cfg.steps / (time.perf_counter() - tick)
+    recorder.metrics({"samples_per_s": rate}, cfg.steps, cell.part)
     # The latest values are what a run shows: keep the starting style loss beside the final one.
     start = {"style_loss_start": points[0][1]["style_loss"]}
     recorder.metrics(start, 0, cell.part)

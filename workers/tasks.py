@@ -57,8 +57,8 @@ def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path, resume: Path |
             recorder.artifact(pictures.samples(dataset, workdir / name))
         cfg = job.method
         loop = Loop(
-            job.seed, cfg.epochs, cfg.batch_size, cfg.lr, cfg.schedule, job.checkpoint_every, job.divergence_threshold,
-            max_steps=job.max_steps,
+            job.seed, cfg.epochs, cfg.batch_size, cfg.lr, cfg.schedule, job.checkpoint_every,
+            job.divergence_threshold, max_steps=job.max_steps,
         )
         step = fit(loop, method, dataset, recorder, dev, workdir, resume)
     recorder.artifact(pictures.conv1_filters(trunk, workdir / "conv1_filters.png"))
@@ -98,10 +98,11 @@ def probe(job: ProbeJob, checkpoint: Path, recorder: Recorder) -> dict[str, dict
     cfg, size = job.probe, job.network.input_size
     layers = tuple(c.layer for c in job.cells)
     trunk = load_trunk(job.network, checkpoint).to(dev).eval()
-    capped_test = None if job.max_steps is None else 1
-    train = subset_of(load_split(job.dataset, job.data_root, train=True), capped(cfg.train_samples, job.max_steps, cfg.batch_size))
-    test = subset_of(load_split(job.dataset, job.data_root, train=False), capped(cfg.test_samples, capped_test, cfg.batch_size))
-    epochs = cfg.epochs if job.max_steps is None else 1
+    steps, epochs = job.max_steps, cfg.epochs if job.max_steps is None else 1
+    train = load_split(job.dataset, job.data_root, train=True)
+    train = subset_of(train, capped(cfg.train_samples, steps, cfg.batch_size))
+    test = load_split(job.dataset, job.data_root, train=False)
+    test = subset_of(test, capped(cfg.test_samples, None if steps is None else 1, cfg.batch_size))
     shapes = feature_shapes(trunk, size, layers)
     sizes = {"train_size": len(train.labels), "test_size": len(test.labels)}
     for layer in layers:
@@ -129,7 +130,7 @@ def probe(job: ProbeJob, checkpoint: Path, recorder: Recorder) -> dict[str, dict
     for epoch in range(epochs):
         tick = time.perf_counter()
         fit = trainer.train_epoch(epoch, train, train_cache)
-        rate = len(train.labels) / (time.perf_counter() - tick)  # the heads' steps (and the trunk's, uncached)
+        rate = len(train.labels) / (time.perf_counter() - tick)  # heads' steps (and trunk's, uncached)
         last = epoch == epochs - 1
         # Scoring a cached split is cheap: every epoch. Otherwise only at the end.
         scores = trainer.evaluate(test, test_cache) if (cfg.cache_features or last) else {}

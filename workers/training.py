@@ -48,7 +48,7 @@ class Loop:
     checkpoint_every: int = 0  # steps between resume checkpoints; 0: none
     divergence_threshold: float | None = None
     loss_name: str = "pretext_loss"
-    max_steps: int | None = None  # stop after this many steps (a smoke run); the schedule is the full run's
+    max_steps: int | None = None  # stop after this many steps (a smoke run); the schedule stays the full run's
 
 
 def _to(batch: Any, dev: torch.device) -> Any:
@@ -104,13 +104,13 @@ def fit(
         recorder.metrics({"resumed_from_step": step}, step)
     method.train()
     tick, seen = time.perf_counter(), 0
-    for epoch in range(step // steps_per_epoch, loop.epochs):
+    for epoch in range(step // steps_per_epoch, math.ceil(end / steps_per_epoch)):
         started = time.perf_counter()
         epoch_data = method.on_epoch_start(epoch, dataset, dev)
-        tick += time.perf_counter() - started  # samples_per_s is the steps' rate: a re-clustering is not a step
+        tick += time.perf_counter() - started  # samples_per_s is the steps' rate: not a re-clustering
         # The order of epoch e depends on (seed, e) only, so a resumed run sees the same batches.
         order = np.random.default_rng([loop.seed, epoch]).permutation(len(epoch_data))  # type: ignore[arg-type]
-        for i in range(step - epoch * steps_per_epoch, steps_per_epoch):
+        for i in range(step - epoch * steps_per_epoch, min(steps_per_epoch, end - epoch * steps_per_epoch)):
             picked = order[i * loop.batch_size : (i + 1) * loop.batch_size]
             batch = default_collate([epoch_data[int(j)] for j in picked])
             scale = loop.schedule.factor(step, steps_per_epoch, total)
@@ -129,7 +129,8 @@ def fit(
                 now = time.perf_counter()
                 recorder.metrics(
                     {loop.loss_name: value, "lr": loop.lr * scale,
-                     "samples_per_s": seen / (now - tick), "epoch": epoch, "progress": step / end, **extra},
+                     "samples_per_s": seen / (now - tick), "epoch": epoch, "progress": step / end,
+                     **extra},
                     step,
                 )
                 tick, seen = now, 0
@@ -146,8 +147,6 @@ def fit(
                     path,
                 )
                 recorder.artifact(path)
-            if step == end:
-                return step
     return step
 
 

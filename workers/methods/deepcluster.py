@@ -195,4 +195,5 @@ class DeepCluster(Method):
         logits = self.top(self.classifier(self.trunk(x).flatten(1)))  # (B, k)
         loss = F.cross_entropy(logits, y)
         accuracy = (logits.argmax(1) == y).float().mean().item()
-        return loss, {"cluster_accuracy": accuracy, "clusters": float(self.non_empty), "cluster_seconds": self.cluster_seconds}
+        extra = {"cluster_accuracy": accuracy, "clusters": float(self.non_empty)}
+        return loss, {**extra, "cluster_seconds": self.cluster_seconds}
