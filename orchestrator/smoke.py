@@ -61,7 +61,8 @@ def shapes(sweep: Expansion, steps: int, data_roots: Mapping[str, str] | None = 
     chosen = {job.key for job in trunks.values()}
     evaluations: dict[str, EvaluationJob] = {}
     for key, job in sweep.evaluation_jobs.items():
-        row, first = row_name(job, kinds[key]), evaluations.get(row_name(job, kinds[key]))
+        row = row_name(job, kinds[key])
+        first = evaluations.get(row)
         if first is None or (job.pretrain_key in chosen and first.pretrain_key not in chosen):
             evaluations[row] = job
     for job in evaluations.values():  # a trunk no shape's first job is (none in the shipped files)
@@ -71,8 +72,8 @@ def shapes(sweep: Expansion, steps: int, data_roots: Mapping[str, str] | None = 
     out = []
     for row, trunk in trunks.items():
         method, clustered = _clustered(trunk.method)
-        out.append(Shape("pretrain", row, _capped(trunk.model_copy(update={"method": method}), steps, roots),
-                         clustered))
+        job = _capped(trunk.model_copy(update={"method": method}), steps, roots)
+        out.append(Shape("pretrain", row, job, clustered))
     out += [Shape("evaluation", row, _capped(job, steps, roots)) for row, job in evaluations.items()]
     return out
 
@@ -108,7 +109,7 @@ def smoke_sweep(prepared: Prepared, chosen: list[Shape], uri: str, storage: Path
     spec, sweep = prepared.spec, prepared.sweep
     jobs = {s.job.key: s.job for s in chosen}
     cells = [
-        c.model_copy(update={"key": PREFIX + c.key, "pretrain_key": PREFIX + c.pretrain_key, "job_key": PREFIX + c.job_key})
+        c.model_copy(update={k: PREFIX + getattr(c, k) for k in ("key", "pretrain_key", "job_key")})
         for c in sweep.cells if PREFIX + c.job_key in jobs
     ]
     smoke = spec.model_copy(update={
