@@ -6,7 +6,8 @@ How a paper-scale file is checked before a cluster is rented. Nothing of the swe
 touched: the runs go to a throwaway SQLite store (--tracking-uri keeps them), to the experiment
 `smoke/NAME`, tagged monosweep.smoke, under keys no real job or cell has. The data is read from
 the file's data roots, or from --data-root DATASET=PATH (a folder in the dataset's own layout:
-generated fixture folders will do, the timing is of the shapes, not of the images).
+fixture folders will do, the timing is of the shapes, not of the images; `python -m
+tests.fake_datasets DIR` writes ImageNet's and CIFAR's and prints the flags).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def register(p: argparse.ArgumentParser) -> None:
                    help="training steps per job shape (default: %(default)s)")
     p.add_argument("--data-root", action="append", default=[], metavar="DATASET=PATH",
                    help="read DATASET from PATH instead of the file's data root (repeatable)")
-    p.add_argument("--tracking-uri", help="MLflow store for the smoke runs (default: a temporary SQLite file, deleted)")
+    p.add_argument("--tracking-uri", metavar="URI",
+                   help="MLflow store for the smoke runs (default: a temporary SQLite file, deleted)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
