@@ -13,6 +13,10 @@ from contract.evaluations import FinetuneConfig, ProbeConfig, StyleConfig
 from contract.methods import MethodConfig
 from contract.network import NetworkConfig
 
+# How long a job runs, not what a full run computes (`monosweep smoke` times K steps of each job
+# shape): in no key, like `checkpoint_every`.
+MAX_STEPS = "stop after this many training steps (a smoke run); None: the whole job"
+
 
 class ImageFile(Frozen):
     """One source image as a worker needs it: where it is and what its bytes hash to."""
@@ -41,9 +45,9 @@ class LabelledData(Frozen):
 
 class PretrainJob(Frozen):
     """Everything one pre-training needs; `key` is the hash of everything but `label`,
-    `coordinates`, `checkpoint_every` and `divergence_threshold` (whether a run ends, not what
-    it computes), `images[].path`, the data roots (locations, not content) and `key`. The
-    source images are `images` (files) or `drawn` (from a dataset)."""
+    `coordinates`, `checkpoint_every`, `divergence_threshold` and `max_steps` (whether and when
+    a run ends, not what it computes), `images[].path`, the data roots (locations, not content)
+    and `key`. The source images are `images` (files) or `drawn` (from a dataset)."""
 
     key: str
     label: str
@@ -59,6 +63,7 @@ class PretrainJob(Frozen):
     divergence_threshold: float | None = Field(
         None, gt=0, description="a pretext loss above it fails the job as diverged; None: no check"
     )
+    max_steps: int | None = Field(None, ge=1, description=MAX_STEPS)
 
     @model_validator(mode="after")
     def _inputs_for_method(self) -> PretrainJob:
@@ -103,6 +108,7 @@ class EvaluationJob(Frozen):
     network: NetworkConfig
     seed: int
     cells: tuple[JobCell, ...]
+    max_steps: int | None = Field(None, ge=1, description=MAX_STEPS)
 
 
 class ProbeJob(EvaluationJob):

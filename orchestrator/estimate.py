@@ -66,12 +66,29 @@ def trunk_note(network: NetworkConfig) -> str:
     return ", Sobel trunk" if network.sobel else ""
 
 
+def row_name(job: PretrainJob | EvaluationJob, kind: str) -> str:
+    """The row a job is counted in, here and in `monosweep smoke` (one row per job shape): its
+    method (and the labelled split it learns from), or its evaluation with what sets its cost
+    (dataset, k frozen layers, pairs, a Sobel trunk); a kind this module does not know, by name."""
+    if isinstance(job, PretrainJob):
+        dataset = job.labels.dataset if job.labels else None
+        return str(job.coordinates.get("method", job.method.name)) + (f" {dataset}" if dataset else "")
+    note = trunk_note(job.network)
+    if isinstance(job, ProbeJob):
+        return f"linear_probe {job.dataset}{note}"
+    if isinstance(job, FinetuneJob):
+        return f"finetune_frozen k={job.frozen} {job.dataset}{note}"
+    if isinstance(job, StyleJob):
+        return f"style_transfer {len(job.cells)} pairs{note}"
+    return kind
+
+
 def pretrain(job: PretrainJob, costs: Any) -> JobEstimate:
     """A pre-training: epochs x whole batches of its dataset (the mono samples d, or the
     labelled train split); DeepCluster adds, every epoch, the features of its clustered
     samples and their PCA and k-means."""
     m, dataset = job.method, job.labels.dataset if job.labels else None
-    row = str(job.coordinates.get("method", m.name)) + (f" {dataset}" if dataset else "")
+    row = row_name(job, "pretrain")
     step = costs.pretrain(m, job.network, CLASSES[dataset] if dataset else None)
     if not step.trains:
         return JobEstimate("pretrain", row, 0, 0.0, step.state.params)
@@ -115,8 +132,7 @@ def probe(job: ProbeJob, costs: Any) -> JobEstimate:
             views * trunk.flops + score.flops
         )
         activations = cfg.batch_size * max(trunk.held + heads.saved, views * trunk.held)
-    row = f"linear_probe {job.dataset}{trunk_note(job.network)}"
-    return JobEstimate("evaluation", row, samples, flops, heads.state.total + activations)
+    return JobEstimate("evaluation", row_name(job, "linear_probe"), samples, flops, heads.state.total + activations)
 
 
 def finetune(job: FinetuneJob, costs: Any) -> JobEstimate:
@@ -129,10 +145,9 @@ def finetune(job: FinetuneJob, costs: Any) -> JobEstimate:
     step, score = costs.finetune(cfg, job.network, CLASSES[job.dataset], job.frozen)
     seen = cfg.epochs * max(1, train // cfg.batch_size) * cfg.batch_size
     activations = max(cfg.batch_size * step.saved, EXTRACT_BATCH * score.held)
-    row = f"finetune_frozen k={job.frozen} {job.dataset}{trunk_note(job.network)}"
     return JobEstimate(
         "evaluation",
-        row,
+        row_name(job, "finetune_frozen"),
         seen + test,
         seen * step.flops + test * score.flops,
         step.state.total + activations,
@@ -143,9 +158,8 @@ def style(job: StyleJob, costs: Any) -> JobEstimate:
     """Style transfer: per pair, the targets' forwards, `steps` steps and a last forward."""
     cfg, pairs = job.style, len(job.cells)
     c = costs.style(cfg, job.network)
-    row = f"style_transfer {pairs} pairs{trunk_note(job.network)}"
     flops = pairs * (c.setup + cfg.steps * c.step + c.final)
-    return JobEstimate("evaluation", row, pairs * (cfg.steps + 3), flops, c.state.total + c.saved)
+    return JobEstimate("evaluation", row_name(job, "style_transfer"), pairs * (cfg.steps + 3), flops, c.state.total + c.saved)
 
 
 EVALUATIONS = {ProbeJob: probe, FinetuneJob: finetune, StyleJob: style}

@@ -1,6 +1,7 @@
 """One job, recorded: open its MLflow runs, call the worker entry point, close the runs.
 
-The Ray trainables call these; so can a test or a shell, without Ray. `report`, when given,
+The Ray trainables call these; so can a test or a shell, without Ray. Each job's runs get its
+peak memory (`workers.memory`) at the end. `report`, when given,
 receives the job's figures while it runs (`orchestrator.progress.Reporting`): the trainable
 passes Tune's `report`, so the driver's live line sees the job move.
 """
@@ -55,7 +56,7 @@ def run_pretrain(
     """Train and record one pretrain job; returns its run id. A retried job resumes from the
     run's latest `resume.pt`. Re-raises the job's error after marking the run FAILED (or
     KILLED), so Ray can retry it."""
-    from workers import tasks, training
+    from workers import memory, tasks, training
 
     run_id, attempt = start_run(
         tracking, PRETRAIN, job.key, job.label, tracking.sweep_run_id, pretrain_params(job),
@@ -69,7 +70,9 @@ def run_pretrain(
         mlflow_recorder.text(json.dumps(job.model_dump(mode="json"), indent=2), "config.json")
         with tempfile.TemporaryDirectory() as workdir, system_metrics(tracking.uri, [run_id], tracking.system_metrics):
             resume = resume_point(tracking.uri, run_id, attempt, Path(workdir), mlflow_recorder)
+            memory.reset()
             tasks.pretrain(job, recorder, Path(workdir), resume)
+            mlflow_recorder.metrics(memory.peaks(), 0)
     except BaseException as error:
         mlflow_recorder.end(error)
         raise
@@ -106,7 +109,7 @@ def run_evaluation(
     """Evaluate the finished pretrain run's trunk with the job's kind (linear probes on all
     the job's layers, a finetuning, style transfer of every pair, ...); one run per cell, under
     the pretrain run. Returns the kind's scores."""
-    from workers import training
+    from workers import memory, training
 
     kind = kind_of(job)
 
@@ -139,7 +142,9 @@ def run_evaluation(
             if kind.resumable:  # a resumable job is one cell: one run, which holds its resume.pt
                 (run_id,) = runs.values()
                 resume = resume_point(tracking.uri, run_id, attempt, Path(workdir), mlflow_recorder)
+            memory.reset()
             scores = kind.run(job, checkpoint, recorder, Path(workdir), resume)
+            mlflow_recorder.metrics(memory.peaks(), 0)  # on every cell's run
     except BaseException as error:
         mlflow_recorder.end(error)
         raise

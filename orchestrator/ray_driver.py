@@ -65,6 +65,11 @@ def connect(address: str | None, resources: Sequence[Resources]) -> float:
     return max(total.get("CPU", 0), (ceiling or {}).get("CPU", 0)) / min(r.cpus for r in resources)
 
 
+def gpus() -> float:
+    """The GPUs of the Ray cluster this process is connected to (`connect` first)."""
+    return ray.cluster_resources().get("GPU", 0.0)
+
+
 def check_fits(resources: Sequence[Resources], now: dict[str, float], ceiling: dict[str, float] | None) -> None:
     """Refuse a sweep that no node can ever run: a job asks for more GPUs (or CPUs) than the
     cluster has now or, for an autoscaling cluster, than its node groups can grow to

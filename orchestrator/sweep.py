@@ -157,11 +157,13 @@ class Heartbeat(threading.Thread):
 
 
 def run(
-    prepared: Prepared, address: str | None = None, only: set[str] | None = None, todo: Plan | None = None
+    prepared: Prepared, address: str | None = None, only: set[str] | None = None, todo: Plan | None = None,
+    tags: dict[str, str] | None = None,
 ) -> Outcome:
     """Run what is not finished (of the cells in `only`, when given; `todo` is the plan if the
-    caller has just asked MLflow for it). With nothing to do, Ray is not even started. Runs a
-    lost driver left RUNNING are marked KILLED, then rerun.
+    caller has just asked MLflow for it; `tags` go on the experiment and every run). With
+    nothing to do, Ray is not even started. Runs a lost driver left RUNNING are marked KILLED,
+    then rerun.
 
     Cancelled (Ctrl-C, SIGTERM), it leaves no run RUNNING, in this order: the sweep run is
     marked KILLED (a job that starts from then on sees it and does not run: `runs.start_run`),
@@ -201,6 +203,7 @@ def run(
                 "cells.json": json.dumps([c.model_dump() for c in sweep.cells], indent=1),
             },
             system_metrics=spec.system_metrics,
+            tags=tags,
         )
         runs.heartbeat(tracking)
         beat = Heartbeat(tracking)

@@ -20,6 +20,7 @@ from contract.schedules import Schedule
 from workers.data.probe_sets import (
     LabelledSamples,
     ProbeSplit,
+    capped,
     decoded,
     eval_views,
     load_split,
@@ -70,13 +71,15 @@ class Finetuning(Supervised):
 def finetune(
     job: FinetuneJob, checkpoint: Path, recorder: Recorder, workdir: Path, resume: Path | None = None
 ) -> dict[str, float]:
-    """Finetune the job's trunk on the train split; returns the test split's top-1 / top-5.
-    `resume`: a `resume.pt` an earlier attempt left, to continue from."""
+    """Finetune the job's trunk on the train split; returns the test split's top-1 / top-5
+    (capped at `job.max_steps` steps: scored on one test batch). `resume`: a `resume.pt` an
+    earlier attempt left, to continue from."""
     torch.manual_seed(job.seed)
     dev = device()
     cfg = job.finetune
     train = subset_of(load_split(job.dataset, job.data_root, train=True), cfg.train_samples)
-    test = subset_of(load_split(job.dataset, job.data_root, train=False), cfg.test_samples)
+    test = load_split(job.dataset, job.data_root, train=False)
+    test = subset_of(test, capped(cfg.test_samples, None if job.max_steps is None else 1, cfg.batch_size))
     model = finetuned(job, load_trunk(job.network, checkpoint), train, recorder, dev, workdir, resume)
     scores = evaluate(model, test, job.network.input_size, cfg, dev)
     recorder.params({"test_size": len(test.labels)})
@@ -99,7 +102,7 @@ def finetuned(
                      "train_size": len(train.labels)})
     schedule = Schedule.at_epochs(cfg.lr_milestones, cfg.epochs)
     loop = Loop(job.seed, cfg.epochs, cfg.batch_size, cfg.lr, schedule, job.checkpoint_every,
-                job.divergence_threshold, loss_name="train_loss")
+                job.divergence_threshold, loss_name="train_loss", max_steps=job.max_steps)
     fit(loop, model, LabelledSamples(train, job.network.input_size, job.seed), recorder, dev, workdir, resume)
     return model
 

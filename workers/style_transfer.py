@@ -10,6 +10,7 @@ how well each one's targets are met, not how large its features are.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import torch
@@ -90,18 +91,22 @@ def transfer(loss: StyleLoss, content: torch.Tensor, cfg: StyleConfig) -> tuple[
 
 
 def stylise(job: StyleJob, checkpoint: Path, recorder: Recorder, workdir: Path) -> dict[str, dict[str, float]]:
-    """Every pair of the job through the frozen trunk; the stylised images are artifacts of
-    their cells' runs. Returns each pair's final losses."""
+    """Every pair of the job through the frozen trunk (each for `job.max_steps` steps at most,
+    when capped); the stylised images are artifacts of their cells' runs. Returns each pair's
+    final losses."""
     torch.manual_seed(job.seed)
     dev = device()
+    cfg = job.style
+    if job.max_steps is not None:
+        cfg = cfg.model_copy(update={"steps": min(cfg.steps, job.max_steps)})
     trunk = load_trunk(job.network, checkpoint).to(dev).eval()
     for p in trunk.parameters():
         p.requires_grad_(False)
     scores = {}
     for i, cell in enumerate(job.cells):
-        scores[cell.part] = _pair(trunk, cell, job.style, recorder, workdir, dev)
+        scores[cell.part] = _pair(trunk, cell, cfg, recorder, workdir, dev)
         # The share of the job's pairs done, so a driver can show how far the job is.
-        recorder.metrics({"progress": (i + 1) / len(job.cells)}, job.style.steps, cell.part)
+        recorder.metrics({"progress": (i + 1) / len(job.cells)}, cfg.steps, cell.part)
     return scores
 
 
@@ -109,9 +114,13 @@ def _pair(
     trunk: AlexNet, cell: StyleCell, cfg: StyleConfig, recorder: Recorder, workdir: Path, dev: torch.device
 ) -> dict[str, float]:
     content, style = (square(image, cfg.size).to(dev) for image in load_images((cell.content, cell.style)))
+    tick = time.perf_counter()
     image, points = transfer(StyleLoss(trunk, content, style, cfg), content, cfg)
     for step, values in points:
         recorder.metrics(values, step, cell.part)
+    # One image a step: its steps per second (the targets' two forward passes included).
+    rate = cfg.steps / (time.perf_counter() - tick)
+    recorder.metrics({"samples_per_s": rate}, cfg.steps, cell.part)
     # The latest values are what a run shows: keep the starting style loss beside the final one.
     start = {"style_loss_start": points[0][1]["style_loss"]}
     recorder.metrics(start, 0, cell.part)

@@ -18,6 +18,7 @@ from workers import pictures
 from workers.data.mono import MonoDataset, load_images
 from workers.data.probe_sets import (
     LabelledSamples,
+    capped,
     content_hash,
     draw_sources,
     load_split,
@@ -56,7 +57,8 @@ def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path, resume: Path |
             recorder.artifact(pictures.samples(dataset, workdir / name))
         cfg = job.method
         loop = Loop(
-            job.seed, cfg.epochs, cfg.batch_size, cfg.lr, cfg.schedule, job.checkpoint_every, job.divergence_threshold
+            job.seed, cfg.epochs, cfg.batch_size, cfg.lr, cfg.schedule, job.checkpoint_every,
+            job.divergence_threshold, max_steps=job.max_steps,
         )
         step = fit(loop, method, dataset, recorder, dev, workdir, resume)
         if outcome := method.outcome():
@@ -90,14 +92,19 @@ def training_set(job: PretrainJob, recorder: Recorder) -> MonoDataset | Labelled
 
 
 def probe(job: ProbeJob, checkpoint: Path, recorder: Recorder) -> dict[str, dict[str, float]]:
-    """Train linear probes on all of the job's layers at once; returns final top-1/top-5 per layer."""
+    """Train linear probes on all of the job's layers at once; returns final top-1/top-5 per layer.
+    Capped (`job.max_steps` K), one epoch of K batches, scored on one test batch: the trunk
+    sees only what those steps need."""
     torch.manual_seed(job.seed)
     dev = device()
     cfg, size = job.probe, job.network.input_size
     layers = tuple(c.layer for c in job.cells)
     trunk = load_trunk(job.network, checkpoint).to(dev).eval()
-    train = subset_of(load_split(job.dataset, job.data_root, train=True), cfg.train_samples)
-    test = subset_of(load_split(job.dataset, job.data_root, train=False), cfg.test_samples)
+    steps, epochs = job.max_steps, cfg.epochs if job.max_steps is None else 1
+    train = load_split(job.dataset, job.data_root, train=True)
+    train = subset_of(train, capped(cfg.train_samples, steps, cfg.batch_size))
+    test = load_split(job.dataset, job.data_root, train=False)
+    test = subset_of(test, capped(cfg.test_samples, None if steps is None else 1, cfg.batch_size))
     shapes = feature_shapes(trunk, size, layers)
     sizes = {"train_size": len(train.labels), "test_size": len(test.labels)}
     for layer in layers:
@@ -122,12 +129,14 @@ def probe(job: ProbeJob, checkpoint: Path, recorder: Recorder) -> dict[str, dict
         for layer in layers:
             recorder.metrics({"feature_seconds": time.perf_counter() - tick}, 0, layer)
     scores: dict[str, dict[str, float]] = {}
-    for epoch in range(cfg.epochs):
+    for epoch in range(epochs):
+        tick = time.perf_counter()
         fit = trainer.train_epoch(epoch, train, train_cache)
-        last = epoch == cfg.epochs - 1
+        rate = len(train.labels) / (time.perf_counter() - tick)  # heads' steps (and trunk's, uncached)
+        last = epoch == epochs - 1
         # Scoring a cached split is cheap: every epoch. Otherwise only at the end.
         scores = trainer.evaluate(test, test_cache) if (cfg.cache_features or last) else {}
-        done = {"progress": first + (1 - first) * (epoch + 1) / cfg.epochs}
+        done = {"progress": first + (1 - first) * (epoch + 1) / epochs, "samples_per_s": rate}
         for layer in layers:
             recorder.metrics({**fit[layer], **scores.get(layer, {}), **done}, epoch + 1, layer)
     return scores

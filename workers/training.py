@@ -49,6 +49,7 @@ class Loop:
     checkpoint_every: int = 0  # steps between resume checkpoints; 0: none
     divergence_threshold: float | None = None
     loss_name: str = "pretext_loss"
+    max_steps: int | None = None  # stop after this many steps (a smoke run); the schedule stays the full run's
 
 
 def rng_state() -> dict[str, Any]:
@@ -75,15 +76,17 @@ def fit(
     workdir: Path,
     resume: Path | None,
 ) -> int:
-    """Train `method` on `dataset`; returns the number of steps. Every `loop.checkpoint_every`
-    steps the full state goes to the recorder as `resume.pt`; given such a file as `resume`,
-    training continues from its step and ends with the weights of an uninterrupted run.
+    """Train `method` on `dataset` (only its first `loop.max_steps` steps, when set); returns
+    the number of steps. Every `loop.checkpoint_every` steps the full state goes to the
+    recorder as `resume.pt`; given such a file as `resume`, training continues from its step
+    and ends with the weights of an uninterrupted run.
 
     The two timings logged add up to the steps' wall time. On a GPU the work a step queues is
     waited for at the next step's loss.item(), so it counts as compute; a batch's own kernels
     count as data only as far as making it waits on them."""
     steps_per_epoch = max(1, len(dataset) // loop.batch_size)  # type: ignore[arg-type]
     total = steps_per_epoch * loop.epochs
+    end = total if loop.max_steps is None else min(total, loop.max_steps)
     optimizers = method.configure_optimizers()
     for optimizer in optimizers:
         for group in optimizer.param_groups:
@@ -101,11 +104,13 @@ def fit(
         recorder.metrics({"resumed_from_step": step}, step)
     method.train()
     tick, seen, data_s, compute_s, timed = time.perf_counter(), 0, 0.0, 0.0, 0
-    for epoch in range(step // steps_per_epoch, loop.epochs):
+    for epoch in range(step // steps_per_epoch, math.ceil(end / steps_per_epoch)):
+        started = time.perf_counter()
         epoch_data = method.on_epoch_start(epoch, dataset, dev)
+        tick += time.perf_counter() - started  # samples_per_s is the steps' rate: not a re-clustering
         # The order of epoch e depends on (seed, e) only, so a resumed run sees the same batches.
         order = np.random.default_rng([loop.seed, epoch]).permutation(len(epoch_data))  # type: ignore[arg-type]
-        for i in range(step - epoch * steps_per_epoch, steps_per_epoch):
+        for i in range(step - epoch * steps_per_epoch, min(steps_per_epoch, end - epoch * steps_per_epoch)):
             picked = order[i * loop.batch_size : (i + 1) * loop.batch_size]
             start = time.perf_counter()
             batch = epoch_data.batch(picked, dev)
@@ -122,18 +127,18 @@ def fit(
             optimizers[0].step()
             step += 1
             seen += len(picked)
-            end = time.perf_counter()
-            data_s, compute_s, timed = data_s + made - start, compute_s + end - made, timed + 1
-            if step % LOG_EVERY == 0 or step == total:
+            stepped = time.perf_counter()
+            data_s, compute_s, timed = data_s + made - start, compute_s + stepped - made, timed + 1
+            if step % LOG_EVERY == 0 or step == end:
                 recorder.metrics(
                     {loop.loss_name: value, "lr": loop.lr * scale,
-                     "samples_per_s": seen / (end - tick), "epoch": epoch, "progress": step / total,
+                     "samples_per_s": seen / (stepped - tick), "epoch": epoch, "progress": step / end,
                      "data_s_per_step": data_s / timed, "compute_s_per_step": compute_s / timed,
                      **extra},
                     step,
                 )
-                tick, seen, data_s, compute_s, timed = end, 0, 0.0, 0.0, 0
-            if loop.checkpoint_every and step % loop.checkpoint_every == 0 and step < total:
+                tick, seen, data_s, compute_s, timed = stepped, 0, 0.0, 0.0, 0
+            if loop.checkpoint_every and step % loop.checkpoint_every == 0 and step < end:
                 path = workdir / "resume.pt"
                 torch.save(
                     {

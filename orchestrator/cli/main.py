@@ -10,12 +10,25 @@ import signal
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from orchestrator.cli import env, logs, plan, report, resubmit, run, status, stop, submit, validate
+from orchestrator.cli import (
+    env,
+    logs,
+    plan,
+    report,
+    resubmit,
+    run,
+    smoke,
+    status,
+    stop,
+    submit,
+    validate,
+)
 from orchestrator.errors import UserError
 
 SUBCOMMANDS = {
     "validate": validate,
     "plan": plan,
+    "smoke": smoke,
     "run": run,
     "status": status,
     "resubmit": resubmit,

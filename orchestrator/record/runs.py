@@ -45,19 +45,24 @@ class Tracking(BaseModel):
     experiment_id: str
     sweep_run_id: str
     system_metrics: bool = True  # the spec's `system_metrics`: jobs sample their machine
+    tags: dict[str, str] = {}  # on the experiment and every run of the sweep (a smoke run's mark)
 
 
-def open_sweep(name: str, uri: str, artifacts: Mapping[str, str], system_metrics: bool = True) -> Tracking:
+def open_sweep(
+    name: str, uri: str, artifacts: Mapping[str, str], system_metrics: bool = True,
+    tags: Mapping[str, str] | None = None,
+) -> Tracking:
     """The sweep's experiment and parent run, created if new and set RUNNING; before any worker.
-    `artifacts` (file name -> text: the spec, the planned cells) are written on the sweep run."""
-    c = client(uri)
+    `artifacts` (file name -> text: the spec, the planned cells) are written on the sweep run;
+    `tags` go on the experiment it creates and on every run."""
+    c, tags = client(uri), dict(tags or {})
     experiment = retry(c.get_experiment_by_name, name)
     if experiment is None:
         location = None
         if uri.startswith("sqlite:///"):  # artifacts beside the database file
             location = (Path(uri[len("sqlite:///") :]).parent / "mlruns" / name).as_uri()
         experiment_id = retry(
-            c.create_experiment, name, artifact_location=location, tags=EXPERIMENT_KIND
+            c.create_experiment, name, artifact_location=location, tags={**EXPERIMENT_KIND, **tags}
         )
     else:
         experiment_id = experiment.experiment_id
@@ -65,14 +70,15 @@ def open_sweep(name: str, uri: str, artifacts: Mapping[str, str], system_metrics
     if runs:
         run_id = runs[0].info.run_id
         retry(c.update_run, run_id, status="RUNNING")
-        log_batch(c, run_id, tags=[RunTag(k, v) for k, v in environment().items()])  # who runs it now
+        log_batch(c, run_id, tags=[RunTag(k, v) for k, v in {**environment(), **tags}.items()])  # who runs it now
     else:
-        tags = {KIND: SWEEP, **environment()}
-        run = retry(c.create_run, experiment_id, run_name=name, tags=tags)
+        run = retry(c.create_run, experiment_id, run_name=name, tags={KIND: SWEEP, **environment(), **tags})
         run_id = run.info.run_id
     for name_, text in artifacts.items():  # the plan as it stands now: the latest file wins
         retry(c.log_text, run_id, text, name_)
-    return Tracking(uri=uri, experiment_id=experiment_id, sweep_run_id=run_id, system_metrics=system_metrics)
+    return Tracking(
+        uri=uri, experiment_id=experiment_id, sweep_run_id=run_id, system_metrics=system_metrics, tags=tags
+    )
 
 
 def close_sweep(tracking: Tracking, status: str) -> None:
@@ -181,7 +187,7 @@ def start_run(
     c = client(tracking.uri)
     earlier = search(tracking.uri, tracking.experiment_id, f"tags.`{KEY}` = '{key}'")
     attempt = int(earlier[0].data.tags.get(ATTEMPT, "1")) + 1 if earlier else 1
-    all_tags = {KIND: kind, ATTEMPT: str(attempt), PARENT: parent, **environment(), **tags}
+    all_tags = {KIND: kind, ATTEMPT: str(attempt), PARENT: parent, **environment(), **tracking.tags, **tags}
     if earlier:
         run_id = earlier[0].info.run_id
         retry(c.update_run, run_id, status="RUNNING")

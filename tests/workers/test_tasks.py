@@ -116,6 +116,25 @@ def test_pretrain_logs_the_pretext_loss(pretrained):
     assert point["samples_per_s"] > 0 and point["progress"] == 1.0  # the share of the steps done
 
 
+def test_a_capped_pretraining_stops_and_logs_at_its_last_step(tmp_path: Path, astronaut_file: ImageFile):
+    job = rotnet_job(astronaut_file, epochs=3).model_copy(update={"max_steps": 3})  # 12 steps uncapped
+    recorder = MemoryRecorder()
+    assert load(tasks.pretrain(job, recorder, tmp_path))["step"] == 3
+    assert [step for step, _ in recorder.logged_metrics[None]] == [3]  # 3 < LOG_EVERY: logged at the cap
+    assert recorder.logged_metrics[None][0][1]["progress"] == 1.0
+
+
+def test_a_capped_probe_reads_only_its_steps_batches(pretrained, fashion_root: str):
+    _, path, _ = pretrained
+    job = probe_job(fashion_root).model_copy(update={"max_steps": 1})  # fast preset: batch 256
+    recorder = MemoryRecorder()
+    tasks.probe(job, path, recorder)
+    assert recorder.logged_params["conv1"]["train_size"] == 256  # of 500
+    assert recorder.logged_params["conv1"]["test_size"] == 256  # scored on one batch
+    assert [step for step, v in recorder.logged_metrics["conv1"] if "train_loss" in v] == [1]  # one epoch
+    assert recorder.series("samples_per_s", "conv1")[-1] > 0
+
+
 def test_pretrain_is_deterministic(pretrained, tmp_path: Path, astronaut_file: ImageFile):
     job, path, recorder = pretrained
     again = MemoryRecorder()
@@ -292,7 +311,7 @@ def test_pretrain_trains_every_self_supervised_method(name: str, tmp_path: Path,
     points = [point for _, point in recorder.logged_metrics[None]]
     point = next(p for p in reversed(points) if "pretext_loss" in p)
     assert torch.isfinite(torch.tensor(point["pretext_loss"]))
-    extra = {"deepcluster": {"cluster_accuracy", "clusters"}, "bigan": {"discriminator_loss"}}[name]
+    extra = {"deepcluster": {"cluster_accuracy", "clusters", "cluster_seconds"}, "bigan": {"discriminator_loss"}}[name]
     assert extra <= set(point)
     if name == "bigan":  # its outcome, recorded when it ends (workers/methods/bigan.py D_WINS)
         assert points[-1]["converged"] in (0.0, 1.0) and 0 <= points[-1]["discriminator_accuracy_end"] <= 1

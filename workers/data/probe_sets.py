@@ -175,6 +175,14 @@ def subset_of(split: ProbeSplit, size: int | None) -> ProbeSplit:
     return subset(split, stratified_subset(split.labels, size))
 
 
+def capped(size: int | None, batches: int | None, batch: int) -> int | None:
+    """How much of a split a job reads: `size` samples (None: all), at most `batches` batches
+    of `batch` when the job is capped (a smoke run: None, not capped)."""
+    if batches is None:
+        return size
+    return batches * batch if size is None else min(size, batches * batch)
+
+
 def draw_sources(split: ProbeSplit, n: int, seed: int) -> Sequence[torch.Tensor]:
     """N images of a split drawn without replacement from `seed`, in index order, as RGB
     uint8 (3, H, W): a list for in-memory sets, still-undecoded files for ImageNet.

@@ -17,6 +17,7 @@ host, 4.1 GB on the device).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -214,6 +215,7 @@ class DeepCluster(Method):
         self.indices = torch.zeros(0, dtype=torch.int64)
         self.labels = torch.zeros(0, dtype=torch.int64)
         self.non_empty = 0  # clusters that hold a sample, logged with the loss
+        self.cluster_seconds = 0.0  # the latest clustering's time, logged with the loss: it grows with d
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """Upstream's two optimizers stepped together, as two groups of one: the trunk and
@@ -260,7 +262,7 @@ class DeepCluster(Method):
         return PseudoLabelled(dataset.at_epoch(epoch), self.indices, self.labels)
 
     def recluster(self, epoch: int, dataset: EpochData, device: torch.device) -> None:
-        cfg = self.config
+        cfg, tick = self.config, time.perf_counter()
         # Drawn from the global stream (seeded with the job): reproducible, and resumable.
         rng = np.random.default_rng(int(torch.randint(2**62, ())))
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
@@ -278,10 +280,12 @@ class DeepCluster(Method):
         # A new labelling: a new top layer (upstream: N(0, 0.01) weights, zero bias).
         nn.init.normal_(self.top.weight, 0, 0.01)
         nn.init.zeros_(self.top.bias)
+        self.cluster_seconds = time.perf_counter() - tick
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         x, y = batch  # (B, 3, H, W), (B,) cluster ids
         logits = self.top(self.classifier(self.trunk(x).flatten(1)))  # (B, k)
         loss = F.cross_entropy(logits, y)
         accuracy = (logits.argmax(1) == y).float().mean().item()
-        return loss, {"cluster_accuracy": accuracy, "clusters": float(self.non_empty)}
+        extra = {"cluster_accuracy": accuracy, "clusters": float(self.non_empty)}
+        return loss, {**extra, "cluster_seconds": self.cluster_seconds}
