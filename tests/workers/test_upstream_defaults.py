@@ -9,7 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from contract.methods import BiGANConfig, DeepClusterConfig, MethodSettings, RotNetConfig, SupervisedConfig
+from contract.methods import (
+    BiGANConfig,
+    DeepClusterConfig,
+    MethodSettings,
+    RotNetConfig,
+    SupervisedConfig,
+)
 from workers.methods.base import Method
 from workers.methods.bigan import BiGAN
 from workers.methods.deepcluster import DeepCluster
