@@ -116,40 +116,10 @@ class MonoDataset(Dataset):
         return CentredView(self)
 
 
-class LoaderView(Dataset):
-    """Item i: the loader's view of mono sample i in one epoch, drawn from loader_rng(seed,
-    epoch, i) -> normalised float (3, size, size)."""
-
-    def __init__(self, mono: MonoDataset, epoch: int):
-        if mono.loader is None:
-            raise ValueError("a loader view needs the dataset's loader settings")
-        self.mono, self.epoch, self.loader = mono, epoch, mono.loader
-
-    def __len__(self) -> int:
-        return len(self.mono)
-
-    def raw(self, index: int) -> torch.Tensor:
-        """uint8 (3, size, size): the view before normalisation."""
-        rng = loader_rng(self.mono.seed, self.epoch, index)
-        return load(self.mono.raw(index), self.loader, self.mono.size, rng)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return to_input(self.raw(index))
-
-    def pixels(self, indices: np.ndarray, device: torch.device) -> torch.Tensor:
-        """float (B, 3, size, size) in [0, 1]: the views of samples `indices`, both stages
-        batched on `device`, from `raw`'s draws."""
-        m = self.mono
-        views = draw_views(self.loader, m.generated, m.size, m.seed, self.epoch, indices)
-        return crop_views(m.generate(indices, device), views, m.size)
-
-    def batch(self, indices: np.ndarray, device: torch.device) -> torch.Tensor:
-        """The training batch: normalised float (B, 3, size, size) on `device`."""
-        return normalise(self.pixels(indices, device))
-
-
-class CentredView(Dataset):
-    """Item i: the centre crop of mono sample i at the input size, normalised; no randomness."""
+class MonoView(Dataset):
+    """A view of every mono sample at the input size: `raw(i)` one at a time (the reference, the
+    pictures) or `pixels(indices, device)` as one batch; items and training batches are them
+    normalised."""
 
     def __init__(self, mono: MonoDataset):
         self.mono = mono
@@ -158,15 +128,47 @@ class CentredView(Dataset):
         return len(self.mono)
 
     def raw(self, index: int) -> torch.Tensor:
-        return centre(self.mono.raw(index), self.mono.size)
+        """uint8 (3, size, size): the view of sample `index` before normalisation."""
+        raise NotImplementedError
+
+    def pixels(self, indices: np.ndarray, device: torch.device) -> torch.Tensor:
+        """float (B, 3, size, size) in [0, 1]: the views of samples `indices`, made as one batch on
+        `device` from `raw`'s draws."""
+        raise NotImplementedError
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return to_input(self.raw(index))
 
-    def pixels(self, indices: np.ndarray, device: torch.device) -> torch.Tensor:
-        """float (B, 3, size, size) in [0, 1]: the centre crops, made as one batch."""
-        return centre_views(self.mono.generate(indices, device), self.mono.size)
-
     def batch(self, indices: np.ndarray, device: torch.device) -> torch.Tensor:
-        """Normalised float (B, 3, size, size) on `device`."""
+        """The training batch: normalised float (B, 3, size, size) on `device`."""
         return normalise(self.pixels(indices, device))
+
+
+class LoaderView(MonoView):
+    """Item i: the loader's view of mono sample i in one epoch, drawn from loader_rng(seed,
+    epoch, i) -> normalised float (3, size, size)."""
+
+    def __init__(self, mono: MonoDataset, epoch: int):
+        if mono.loader is None:
+            raise ValueError("a loader view needs the dataset's loader settings")
+        super().__init__(mono)
+        self.epoch, self.loader = epoch, mono.loader
+
+    def raw(self, index: int) -> torch.Tensor:
+        rng = loader_rng(self.mono.seed, self.epoch, index)
+        return load(self.mono.raw(index), self.loader, self.mono.size, rng)
+
+    def pixels(self, indices: np.ndarray, device: torch.device) -> torch.Tensor:
+        m = self.mono  # both stages batched
+        views = draw_views(self.loader, m.generated, m.size, m.seed, self.epoch, indices)
+        return crop_views(m.generate(indices, device), views, m.size)
+
+
+class CentredView(MonoView):
+    """Item i: the centre crop of mono sample i at the input size, normalised; no randomness."""
+
+    def raw(self, index: int) -> torch.Tensor:
+        return centre(self.mono.raw(index), self.mono.size)
+
+    def pixels(self, indices: np.ndarray, device: torch.device) -> torch.Tensor:
+        return centre_views(self.mono.generate(indices, device), self.mono.size)
