@@ -67,6 +67,7 @@ def test_smoke_runs_each_shape_for_k_steps_into_its_own_store(write_spec, sweep_
     assert table[0].split()[:2] == ["job", "shape"]
     assert [line.split()[0] for line in table[1:4]] == ["random", "rotnet", "linear_probe"]
     assert "trains nothing" in out  # random's footnote
+    assert table[3].split()[-1] in ("data", "model")  # the probe logs both halves of its steps
     assert not (sweep_sandbox / "real.db").exists() and not (sweep_sandbox / "env.db").exists()
 
     c = MlflowClient(uri)

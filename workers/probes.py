@@ -20,6 +20,7 @@ equal upstream's; the windows differ.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
@@ -161,6 +162,7 @@ class ProbeTrainer:
         self.trunk, self.probes, self.config, self.size, self.device = trunk.eval(), probes, config, size, device
         self.layers = tuple(probes.heads.keys())
         self.rng = np.random.default_rng([seed, 7])
+        self.data_seconds = 0.0  # in `batches` making inputs, since the epoch began
         self.optimizer = torch.optim.SGD(
             probes.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
@@ -171,12 +173,15 @@ class ProbeTrainer:
         n, b = len(split.labels), self.config.batch_size
         order = torch.from_numpy(self.rng.permutation(n)) if train else torch.arange(n)
         for i in range(0, n, b):
+            start = time.perf_counter()
             idx = order[i : i + b]
             if train and len(idx) < 2:
                 continue  # BatchNorm needs two samples
             y = split.labels[idx].to(self.device)
             if cache is not None:
-                yield {layer: f[idx].to(self.device) for layer, f in cache.items()}, y
+                features = {layer: f[idx].to(self.device) for layer, f in cache.items()}
+                self.data_seconds += time.perf_counter() - start
+                yield features, y
                 continue
             images = decoded(split.images[idx])
             if train and self.config.train_augment:
@@ -184,7 +189,9 @@ class ProbeTrainer:
             else:
                 crops = single_view(self.config.test_crops) if train else self.config.test_crops
                 views = eval_views(images, self.size, crops)  # (V, B, 3, S, S)
-            yield view_features(self.trunk, views.to(self.device), self.layers), y
+            views = views.to(self.device)
+            self.data_seconds += time.perf_counter() - start
+            yield view_features(self.trunk, views, self.layers), y
 
     def train_epoch(self, epoch: int, split: ProbeSplit, cache: Features | None) -> dict[str, dict[str, float]]:
         for group in self.optimizer.param_groups:
@@ -192,7 +199,7 @@ class ProbeTrainer:
         self.probes.train()
         loss_sum = {layer: 0.0 for layer in self.layers}
         correct = {layer: 0 for layer in self.layers}
-        seen = 0
+        seen, steps, self.data_seconds, tick = 0, 0, 0.0, time.perf_counter()
         for features, y in self.batches(split, cache, train=True):
             logits = self.probes(features)
             losses = {layer: F.cross_entropy(out, y) for layer, out in logits.items()}
@@ -202,9 +209,15 @@ class ProbeTrainer:
             for layer in self.layers:
                 loss_sum[layer] += losses[layer].item() * len(y)
                 correct[layer] += int((logits[layer].argmax(1) == y).sum())
-            seen += len(y)
+            seen, steps = seen + len(y), steps + 1
+        # As fit's: the data path (decoding, augmenting, a cache's gather) against the rest of a
+        # step (the trunk's forward pass, the heads' step), so `smoke` can say which bounds it.
+        timing = {
+            "data_s_per_step": self.data_seconds / steps,
+            "compute_s_per_step": (time.perf_counter() - tick - self.data_seconds) / steps,
+        }
         return {
-            layer: {"train_loss": loss_sum[layer] / seen, "train_top1": 100 * correct[layer] / seen, "lr": lr_at(epoch, self.config)}
+            layer: {"train_loss": loss_sum[layer] / seen, "train_top1": 100 * correct[layer] / seen, "lr": lr_at(epoch, self.config), **timing}
             for layer in self.layers
         }
 

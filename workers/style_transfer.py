@@ -113,14 +113,17 @@ def stylise(job: StyleJob, checkpoint: Path, recorder: Recorder, workdir: Path) 
 def _pair(
     trunk: AlexNet, cell: StyleCell, cfg: StyleConfig, recorder: Recorder, workdir: Path, dev: torch.device
 ) -> dict[str, float]:
+    loading = time.perf_counter()
     content, style = (square(image, cfg.size).to(dev) for image in load_images((cell.content, cell.style)))
     tick = time.perf_counter()
     image, points = transfer(StyleLoss(trunk, content, style, cfg), content, cfg)
     for step, values in points:
         recorder.metrics(values, step, cell.part)
-    # One image a step: its steps per second (the targets' two forward passes included).
-    rate = cfg.steps / (time.perf_counter() - tick)
-    recorder.metrics({"samples_per_s": rate}, cfg.steps, cell.part)
+    # One image a step: its steps per second (the targets' two forward passes included). Its
+    # data path is the pair's loading, once: shared out over the steps, as fit's is per batch.
+    elapsed = time.perf_counter() - tick
+    timing = {"data_s_per_step": (tick - loading) / cfg.steps, "compute_s_per_step": elapsed / cfg.steps}
+    recorder.metrics({"samples_per_s": cfg.steps / elapsed, **timing}, cfg.steps, cell.part)
     # The latest values are what a run shows: keep the starting style loss beside the final one.
     start = {"style_loss_start": points[0][1]["style_loss"]}
     recorder.metrics(start, 0, cell.part)

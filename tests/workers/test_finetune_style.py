@@ -160,6 +160,9 @@ def test_stylise_records_each_pair_in_its_own_run(checkpoint, tmp_path):
         assert [p.name for p in recorder.artifacts[part]] == ["stylised.png", "content.png", "style.png"]
         assert recorder.series("style_loss", part)[-1] == scores[part]["style_loss"]
         assert recorder.series("style_loss_start", part) == [recorder.series("style_loss", part)[0]]
+        # one image a step, loaded once: the steps bound it, never the loading
+        (data,), (compute,) = recorder.series("data_s_per_step", part), recorder.series("compute_s_per_step", part)
+        assert 0 < data < compute
     assert scores["astronaut+hubble"] != scores["astronaut+ihc"]
 
 
