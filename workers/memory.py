@@ -4,6 +4,8 @@ for the full sweep needs; `monosweep smoke` shows it per job shape)."""
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import resource
 from pathlib import Path
 
@@ -15,7 +17,14 @@ STATUS, CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
 def reset() -> None:
     """Start a job's measurement. A Ray worker runs job after job: on Linux the process's
     high-water mark of RSS is set back to its current RSS (clear_refs 5), so a job is not
-    charged with its predecessor's peak; elsewhere the peak is the process's since it began."""
+    charged with its predecessor's peak; elsewhere the peak is the process's since it began.
+    First glibc hands back the heap the predecessor freed (malloc_trim), which it would keep
+    resident: the next job would be charged with it, and hold it beside its own."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
     try:
         CLEAR_REFS.write_text("5")
     except OSError:
