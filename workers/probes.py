@@ -33,6 +33,7 @@ from contract.evaluations import ProbeConfig
 from contract.schedules import Schedule
 from workers.data.probe_sets import ProbeSplit, decoded, eval_views, train_inputs
 from workers.models.alexnet import AlexNet
+from workers.training import step_times
 
 # Per layer: (side of alexnet_bn's conv map, side of upstream's pooled grid) for a 224 px input.
 # Maps: test_alexnet's test_tap_shapes_at_224. Grids: yukimasano/linear-probes' MaxPool2d
@@ -210,12 +211,9 @@ class ProbeTrainer:
                 loss_sum[layer] += losses[layer].item() * len(y)
                 correct[layer] += int((logits[layer].argmax(1) == y).sum())
             seen, steps = seen + len(y), steps + 1
-        # As fit's: the data path (decoding, augmenting, a cache's gather) against the rest of a
-        # step (the trunk's forward pass, the heads' step), so `smoke` can say which bounds it.
-        timing = {
-            "data_s_per_step": self.data_seconds / steps,
-            "compute_s_per_step": (time.perf_counter() - tick - self.data_seconds) / steps,
-        }
+        # The data path: decoding and augmenting, or a cache's gather; compute: the trunk's
+        # forward pass and the heads' step.
+        timing = step_times(self.data_seconds, time.perf_counter() - tick - self.data_seconds, steps)
         return {
             layer: {"train_loss": loss_sum[layer] / seen, "train_top1": 100 * correct[layer] / seen, "lr": lr_at(epoch, self.config), **timing}
             for layer in self.layers

@@ -23,7 +23,7 @@ from workers.data.augment import MEAN, STD
 from workers.data.mono import load_images
 from workers.models.alexnet import AlexNet, load_trunk
 from workers.recorder import Recorder
-from workers.training import device
+from workers.training import device, step_times
 
 LOG_POINTS = 20  # loss points per pair
 
@@ -122,7 +122,7 @@ def _pair(
     # One image a step: its steps per second (the targets' two forward passes included). Its
     # data path is the pair's loading, once: shared out over the steps, as fit's is per batch.
     elapsed = time.perf_counter() - tick
-    timing = {"data_s_per_step": (tick - loading) / cfg.steps, "compute_s_per_step": elapsed / cfg.steps}
+    timing = step_times(tick - loading, elapsed, cfg.steps)
     recorder.metrics({"samples_per_s": cfg.steps / elapsed, **timing}, cfg.steps, cell.part)
     # The latest values are what a run shows: keep the starting style loss beside the final one.
     start = {"style_loss_start": points[0][1]["style_loss"]}

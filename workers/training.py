@@ -24,7 +24,15 @@ from workers.recorder import Recorder
 
 LOG_EVERY = 20  # steps between training-loss points (and progress reports: `progress`, the share of
 # the job's steps done, goes with them, so a driver can show how far a running job is; and where a
-# step's time goes: `data_s_per_step` making the batch, `compute_s_per_step` the rest of the step)
+# step's time goes, `step_times`)
+
+
+def step_times(data_s: float, compute_s: float, steps: int) -> dict[str, float]:
+    """Where `steps` steps' time went, as every training loop logs it (`monosweep smoke` names the
+    larger a job's bottleneck): `data_s_per_step` making the batch, `compute_s_per_step` the
+    rest of the step. Host clocks: on a GPU a batch's kernels can finish inside the step after
+    them, which books them to compute (a sync at each clock read would cost the overlap)."""
+    return {"data_s_per_step": data_s / steps, "compute_s_per_step": compute_s / steps}
 
 
 def device() -> torch.device:
@@ -133,7 +141,7 @@ def fit(
                 recorder.metrics(
                     {loop.loss_name: value, "lr": loop.lr * scale,
                      "samples_per_s": seen / (stepped - tick), "epoch": epoch, "progress": step / end,
-                     "data_s_per_step": data_s / timed, "compute_s_per_step": compute_s / timed,
+                     **step_times(data_s, compute_s, timed),
                      **extra},
                     step,
                 )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 
 import numpy as np
 import pytest
@@ -261,8 +260,8 @@ def test_cached_and_streamed_features_score_alike(fashion_test: ProbeSplit):
 
 
 def test_an_epoch_splits_its_time_between_the_data_path_and_the_steps(fashion_test: ProbeSplit):
-    """data_s_per_step + compute_s_per_step is the epoch's time per step; streamed images (decoded
-    and augmented each step) cost the data path more than a cache's gather does. Mutation tried:
+    """Both halves are logged, the same on every layer's run; streamed images (decoded and
+    augmented each step) cost the data path more than a cache's gather does. Mutation tried:
     the trunk's forward pass timed as data (`view_features` before the clock stops): the streamed
     data share then exceeds the compute share, which the last assertion forbids."""
     torch.manual_seed(0)
@@ -272,12 +271,8 @@ def test_an_epoch_splits_its_time_between_the_data_path_and_the_steps(fashion_te
     probes = LinearProbes(feature_shapes(trunk, 64, layers), test.classes)
     config = ProbeConfig(preset="asano2020", batch_size=64, test_crops="resize")
     trainer = ProbeTrainer(trunk, probes, config, 64, seed=0, device=CPU)
-    start = time.perf_counter()
     streamed = trainer.train_epoch(0, test, None)
-    wall = time.perf_counter() - start
     assert streamed["conv1"]["data_s_per_step"] == streamed["conv5"]["data_s_per_step"] > 0
-    per_step = streamed["conv1"]["data_s_per_step"] + streamed["conv1"]["compute_s_per_step"]
-    assert 0.9 * wall <= per_step * 4 <= wall  # 256 images, batches of 64: 4 steps
     cached = trainer.train_epoch(1, test, extract(trunk, test, 64, layers, 512, CPU))["conv1"]
     assert cached["data_s_per_step"] < streamed["conv1"]["data_s_per_step"]
     # At 64 px a width-0.25 trunk's forward pass and the heads' step outweigh decoding and the

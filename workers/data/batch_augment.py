@@ -16,8 +16,6 @@ up to interpolation: every parameter comes from the same per-sample streams, bit
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 from collections.abc import Sequence
 
 import numpy as np
@@ -30,6 +28,7 @@ from workers.data.augment import MEAN, STD
 from workers.data.batch_jitter import color_jitter_batch
 from workers.data.batch_params import BatchParams, draw_params
 from workers.data.ops import canvas_size
+from workers.memory import keep_freed_memory
 
 CHUNK_BYTES = 2 * 2**20  # a CPU renders this much output at a time: its passes then stay in cache
 
@@ -209,26 +208,6 @@ class BatchAugmenter:
         level = np.rint(np.log2(np.maximum(per_pixel, 1.0))).astype(int)
         pairs = zip(p.source, level, strict=True)
         return [self.tiles[src][min(k, len(self.tiles[src]) - 1)] for src, k in pairs]
-
-
-# glibc's mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-
-
-def keep_freed_memory(threshold: int = 32 * 2**20) -> None:
-    """Let this process' malloc reuse freed blocks of up to `threshold` bytes instead of
-    returning them to the kernel. A CPU batch allocates tens of 0.3-2 MB temporaries per
-    chunk; glibc maps each from the kernel and unmaps it when freed (blocks above 128 KB,
-    until its adaptive threshold catches up, which torch's allocation pattern defeats), so
-    every call paid ~7,000 page faults: a third of its time at 64 px. Process-wide, on glibc
-    only (elsewhere nothing changes); the cost is up to `threshold` more resident memory."""
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name)
-        libc.mallopt(_M_MMAP_THRESHOLD, threshold)
-        libc.mallopt(_M_TRIM_THRESHOLD, 4 * threshold)
-    except (OSError, AttributeError, TypeError):  # not glibc: no mallopt, or no libc found
-        pass
 
 
 def _run(mask: np.ndarray) -> slice:
