@@ -52,19 +52,31 @@ def top1_vs_n(rec: SweepRuns, cells: list[Cell], path: Path, metric: str = "top1
 
 
 def n_curves(rec: SweepRuns, cells: list[Cell], metric: str = "top1") -> Figure:
-    """A panel per layer; in each a line per method, augmentation and probe dataset, a point
-    per N with its mean ± std over the finished seeds."""
+    """A panel per layer; in each a line per method, image source, augmentation and probe
+    dataset, a point per N with its mean ± std over the finished seeds (a photo is its own
+    series: N = 1 astronaut and N = 1 Fashion-MNIST image are different points), and the
+    trunks that see no source images (random, supervised) as horizontal references, their
+    std as a band."""
     layers = list(dict.fromkeys(c.layer for c in cells))
     fig, axes = plt.subplots(1, len(layers), figsize=(3.5 * len(layers), 3.5), squeeze=False, sharey=True)
     for ax, layer in zip(axes[0], layers):
         series: dict[str, dict[int, Stat]] = defaultdict(lambda: defaultdict(Stat))
+        references: dict[str, Stat] = defaultdict(Stat)
         for cell in cells:
             run = rec.probe.get(cell.key)
-            if cell.layer == layer and cell.n and run and run.status == "FINISHED" and metric in run.metrics:
-                series[f"{cell.method} {cell.augmentation} {cell.probe_dataset}"][cell.n].values.append(run.metrics[metric])
+            if cell.layer != layer or not run or run.status != "FINISHED" or metric not in run.metrics:
+                continue
+            if cell.n:
+                source = cell.images.split(" ", 1)[1] if cell.images else ""  # `N10 fashion_mnist`
+                series[f"{cell.method} {source} {cell.augmentation} {cell.probe_dataset}"][cell.n].values.append(run.metrics[metric])
+            else:
+                references[f"{cell.method} {cell.probe_dataset}"].values.append(run.metrics[metric])
         for label, by_n in series.items():
             ns = sorted(by_n)
             ax.errorbar(ns, [by_n[n].mean for n in ns], yerr=[by_n[n].std for n in ns], marker="o", capsize=3, label=label)
+        for (label, stat), color in zip(references.items(), ("0.3", "0.6", "0.8")):
+            ax.axhline(stat.mean, color=color, linestyle="--", label=label)
+            ax.axhspan(stat.mean - stat.std, stat.mean + stat.std, color=color, alpha=0.15)
         ax.set_xscale("log")
         ax.set(title=layer, xlabel="source images N")
         ax.grid(alpha=0.3)

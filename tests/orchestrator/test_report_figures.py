@@ -1,5 +1,6 @@
 """The figure against N, from run records: drawn where cells span more than one N, a point per
-(line, N) with the standard deviation over seeds as its error bar."""
+(line, N) with the standard deviation over seeds as its error bar, a line per image source,
+and the trunks without source images as horizontal references."""
 
 from __future__ import annotations
 
@@ -22,15 +23,22 @@ def top1(augmentation: str, n: int, layer: str, seed: int) -> float:
     return 20 + 5 * NS.index(n) + (augmentation == "full") + 2 * (layer == "conv3") + seed * (1 + NS.index(n))
 
 
-def sweep() -> SweepRuns:
+def sweep(source: str = "fashion_mnist", references: tuple[str, ...] = ()) -> SweepRuns:
     cells, probe = [], {}
+    for method in references:  # trunks that see no source images: top-1 10 + seed, every layer
+        for layer in ("conv1", "conv3"):
+            for seed in (0, 1, 2):
+                key = f"{method}{layer}{seed}"
+                cells.append(Cell(key=key, label=key, pretrain_key="p" + key, job_key="j" + key, method=method, n=None,
+                                  images=None, augmentation=None, layer=layer, probe_dataset="fashion_mnist", seed=seed))
+                probe[key] = RunView(key, key, key, "FINISHED", {}, {"top1": 10.0 + seed}, {}, None, None)
     for augmentation in ("full", "none"):
         for n in NS:
             for layer in ("conv1", "conv3"):
                 for seed in (0, 1, 2):
                     key = f"{augmentation}{n}{layer}{seed}"
                     cells.append(Cell(key=key, label=key, pretrain_key="p" + key, job_key="j" + key, method="rotnet", n=n,
-                                      images=f"N{n} astronaut", augmentation=augmentation, layer=layer,
+                                      images=f"N{n} {source}", augmentation=augmentation, layer=layer,
                                       probe_dataset="fashion_mnist", seed=seed))
                     probe[key] = RunView(key, key, key, "FINISHED", {}, {"top1": top1(augmentation, n, layer, seed)}, {}, None, None)
     return SweepRuns("s", "sqlite://", "1", "r", cells, probe, {})
@@ -49,7 +57,7 @@ def test_every_point_has_its_seeds_std_as_error_bar():
     for ax, layer in zip(fig.axes, ("conv1", "conv3"), strict=True):
         assert ax.get_title() == layer and ax.get_xscale() == "log"
         lines = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
-        assert [c.get_label() for c in lines] == ["rotnet full fashion_mnist", "rotnet none fashion_mnist"]
+        assert [c.get_label() for c in lines] == ["rotnet fashion_mnist full fashion_mnist", "rotnet fashion_mnist none fashion_mnist"]
         for line, augmentation in zip(lines, ("full", "none"), strict=True):
             (bars,) = line.lines[2]
             assert len(bars.get_segments()) == len(NS)  # one error bar per point
@@ -58,3 +66,24 @@ def test_every_point_has_its_seeds_std_as_error_bar():
                 (x0, low), (x1, high) = segment
                 mean, std = statistics.mean(values), statistics.stdev(values)
                 assert x0 == x1 == n and (low, high) == pytest.approx((mean - std, mean + std))
+
+
+def test_a_photo_and_a_dataset_at_the_same_n_are_two_series():
+    """Mutation tried: the series label without the image source pools N = 1 astronaut with
+    N = 1 Fashion-MNIST image into one point of six seeds; this fails."""
+    photo, dataset = sweep("astronaut"), sweep("fashion_mnist")
+    rec = SweepRuns("s", "sqlite://", "1", "r", photo.cells + [c.model_copy(update={"key": "d" + c.key}) for c in dataset.cells],
+                    {**photo.probe, **{"d" + k: v for k, v in dataset.probe.items()}}, {})
+    ax = figures.n_curves(rec, rec.cells).axes[0]
+    labels = [c.get_label() for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert sorted(labels) == sorted(f"rotnet {source} {aug} fashion_mnist"
+                                    for source in ("astronaut", "fashion_mnist") for aug in ("full", "none"))
+
+
+def test_trunks_without_source_images_are_horizontal_references():
+    rec = sweep(references=("random", "supervised"))
+    for ax in figures.n_curves(rec, rec.cells).axes:
+        lines = {line.get_label(): line for line in ax.get_lines() if line.get_label() in ("random fashion_mnist", "supervised fashion_mnist")}
+        assert set(lines) == {"random fashion_mnist", "supervised fashion_mnist"}
+        for line in lines.values():
+            assert set(line.get_ydata()) == {statistics.mean([10.0, 11.0, 12.0])}  # the mean over seeds
