@@ -32,6 +32,8 @@ def layer_curves(tables: list[Table], path: Path, xlabel: str, ylabel: str) -> P
         return None
     fig, axes = plt.subplots(1, len(tables), figsize=(6 * len(tables), 4.5), squeeze=False)
     for ax, table in zip(axes[0], tables):
+        if len(table.rows) > 10:  # past the default cycle's 10 colours two lines would share one
+            ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
         for label, by_layer in table.rows.items():
             points = [(i, s.mean, s.std) for i, layer in enumerate(table.columns) if (s := by_layer[layer]).mean is not None]
             if points:

@@ -87,3 +87,17 @@ def test_trunks_without_source_images_are_horizontal_references():
         assert set(lines) == {"random fashion_mnist", "supervised fashion_mnist"}
         for line in lines.values():
             assert set(line.get_ydata()) == {statistics.mean([10.0, 11.0, 12.0])}  # the mean over seeds
+
+
+def test_every_line_per_layer_has_a_colour_of_its_own(tmp_path, monkeypatch):
+    """image_choice has 11 rows, one past matplotlib's default cycle. Mutation tried: no wider
+    cycle, the eleventh row takes the first's colour; this fails."""
+    from orchestrator.report import Stat, Table
+
+    rows = {f"row {i}": {c: Stat(values=[float(i), i + 1.0]) for c in ("conv1", "conv2")} for i in range(11)}
+    table = Table("fashion_mnist", ["conv1", "conv2"], rows, "top1", "linear_probe", "top1")
+    drawn = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.append(fig) or path)
+    figures.layer_curves([table], tmp_path / "f.png", "layer", "top-1")
+    colours = [c.lines[0].get_color() for c in drawn[0].axes[0].containers if isinstance(c, ErrorbarContainer)]
+    assert len(colours) == 11 and len(set(colours)) == 11
