@@ -5,6 +5,7 @@ samples)."""
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from collections import defaultdict
 from collections.abc import Callable
@@ -76,7 +77,7 @@ def n_curves(rec: SweepRuns, cells: list[Cell], metric: str = "top1") -> Figure:
         for label, by_n in series.items():
             ns = sorted(by_n)
             ax.errorbar(ns, [by_n[n].mean for n in ns], yerr=[by_n[n].std for n in ns], marker="o", capsize=3, label=label)
-        for (label, stat), color in zip(references.items(), ("0.3", "0.6", "0.8")):
+        for (label, stat), color in zip(references.items(), itertools.cycle(("0.3", "0.6", "0.8"))):
             ax.axhline(stat.mean, color=color, linestyle="--", label=label)
             ax.axhspan(stat.mean - stat.std, stat.mean + stat.std, color=color, alpha=0.15)
         ax.set_xscale("log")

@@ -13,7 +13,7 @@ from orchestrator import figures
 from orchestrator.evaluations import KINDS
 from orchestrator.grid import Cell
 from orchestrator.record.schema import RunView
-from orchestrator.report import SweepRuns, tables
+from orchestrator.report import Stat, SweepRuns, Table, tables
 
 PNG = b"\x89PNG\r\n\x1a\n"
 NS = (1, 10, 100)
@@ -92,8 +92,6 @@ def test_trunks_without_source_images_are_horizontal_references():
 def test_every_line_per_layer_has_a_colour_of_its_own(tmp_path, monkeypatch):
     """image_choice has 11 rows, one past matplotlib's default cycle. Mutation tried: no wider
     cycle, the eleventh row takes the first's colour; this fails."""
-    from orchestrator.report import Stat, Table
-
     rows = {f"row {i}": {c: Stat(values=[float(i), i + 1.0]) for c in ("conv1", "conv2")} for i in range(11)}
     table = Table("fashion_mnist", ["conv1", "conv2"], rows, "top1", "linear_probe", "top1")
     drawn = []
@@ -101,3 +99,11 @@ def test_every_line_per_layer_has_a_colour_of_its_own(tmp_path, monkeypatch):
     figures.layer_curves([table], tmp_path / "f.png", "layer", "top-1")
     colours = [c.lines[0].get_color() for c in drawn[0].axes[0].containers if isinstance(c, ErrorbarContainer)]
     assert len(colours) == 11 and len(set(colours)) == 11
+
+
+def test_a_fourth_reference_is_drawn_too():
+    """Mutation tried: the three grey shades zipped without a cycle drop the fourth; this fails."""
+    methods = ("random", "supervised", "random-sobel", "supervised-sobel")
+    rec = sweep(references=methods)
+    labels = {line.get_label() for line in figures.n_curves(rec, rec.cells).axes[0].get_lines()}
+    assert {f"{m} fashion_mnist" for m in methods} <= labels
