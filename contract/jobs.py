@@ -37,7 +37,8 @@ class DatasetImages(Frozen):
 
 
 class LabelledData(Frozen):
-    """The labelled train split a supervised pre-training learns from."""
+    """The labelled train split a pre-training learns from: supervised, its labels; random
+    with `bn_statistics: probe_train`, its images only."""
 
     dataset: LabelledDataset
     data_root: str
@@ -67,12 +68,12 @@ class PretrainJob(Frozen):
 
     @model_validator(mode="after")
     def _inputs_for_method(self) -> PretrainJob:
-        method = type(self.method)
+        method = self.method  # what it learns from may depend on its settings
         if self.images and self.drawn:
             raise ValueError("give the source images as files or as a draw from a dataset, not both")
         if method.uses_images and (not (self.images or self.drawn) or self.augmentation is None):
             raise ValueError(f"method {self.method.name!r} needs source images and an augmentation")
-        if method.uses_labels and self.labels is None:
+        if method.uses_train_split and self.labels is None:
             raise ValueError(f"method {self.method.name!r} needs a labelled dataset")
         return self
 
@@ -109,6 +110,9 @@ class EvaluationJob(Frozen):
     seed: int
     cells: tuple[JobCell, ...]
     max_steps: int | None = Field(None, ge=1, description=MAX_STEPS)
+    # The artifact of the pretrain run that holds the trunk: its own, or a snapshot's
+    # (orchestrator/snapshots.py); where the trunk is, not what it is (its key says that).
+    checkpoint: str = "checkpoint.pt"
 
 
 class ProbeJob(EvaluationJob):

@@ -4,40 +4,129 @@ in workers/methods/ (docs/ARCHITECTURE.md shows one added end to end)."""
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from contract.augmentation import LoaderConfig
-from contract.base import Frozen
+from contract.base import Frozen, KeyNeutral
 from contract.registry import Registry
 from contract.schedules import Schedule
 
 
 class MethodSettings(Frozen):
     """What every method's settings say: its name, what it learns from, where it is
-    implemented ((module, class), imported by the worker that runs it)."""
+    implemented ((module, class), imported by the worker that runs it). What it learns from is
+    read from the settings (`settings.uses_images`), not the class: a setting may change it
+    (random's `bn_statistics`)."""
 
     name: str
-    uses_images: ClassVar[bool] = True
-    uses_labels: ClassVar[bool] = False
+    uses_images: ClassVar[bool] = True  # the row's source images and augmentation
+    uses_labels: ClassVar[bool] = False  # the labels of the probe dataset's train split
     implementation: ClassVar[tuple[str, str]]  # (module, class)
+
+    @property
+    def uses_train_split(self) -> bool:
+        """Made from the probe dataset's train split (its labels, or only its images), so there
+        is one trunk per probe dataset, each made from that dataset's split."""
+        return self.uses_labels
+
+    @property
+    def label(self) -> str:
+        """How report rows and run names call these settings: the name, and whatever setting
+        makes the trunk a different kind of reference (`random(bn=pretext)`)."""
+        return self.name
 
 
 METHODS: Registry[MethodSettings] = Registry("method", MethodSettings)
 
 
+def snapshot_artifact(samples: int) -> str:
+    """The artifact of a pretrain run that holds its trunk after `samples` source samples."""
+    return f"trunk_at_{samples}_samples.pt"
+
+
+class Snapshots(Frozen):
+    """A training-budget curve from one run (ours): the trunk is also saved after `snapshots`
+    source samples (each a multiple of the batch, below the run's own `budget`), and each
+    snapshot is evaluated as a trunk of its own, its rows named `METHOD@SAMPLES`. A snapshot
+    is the run's trunk at that step, under the whole run's schedule: not a shorter run with a
+    schedule of its own."""
+
+    snapshots: Annotated[tuple[int, ...], KeyNeutral(())] = Field(
+        (), description="source samples after which the trunk is saved and evaluated as its own row"
+    )
+
+    @property
+    def budget(self) -> int:
+        """Source samples the whole run trains on: whole batches, every epoch."""
+        return self.epochs * max(1, self.samples // self.batch_size) * self.batch_size  # type: ignore[attr-defined]
+
+    @model_validator(mode="after")
+    def _snapshots_inside_the_run(self) -> Snapshots:
+        taken = self.snapshots
+        if list(taken) != sorted(set(taken)):
+            raise ValueError(f"snapshots {list(taken)} must be ascending, each once")
+        batch = self.batch_size  # type: ignore[attr-defined]
+        for n in taken:
+            if n <= 0 or n % batch or n >= self.budget:
+                raise ValueError(
+                    f"snapshot {n}: a multiple of batch_size {batch} below the run's {self.budget} samples "
+                    "(the run's own trunk is the last point)"
+                )
+        return self
+
+
+# Random's BN statistics, when re-estimated: over this many samples, through RotNet's and
+# DeepCluster's loader (the view of the mono samples the trained trunks it is compared to saw).
+BN_SAMPLES = 10_000
+PRETEXT_LOADER = LoaderConfig(crop="random_resized", hflip=0.5)
+
+
 @METHODS.add
 class RandomConfig(MethodSettings):
-    """No training: the seeded random initialisation, the paper's lower reference."""
+    """No training: the seeded random initialisation, the paper's lower reference.
+
+    `bn_statistics` (ours): `init` keeps BatchNorm's initial statistics (mean 0, variance 1),
+    which the random trunk is probed with in eval mode, while a trained trunk's come from its
+    pretext data: "beats random" could then be BN alone. `pretext` re-estimates them on the
+    row's mono dataset (its images and augmentation, through `loader`); `probe_train` on the
+    probe dataset's train images (the first `samples` of its stratified subsets, the probes'
+    own when the sizes agree; whole images at the input size; labels unused), one trunk per
+    probe dataset. Re-estimation: `samples` samples through the trunk in train mode, momentum
+    None (the cumulative average of the batches' statistics), no gradient; no weight changes."""
 
     name: Literal["random"] = "random"
     implementation: ClassVar[tuple[str, str]] = ("workers.methods.random_init", "RandomInit")
-    uses_images: ClassVar[bool] = False
+    bn_statistics: Annotated[Literal["init", "pretext", "probe_train"], KeyNeutral("init")] = "init"
+    samples: Annotated[int, KeyNeutral(BN_SAMPLES)] = Field(
+        BN_SAMPLES, ge=2, description="samples the BN statistics are re-estimated over"
+    )
+    loader: Annotated[LoaderConfig, KeyNeutral(PRETEXT_LOADER)] = PRETEXT_LOADER
+
+    @property
+    def uses_images(self) -> bool:  # type: ignore[override]
+        return self.bn_statistics == "pretext"
+
+    @property
+    def uses_train_split(self) -> bool:
+        return self.bn_statistics == "probe_train"
+
+    @property
+    def label(self) -> str:
+        return self.name if self.bn_statistics == "init" else f"{self.name}(bn={self.bn_statistics})"
+
+    @model_validator(mode="after")
+    def _settings_of_the_estimate(self) -> RandomConfig:
+        if self.bn_statistics == "init" and self.samples != BN_SAMPLES:
+            raise ValueError("samples: the initial BN statistics are not estimated (set bn_statistics)")
+        if self.bn_statistics != "pretext" and self.loader != PRETEXT_LOADER:
+            raise ValueError("loader: only bn_statistics pretext reads the mono samples")
+        return self
 
 
 @METHODS.add
-class RotNetConfig(MethodSettings):
+class RotNetConfig(MethodSettings, Snapshots):
     """RotNet (Gidaris et al., ICLR 2018): predict which of 4 rotations was applied.
     Defaults from gidariss/FeatureLearningRotNet's config/ImageNet_RotNet_AlexNet.py: batch 192,
     SGD Nesterov, wd 5e-4, 50 epochs, over a mono dataset of d = 1,281,167 samples (the
@@ -59,7 +148,7 @@ class RotNetConfig(MethodSettings):
 
 
 @METHODS.add
-class DeepClusterConfig(MethodSettings):
+class DeepClusterConfig(MethodSettings, Snapshots):
     """DeepCluster (Caron et al., ECCV 2018): k-means on the network's own features gives
     pseudo-labels, re-computed every epoch. Defaults from facebookresearch/deepcluster: Sobel input,
     k = 10000 on PCA-256 whitened, L2-normalised features, 20 k-means iterations (faiss's
@@ -98,7 +187,7 @@ class DeepClusterConfig(MethodSettings):
 
 
 @METHODS.add
-class BiGANConfig(MethodSettings):
+class BiGANConfig(MethodSettings, Snapshots):
     """BiGAN (Donahue, Kraehenbuehl, Darrell, ICLR 2017): an encoder E (the trunk and a linear
     map to z), a generator G and a discriminator D of (x, z) pairs. Defaults are the paper's
     ImageNet settings: z of 200 dims, Adam lr 2e-4, betas (0.5, 0.999), wd 2.5e-5, batch 128,
@@ -143,6 +232,29 @@ class SupervisedConfig(MethodSettings):
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(1e-4, ge=0)
     nesterov: bool = False
+    # Ours: false trains on each whole image resized to the input size (as the `fast` probes
+    # read them); torchvision's RandomResizedCrop keeps as little as 8 % of a 28 px image.
+    train_augment: Annotated[bool, KeyNeutral(True)] = Field(
+        True, description="RandomResizedCrop + flip of the train images; false: each whole image, resized"
+    )
+
+    @property
+    def label(self) -> str:
+        return self.name if self.train_augment else f"{self.name}(train_augment=False)"
+
+
+@METHODS.add
+class PixelsConfig(MethodSettings):
+    """The raw-pixel control (ours): no network; each layer's linear probe reads the normalised
+    input image pooled to as many features as that layer of the spec's network gives
+    (workers/models/pixels.py). A row `pixels` at column conv1 is a linear probe on pixels with
+    conv1's feature count."""
+
+    name: Literal["pixels"] = "pixels"
+    # Nothing to train or estimate: random's implementation, which does nothing, on the Pixels trunk.
+    implementation: ClassVar[tuple[str, str]] = ("workers.methods.random_init", "RandomInit")
+    uses_images: ClassVar[bool] = False
+    pixels: ClassVar[bool] = True  # orchestrator.grid.job_network: its jobs' network is the input
 
 
 # A field of any registered method's settings, chosen by the `name` its data gives.
