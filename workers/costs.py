@@ -40,7 +40,7 @@ from workers.finetune import Finetuning
 from workers.methods.base import Method, implementation
 from workers.methods.deepcluster import clustering_memory, kmeans_assign, pca_whiten
 from workers.models.alexnet import AlexNet, build_trunk
-from workers.probes import LinearProbes, ProbeTrainer, feature_shapes
+from workers.probes import LinearProbes, ProbeTrainer, feature_shapes, pool_target
 from workers.style_transfer import StyleLoss, transfer
 
 BATCH = 2  # the smallest batch BatchNorm trains on
@@ -294,9 +294,10 @@ def probe_heads(
     """The linear heads of a probe job, per sample: a training step of ProbeTrainer on pooled
     features, and their scoring (eval mode). State: the frozen trunk and the heads."""
     trunk = frozen_trunk(network)
-    shapes = feature_shapes(trunk, network.input_size, layers)
+    target = pool_target(network, layers, config.features)
+    shapes = feature_shapes(trunk, network.input_size, layers, target)
     probes: LinearProbes = on_meta(lambda: LinearProbes(shapes, classes, affine=config.bn_affine))  # type: ignore[assignment]
-    trainer = ProbeTrainer(trunk, probes, config, network.input_size, 0, META)
+    trainer = ProbeTrainer(trunk, probes, config, network.input_size, 0, META, target)
     # Cached features (CPU and flattened, as tasks.probe keeps them): the heads' step alone.
     cache = {layer: torch.zeros(BATCH, math.prod(shape)) for layer, shape in shapes.items()}
     split = ProbeSplit(torch.zeros(0), torch.zeros(BATCH, dtype=torch.int64), classes)

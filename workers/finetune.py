@@ -103,7 +103,8 @@ def finetuned(
     schedule = Schedule.at_epochs(cfg.lr_milestones, cfg.epochs)
     loop = Loop(job.seed, cfg.epochs, cfg.batch_size, cfg.lr, schedule, job.checkpoint_every,
                 job.divergence_threshold, loss_name="train_loss", max_steps=job.max_steps)
-    fit(loop, model, LabelledSamples(train, job.network.input_size, job.seed), recorder, dev, workdir, resume)
+    samples = LabelledSamples(train, job.network.input_size, job.seed, augment=cfg.train_augment)
+    fit(loop, model, samples, recorder, dev, workdir, resume)
     return model
 
 

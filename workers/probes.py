@@ -16,13 +16,21 @@ conv5's 13x13 map unread at 224 px, and read only a corner of conv2..conv5 at 64
 probe reads the whole map at every input size: the grid side scales with the map side
 (`pooled_side`) and adaptive max-pooling tiles the whole map. At 224 px the feature counts
 equal upstream's; the windows differ.
+
+Ours, for small inputs (`ProbeConfig.features`): upstream's counts are about equal across layers
+(9.2k-9.6k) at 224 px, but the grid rule gives shrinking counts at 64 px (432 / 512 / 192 / 192
+/ 128 at width 0.5), so a layer trend would be partly the pooling. With `features` N every layer
+is pooled to the grid whose C h w is closest to N (`equal_grid`), still by adaptive max-pooling
+over the whole map.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -30,9 +38,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from contract.evaluations import ProbeConfig
+from contract.network import NetworkConfig
 from contract.schedules import Schedule
 from workers.data.probe_sets import ProbeSplit, decoded, eval_views, train_inputs
-from workers.models.alexnet import AlexNet
+from workers.models.alexnet import Trunk, build_trunk
 from workers.training import step_times
 
 # Per layer: (side of alexnet_bn's conv map, side of upstream's pooled grid) for a 224 px input.
@@ -43,6 +52,9 @@ SIDES_AT_224 = {
 }
 
 Features = dict[str, torch.Tensor]  # layer -> (B, D_layer)
+# The features each layer is pooled to: one count for every layer, a count per layer, or None
+# (upstream's grid scaled with the map, `pooled_side`).
+Target = int | Mapping[str, int] | None
 
 
 def pooled_side(layer: str, side: int) -> int:
@@ -53,31 +65,57 @@ def pooled_side(layer: str, side: int) -> int:
     return max(1, round(grid_224 * side / map_224))
 
 
-def pooled_maps(taps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+@functools.cache
+def equal_grid(channels: int, height: int, width: int, features: int) -> tuple[int, int]:
+    """The grid (h, w), 1 <= h <= height and 1 <= w <= width, whose channels x h x w is closest
+    to `features`; of equally close grids the squarer, then the one with fewer rows. A map too
+    small for `features` gives its whole map (h, w) = (height, width): nothing is upsampled."""
+    grids = ((h, w) for h in range(1, height + 1) for w in range(1, width + 1))
+    return min(grids, key=lambda g: (abs(channels * g[0] * g[1] - features), abs(g[0] - g[1]), g[0]))
+
+
+def grid_of(layer: str, shape: tuple[int, ...], target: Target) -> tuple[int, int]:
+    """The pooled grid (h, w) of a (C, H, W) map of `layer` under `target`."""
+    c, h, w = shape
+    count = target if target is None or isinstance(target, int) else target[layer]
+    if count is None:
+        return pooled_side(layer, h), pooled_side(layer, w)
+    return equal_grid(c, h, w, count)
+
+
+def pooled_maps(taps: dict[str, torch.Tensor], target: Target = None) -> dict[str, torch.Tensor]:
     """Conv ReLU outputs (B, C, H, W) -> pooled grids (B, C, h, w) per layer. Adaptive max
     pooling: window i spans [floor(i H / h), ceil((i + 1) H / h)), so the windows tile the map."""
-    return {
-        layer: F.adaptive_max_pool2d(x, [pooled_side(layer, side) for side in x.shape[2:]])
-        for layer, x in taps.items()
-    }
+    return {layer: F.adaptive_max_pool2d(x, grid_of(layer, tuple(x.shape[1:]), target)) for layer, x in taps.items()}
 
 
-def pool_taps(taps: dict[str, torch.Tensor]) -> Features:
+def pool_taps(taps: dict[str, torch.Tensor], target: Target = None) -> Features:
     """Pooled grids flattened to (B, C h w): the form features are averaged and cached in."""
-    return {layer: grid.flatten(1) for layer, grid in pooled_maps(taps).items()}
+    return {layer: grid.flatten(1) for layer, grid in pooled_maps(taps, target).items()}
 
 
 @torch.no_grad()
 def feature_shapes(
-    trunk: AlexNet, input_size: int, layers: tuple[str, ...]
+    trunk: Trunk, input_size: int, layers: tuple[str, ...], target: Target = None
 ) -> dict[str, tuple[int, int, int]]:
     """(C, h, w) of each layer's pooled grid for a square input, found by a dry run."""
     was_training = trunk.training
     trunk.eval()
-    x = torch.zeros(1, 3, input_size, input_size, device=next(trunk.parameters()).device)
-    taps = trunk.taps(x, layers)
+    device = next(trunk.parameters(), torch.empty(0)).device  # the raw-pixel trunk has no parameters
+    taps = trunk.taps(torch.zeros(1, 3, input_size, input_size, device=device), layers)
     trunk.train(was_training)
-    return {layer: tuple(grid.shape[1:]) for layer, grid in pooled_maps(taps).items()}  # type: ignore[misc]
+    return {layer: tuple(grid.shape[1:]) for layer, grid in pooled_maps(taps, target).items()}  # type: ignore[misc]
+
+
+def pool_target(network: NetworkConfig, layers: tuple[str, ...], features: int | None) -> Target:
+    """What each layer of `network` is pooled to under a protocol pooling to `features`: that
+    count; for the raw-pixel control (`network.pixels`), the count the network's own layer
+    gets, so that `pixels conv1` reads as many features as conv1 does."""
+    if not network.pixels:
+        return features
+    reference = build_trunk(network.model_copy(update={"pixels": False}))
+    shapes = feature_shapes(reference, network.input_size, layers, features)
+    return {layer: math.prod(shape) for layer, shape in shapes.items()}
 
 
 def probe_head(shape: tuple[int, int, int], classes: int, affine: bool) -> nn.Sequential:
@@ -125,11 +163,11 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def view_features(trunk: AlexNet, views: torch.Tensor, layers: tuple[str, ...]) -> Features:
+def view_features(trunk: Trunk, views: torch.Tensor, layers: tuple[str, ...], target: Target = None) -> Features:
     """(V, B, 3, S, S) views of B images -> pooled features (B, D) per layer, averaged over
     the V views in one pass of the trunk."""
     v, b = views.shape[:2]
-    pooled = pool_taps(trunk.taps(views.flatten(0, 1), layers))
+    pooled = pool_taps(trunk.taps(views.flatten(0, 1), layers), target)
     return {layer: f.view(v, b, -1).mean(0) for layer, f in pooled.items()}
 
 
@@ -141,15 +179,15 @@ def single_view(crops: str) -> str:
 
 @torch.no_grad()
 def extract(
-    trunk: AlexNet, split: ProbeSplit, size: int, layers: tuple[str, ...], batch: int, device: torch.device,
-    crops: str = "resize", done: Callable[[int], None] | None = None,
+    trunk: Trunk, split: ProbeSplit, size: int, layers: tuple[str, ...], batch: int, device: torch.device,
+    crops: str = "resize", done: Callable[[int], None] | None = None, target: Target = None,
 ) -> Features:
     """Pooled features of a whole split (the `cache_features` path), kept on the CPU; `done`
     hears how many images are through after each batch."""
     chunks: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
     for i in range(0, len(split.labels), batch):
         views = eval_views(decoded(split.images[i : i + batch]), size, crops).to(device)
-        for layer, f in view_features(trunk, views, layers).items():
+        for layer, f in view_features(trunk, views, layers, target).items():
             chunks[layer].append(f.cpu())
         if done is not None:
             done(min(i + batch, len(split.labels)))
@@ -160,9 +198,11 @@ class ProbeTrainer:
     """Trains the heads over epochs and scores them; the trunk stays frozen in eval mode."""
 
     def __init__(
-        self, trunk: AlexNet, probes: LinearProbes, config: ProbeConfig, size: int, seed: int, device: torch.device
+        self, trunk: Trunk, probes: LinearProbes, config: ProbeConfig, size: int, seed: int, device: torch.device,
+        target: Target = None,
     ):
         self.trunk, self.probes, self.config, self.size, self.device = trunk.eval(), probes, config, size, device
+        self.target = target
         self.layers = tuple(probes.heads.keys())
         self.rng = np.random.default_rng([seed, 7])
         self.data_seconds = 0.0  # in `batches` making inputs, since the epoch began
@@ -196,7 +236,7 @@ class ProbeTrainer:
                 views = eval_views(images, self.size, crops)  # (V, B, 3, S, S)
             views = views.to(self.device)
             self.data_seconds += time.perf_counter() - start
-            yield view_features(self.trunk, views, self.layers), y
+            yield view_features(self.trunk, views, self.layers, self.target), y
 
     def train_epoch(self, epoch: int, split: ProbeSplit, cache: Features | None) -> dict[str, dict[str, float]]:
         for group in self.optimizer.param_groups:

@@ -8,26 +8,28 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 
 from contract.jobs import PretrainJob, ProbeJob
 from contract.recorder import Recorder
-from workers import pictures
+from workers import bn_statistics, pictures
 from workers.data.mono import MonoDataset, load_images
 from workers.data.probe_sets import (
     LabelledSamples,
     capped,
     content_hash,
+    decoded,
     draw_sources,
+    eval_views,
     load_split,
     subset_of,
 )
 from workers.methods.base import implementation
 from workers.models.alexnet import build_trunk, load_trunk
-from workers.probes import LinearProbes, ProbeTrainer, extract, feature_shapes, single_view
+from workers.probes import LinearProbes, ProbeTrainer, extract, feature_shapes, pool_target, single_view
 from workers.training import Loop, device, fit
 
 EXTRACTION_SHARE = 0.5  # of a probe job with cached features: see `probe`
@@ -38,7 +40,9 @@ def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path, resume: Path |
 
     Every `job.checkpoint_every` steps the full training state goes to the recorder as
     `resume.pt`; given such a file as `resume`, training continues from its step, and ends
-    with the same weights as an uninterrupted run.
+    with the same weights as an uninterrupted run. A method's `snapshots` go to the recorder
+    as they are reached. A method that does not train may still read data: random's
+    `bn_statistics` are re-estimated (`bn_inputs`).
 
     Raises:
         NonFiniteLoss: the pretext loss became NaN or infinite.
@@ -58,12 +62,16 @@ def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path, resume: Path |
         cfg = job.method
         loop = Loop(
             job.seed, cfg.epochs, cfg.batch_size, cfg.lr, cfg.schedule, job.checkpoint_every,
-            job.divergence_threshold, max_steps=job.max_steps,
+            job.divergence_threshold, max_steps=job.max_steps, snapshots=getattr(cfg, "snapshots", ()),
         )
         step = fit(loop, method, dataset, recorder, dev, workdir, resume)
         if outcome := method.outcome():
             recorder.metrics(outcome, step)
-    recorder.artifact(pictures.conv1_filters(trunk, workdir / "conv1_filters.png"))
+    elif getattr(job.method, "bn_statistics", "init") != "init":
+        seen = bn_statistics.reestimate(trunk.to(dev), bn_inputs(job, recorder, dev))
+        recorder.params({"bn_samples": seen})
+    if not job.network.pixels:  # the raw-pixel control has no filters
+        recorder.artifact(pictures.conv1_filters(trunk, workdir / "conv1_filters.png"))
     path = workdir / "checkpoint.pt"
     torch.save(
         {"trunk": trunk.state_dict(), "job": job.model_dump(mode="json"), "step": step},
@@ -80,7 +88,8 @@ def training_set(job: PretrainJob, recorder: Recorder) -> MonoDataset | Labelled
     size = job.network.input_size
     if job.labels is not None:
         split = load_split(job.labels.dataset, job.labels.data_root, train=True)
-        return LabelledSamples(subset_of(split, job.method.train_samples), size, job.seed)
+        augment = getattr(job.method, "train_augment", True)
+        return LabelledSamples(subset_of(split, job.method.train_samples), size, job.seed, augment=augment)
     if job.drawn is not None:
         split = load_split(job.drawn.dataset, job.drawn.data_root, train=True)
         images = draw_sources(split, job.drawn.n, job.drawn.draw_seed)
@@ -89,6 +98,22 @@ def training_set(job: PretrainJob, recorder: Recorder) -> MonoDataset | Labelled
         images = load_images(job.images)
     loader = getattr(job.method, "loader", None)
     return MonoDataset(images, job.augmentation, size, job.method.samples, job.seed, loader)
+
+
+def bn_inputs(job: PretrainJob, recorder: Recorder, dev: torch.device) -> Iterator[torch.Tensor]:
+    """What random's BN statistics are re-estimated on, `job.method.samples` of it in batches:
+    the probe dataset's train images (its stratified subset of that size, the probes' own when
+    theirs is as large), whole images at the input size as the cached probes see them; or the
+    row's mono samples through the method's loader (epoch 0's views)."""
+    size, samples = job.network.input_size, job.method.samples  # type: ignore[union-attr]
+    if job.labels is not None:
+        split = subset_of(load_split(job.labels.dataset, job.labels.data_root, train=True), samples)
+        for indices in bn_statistics.batches(len(split.labels)):
+            yield eval_views(decoded(split.images[torch.from_numpy(indices)]), size, "resize")[0].to(dev)
+        return
+    view = training_set(job, recorder).at_epoch(0)
+    for indices in bn_statistics.batches(samples):
+        yield view.batch(indices, dev)  # type: ignore[attr-defined]
 
 
 def probe(job: ProbeJob, checkpoint: Path, recorder: Recorder) -> dict[str, dict[str, float]]:
@@ -105,12 +130,16 @@ def probe(job: ProbeJob, checkpoint: Path, recorder: Recorder) -> dict[str, dict
     train = subset_of(train, capped(cfg.train_samples, steps, cfg.batch_size))
     test = load_split(job.dataset, job.data_root, train=False)
     test = subset_of(test, capped(cfg.test_samples, None if steps is None else 1, cfg.batch_size))
-    shapes = feature_shapes(trunk, size, layers)
-    sizes = {"train_size": len(train.labels), "test_size": len(test.labels)}
+    target = pool_target(job.network, layers, cfg.features)
+    shapes = feature_shapes(trunk, size, layers, target)
+    # The steps the trunk had trained: a snapshot's tells which point of its run a cell read.
+    trained = torch.load(checkpoint, map_location="cpu", weights_only=True)["step"]
+    sizes = {"train_size": len(train.labels), "test_size": len(test.labels), "trunk_step": trained}
     for layer in layers:
-        recorder.params({"feature_dim": math.prod(shapes[layer]), **sizes}, layer)
+        grid = "x".join(map(str, shapes[layer]))  # C x h x w: what the head reads
+        recorder.params({"feature_dim": math.prod(shapes[layer]), "pooled_grid": grid, **sizes}, layer)
     probes = LinearProbes(shapes, train.classes, affine=cfg.bn_affine).to(dev)
-    trainer = ProbeTrainer(trunk, probes, cfg, size, job.seed, dev)
+    trainer = ProbeTrainer(trunk, probes, cfg, size, job.seed, dev, target)
     train_cache = test_cache = None
     # `progress` (the share of the job done) lets a driver show how far the job is. With cached
     # features the trunk's passes over both splits count as the first EXTRACTION_SHARE of it,
@@ -124,8 +153,8 @@ def probe(job: ProbeJob, checkpoint: Path, recorder: Recorder) -> dict[str, dict
         def through(before: int) -> Callable[[int], None]:
             return lambda n: recorder.metrics({"progress": first * (before + n) / images}, 0)
 
-        train_cache = extract(trunk, train, size, layers, 512, dev, single_view(cfg.test_crops), through(0))
-        test_cache = extract(trunk, test, size, layers, 512, dev, cfg.test_crops, through(len(train.labels)))
+        train_cache = extract(trunk, train, size, layers, 512, dev, single_view(cfg.test_crops), through(0), target)
+        test_cache = extract(trunk, test, size, layers, 512, dev, cfg.test_crops, through(len(train.labels)), target)
         for layer in layers:
             recorder.metrics({"feature_seconds": time.perf_counter() - tick}, 0, layer)
     scores: dict[str, dict[str, float]] = {}

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from contract.methods import snapshot_artifact
 from contract.recorder import Recorder
 from contract.schedules import Schedule
 from workers.methods.base import DivergedLoss, Method, NonFiniteLoss
@@ -58,6 +59,7 @@ class Loop:
     divergence_threshold: float | None = None
     loss_name: str = "pretext_loss"
     max_steps: int | None = None  # stop after this many steps (a smoke run); the schedule stays the full run's
+    snapshots: tuple[int, ...] = ()  # source samples after which the trunk is saved (whole batches)
 
 
 def rng_state() -> dict[str, Any]:
@@ -88,6 +90,10 @@ def fit(
     the number of steps. Every `loop.checkpoint_every` steps the full state goes to the
     recorder as `resume.pt`; given such a file as `resume`, training continues from its step
     and ends with the weights of an uninterrupted run.
+
+    After `loop.snapshots` samples the trunk goes to the recorder too, as `snapshot_artifact(n)`
+    (before a resume checkpoint of the same step: a run resumed from step s has recorded every
+    snapshot up to s).
 
     The two timings logged add up to the steps' wall time. On a GPU the work a step queues is
     waited for at the next step's loss.item(), so it counts as compute; a batch's own kernels
@@ -146,20 +152,33 @@ def fit(
                     step,
                 )
                 tick, seen, data_s, compute_s, timed = stepped, 0, 0.0, 0.0, 0
-            if loop.checkpoint_every and step % loop.checkpoint_every == 0 and step < end:
-                path = workdir / "resume.pt"
-                torch.save(
-                    {
-                        "method": method.state_dict(),
-                        "optimizers": [o.state_dict() for o in optimizers],
-                        "rng": rng_state(),
-                        "schedule": loop.schedule.model_dump(mode="json"),
-                        "step": step,
-                    },
-                    path,
-                )
-                recorder.artifact(path)
+            save(loop, step, end, method, optimizers, workdir, recorder)
     return step
+
+
+def save(
+    loop: Loop, step: int, end: int, method: Method, optimizers: list[torch.optim.Optimizer], workdir: Path,
+    recorder: Recorder,
+) -> None:
+    """What `fit` keeps after `step`: the trunk where a snapshot falls, then (so that a run
+    resumed from a step has every snapshot up to it) the resume checkpoint where one falls."""
+    if step * loop.batch_size in loop.snapshots:
+        path = workdir / snapshot_artifact(step * loop.batch_size)
+        torch.save({"trunk": method.trunk.state_dict(), "step": step}, path)
+        recorder.artifact(path)
+    if loop.checkpoint_every and step % loop.checkpoint_every == 0 and step < end:
+        path = workdir / "resume.pt"
+        torch.save(
+            {
+                "method": method.state_dict(),
+                "optimizers": [o.state_dict() for o in optimizers],
+                "rng": rng_state(),
+                "schedule": loop.schedule.model_dump(mode="json"),
+                "step": step,
+            },
+            path,
+        )
+        recorder.artifact(path)
 
 
 def check_loss(

@@ -228,13 +228,17 @@ def test_probe_logs_feature_dims_and_sizes_per_layer(probed):
     # conv3 96 ch at 3x3 -> 1x1 grid (5 x 3/13, rounded): 96.
     assert recorder.logged_params["conv1"] == {
         "feature_dim": 216,
+        "pooled_grid": "24x3x3",
         "train_size": 500,
         "test_size": 500,
+        "trunk_step": 4,
     }
     assert recorder.logged_params["conv3"] == {
         "feature_dim": 96,
+        "pooled_grid": "96x1x1",
         "train_size": 500,
         "test_size": 500,
+        "trunk_step": 4,
     }
     shapes = feature_shapes(build_trunk(NETWORK), 64, ("conv1", "conv3"))
     assert shapes == {"conv1": (24, 3, 3), "conv3": (96, 1, 1)}

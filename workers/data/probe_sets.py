@@ -218,9 +218,9 @@ def _rgb(x: torch.Tensor) -> torch.Tensor:
     return x.expand(*x.shape[:-3], 3, *x.shape[-2:]) if x.shape[-3] == 1 else x
 
 
-def eval_inputs(images: torch.Tensor | list[torch.Tensor], size: int) -> torch.Tensor:
-    """uint8 (B, C, h, w) or a list of (C, h_i, w_i) -> normalised float (B, 3, size, size):
-    each whole image resized to the square input, grey -> RGB."""
+def resized(images: torch.Tensor | list[torch.Tensor], size: int) -> torch.Tensor:
+    """uint8 (B, C, h, w) or a list of (C, h_i, w_i) -> uint8 (B, 3, size, size): each whole
+    image resized to the square input, grey -> RGB."""
     batch = [images] if isinstance(images, torch.Tensor) else [im.unsqueeze(0) for im in images]
     x = torch.cat(
         [
@@ -228,7 +228,12 @@ def eval_inputs(images: torch.Tensor | list[torch.Tensor], size: int) -> torch.T
             for b in batch
         ]
     )
-    return to_input(_rgb(x).clamp(0, 255).round().to(torch.uint8))
+    return _rgb(x).clamp(0, 255).round().to(torch.uint8)
+
+
+def eval_inputs(images: torch.Tensor | list[torch.Tensor], size: int) -> torch.Tensor:
+    """`resized`, normalised: float (B, 3, size, size)."""
+    return to_input(resized(images, size))
 
 
 def eval_views(images: torch.Tensor | list[torch.Tensor], size: int, crops: str) -> torch.Tensor:
@@ -270,20 +275,23 @@ def train_inputs(images: torch.Tensor | list[torch.Tensor], size: int, rng: np.r
 class LabelledSamples(Dataset):
     """A labelled split for supervised pre-training: item i is (train_inputs of image i, its
     label); the augmentation draws from a stream seeded from (seed, epoch, i), so every
-    epoch sees new crops and a rerun the same ones."""
+    epoch sees new crops and a rerun the same ones. Without `augment`: the whole image
+    resized to the input size, in every epoch (as the `fast` probes see their train images)."""
 
-    def __init__(self, split: ProbeSplit, size: int, seed: int, epoch: int = 0):
-        self.split, self.size, self.seed, self.epoch = split, size, seed, epoch
+    def __init__(self, split: ProbeSplit, size: int, seed: int, epoch: int = 0, augment: bool = True):
+        self.split, self.size, self.seed, self.epoch, self.augment = split, size, seed, epoch, augment
         self.classes = split.classes
 
     def at_epoch(self, epoch: int) -> LabelledSamples:
-        return LabelledSamples(self.split, self.size, self.seed, epoch)
+        return LabelledSamples(self.split, self.size, self.seed, epoch, self.augment)
 
     def __len__(self) -> int:
         return len(self.split.labels)
 
     def raw(self, index: int) -> torch.Tensor:
         """uint8 (3, size, size): the sample before normalisation, for pictures."""
+        if not self.augment:
+            return resized([self.split.images[index]], self.size)[0]
         rng = np.random.default_rng([self.seed, self.epoch, index])
         return train_crops([self.split.images[index]], self.size, rng)[0]
 

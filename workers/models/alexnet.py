@@ -20,6 +20,7 @@ from torch import nn
 
 from contract.datasets import LAYERS
 from contract.network import NetworkConfig
+from workers.models.pixels import Pixels
 
 CHANNELS = {"alexnet_bn": (96, 256, 384, 384, 256), "alexnet": (64, 192, 384, 256, 256)}
 # (kernel, stride, padding) of conv1..conv5, and whether a 3x3/2 max-pool follows.
@@ -88,7 +89,14 @@ class AlexNet(nn.Module):
         return x  # (B, C5, h, w)
 
 
+Trunk = AlexNet | Pixels  # what linear probes read: a network, or the raw-pixel control
+
+
 def build_trunk(network: NetworkConfig) -> AlexNet:
+    """The network's trunk (the raw-pixel control's `Pixels` where `network.pixels`), seeded
+    by the global torch stream."""
+    if network.pixels:
+        return Pixels()  # type: ignore[return-value]  (probes read its taps; nothing trains it)
     return AlexNet(width=network.width, arch=network.arch, sobel=network.sobel)
 
 
