@@ -9,7 +9,9 @@ trunk; the pairs of one trunk share one style job; each finetuning is a job of i
 A method that uses no images (random, supervised) ignores the images and augmentation axes:
 its cells collapse to one per (seed, layer, probe dataset), so it is trained and probed once.
 A method that learns from labels (supervised) gets one pretrain job per probe dataset: the
-cells of dataset D probe the trunk trained on D's train split.
+cells of dataset D probe the trunk trained on D's train split (as does random with its BN
+statistics from the probe's train images: `uses_train_split`). A method with `snapshots` gives
+its evaluations a trunk per snapshot besides its own (orchestrator/snapshots.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from contract.jobs import DatasetImages, EvaluationJob, ImageFile, LabelledData,
 from contract.network import NetworkConfig
 from orchestrator.evaluations import EVALUATIONS, KINDS
 from orchestrator.keys import content_key, settings_material
+from orchestrator.snapshots import CHECKPOINT, Trunk, budget_suffix, trunks
 from orchestrator.spec import ImageSet, Spec
 
 
@@ -102,8 +105,10 @@ def sources(images: ImageSet, spec: Spec, base_dir: Path) -> Sources:
 
 def job_network(network: NetworkConfig, method: Any) -> NetworkConfig:
     """The network a method's jobs train and probe: DeepCluster's `sobel` puts the Sobel
-    filter in front (the method's setting, so one spec mixes it with methods without)."""
-    return network.model_copy(update={"sobel": True}) if getattr(method, "sobel", False) else network
+    filter in front, the raw-pixel control (`pixels`) replaces the network by its input (the
+    method's settings, so one spec mixes them with methods without)."""
+    changes = {name: True for name in ("sobel", "pixels") if getattr(method, name, False)}
+    return network.model_copy(update=changes) if changes else network
 
 
 def pretrain_job(
@@ -160,9 +165,14 @@ def augmentation_label(augment: AugmentConfig) -> str:
 
 
 def _method_labels(methods: list[Any]) -> list[str]:
-    """`rotnet`, or `rotnet#1`, `rotnet#2` when one method appears with several settings."""
-    names = [m.name for m in methods]
-    return [n if names.count(n) == 1 else f"{n}#{names[:i].count(n) + 1}" for i, n in enumerate(names)]
+    """`rotnet`, or `rotnet#1`, `rotnet#2` when one method appears with several settings
+    (`random` and `random(bn=pretext)` are two labels already); `rotnet@196608` for a run read
+    at snapshots too."""
+    names = [m.label for m in methods]
+    return [
+        (n if names.count(n) == 1 else f"{n}#{names[:i].count(n) + 1}") + budget_suffix(m)
+        for i, (n, m) in enumerate(zip(names, methods, strict=True))
+    ]
 
 
 def expand(spec: Spec, base_dir: Path = Path(".")) -> Expansion:
@@ -173,18 +183,19 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Expansion:
     sweep = Expansion(spec)
     g = spec.grid
     cells_by_job: dict[str, list[Cell]] = {}
+    trunk_of_job: dict[str, Trunk] = {}
     seen: set[str] = set()
     resolved = {images: sources(images, spec, base_dir) for images in g.images}  # hash each set once
     contexts = {e.name: KINDS[e.name].context(spec, base_dir) for e in g.evaluation}
     for (method, label), images, augmentation, seed in itertools.product(
         zip(g.method, _method_labels(g.method), strict=True), g.images, g.augmentation, g.seed
     ):
-        uses_images, uses_labels = type(method).uses_images, type(method).uses_labels
+        uses_images, per_dataset = method.uses_images, method.uses_train_split
         jobs: dict[str | None, PretrainJob] = {}  # by the labelled dataset it learns from
         for evaluation in g.evaluation:
             kind = KINDS[evaluation.name]
-            for point in kind.points(evaluation, spec, uses_labels):
-                learns_from = point["probe_dataset"] if uses_labels else None
+            for point in kind.points(evaluation, spec, per_dataset):
+                learns_from = point["probe_dataset"] if per_dataset else None
                 if learns_from not in jobs:
                     labels = None
                     if learns_from is not None:
@@ -201,7 +212,6 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Expansion:
                         labels,
                         spec.divergence_threshold,
                     )
-                job = jobs[learns_from]
                 coordinates = {
                     "method": method.name,
                     "n": images.size if uses_images else None,
@@ -214,24 +224,30 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Expansion:
                 }
                 if any(rule.matches(coordinates) for rule in spec.exclude):
                     continue
-                key, job_key, cell_label = kind.identity(evaluation, point, job, spec, contexts[evaluation.name])
-                if key in seen:
-                    continue
-                seen.add(key)
-                cell = Cell(
-                    key=key,
-                    label=cell_label,
-                    pretrain_key=job.key,
-                    job_key=job_key,
-                    images=images.label if uses_images else None,
-                    **{**coordinates, "method": label},
-                )
-                sweep.cells.append(cell)
-                sweep.pretrain_jobs.setdefault(job.key, job)
-                cells_by_job.setdefault(job_key, []).append(cell)
+                for trunk in trunks(jobs[learns_from]):
+                    key, job_key, cell_label = kind.identity(
+                        evaluation, point, trunk.job, spec, contexts[evaluation.name]
+                    )
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    cell = Cell(
+                        key=key,
+                        label=cell_label,
+                        pretrain_key=trunk.run_key,
+                        job_key=job_key,
+                        images=images.label if uses_images else None,
+                        **{**coordinates, "method": trunk.job.coordinates["method"]},
+                    )
+                    sweep.cells.append(cell)
+                    sweep.pretrain_jobs.setdefault(trunk.run_key, jobs[learns_from])
+                    cells_by_job.setdefault(job_key, []).append(cell)
+                    trunk_of_job[job_key] = trunk
 
     for job_key, cells in cells_by_job.items():
-        name = cells[0].evaluation
-        trunk = sweep.pretrain_jobs[cells[0].pretrain_key]
-        sweep.evaluation_jobs[job_key] = KINDS[name].job(spec, base_dir, job_key, trunk, cells, contexts[name])
+        name, trunk = cells[0].evaluation, trunk_of_job[job_key]
+        job = KINDS[name].job(spec, base_dir, job_key, trunk.job, cells, contexts[name])
+        if trunk.checkpoint != CHECKPOINT:  # a snapshot: read from the run that holds it
+            job = job.model_copy(update={"pretrain_key": trunk.run_key, "checkpoint": trunk.checkpoint})
+        sweep.evaluation_jobs[job_key] = job
     return sweep

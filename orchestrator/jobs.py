@@ -140,7 +140,7 @@ def run_evaluation(
             tempfile.TemporaryDirectory() as workdir,
             system_metrics(tracking.uri, list(runs.values()), tracking.system_metrics),
         ):
-            checkpoint = download(tracking.uri, pretrain, "checkpoint.pt", Path(workdir) / "trunk")
+            checkpoint = download(tracking.uri, pretrain, job.checkpoint, Path(workdir) / "trunk")
             resume = None
             if kind.resumable:  # a resumable job is one cell: one run, which holds its resume.pt
                 (run_id,) = runs.values()

@@ -28,6 +28,7 @@ from orchestrator.estimate import row_name
 from orchestrator.grid import Expansion
 from orchestrator.plan import Plan
 from orchestrator.record.schema import TAG, RunView
+from orchestrator.snapshots import CHECKPOINT
 from orchestrator.spec import Resources, StageResources
 from orchestrator.sweep import Outcome, Prepared
 
@@ -97,6 +98,7 @@ def _capped(job: Any, steps: int, roots: dict[str, str]) -> Any:
             update[source] = data.model_copy(update={"data_root": roots[data.dataset]})
     if isinstance(job, EvaluationJob):
         update["pretrain_key"] = PREFIX + job.pretrain_key
+        update["checkpoint"] = CHECKPOINT  # the capped run's own trunk: it reaches no snapshot
         update["cells"] = tuple(c.model_copy(update={"key": PREFIX + c.key}) for c in job.cells)
         if getattr(job, "dataset", None) in roots:
             update["data_root"] = roots[job.dataset]  # type: ignore[attr-defined]

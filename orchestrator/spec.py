@@ -18,7 +18,7 @@ from contract.evaluations import FinetuneConfig, ProbeConfig, StyleConfig
 from contract.images import STYLES_DIR, draw, pool_files, resolve_photo
 from contract.methods import MethodConfig
 from contract.network import NetworkConfig
-from orchestrator.evaluations import EVALUATIONS
+from orchestrator.evaluations import EVALUATIONS, KINDS
 from orchestrator.faults import Fault
 
 # The tracking stores MLflow reads and writes (a database's driver may follow a `+`:
@@ -171,6 +171,16 @@ class Grid(Frozen):
             raise ValueError("an evaluation is listed twice (list all values of k in one `frozen`)")
         return evaluations
 
+    @model_validator(mode="after")
+    def _pixels_only_where_read(self) -> Grid:
+        unread = [e.name for e in self.evaluation if not KINDS[e.name].reads_pixels]
+        if unread and any(getattr(m, "pixels", False) for m in self.method):
+            raise ValueError(
+                f"method pixels (the raw-pixel control) has no layers for {', '.join(unread)}: "
+                "list it in a file whose evaluations are linear probes"
+            )
+        return self
+
 
 class Bound(Frozen):
     """A numeric condition for an exclusion rule: `{gt: 1}`."""
@@ -280,6 +290,13 @@ class Spec(Frozen):
     )
     storage: str = Field(".monosweep", description="Ray Tune's trial storage (a shared path on a cluster)")
     data_roots: dict[LabelledDataset, str] = {}
+
+    @field_validator("network")
+    @classmethod
+    def _pixels_by_method(cls, network: NetworkConfig) -> NetworkConfig:
+        if network.pixels:
+            raise ValueError("pixels: the raw-pixel control is a method (`grid.method: [pixels]`), not the network")
+        return network
 
     @field_validator("tracking_uri")
     @classmethod

@@ -45,6 +45,7 @@ class EvaluationKind:
     digits: ClassVar[int] = 2  # decimals in report tables
     folded: ClassVar[bool] = False  # one table for all probe datasets (a kind that reads no labels)
     resumable: ClassVar[bool] = False  # the job saves resume.pt and continues from it
+    reads_pixels: ClassVar[bool] = False  # it reads only taps, so the raw-pixel control (`pixels`) too
 
     @property
     def name(self) -> str:

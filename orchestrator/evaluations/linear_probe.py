@@ -29,6 +29,7 @@ class LinearProbeSettings(EvaluationSettings):
 class LinearProbe(EvaluationKind):
     settings = LinearProbeSettings
     job_type = ProbeJob
+    reads_pixels = True
 
     def points(self, item: Any, spec: Spec, uses_labels: bool) -> Iterator[dict[str, Any]]:
         for dataset, layer in itertools.product(spec.grid.probe_dataset, spec.grid.layer):
