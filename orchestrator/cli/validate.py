@@ -14,7 +14,7 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    prepared = prepare(args.file)
+    prepared = prepare(args.file, reads_images=False)
     sweep = prepared.sweep
     if args.json:
         print(json.dumps({
