@@ -12,6 +12,9 @@ from contract.datasets import Layer
 PROBE_PRESETS: dict[str, dict[str, Any]] = {
     # yukimasano/linear-probes: 36 epochs, lr 0.01 x0.1 at 10/20/30, wd 1e-5;
     # BN without affine; test Resize(256/224 x size) + ten crops, their logits averaged.
+    # Upstream probes ImageNet and Places205 only. On CIFAR (32 px) the same protocol is ours:
+    # its crops are upsampled to the input size, so a layer's numbers differ by the dataset
+    # alone and the trunk is read at the size it was trained at (docs/FIDELITY.md, G).
     "asano2020": {
         "epochs": 36,
         "batch_size": 192,
