@@ -315,6 +315,11 @@ def test_a_whole_split_ignores_the_augmentation_axis(base, tmp_path):
 def test_the_loader_switch_is_key_neutral_on_and_keyed_off(base, tmp_path):
     """`loader: true` (the methods' own loaders, as before the switch) keeps every key; false
     moves them and shows in the label. Mutation that fails it: dropping KeyNeutral(True)."""
+    from contract.augmentation import AugmentConfig
+    from orchestrator.keys import settings_material
+
+    assert "loader" not in settings_material(AugmentConfig(loader=True))
+    assert settings_material(AugmentConfig(loader=False))["loader"] is False
     before = keys(base, tmp_path)
     on = keys(_set(base, "grid.augmentation", [{"preset": "full", "loader": True}, "none"]), tmp_path)
     assert on == before
