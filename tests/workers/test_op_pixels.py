@@ -14,15 +14,12 @@ fails where its table is built (tests/workers/test_batch_augment.py checks the e
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from contract.augmentation import AUGMENTATION_OPS, AugmentConfig, LoaderConfig
+from tests.toy_op import import_toy_op
 from tests.workers.test_batch_augment import assert_same_params, batched, mean_abs_error, per_sample, smooth_source
 from tests.workers.test_batch_loader import TOLERANCE
 from workers.data.batch_augment import to_uint8
@@ -30,10 +27,7 @@ from workers.data.batch_params import draw_params, draw_params_reference
 from workers.data.mono import MonoDataset
 from workers.data.ops import OPS, added, op_rng, table
 
-PLUGIN = Path(__file__).resolve().parents[1] / "plugin"
-if str(PLUGIN) not in sys.path:
-    sys.path.insert(0, str(PLUGIN))
-toy = importlib.import_module("monosweep_toys.toy_op")  # registers toy_invert
+toy = import_toy_op()  # registers toy_invert
 
 TABLE = OPS + tuple(added(settings) for settings in AUGMENTATION_OPS)
 NONE = AugmentConfig(preset="none")
