@@ -17,7 +17,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from contract.augmentation import AugmentConfig
 from workers.data.augment import augment, to_input
-from workers.data.batch_augment import BatchAugmenter, affine_grid, normalise, to_uint8
+from workers.data.batch_augment import BatchAugmenter, _runs_first, affine_grid, normalise, to_uint8
 from workers.data.batch_jitter import color_jitter_batch
 from workers.data.batch_params import BatchParams, draw_params, draw_params_reference
 from workers.data.ops import OP_IDS, OPS, Op, Paint, Warp, op_rng, table
@@ -210,6 +210,19 @@ def test_output_is_a_float_batch_in_the_unit_range(small_astronaut: torch.Tensor
     assert torch.equal(out[1], out[3])  # index 1 twice: the same sample
     empty = BatchAugmenter([small_astronaut], FULL, 32, seed=0)([])
     assert empty.shape == (0, 3, 32, 32)
+
+
+def test_render_order_makes_the_first_two_masks_one_run_each():
+    """The fill's samples and the first paint's are each a slice of the ordered batch (fill
+    only, both, paint only, neither: the order the code had for the fill and the jitter)."""
+    masks = [np.random.default_rng(k).random(300) < 0.5 for k in range(3)]
+    order = np.argsort(_runs_first(masks), kind="stable")
+    for mask in masks[:2]:
+        on = np.flatnonzero(mask[order])
+        assert on[-1] - on[0] + 1 == len(on)
+    fill, jitter = masks[0][order], masks[1][order]
+    key = np.where(fill, jitter, 3 - jitter)  # fill only 0, both 1, jitter only 2, neither 3
+    assert (np.diff(key) >= 0).all()
 
 
 def test_normalise_is_to_input():

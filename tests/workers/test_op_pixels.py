@@ -77,3 +77,19 @@ def test_a_mono_dataset_renders_the_added_op(small_astronaut: torch.Tensor):
                            torch.stack([view.raw(i) for i in range(16)]))
     mean, worst, _ = TOLERANCE[64]  # the photo's interpolation, as without the op
     assert error.mean() <= mean and error.max() <= worst, error
+
+
+def test_both_paths_render_every_op_together():
+    """All of the table at once: the warps multiply into one map, and with three masks (the
+    fill, the jitter's, the toy's) the last paint's samples are gathered by index."""
+    settings, added_ops = {}, []
+    for op in TABLE:
+        example = dict(op.example)
+        added_ops += example.pop("ops", ())
+        settings.update(example)
+    config = AugmentConfig(preset="none", **settings, ops=added_ops)
+    assert all(op.on(config) for op in table(config)) and len(table(config)) == len(TABLE)
+    images = [smooth_source(512, 512), smooth_source(300, 512)]
+    indices = range(48)
+    error = mean_abs_error(batched(images, config, 73, 0, indices), per_sample(images, config, 73, 0, indices))
+    assert error.median() < 2 and error.max() < 3, error
