@@ -148,7 +148,7 @@ def pretrain_job(
     coordinates = {
         "method": method_label,
         "images": images.label if images else None,
-        "augmentation": augmentation_label(augment) if augment else None,
+        "augmentation": augment.label() if augment else None,
         "seed": seed,
     }
     learns_from = labels.dataset if labels else None
@@ -167,13 +167,6 @@ def pretrain_job(
         checkpoint_every=checkpoint_every,
         divergence_threshold=divergence_threshold,
     )
-
-
-def augmentation_label(augment: AugmentConfig) -> str:
-    """The preset's name, with the fields that differ from it: `full(rotation=0.0)`."""
-    preset = AugmentConfig(preset=augment.preset)
-    changed = [f"{k}={v}" for k, v in augment if k != "preset" and getattr(preset, k) != v]
-    return augment.preset + (f"({','.join(changed)})" if changed else "")
 
 
 def _method_labels(methods: list[Any]) -> list[str]:
@@ -225,7 +218,7 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Expansion:
                 coordinates = {
                     "method": method.name,
                     "n": images.size if uses_images else None,
-                    "augmentation": augmentation_label(augmentation) if augments else None,
+                    "augmentation": augmentation.label() if augments else None,
                     "evaluation": evaluation.name,
                     "layer": None,
                     "frozen": None,

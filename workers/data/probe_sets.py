@@ -32,7 +32,8 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from contract.images import IMAGE_SUFFIXES
-from workers.data.augment import crop_box, to_input
+from workers.data.augment import to_input
+from workers.data.crop_boxes import crop_box
 
 RESIZE_RATIO = 256 / 224  # test images are resized to 256 for 224 crops (linear-probes' data.py)
 
