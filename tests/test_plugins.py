@@ -75,7 +75,7 @@ def cli(folder: Path, *args: str, faults: str | None = None) -> subprocess.Compl
                           capture_output=True, text=True, timeout=600)
 
 
-def test_validate_and_plan_know_the_toys_and_price_the_toy_kind(folder):
+def test_env_plan_and_validate_know_the_toys_and_plan_prices_the_toy_kind(folder):
     done = cli(folder, "plan", "experiments.yaml", "--estimate", "--json")
     assert done.returncode == 0, done.stderr
     plan = json.loads(done.stdout)
@@ -85,6 +85,12 @@ def test_validate_and_plan_know_the_toys_and_price_the_toy_kind(folder):
     assert rows["toy_brightness"]["tflop_per_job"] > 0  # the toy method, costed by the shared loop's arithmetic
     norms = rows["toy_weight_norm"]  # the kind's own cost hook: 2 FLOPs a weight
     assert norms["jobs"] == 3 and 0 < norms["tflop_per_job"] < rows["linear_probe fashion_mnist"]["tflop_per_job"]
+
+    listed = [line for line in cli(folder, "env").stdout.splitlines() if line.startswith("plugin: ")]
+    assert listed == [
+        "plugin: monosweep-toys 0.1.0 (monosweep.methods: toy_brightness = monosweep_toys.toy_settings)",
+        "plugin: monosweep-toys 0.1.0 (monosweep.evaluations: toy_weight_norm = monosweep_toys.toy_evaluation)",
+    ]
 
     bad = folder / "bad.yaml"
     bad.write_text(SPEC.replace("{method: random, ord: 1}", "{method: random, ord: one}"))
