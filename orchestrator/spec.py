@@ -230,8 +230,10 @@ class Exclude(Frozen):
             if name not in declared:
                 errors.append(InitErrorDetails(type="extra_forbidden", loc=(name,), input=value))
                 continue
+            many = isinstance(value, list)  # one value or a list of them: errors of the form given
             try:
-                extra[name] = TypeAdapter(declared[name] | list[declared[name]]).validate_python(value, strict=True)
+                extra[name] = TypeAdapter(list[declared[name]] if many else declared[name]).validate_python(
+                    value, strict=True)
             except ValidationError as e:
                 errors += [InitErrorDetails(type=PydanticCustomError(err["type"], err["msg"], err.get("ctx")),
                                             loc=(name, *err["loc"]), input=err["input"])
