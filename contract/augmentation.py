@@ -2,7 +2,8 @@
 op a switch with parameters, and the named presets), which makes samples of 256 px for a 224 px
 network as the official script writes them, and a method's loader (LoaderConfig), which crops
 the network's input out of each sample anew every epoch, as each method's own code does with
-the generated images.
+the generated images. AugmentConfig's `loader` switches stage 2 off (false: the centre crop of
+every sample, every epoch), so that `{preset: none, loader: false}` is one unaugmented image.
 
 Presets are plain dicts of defaults: `{preset: full, rotation: 0}` is the `full` preset with
 rotation switched off, and the resolved values (not the preset's name) enter the content keys.
@@ -11,11 +12,11 @@ rotation switched off, and the resolved values (not the preset's name) enter the
 from __future__ import annotations
 
 import itertools
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from contract.base import Frozen, apply_preset
+from contract.base import Frozen, KeyNeutral, apply_preset
 
 # The paper's seed note (arXiv 1904.13132): crops of at least beta*H*W, rotation up to 35 degrees,
 # flip with p = 0.5, colour jitter, rescale. The text gives no beta or jitter strengths: beta,
@@ -93,6 +94,14 @@ class AugmentConfig(Frozen):
         None, description="colour jitter: brightness, contrast, saturation, hue"
     )
     jitter_p: float = Field(0.0, ge=0, le=1)
+    # Stage 2, not an op of the generator: true keeps the method's own loader (its
+    # LoaderConfig, as upstream's code ran on the generated images, so the paper's ablation
+    # rows all had the loaders' crop and flip); false shows the network each sample's centre
+    # crop in every epoch (DeepCluster's clustering view). Part of the augmentation, not of a
+    # method, because it is what an ablation row varies: its label shows it
+    # (`none(loader=False)`) and every method of the row gets it. A boolean, as YAML reads
+    # `off` as one. Key-neutral: keys before it had the loaders on.
+    loader: Annotated[bool, KeyNeutral(True)] = True
 
     @model_validator(mode="before")
     @classmethod

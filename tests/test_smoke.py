@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_one_capped_job_per_shape_of_the_paper_grid_under_keys_no_real_job_has():
-    sweep = prepare(ROOT / "experiments.yaml", {"imagenet": "/fake/imagenet"}).sweep
+    # the paper images: pinned
+    sweep = prepare(ROOT / "experiments.yaml", reads_images=False, data_roots={"imagenet": "/fake/imagenet"}).sweep
     chosen = smoke.shapes(sweep, 3)
     rows = {estimate.row_name(j) for j in [*sweep.pretrain_jobs.values(), *sweep.evaluation_jobs.values()]}
     assert sorted(s.row for s in chosen) == sorted(rows)  # every shape once: plan --estimate's rows

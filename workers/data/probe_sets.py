@@ -199,6 +199,22 @@ def draw_sources(split: ProbeSplit, n: int, seed: int) -> Sequence[torch.Tensor]
     return list(images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images)
 
 
+def chosen_sources(name: str, root: str, chosen: Sequence[str]) -> ImageFiles:
+    """The train images a list names (paths below the train split's folder: `<class>/<file>`),
+    undecoded, in the list's order; only an ImageFolder (ImageNet) has named files.
+
+    Raises:
+        FileNotFoundError: the root is not there, or an image of the list is not in it.
+    """
+    folder = Path(root) / "train"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"probe dataset {name!r}: no train split at {folder}")
+    missing = [f for f in chosen if not (folder / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} chosen images are not in {folder}: {', '.join(missing)}")
+    return ImageFiles([str(folder / f) for f in chosen])
+
+
 def content_hash(images: Sequence[torch.Tensor]) -> str:
     """sha256 over the sorted sha256s of the images' bytes (files: the file's bytes), so the
     set, not its order, defines it."""
