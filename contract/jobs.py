@@ -122,10 +122,12 @@ class ProbeCell(JobCell):
 
 class EvaluationJob(Frozen):
     """A job that evaluates the trunk of one finished pretrain job: one MLflow run per cell,
-    under the pretrain run. Each evaluation kind's job adds its settings."""
+    under the pretrain run. Each evaluation kind's job adds its settings; two kinds may share a
+    job model, so the worker runs the kind the job names, never the first whose model it is."""
 
     key: str
     label: str
+    evaluation: str = Field(description="the evaluation kind that runs it (its name, as the grid's items give it)")
     pretrain_key: str
     network: NetworkConfig
     seed: int

@@ -1,6 +1,8 @@
 """The settings of each SSL method (pretext task), with upstream's defaults, and the table of
-methods: a new method is its settings class here (added to `METHODS`) and its implementation
-in workers/methods/ (docs/ARCHITECTURE.md shows one added end to end)."""
+methods: a shipped method is its settings class here (added to `METHODS`) and its implementation
+in workers/methods/; a package of one's own adds its settings class from its own module, named
+under the `monosweep.methods` entry point (contract/plugins.py; docs/ARCHITECTURE.md shows one
+added end to end)."""
 
 from __future__ import annotations
 

@@ -26,7 +26,7 @@ from typing import Any
 from contract.datasets import CLASSES, LAYERS, TEST_SIZES, TRAIN_SIZES
 from contract.jobs import EvaluationJob, FinetuneJob, PretrainJob, ProbeJob, StyleJob
 from contract.methods import DeepClusterConfig
-from contract.network import NetworkConfig
+from orchestrator.evaluations import EVALUATIONS
 from orchestrator.grid import Expansion
 
 # An H100 SXM's dense BF16 tensor-core peak, and a model FLOPs utilisation that convnets of
@@ -61,26 +61,13 @@ class JobEstimate:
     peak: float = 0.0
 
 
-def trunk_note(network: NetworkConfig) -> str:
-    """What sets a trunk's cost apart in a row's name (DeepCluster's Sobel input)."""
-    return ", Sobel trunk" if network.sobel else ""
-
-
-def row_name(job: PretrainJob | EvaluationJob, kind: str) -> str:
+def row_name(job: PretrainJob | EvaluationJob) -> str:
     """The row a job is counted in, here and in `monosweep smoke` (one row per job shape): its
-    method (and the labelled split it learns from), or its evaluation with what sets its cost
-    (dataset, k frozen layers, pairs, a Sobel trunk); a kind this module does not know, by name."""
+    method (and the labelled split it learns from), or its evaluation kind's `shape` of it."""
     if isinstance(job, PretrainJob):
         dataset = job.labels.dataset if job.labels else None
         return str(job.coordinates.get("method", job.method.name)) + (f" {dataset}" if dataset else "")
-    note = trunk_note(job.network)
-    if isinstance(job, ProbeJob):
-        return f"linear_probe {job.dataset}{note}"
-    if isinstance(job, FinetuneJob):
-        return f"finetune_frozen k={job.frozen} {job.dataset}{note}"
-    if isinstance(job, StyleJob):
-        return f"style_transfer {len(job.cells)} pairs{note}"
-    return kind
+    return EVALUATIONS[job.evaluation].shape(job)
 
 
 def pretrain(job: PretrainJob, costs: Any) -> JobEstimate:
@@ -88,7 +75,7 @@ def pretrain(job: PretrainJob, costs: Any) -> JobEstimate:
     labelled train split); DeepCluster adds, every epoch, the features of its clustered
     samples and their PCA and k-means."""
     m, dataset = job.method, job.labels.dataset if job.labels else None
-    row = row_name(job, "pretrain")
+    row = row_name(job)
     step = costs.pretrain(m, job.network, CLASSES[dataset] if dataset else None)
     if not step.trains:
         return JobEstimate("pretrain", row, 0, 0.0, step.state.params)
@@ -132,7 +119,7 @@ def probe(job: ProbeJob, costs: Any) -> JobEstimate:
             views * trunk.flops + score.flops
         )
         activations = cfg.batch_size * max(trunk.held + heads.saved, views * trunk.held)
-    return JobEstimate("evaluation", row_name(job, "linear_probe"), samples, flops, heads.state.total + activations)
+    return JobEstimate("evaluation", row_name(job), samples, flops, heads.state.total + activations)
 
 
 def finetune(job: FinetuneJob, costs: Any) -> JobEstimate:
@@ -147,7 +134,7 @@ def finetune(job: FinetuneJob, costs: Any) -> JobEstimate:
     activations = max(cfg.batch_size * step.saved, EXTRACT_BATCH * score.held)
     return JobEstimate(
         "evaluation",
-        row_name(job, "finetune_frozen"),
+        row_name(job),
         seen + test,
         seen * step.flops + test * score.flops,
         step.state.total + activations,
@@ -160,17 +147,15 @@ def style(job: StyleJob, costs: Any) -> JobEstimate:
     c = costs.style(cfg, job.network)
     flops = pairs * (c.setup + cfg.steps * c.step + c.final)
     return JobEstimate(
-        "evaluation", row_name(job, "style_transfer"), pairs * (cfg.steps + 3), flops, c.state.total + c.saved
+        "evaluation", row_name(job), pairs * (cfg.steps + 3), flops, c.state.total + c.saved
     )
 
 
-EVALUATIONS = {ProbeJob: probe, FinetuneJob: finetune, StyleJob: style}
-
-
-def evaluation(job: EvaluationJob, kind: str, costs: Any) -> JobEstimate:
-    """An evaluation job; a kind this module does not know is listed without an estimate."""
-    how = EVALUATIONS.get(type(job))
-    return how(job, costs) if how else JobEstimate("evaluation", f"{kind} (no estimate)")
+def evaluation(job: EvaluationJob, costs: Any) -> JobEstimate:
+    """An evaluation job, as its kind prices it (`EvaluationKind.cost`: the shipped kinds name
+    the functions above); a kind without a cost is listed without an estimate."""
+    kind = EVALUATIONS[job.evaluation]
+    return kind.cost(job, costs) or JobEstimate("evaluation", f"{kind.shape(job)} (no estimate)")
 
 
 def estimate(sweep: Expansion, costs: Any = None) -> list[JobEstimate]:
@@ -178,9 +163,8 @@ def estimate(sweep: Expansion, costs: Any = None) -> list[JobEstimate]:
     workers.costs, measured on the real modules)."""
     if costs is None:
         from workers import costs
-    kinds = {c.job_key: c.evaluation for c in sweep.cells}
     return [pretrain(j, costs) for j in sweep.pretrain_jobs.values()] + [
-        evaluation(j, kinds[key], costs) for key, j in sweep.evaluation_jobs.items()
+        evaluation(j, costs) for j in sweep.evaluation_jobs.values()
     ]
 
 

@@ -28,14 +28,17 @@ from contract.images import sha256_file
 from contract.jobs import DatasetImages, EvaluationJob, ImageFile, LabelledData, PretrainJob
 from contract.network import NetworkConfig
 from contract.paper_images import CHOSEN, pinned_sha256
-from orchestrator.evaluations import EVALUATIONS, KINDS
+from orchestrator.evaluations import EVALUATIONS
 from orchestrator.keys import content_key, settings_material
 from orchestrator.spec import ImageSet, Spec
 
 
 class Cell(BaseModel, frozen=True, extra="allow"):
-    """One grid point, as status and report show it (a kind with coordinates of its own keeps
-    them as extra fields)."""
+    """One grid point, as status and report show it: the shared axes as fields, its kind's own
+    coordinates (`EvaluationKind.coordinates`: a linear probe's layer, finetuning's k, style
+    transfer's pair, a plugin kind's) as extra fields. Sweeps recorded before kinds declared
+    their coordinates kept layer, frozen, content and style on every cell (None where they did
+    not apply): their cells.json loads, as extra fields too."""
 
     key: str
     label: str
@@ -49,12 +52,6 @@ class Cell(BaseModel, frozen=True, extra="allow"):
     augmentation: str | None
     # Sweeps recorded before evaluations became an axis probed linearly: the first kind.
     evaluation: str = Field(default_factory=lambda: EVALUATIONS.names()[0])
-    # The coordinates the shipped evaluation kinds give their cells (None where a kind has
-    # none): the probed layer, k frozen layers, a (content, style) pair.
-    layer: str | None = None
-    frozen: int | None = None
-    content: str | None = None
-    style: str | None = None
     probe_dataset: str | None  # None: style transfer through a trunk that learned without labels
     seed: int
 
@@ -185,7 +182,7 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Expansion:
     cells_by_job: dict[str, list[Cell]] = {}
     seen: set[str] = set()
     resolved = {images: sources(images, spec, base_dir) for images in g.images}  # hash each set once
-    contexts = {e.name: KINDS[e.name].context(spec, base_dir) for e in g.evaluation}
+    contexts = {e.name: EVALUATIONS[e.name].context(spec, base_dir) for e in g.evaluation}
     for (method, label), images, augmentation, seed in itertools.product(
         zip(g.method, _method_labels(g.method), strict=True), g.images, g.augmentation, g.seed
     ):
@@ -195,8 +192,9 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Expansion:
         augments = uses_images and not resolved[images].real_images
         jobs: dict[str | None, PretrainJob] = {}  # by the labelled dataset it learns from
         for evaluation in g.evaluation:
-            kind = KINDS[evaluation.name]
+            kind = EVALUATIONS[evaluation.name]
             for point in kind.points(evaluation, spec, uses_labels):
+                _check_point(kind, point)
                 learns_from = point["probe_dataset"] if uses_labels else None
                 if learns_from not in jobs:
                     labels = None
@@ -220,8 +218,6 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Expansion:
                     "n": images.size if uses_images else None,
                     "augmentation": augmentation.label() if augments else None,
                     "evaluation": evaluation.name,
-                    "layer": None,
-                    "frozen": None,
                     "seed": seed,
                     **point,
                 }
@@ -243,8 +239,23 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Expansion:
                 sweep.pretrain_jobs.setdefault(job.key, job)
                 cells_by_job.setdefault(job_key, []).append(cell)
 
+    items = {e.name: e for e in g.evaluation}
     for job_key, cells in cells_by_job.items():
         name = cells[0].evaluation
         trunk = sweep.pretrain_jobs[cells[0].pretrain_key]
-        sweep.evaluation_jobs[job_key] = KINDS[name].job(spec, base_dir, job_key, trunk, cells, contexts[name])
+        job = EVALUATIONS[name].job(items[name], spec, base_dir, job_key, trunk, cells, contexts[name])
+        if job.evaluation != name:  # the worker runs the kind the job names
+            raise TypeError(f"evaluation {name!r} made a job for evaluation {job.evaluation!r}")
+        sweep.evaluation_jobs[job_key] = job
     return sweep
+
+
+def _check_point(kind: Any, point: dict[str, Any]) -> None:
+    """A kind's cell has a probe dataset and exactly the coordinates the kind declares.
+
+    Raises:
+        TypeError: naming the kind and the coordinates it gave and declared (a bug of the kind).
+    """
+    if set(point) != {"probe_dataset", *kind.coordinates}:
+        raise TypeError(f"evaluation {kind.name!r} made a cell with coordinates {sorted(point)}; it declares "
+                         f"{sorted(kind.coordinates)} (and every cell has a probe_dataset)")

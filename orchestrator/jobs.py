@@ -1,6 +1,8 @@
 """One job, recorded: open its MLflow runs, call the worker entry point, close the runs.
 
-The Ray trainables call these; so can a test or a shell, without Ray. Each job's runs get its
+The Ray trainables call these; so can a test or a shell, without Ray. Either first loads the
+installed plugins (contract/plugins.py), as the CLI did before the file was validated, so that a
+worker's tables are the driver's; an evaluation job runs the kind it names. Each job's runs get its
 peak memory (`workers.memory`) at the end. `report`, when given,
 receives the job's figures while it runs (`orchestrator.progress.Reporting`): the trainable
 passes Tune's `report`, so the driver's live line sees the job move.
@@ -14,8 +16,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from contract import plugins
 from contract.jobs import EvaluationJob, PretrainJob
-from orchestrator.evaluations import kind_of
+from orchestrator.evaluations import EVALUATIONS
 from orchestrator.faults import Fault, arm
 from orchestrator.keys import RESULTS_VERSION
 from orchestrator.progress import Reporting
@@ -65,6 +68,7 @@ def run_pretrain(
     )
     mlflow_recorder = MlflowRecorder(tracking.uri, {None: run_id})
     try:
+        plugins.load()  # a method's implementation may be a plugin's
         recorder = arm(list(faults), "pretrain", job.label, job.key, attempt, mlflow_recorder)
         if report is not None:
             recorder = Reporting(recorder, report)
@@ -107,12 +111,10 @@ def _readable(checkpoint: Path) -> Path | None:
 def run_evaluation(
     job: EvaluationJob, tracking: Tracking, faults: Sequence[Fault] = (), report: Report | None = None
 ) -> dict[str, Any]:
-    """Evaluate the finished pretrain run's trunk with the job's kind (linear probes on all
+    """Evaluate the finished pretrain run's trunk with the kind the job names (linear probes on all
     the job's layers, a finetuning, style transfer of every pair, ...); one run per cell, under
     the pretrain run. Returns the kind's scores."""
     from workers import memory, training
-
-    kind = kind_of(job)
 
     pretrain = finished(tracking.uri, tracking.experiment_id, PRETRAIN).get(job.pretrain_key)
     if pretrain is None:
@@ -131,6 +133,8 @@ def run_evaluation(
     attempt = max(a for _, a in started.values())
     mlflow_recorder = MlflowRecorder(tracking.uri, runs)
     try:
+        plugins.load()  # the job's kind may be a plugin's
+        kind = EVALUATIONS[job.evaluation]
         recorder = arm(list(faults), "evaluation", job.label, job.key, attempt, mlflow_recorder)
         if report is not None:
             recorder = Reporting(recorder, report)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.errors import NoSweep
-from orchestrator.evaluations import KINDS
+from orchestrator.evaluations import EVALUATIONS
 from orchestrator.evaluations.base import EvaluationKind, row_label
 from orchestrator.grid import Cell
 from orchestrator.record import queries, store
@@ -108,11 +108,11 @@ class Table:
 
     @property
     def digits(self) -> int:
-        return KINDS[self.evaluation].digits
+        return EVALUATIONS[self.evaluation].digits
 
     @property
     def title(self) -> str:
-        return KINDS[self.evaluation].title(self)
+        return EVALUATIONS[self.evaluation].title(self)
 
 
 def tables(rec: SweepRuns, kind: EvaluationKind, metric: str) -> list[Table]:
@@ -150,7 +150,7 @@ def tables(rec: SweepRuns, kind: EvaluationKind, metric: str) -> list[Table]:
 
 def all_tables(rec: SweepRuns) -> list[Table]:
     """Every table the sweep's cells fill, kind by kind, a table per metric of each."""
-    return [t for kind in KINDS.values() for metric in kind.metrics for t in tables(rec, kind, metric)]
+    return [t for kind in EVALUATIONS for metric in kind.metrics for t in tables(rec, kind, metric)]
 
 
 def relative(table: Table, view: str) -> Table:

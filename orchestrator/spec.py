@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from contract.augmentation import AugmentConfig
 from contract.base import Frozen, deprecated_name
@@ -19,7 +20,7 @@ from contract.images import STYLES_DIR, draw, pool_files, resolve_photo
 from contract.methods import MethodConfig
 from contract.network import NetworkConfig
 from contract.paper_images import CHOSEN, CHOSEN_DATASET, resolve_source
-from orchestrator.evaluations import EVALUATIONS
+from orchestrator.evaluations import EVALUATIONS, coordinates
 from orchestrator.faults import Fault
 
 # The tracking stores MLflow reads and writes (a database's driver may follow a `+`:
@@ -173,7 +174,7 @@ class Grid(Frozen):
     images: list[ImageSet] = Field(min_length=1)
     augmentation: list[AugmentConfig] = Field(min_length=1)
     evaluation: list[EVALUATIONS.field] = Field(  # type: ignore[name-defined]
-        default_factory=lambda: [next(iter(EVALUATIONS))()], min_length=1
+        default_factory=lambda: [next(iter(EVALUATIONS)).settings()], min_length=1
     )
     layer: list[Layer] = Field(list(LAYERS), min_length=1, description="the layers linear probes read")
     probe_dataset: list[LabelledDataset] = Field(min_length=1)
@@ -226,16 +227,24 @@ class Bound(Frozen):
 
 
 class Exclude(Frozen):
-    """Cells matching every given field are dropped: `{method: bigan, n: {gt: 1}}`."""
+    """Cells matching every given field are dropped: `{method: bigan, n: {gt: 1}}`. Besides the
+    shared axes, a rule may name any registered evaluation kind's coordinates (`layer`,
+    `frozen`, `content`, `style`, a plugin kind's), each checked against the type its kind
+    declares."""
+
+    model_config = ConfigDict(extra="allow")  # the kinds' coordinates, checked by `_coordinates`
 
     method: str | list[str] | None = None
     n: int | Bound | None = None
     augmentation: str | list[str] | None = None
     evaluation: str | list[str] | None = None
-    layer: Layer | list[Layer] | None = None
-    frozen: int | list[int] | None = None
     probe_dataset: str | list[str] | None = None
     seed: int | list[int] | None = None
+
+    @classmethod
+    def allowed_keys(cls) -> list[str]:
+        """The keys a rule may give (the loader lists them for an unknown key)."""
+        return [*cls.model_fields, *coordinates()]
 
     @field_validator("evaluation")
     @classmethod
@@ -245,12 +254,33 @@ class Exclude(Frozen):
                 raise ValueError(f"{name!r} is not one of {', '.join(EVALUATIONS.names())}")
         return names
 
+    @model_validator(mode="after")
+    def _coordinates(self) -> Exclude:
+        """Each key beyond the fields is a kind's coordinate, its value (or list of values) of
+        the coordinate's type; the errors are located at the key, as a field's are."""
+        declared, extra, errors = coordinates(), self.__pydantic_extra__ or {}, []
+        for name, value in extra.items():
+            if name not in declared:
+                errors.append(InitErrorDetails(type="extra_forbidden", loc=(name,), input=value))
+                continue
+            many = isinstance(value, list)  # one value or a list of them: errors of the form given
+            try:
+                extra[name] = TypeAdapter(list[declared[name]] if many else declared[name]).validate_python(
+                    value, strict=True)
+            except ValidationError as e:
+                errors += [InitErrorDetails(type=PydanticCustomError(err["type"], err["msg"], err.get("ctx")),
+                                            loc=(name, *err["loc"]), input=err["input"])
+                           for err in e.errors(include_url=False)]
+        if errors:
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
+        return self
+
     def matches(self, coordinates: dict[str, Any]) -> bool:
-        for field in type(self).model_fields:
-            want = getattr(self, field)
+        """Whether a cell at `coordinates` is dropped (a coordinate the cell lacks matches no value)."""
+        for field, want in self:
             if want is None:
                 continue
-            have = coordinates[field]
+            have = coordinates.get(field)
             if isinstance(want, Bound):
                 if have is None or not want.holds(float(have)):
                     return False

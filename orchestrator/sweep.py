@@ -1,7 +1,9 @@
 """A sweep from file to record: load, expand, ask MLflow what is done, run the rest on Ray.
 
 Every check that can fail (the file, the images, the data roots, the cluster's resources)
-runs before the first job is scheduled.
+runs before the first job is scheduled. Loading and expanding need neither MLflow nor Ray
+(`monosweep validate` imports neither): the record and the driver are imported by the
+functions that use them.
 """
 
 from __future__ import annotations
@@ -10,24 +12,26 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contract.images import image_problem
 from contract.paper_images import PAPER_IMAGES, paper_image_problem
 from orchestrator import faults
 from orchestrator.errors import DriverBusy, SpecError
-from orchestrator.evaluations import KINDS
+from orchestrator.evaluations import EVALUATIONS
 from orchestrator.grid import Expansion, expand
 from orchestrator.loading import load_spec, located
 from orchestrator.plan import Plan, plan
 from orchestrator.progress import Board
-from orchestrator.record import queries, runs, store
-from orchestrator.record.schema import CELL, PRETRAIN
+from orchestrator.record.schema import CELL, PRETRAIN, resolve_uri
 from orchestrator.spec import Spec
+
+if TYPE_CHECKING:
+    from orchestrator.record.runs import Tracking
 
 
 @dataclass
@@ -49,23 +53,25 @@ class Outcome:
         return self.finished == self.total
 
 
-def prepare(path: str | Path, reads_images: bool = True) -> Prepared:
+def prepare(path: str | Path, reads_images: bool = True, data_roots: Mapping[str, str] | None = None) -> Prepared:
     """Load and expand an experiment file. `reads_images`: jobs will read the source images
     from here (run, smoke, resubmit), so the paper's images, which planning knows by their
     pinned hashes, must be here too, with those bytes; False (validate, plan, submit): they
-    are not looked for.
+    are not looked for. `data_roots` (dataset -> folder) replace the file's.
 
     Raises:
         SpecError: the file, or an image it names, is invalid.
     """
     path = Path(path)
     spec = load_spec(path)
+    if data_roots:
+        spec = spec.model_copy(update={"data_roots": {**spec.data_roots, **data_roots}})
     check_images(spec, path, reads_images)
     try:
         sweep = expand(spec, path.parent)
     except (OSError, ValueError) as e:
         raise SpecError(f"{path}: grid.images: {e}") from None
-    return Prepared(spec, sweep, store.resolve_uri(spec.tracking_uri))
+    return Prepared(spec, sweep, resolve_uri(spec.tracking_uri))
 
 
 def check_images(spec: Spec, path: Path, reads_images: bool = True) -> None:
@@ -96,7 +102,7 @@ def check_images(spec: Spec, path: Path, reads_images: bool = True) -> None:
                     where, value = ("pool",), str(pool / file.relative_to(path.parent / pool))
                 problems.append((("grid", "images", i, *where), f"{value!r}: {seen[file]}"))
     for evaluation in spec.grid.evaluation:  # images an evaluation reads (style transfer's)
-        problems += KINDS[evaluation.name].image_problems(spec, path.parent)
+        problems += EVALUATIONS[evaluation.name].image_problems(spec, path.parent)
     if problems:
         raise SpecError(*located(path, problems))
 
@@ -112,7 +118,8 @@ def sqlite_warning(uri: str, parallel: float) -> str | None:
 def check_local_data(prepared: Prepared, path: Path) -> None:
     """Raises SpecError when a dataset's root (probed, drawn from, or trained on with labels)
     is missing on this machine."""
-    roots = {j.dataset: j.data_root for j in prepared.sweep.evaluation_jobs.values() if hasattr(j, "data_root")}
+    roots = {dataset: root for j in prepared.sweep.evaluation_jobs.values()
+             for dataset, root in EVALUATIONS[j.evaluation].labelled_data(j).items()}
     for job in prepared.sweep.pretrain_jobs.values():
         for source in (job.drawn, job.labels):
             if source is not None:
@@ -133,6 +140,8 @@ def current_plan(prepared: Prepared, only: set[str] | None = None) -> Plan:
     Raises:
         StoreUnreachable: the tracking store is not there.
     """
+    from orchestrator.record import queries, store
+
     store.check_reachable(prepared.uri)
     experiment = store.experiment_id(prepared.uri, prepared.spec.name)
     cells = set(queries.finished(prepared.uri, experiment, CELL))
@@ -151,17 +160,21 @@ def trial_storage(storage: str, name: str) -> str:
 
 def finished_cells(prepared: Prepared, experiment: str | None) -> int:
     """How many of the sweep's cells have a FINISHED run."""
+    from orchestrator.record import queries
+
     return len(set(queries.finished(prepared.uri, experiment, CELL)) & {c.key for c in prepared.sweep.cells})
 
 
 class Heartbeat(threading.Thread):
     """Stamps the sweep run every few seconds while the driver lives."""
 
-    def __init__(self, tracking: runs.Tracking):
+    def __init__(self, tracking: Tracking):
         super().__init__(daemon=True)
         self.tracking, self.stopped = tracking, threading.Event()
 
     def run(self) -> None:
+        from orchestrator.record import runs
+
         while not self.stopped.wait(runs.BEAT_EVERY):
             runs.heartbeat(self.tracking)
 
@@ -185,6 +198,8 @@ def run(
         DriverBusy: another driver runs this sweep (its heartbeat is fresh).
         KeyboardInterrupt: cancelled.
     """
+    from orchestrator.record import runs, store
+
     spec, sweep = prepared.spec, prepared.sweep
     todo = todo or current_plan(prepared, only)
     experiment = store.experiment_id(prepared.uri, spec.name)
@@ -197,7 +212,7 @@ def run(
 
     from orchestrator import ray_driver
 
-    tracking: runs.Tracking | None = None
+    tracking: Tracking | None = None
     beat: Heartbeat | None = None
     status = "FAILED"
     try:
@@ -239,7 +254,7 @@ def run(
             runs.close_sweep(tracking, status)
 
 
-def _jobs(prepared: Prepared, todo: Plan, tracking: runs.Tracking, ray_driver: Any, slots: float) -> int:
+def _jobs(prepared: Prepared, todo: Plan, tracking: Tracking, ray_driver: Any, slots: float) -> int:
     """The pretrain jobs, and each evaluation job as soon as its trunk is FINISHED (no barrier
     between the stages: `orchestrator.pipeline`); the number of the sweep's cells FINISHED at
     the end."""

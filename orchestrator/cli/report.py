@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 
 from orchestrator import figures, report, report_page, report_paired
-from orchestrator.evaluations import KINDS
+from orchestrator.evaluations import EVALUATIONS
 from orchestrator.loading import load_spec
 from orchestrator.record import store
+from orchestrator.record.schema import resolve_uri
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -36,7 +37,7 @@ def register(p: argparse.ArgumentParser) -> None:
 
 def _sweep(path: str) -> report.SweepRuns:
     spec = load_spec(path)
-    return report.load(store.resolve_uri(spec.tracking_uri), spec.name)
+    return report.load(resolve_uri(spec.tracking_uri), spec.name)
 
 
 def _view(table: report.Table, view: str, reference: str) -> report.Table:
@@ -72,7 +73,7 @@ def main(args: argparse.Namespace) -> int:
     shown = [t for t in shown if t.rows]
     pictures = [
         picture
-        for kind in KINDS.values()
+        for kind in EVALUATIONS
         if (own := [t for t in base if t.evaluation == kind.name and t.metric == kind.metrics[0]])
         for picture in kind.figures(rec, own, out)
         if picture is not None  # a figure whose axis does not vary is not drawn

@@ -9,6 +9,7 @@ import json
 from orchestrator import report, status
 from orchestrator.loading import load_spec
 from orchestrator.record import runs, store
+from orchestrator.record.schema import resolve_uri
 
 
 def register(p: argparse.ArgumentParser) -> None:
@@ -22,7 +23,7 @@ def _line(c: dict[str, int]) -> str:
 
 def main(args: argparse.Namespace) -> int:
     spec = load_spec(args.file)
-    rec = report.load(store.resolve_uri(spec.tracking_uri), spec.name)
+    rec = report.load(resolve_uri(spec.tracking_uri), spec.name)
     alive = runs.live_driver(rec.uri, rec.experiment_id) is not None
     states = status.cell_states(rec.cells, rec.cell_runs, rec.pretrain, alive)
     total, axes = status.counts(states), status.by_axis(states)

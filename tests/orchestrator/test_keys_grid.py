@@ -455,4 +455,17 @@ def test_cells_recorded_before_the_evaluation_axis_still_load():
            "method": "random", "n": None, "images": None, "augmentation": None, "layer": "conv1",
            "probe_dataset": "fashion_mnist", "seed": 0}  # a cells.json entry as db8df39 wrote it
     cell = Cell(**old)
-    assert (cell.job_key, cell.evaluation, cell.frozen) == ("j", "linear_probe", None)
+    assert (cell.job_key, cell.evaluation, cell.layer) == ("j", "linear_probe", "conv1")
+    assert "frozen" not in cell.coordinates()  # a coordinate of another kind, never recorded for it
+
+
+def test_a_cell_has_its_kind_s_coordinates_only(base, tmp_path):
+    base["grid"]["evaluation"] = EVALUATIONS
+    sweep = expand(spec_from(base, tmp_path), tmp_path)
+    shared = {"method", "n", "images", "augmentation", "evaluation", "probe_dataset", "seed"}
+    own = {"linear_probe": {"layer"}, "finetune_frozen": {"frozen"}, "style_transfer": {"content", "style"}}
+    for c in sweep.cells:
+        assert set(c.coordinates()) == shared | own[c.evaluation]
+    for job in sweep.evaluation_jobs.values():  # the worker runs the kind the job names
+        assert job.evaluation == {"ProbeJob": "linear_probe", "FinetuneJob": "finetune_frozen",
+                                  "StyleJob": "style_transfer"}[type(job).__name__]

@@ -31,7 +31,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory, astronaut_file: ImageFi
 
 def finetune_job(root: str, frozen: int, **settings) -> FinetuneJob:
     return FinetuneJob(
-        key=f"ft{frozen}", label=f"finetune k{frozen}", pretrain_key="rotnet-0", network=NETWORK,
+        key=f"ft{frozen}", label=f"finetune k{frozen}", evaluation="finetune_frozen", pretrain_key="rotnet-0",
+        network=NETWORK,
         finetune=FAST.model_copy(update=settings), frozen=frozen, dataset="fashion_mnist", data_root=root,
         seed=0, cells=(JobCell(key=f"ft{frozen}", label=f"k{frozen}"),),
     )
@@ -151,7 +152,7 @@ def test_a_few_style_steps_lower_the_style_loss(checkpoint):
 def test_stylise_records_each_pair_in_its_own_run(checkpoint, tmp_path):
     pairs = [("astronaut", "hubble"), ("astronaut", "ihc")]
     job = StyleJob(
-        key="style", label="style", pretrain_key="rotnet-0", network=NETWORK,
+        key="style", label="style", evaluation="style_transfer", pretrain_key="rotnet-0", network=NETWORK,
         style=StyleConfig(size=64, steps=4), seed=0,
         cells=tuple(StyleCell(content=photo_file(c), style=style_file(s), key=f"{c}+{s}", label=s) for c, s in pairs),
     )
