@@ -13,6 +13,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from contract.augmentation import AugmentConfig
 from contract.base import Frozen
+from contract.compute import ComputeConfig
 from contract.datasets import DEFAULT_DATA_ROOTS, LAYERS, TRAIN_SIZES, Layer, ProbeDataset
 from contract.evaluations import FinetuneConfig, ProbeConfig, StyleConfig
 from contract.images import STYLES_DIR, draw, pool_files, resolve_photo
@@ -245,6 +246,7 @@ class Spec(Frozen):
     grid: Grid
     exclude: list[Exclude] = []
     network: NetworkConfig = NetworkConfig()
+    compute: ComputeConfig = ComputeConfig()
     probe: ProbeConfig = ProbeConfig()
     finetune: FinetuneConfig = FinetuneConfig()
     style: StyleConfig = StyleConfig()
@@ -257,6 +259,10 @@ class Spec(Frozen):
     divergence_threshold: float | None = Field(
         1000.0, gt=0, description="a pretext loss above it fails the pretrain job as `diverged`; "
         "null: no check"
+    )
+    max_gpu_hours: float | None = Field(
+        None, gt=0, description="`monosweep run` refuses to start when the estimate of what is left to run "
+        "is above this many GPU-hours (--max-gpu-hours wins); null: no limit"
     )
     faults: list[Fault] = Field([], description="fault injection for tests and drills (MONOSWEEP_FAULTS wins)")
     # How a job was run, not what it computes: in no key (as resources and retries are not).
