@@ -125,8 +125,8 @@ class FinetuneConfig(Subsets):
     image, the rest trained with labels, comes close to full supervision). The unfrozen conv
     layers are re-initialised (seeded) when `reinit` is set (the default; the paper does not
     say whether the paper kept them), so what is measured is the frozen layers alone: then
-    k = 0 is supervised training from scratch, the same number for every trunk. Train inputs: RandomResizedCrop + flip; AlexNet's classifier
-    (fc6, fc7, fc8) as the head."""
+    k = 0 is supervised training from scratch, the same number for every trunk. Train inputs:
+    RandomResizedCrop + flip; AlexNet's classifier (fc6, fc7, fc8) as the head."""
 
     preset: str = "torchvision"
     epochs: int = Field(90, ge=1)

@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from contract.augmentation import AugmentConfig
 from contract.base import Frozen
 from contract.compute import ComputeConfig
-from contract.datasets import LAYERS, Layer, ProbeDataset
+from contract.datasets import LAYERS, LabelledDataset, Layer
 from contract.evaluations import FinetuneConfig, ProbeConfig, StyleConfig
 from contract.methods import MethodConfig
 from contract.network import NetworkConfig
@@ -31,7 +31,7 @@ class DatasetImages(Frozen):
     Drawn on the worker, where the data is: the driver may not see it. `data_root` is where,
     not what, so it is no part of any key."""
 
-    dataset: ProbeDataset
+    dataset: LabelledDataset
     data_root: str
     n: int = Field(ge=1)
     draw_seed: int = Field(0, ge=0)
@@ -40,7 +40,7 @@ class DatasetImages(Frozen):
 class LabelledData(Frozen):
     """The labelled train split a supervised pre-training learns from."""
 
-    dataset: ProbeDataset
+    dataset: LabelledDataset
     data_root: str
 
 
@@ -119,7 +119,7 @@ class ProbeJob(EvaluationJob):
     """All pending layers of one (pretrain job, probe dataset): one pass of the frozen trunk."""
 
     probe: ProbeConfig
-    dataset: ProbeDataset
+    dataset: LabelledDataset
     data_root: str
     cells: tuple[ProbeCell, ...]
 
@@ -130,7 +130,7 @@ class FinetuneJob(EvaluationJob):
 
     finetune: FinetuneConfig
     frozen: int = Field(ge=0, le=len(LAYERS))
-    dataset: ProbeDataset
+    dataset: LabelledDataset
     data_root: str
     # Like a pretrain job's: whether and when a run saves its state or fails, not what it computes.
     checkpoint_every: int = Field(0, ge=0, description="steps between resume checkpoints; 0: none")

@@ -186,7 +186,7 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Expansion:
     resolved = {images: sources(images, spec, base_dir) for images in g.images}  # hash each set once
     contexts = {e.name: KINDS[e.name].context(spec, base_dir) for e in g.evaluation}
     for (method, label), images, augmentation, seed in itertools.product(
-        zip(g.method, _method_labels(g.method)), g.images, g.augmentation, g.seed
+        zip(g.method, _method_labels(g.method), strict=True), g.images, g.augmentation, g.seed
     ):
         uses_images, uses_labels = type(method).uses_images, type(method).uses_labels
         jobs: dict[str | None, PretrainJob] = {}  # by the labelled dataset it learns from

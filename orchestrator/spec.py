@@ -12,9 +12,9 @@ from typing import Any
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from contract.augmentation import AugmentConfig
-from contract.base import Frozen
+from contract.base import Frozen, deprecated_name
 from contract.compute import ComputeConfig
-from contract.datasets import DEFAULT_DATA_ROOTS, LAYERS, TRAIN_SIZES, Layer, ProbeDataset
+from contract.datasets import DEFAULT_DATA_ROOTS, LAYERS, TRAIN_SIZES, LabelledDataset, Layer
 from contract.evaluations import FinetuneConfig, ProbeConfig, StyleConfig
 from contract.images import STYLES_DIR, draw, pool_files, resolve_photo
 from contract.methods import MethodConfig
@@ -42,7 +42,7 @@ class ImageSet(Frozen):
 
     photos: tuple[str, ...] | None = None
     pool: str | None = None
-    dataset: ProbeDataset | None = Field(None, description="a labelled dataset whose train split is drawn from")
+    dataset: LabelledDataset | None = Field(None, description="a labelled dataset whose train split is drawn from")
     n: int | None = Field(None, ge=1, description="number of source images N (`all`: a whole train split)")
     draw_seed: int = Field(0, ge=0, description="seed of the draw of N images from the pool or dataset")
 
@@ -144,7 +144,7 @@ class Grid(Frozen):
         default_factory=lambda: [next(iter(EVALUATIONS))()], min_length=1
     )
     layer: list[Layer] = Field(list(LAYERS), min_length=1, description="the layers linear probes read")
-    probe_dataset: list[ProbeDataset] = Field(min_length=1)
+    probe_dataset: list[LabelledDataset] = Field(min_length=1)
     seed: list[int] = Field([0], min_length=1)
 
     @field_validator("method", "evaluation", mode="before")
@@ -235,8 +235,16 @@ class Resources(Frozen):
 
 
 class StageResources(Frozen):
+    """What each stage's jobs ask for: pre-training, and evaluation (linear probes,
+    finetuning, style transfer, any registered kind)."""
+
     pretrain: Resources = Resources()
-    probe: Resources = Resources()
+    evaluation: Resources = Resources()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _probe_is_evaluation(cls, data: Any) -> Any:
+        return deprecated_name(data, "probe", "evaluation", "resources")
 
 
 class Spec(Frozen):
@@ -277,7 +285,7 @@ class Spec(Frozen):
         None, description="Ray cluster address; None starts a local Ray; RAY_ADDRESS overrides it"
     )
     storage: str = Field(".monosweep", description="Ray Tune's trial storage (a shared path on a cluster)")
-    data_roots: dict[ProbeDataset, str] = {}
+    data_roots: dict[LabelledDataset, str] = {}
 
     @field_validator("tracking_uri")
     @classmethod

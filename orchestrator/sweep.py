@@ -192,7 +192,7 @@ def run(
     status = "FAILED"
     try:
         faults.strike_driver(faults.active(spec.faults), spec.name)
-        parallel = ray_driver.connect(address or spec.ray_address, [spec.resources.pretrain, spec.resources.probe])
+        parallel = ray_driver.connect(address or spec.ray_address, [spec.resources.pretrain, spec.resources.evaluation])
         if warning := sqlite_warning(prepared.uri, parallel):
             print(warning, file=sys.stderr)
         tracking = runs.open_sweep(
@@ -234,7 +234,7 @@ def _jobs(prepared: Prepared, todo: Plan, tracking: runs.Tracking, ray_driver: A
     between the stages: `orchestrator.pipeline`); the number of the sweep's cells FINISHED at
     the end."""
     spec = prepared.spec
-    board = Board({"pretrain": len(todo.pretrain), "probe": len(todo.evaluation)}, todo.pending_cells)
+    board = Board({"pretrain": len(todo.pretrain), "evaluation": len(todo.evaluation)}, todo.pending_cells)
     ray_driver.run_jobs(
         todo.pretrain, todo.evaluation, set(todo.reused_pretrain), tracking, spec.resources, spec.retries,
         trial_storage(spec.storage, spec.name), board, faults.active(spec.faults), slots, trunk_costs(todo),

@@ -29,7 +29,9 @@ def swept(tmp_path_factory):
     """A finished two-seed sweep: (folder, spec path, store uri)."""
     folder = tmp_path_factory.mktemp("report")
     spec = folder / "experiments.yaml"
-    spec.write_text(TINY.replace("seed: [0]", "seed: [0, 1]").replace("conv1, conv2, conv3, conv4, conv5", "conv1, conv3"))
+    spec.write_text(
+        TINY.replace("seed: [0]", "seed: [0, 1]").replace("conv1, conv2, conv3, conv4, conv5", "conv1, conv3")
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(folder)
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -98,7 +100,9 @@ def test_every_figure_is_a_png(in_folder):
     assert len(filters) == 6 and len(samples) == 4  # every pretrain run; only rotnet has samples
     assert all(p.read_bytes()[:8] == PNG for p in filters + samples)
     client = MlflowClient(uri)
-    sweep = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], "tags.`monosweep.kind` = 'sweep'")[0]
+    sweep = client.search_runs(
+        [client.get_experiment_by_name("tiny").experiment_id], "tags.`monosweep.kind` = 'sweep'"
+    )[0]
     attached = {a.path for a in client.list_artifacts(sweep.info.run_id, "report")}
     assert {"report/report.md", "report/top1_per_layer.png"} <= attached
 
@@ -124,7 +128,7 @@ def test_the_html_page_is_self_contained_and_mlflow_holds_the_tables(in_folder):
     for r in probe_runs(uri):
         assert f">{r.info.run_id}</a>" in page
 
-    name = "report/tables/linear_probe_top1_fashion_mnist_top1.json"
+    name = "report/tables/linear_probe_top1_fashion_mnist_mean.json"
     assert name in {a.path for a in client.list_artifacts(sweep.info.run_id, "report/tables")}
     logged = json.loads(client.get_run(sweep.info.run_id).data.tags["mlflow.loggedArtifacts"])
     assert {"path": name, "type": "table"} in logged  # what makes the UI show it as a table
@@ -138,9 +142,11 @@ def test_missing_and_failed_cells_are_shown(in_folder):
     folder, spec, uri = in_folder
     rec = report.load(uri, "tiny")
     victim = next(c for c in rec.cells if c.method == "rotnet" and c.layer == "conv3" and c.augmentation == "none")
-    del rec.probe[victim.key]  # as if that cell never ran
+    del rec.cell_runs[victim.key]  # as if that cell never ran
     failed = next(c for c in rec.cells if c.method == "random" and c.layer == "conv1" and c.seed == 1)
-    rec.probe[failed.key] = rec.probe[failed.key].__class__(**{**rec.probe[failed.key].__dict__, "status": "FAILED"})
+    rec.cell_runs[failed.key] = rec.cell_runs[failed.key].__class__(
+        **{**rec.cell_runs[failed.key].__dict__, "status": "FAILED"}
+    )
     table = report.all_tables(rec)[0]
     assert table.rows["rotnet N1 astronaut none"]["conv3"].text().endswith("(n=1)")
     assert table.rows["random"]["conv1"].states == ["failed"]
@@ -195,7 +201,7 @@ def test_the_paired_view_pairs_only_seeds_both_rows_finished(in_folder):
     folder, spec, uri = in_folder
     rec = report.load(uri, "tiny")
     victim = next(c for c in rec.cells if c.method == "random" and c.layer == "conv1" and c.seed == 0)
-    del rec.probe[victim.key]
+    del rec.cell_runs[victim.key]
     view = report_paired.paired(report.all_tables(rec)[0])
     top1 = top1_by_seed(uri)
     for label in ("rotnet N1 astronaut full", "rotnet N1 astronaut none"):

@@ -16,6 +16,7 @@ from contract.datasets import LAYERS
 from contract.evaluations import FinetuneConfig
 from contract.jobs import FinetuneJob
 from contract.network import NetworkConfig
+from contract.recorder import Recorder
 from contract.schedules import Schedule
 from workers.compute import Compute
 from workers.data.probe_sets import (
@@ -30,7 +31,6 @@ from workers.data.probe_sets import (
 from workers.methods.supervised import Supervised
 from workers.models.alexnet import AlexNet, build_trunk, load_trunk
 from workers.probes import topk_correct
-from workers.recorder import Recorder
 from workers.training import Loop, device, fit
 
 

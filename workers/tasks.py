@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from contract.jobs import PretrainJob, ProbeJob
+from contract.recorder import Recorder
 from workers import pictures
 from workers.compute import Compute
 from workers.data.mono import MonoDataset, load_images
@@ -28,7 +29,6 @@ from workers.data.probe_sets import (
 from workers.methods.base import implementation
 from workers.models.alexnet import build_trunk, load_trunk
 from workers.probes import LinearProbes, ProbeTrainer, extract, feature_shapes, single_view
-from workers.recorder import Recorder
 from workers.training import Loop, device, fit
 
 EXTRACTION_SHARE = 0.5  # of a probe job with cached features: see `probe`

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from contract.compute import ComputeConfig
+from contract.recorder import Recorder
 from contract.schedules import Schedule
 from workers.compute import Compute
 from workers.methods.base import DivergedLoss, Method, NonFiniteLoss
-from workers.recorder import Recorder
 
 LOG_EVERY = 20  # steps between training-loss points (and progress reports: `progress`, the share of
 # the job's steps done, goes with them, so a driver can show how far a running job is; and where a

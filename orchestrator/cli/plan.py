@@ -62,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
         "evaluation_jobs": dict(by_kind),
     }
     rate = estimate.throughput(spec.compute, args.gpu_tflops, args.mfu)
-    gpus = {"pretrain": spec.resources.pretrain.gpus, "evaluation": spec.resources.probe.gpus}
+    gpus = {"pretrain": spec.resources.pretrain.gpus, "evaluation": spec.resources.evaluation.gpus}
     table = estimate.rows(estimate.estimate(sweep)) if args.estimate else []
     if args.json:
         if args.estimate:

@@ -139,7 +139,10 @@ NEUTRAL = {
     "fault injection": ("faults", [{"action": "fail"}]),
     "storage": ("storage", "/shared/tune"),
     "data root": ("data_roots", {"fashion_mnist": "/elsewhere"}),
-    "preset spelled out": ("probe", {"preset": "fast", "epochs": 2, "train_samples": 500, "test_samples": 500, "batch_size": 256}),
+    "preset spelled out": (
+        "probe",
+        {"preset": "fast", "epochs": 2, "train_samples": 500, "test_samples": 500, "batch_size": 256},
+    ),
 }
 
 
@@ -186,7 +189,11 @@ def test_pool_draw_is_seeded_and_recorded(base, tmp_path):
     (tmp_path / "pool").mkdir()
     for name in ("astronaut", "coffee", "chelsea", "rocket"):
         shutil.copy(bundled_photos()[name], tmp_path / "pool" / f"{name}.jpg")
-    pick = lambda seed: expand(spec_from(_set(base, "grid.images", [{"pool": "pool", "n": 2, "draw_seed": seed}]), tmp_path), tmp_path)  # noqa: E731
+
+    def pick(seed: int):
+        pool = [{"pool": "pool", "n": 2, "draw_seed": seed}]
+        return expand(spec_from(_set(base, "grid.images", pool), tmp_path), tmp_path)
+
     a, b = pick(0), pick(0)
     assert [j.images for j in a.pretrain_jobs.values()] == [j.images for j in b.pretrain_jobs.values()]
     draws = {tuple(f.sha256 for f in j.images) for s in range(6) for j in pick(s).pretrain_jobs.values() if j.images}
@@ -217,7 +224,11 @@ def _methods(base: dict, *methods) -> dict:
 
 
 def test_supervised_is_trained_once_per_probe_dataset_on_its_train_split(base, tmp_path):
-    data = _set(_methods(base, "random", {"name": "supervised", "epochs": 1}), "grid.probe_dataset", ["fashion_mnist", "cifar10"])
+    data = _set(
+        _methods(base, "random", {"name": "supervised", "epochs": 1}),
+        "grid.probe_dataset",
+        ["fashion_mnist", "cifar10"],
+    )
     data = _set(data, "grid.images", ["astronaut", "coffee"])  # ignored by both methods
     sweep = expand(spec_from(data, tmp_path), tmp_path)
     supervised = {k: j for k, j in sweep.pretrain_jobs.items() if j.method.name == "supervised"}
@@ -227,7 +238,10 @@ def test_supervised_is_trained_once_per_probe_dataset_on_its_train_split(base, t
     for job in supervised.values():
         assert job.images == () and job.augmentation is None and job.drawn is None
     roots = {j.labels.dataset: j.labels.data_root for j in supervised.values()}
-    assert roots == {"fashion_mnist": DEFAULT_DATA_ROOTS["fashion_mnist"], "cifar10": str((tmp_path / "data/cifar10").resolve())}
+    assert roots == {
+        "fashion_mnist": DEFAULT_DATA_ROOTS["fashion_mnist"],
+        "cifar10": str((tmp_path / "data/cifar10").resolve()),
+    }
     # Every supervised cell of dataset D probes the trunk trained on D.
     cells = [c for c in sweep.cells if c.method == "supervised"]
     assert len(cells) == 10 and all(c.pretrain_key == by_dataset[c.probe_dataset] for c in cells)
@@ -249,7 +263,9 @@ def test_supervised_key_is_its_dataset_not_where_the_data_lies(base, tmp_path):
 
 
 def test_deepcluster_trains_and_probes_behind_a_sobel_filter(base, tmp_path):
-    data = _methods(base, {"name": "deepcluster", "samples": 64, "k": 4, "epochs": 1}, {"name": "rotnet", "samples": 64})
+    data = _methods(
+        base, {"name": "deepcluster", "samples": 64, "k": 4, "epochs": 1}, {"name": "rotnet", "samples": 64}
+    )
     sweep = expand(spec_from(data, tmp_path), tmp_path)
     sobel = {j.method.name: j.network.sobel for j in sweep.pretrain_jobs.values()}
     assert sobel == {"deepcluster": True, "rotnet": False}
@@ -263,7 +279,11 @@ def test_deepcluster_trains_and_probes_behind_a_sobel_filter(base, tmp_path):
 
 
 def test_dataset_draws_validate_and_plan_without_the_data(base, tmp_path):
-    draws = [{"dataset": "imagenet", "n": 10}, {"dataset": "imagenet", "n": "all"}, {"dataset": "cifar10", "n": 10, "draw_seed": 1}]
+    draws = [
+        {"dataset": "imagenet", "n": 10},
+        {"dataset": "imagenet", "n": "all"},
+        {"dataset": "cifar10", "n": 10, "draw_seed": 1},
+    ]
     data = _set(_set(base, "grid.images", draws), "data_roots", {"imagenet": "/nowhere/imagenet"})
     sweep = expand(spec_from(data, tmp_path), tmp_path)
     drawn = [j.drawn for j in sweep.pretrain_jobs.values() if j.drawn]
@@ -282,7 +302,11 @@ def test_dataset_draws_validate_and_plan_without_the_data(base, tmp_path):
 )
 def test_dataset_draw_keys_change_with_what_is_drawn(change, base, tmp_path):
     draw = {"dataset": "cifar10", "n": 10}
-    key = lambda d: {j.key for j in expand(spec_from(_set(base, "grid.images", [d]), tmp_path), tmp_path).pretrain_jobs.values()}  # noqa: E731
+
+    def key(d: dict) -> set[str]:
+        sweep = expand(spec_from(_set(base, "grid.images", [d]), tmp_path), tmp_path)
+        return {j.key for j in sweep.pretrain_jobs.values()}
+
     assert key(draw) != key({**draw, **change})
     moved = _set(_set(base, "grid.images", [draw]), "data_roots", {"cifar10": "/moved"})
     assert key(draw) == {j.key for j in expand(spec_from(moved, tmp_path), tmp_path).pretrain_jobs.values()}
@@ -323,7 +347,10 @@ EVALUATIONS = [
 def test_evaluations_make_cells_and_jobs_of_their_own(base, tmp_path):
     base["grid"]["evaluation"] = EVALUATIONS
     sweep = expand(spec_from(base, tmp_path), tmp_path)
-    by_kind = {kind: [c for c in sweep.cells if c.evaluation == kind] for kind in ("linear_probe", "finetune_frozen", "style_transfer")}
+    by_kind = {
+        kind: [c for c in sweep.cells if c.evaluation == kind]
+        for kind in ("linear_probe", "finetune_frozen", "style_transfer")
+    }
     # Three trunks (random, rotnet full, rotnet none): 5 layers, 3 values of k, 2 (content, style) pairs each.
     assert [len(v) for v in by_kind.values()] == [15, 9, 6]
     assert len(sweep.pretrain_jobs) == 3  # every evaluation reads the same trunks

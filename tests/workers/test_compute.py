@@ -22,6 +22,7 @@ from contract.images import STYLES_DIR, sha256_file
 from contract.jobs import FinetuneJob, ImageFile, JobCell, PretrainJob, ProbeCell, ProbeJob, StyleCell, StyleJob
 from contract.methods import BiGANConfig, DeepClusterConfig, RandomConfig, RotNetConfig
 from contract.network import NetworkConfig
+from contract.recorder import MemoryRecorder
 from contract.schedules import Schedule
 from workers import finetune, style_transfer, tasks
 from workers.compute import Compute
@@ -29,7 +30,6 @@ from workers.data.mono import MonoDataset
 from workers.methods.rotnet import RotNet
 from workers.models.alexnet import AlexNet
 from workers.probes import LinearProbes, view_features
-from workers.recorder import MemoryRecorder
 from workers.training import Loop, train_step
 
 CPU = torch.device("cpu")

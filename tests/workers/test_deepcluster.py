@@ -133,7 +133,7 @@ def test_kmeans_best_of_a_few_starts_recovers_separated_blobs(blobs):
     runs = [kmeans(x, 3, 20, torch.Generator().manual_seed(seed)) for seed in range(5)]
     _, assignments = min(runs, key=lambda run: inertia(x, *run))
     # Each blob is exactly one cluster (the ids are a permutation of the blob ids).
-    pairs = set(zip(truth.tolist(), assignments.tolist()))
+    pairs = set(zip(truth.tolist(), assignments.tolist(), strict=True))
     assert len(pairs) == 3 and len({c for _, c in pairs}) == 3
 
 

@@ -16,12 +16,12 @@ from contract.methods import (
     RotNetConfig,
     SupervisedConfig,
 )
+from contract.recorder import MemoryRecorder
 from workers.methods.base import Method
 from workers.methods.bigan import BiGAN
 from workers.methods.deepcluster import DeepCluster
 from workers.methods.rotnet import RotNet
 from workers.models.alexnet import AlexNet
-from workers.recorder import MemoryRecorder
 from workers.training import Loop, fit
 
 CPU = torch.device("cpu")

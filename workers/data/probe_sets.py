@@ -223,7 +223,10 @@ def eval_inputs(images: torch.Tensor | list[torch.Tensor], size: int) -> torch.T
     each whole image resized to the square input, grey -> RGB."""
     batch = [images] if isinstance(images, torch.Tensor) else [im.unsqueeze(0) for im in images]
     x = torch.cat(
-        [F.interpolate(b.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True) for b in batch]
+        [
+            F.interpolate(b.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            for b in batch
+        ]
     )
     return to_input(_rgb(x).clamp(0, 255).round().to(torch.uint8))
 

@@ -11,6 +11,7 @@ trunk's input size (the paper's G makes 64 px images for a larger-input encoder)
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -44,7 +45,7 @@ class Generator(nn.Module):
         widths = [channels * min(8, 2 ** (ups - 1 - i)) for i in range(ups)]  # wide to narrow
         self.seed = nn.Sequential(nn.Linear(z_dim, widths[0] * 16), nn.BatchNorm1d(widths[0] * 16), nn.ReLU(True))
         layers: list[nn.Module] = []
-        for c_in, c_out in zip(widths, widths[1:]):
+        for c_in, c_out in itertools.pairwise(widths):
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), nn.BatchNorm2d(c_out), nn.ReLU(True)]
         layers.append(nn.ConvTranspose2d(widths[-1], 3, 4, 2, 1))
         self.body = nn.Sequential(*layers)
