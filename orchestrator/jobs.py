@@ -39,8 +39,9 @@ def flatten(prefix: str, value: Any) -> dict[str, Any]:
 
 def pretrain_params(job: PretrainJob) -> dict[str, Any]:
     data = job.model_dump(mode="json", exclude={"key", "label", "images", "drawn", "coordinates"})
-    if (drawn := job.drawn) is not None:  # drawn on the worker, which records their hash
-        images, n = f"{drawn.dataset}:n{drawn.n}:d{drawn.draw_seed}", drawn.n
+    if (drawn := job.drawn) is not None:  # read on the worker, which records their hash
+        what = f"chosen{drawn.n}" if drawn.chosen else f"n{drawn.n}:d{drawn.draw_seed}"
+        images, n = f"{drawn.dataset}:{what}", drawn.n
     else:
         images = ",".join(f"{Path(f.path).name}:{f.sha256[:12]}" for f in job.images) or None
         n = len(job.images) or None

@@ -73,7 +73,7 @@ def test_toy_method_and_toy_evaluation_run_end_to_end(sweep_sandbox, monkeypatch
     capsys.readouterr()
     assert main(["report", str(path), "--format", "csv", "--no-log"]) == 0
     csv = (sweep_sandbox / "reports" / "extensions" / "report.csv").read_text()
-    assert "toy_weight_norm,conv5_norm,top1,toy_brightness N1 astronaut none,trunk," in csv
+    assert "toy_weight_norm,conv5_norm,mean,toy_brightness N1 astronaut none,trunk," in csv
 
     # A rerun finds every cell finished and trains nothing.
     capsys.readouterr()

@@ -49,7 +49,7 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"--gpu-tflops {args.gpu_tflops:g}: a GPU's peak is above 0")
     if args.mfu is not None and not 0 < args.mfu <= 1:
         raise UserError(f"--mfu {args.mfu:g}: a fraction of the peak, in (0, 1]")
-    prepared = prepare(args.file)
+    prepared = prepare(args.file, reads_images=False)
     sweep, spec = prepared.sweep, prepared.spec
     kinds = {c.job_key: c.evaluation for c in sweep.cells}
     by_method = Counter(j.method.name for j in sweep.pretrain_jobs.values())
