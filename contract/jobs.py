@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from contract.augmentation import AugmentConfig
 from contract.base import Frozen
+from contract.compute import ComputeConfig
 from contract.datasets import LAYERS, TRAIN_SIZES, LabelledDataset, Layer
 from contract.evaluations import FinetuneConfig, ProbeConfig, StyleConfig
 from contract.methods import MethodConfig
@@ -63,7 +64,8 @@ class PretrainJob(Frozen):
     """Everything one pre-training needs; `key` is the hash of everything but `label`,
     `coordinates`, `checkpoint_every`, `divergence_threshold` and `max_steps` (whether and when
     a run ends, not what it computes), `images[].path`, the data roots (locations, not content)
-    and `key`. The source images are `images` (files) or `drawn` (from a dataset)."""
+    and `key`; `compute` is in it only where it differs from fp32 eager. The source images are
+    `images` (files) or `drawn` (from a dataset)."""
 
     key: str
     label: str
@@ -74,6 +76,7 @@ class PretrainJob(Frozen):
     drawn: DatasetImages | None = None
     augmentation: AugmentConfig | None = None
     labels: LabelledData | None = None
+    compute: ComputeConfig = ComputeConfig()  # how it computes (precision, memory format, compile)
     coordinates: dict[str, Any] = {}  # the grid values it came from, for records and reports
     checkpoint_every: int = Field(0, ge=0, description="steps between resume checkpoints; 0: none")
     divergence_threshold: float | None = Field(
@@ -132,6 +135,7 @@ class EvaluationJob(Frozen):
     network: NetworkConfig
     seed: int
     cells: tuple[JobCell, ...]
+    compute: ComputeConfig = ComputeConfig()  # its trunk's: one setting per sweep (the spec's)
     max_steps: int | None = Field(None, ge=1, description=MAX_STEPS)
 
 

@@ -19,33 +19,68 @@ temporaries (workers.methods.deepcluster.clustering_memory; its features stay on
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from contract.compute import ComputeConfig
 from contract.datasets import CLASSES, LAYERS, TEST_SIZES, TRAIN_SIZES
 from contract.jobs import EvaluationJob, FinetuneJob, PretrainJob, ProbeJob, StyleJob
 from contract.methods import DeepClusterConfig
 from orchestrator.evaluations import EVALUATIONS
 from orchestrator.grid import Expansion
 
-# An H100 SXM's dense BF16 tensor-core peak, and a model FLOPs utilisation that convnets of
-# this size reach with a good input pipeline: both stated in the output, both options.
+# An H100 SXM's dense BF16 tensor-core peak: every MFU here is a share of it (stated in the
+# output; --gpu-tflops changes it).
 H100_BF16_TFLOPS = 989.0
-DEFAULT_MFU = 0.35
+
+
+@dataclass(frozen=True)
+class Measured:
+    """An MFU that `python -m bench.gpu` measured: production's training step (training.fit's,
+    RotNet at 224 px on the paper's AlexNet) against the card's dense bf16 peak."""
+
+    mfu: float
+    card: str
+    date: str
+
+
+# By compute setting (ComputeConfig.label): what bench.gpu prints on a GPU, pasted here. Empty
+# until a GPU run fills it (bench/README.md names the command); the estimate then says "assumed".
+MEASURED_MFU: dict[str, Measured] = {}
+# Until then, by precision: 35 % of the bf16 peak is what convnets of this size reach in bf16
+# with a good input pipeline; fp32 runs its convolutions on TF32 tensor cores, whose dense
+# peak is half the bf16 one (494.7 of 989 TFLOP/s on an H100 SXM), so the same utilisation
+# of its own peak is half the share of bf16's.
+ASSUMED_MFU = {"fp32": 0.175, "bf16": 0.35}
 VIEWS = {"resize": 1, "center": 1, "ten": 10}  # test views per image (ProbeConfig.test_crops)
 EXTRACT_BATCH = 512  # images per batch of tasks.probe's feature cache and finetune.evaluate
 
 
 @dataclass(frozen=True)
 class Throughput:
-    """The rate jobs are assumed to run at on one GPU: its peak times the MFU."""
+    """The rate jobs are assumed to run at on one GPU: its peak times the MFU, and where that
+    MFU comes from (given, measured or assumed)."""
 
-    tflops: float = H100_BF16_TFLOPS
-    mfu: float = DEFAULT_MFU
+    tflops: float
+    mfu: float
+    source: str = "given"
 
     def hours(self, flops: float) -> float:
         return flops / (self.tflops * 1e12 * self.mfu) / 3600
+
+
+def throughput(compute: ComputeConfig, tflops: float = H100_BF16_TFLOPS, mfu: float | None = None) -> Throughput:
+    """The rate a sweep's jobs run at: `mfu` when given (--mfu), else bench.gpu's measurement
+    for the sweep's compute setting (MEASURED_MFU), else the precision's ASSUMED_MFU."""
+    if mfu is not None:
+        return Throughput(tflops, mfu, "given")
+    if (measured := MEASURED_MFU.get(compute.label)) is not None:
+        return Throughput(tflops, measured.mfu, f"measured by bench.gpu for {compute.label} on {measured.card}, "
+                                                f"{measured.date}")
+    return Throughput(tflops, ASSUMED_MFU[compute.precision], f"assumed for {compute.precision}: not measured "
+                                                              "on a GPU yet (bench/README.md)")
 
 
 @dataclass(frozen=True)
@@ -158,14 +193,18 @@ def evaluation(job: EvaluationJob, costs: Any) -> JobEstimate:
     return kind.cost(job, costs) or JobEstimate("evaluation", f"{kind.shape(job)} (no estimate)")
 
 
+def each(jobs: Iterable[PretrainJob | EvaluationJob], costs: Any = None) -> list[JobEstimate]:
+    """Each job's estimate, in the order given: what `monosweep run` orders its pretrain jobs
+    by and checks against --max-gpu-hours. `costs` as in `estimate`."""
+    if costs is None:
+        from workers import costs
+    return [pretrain(j, costs) if isinstance(j, PretrainJob) else evaluation(j, costs) for j in jobs]
+
+
 def estimate(sweep: Expansion, costs: Any = None) -> list[JobEstimate]:
     """Every job of the sweep, pre-trainings first. `costs`: what a sample costs (default:
     workers.costs, measured on the real modules)."""
-    if costs is None:
-        from workers import costs
-    return [pretrain(j, costs) for j in sweep.pretrain_jobs.values()] + [
-        evaluation(j, costs) for j in sweep.evaluation_jobs.values()
-    ]
+    return each([*sweep.pretrain_jobs.values(), *sweep.evaluation_jobs.values()], costs)
 
 
 @dataclass(frozen=True)
@@ -200,5 +239,37 @@ def rows(estimates: Iterable[JobEstimate]) -> list[Row]:
     return out
 
 
+def amount(x: float) -> str:
+    """Three significant digits, or whole numbers with thousands separated."""
+    return f"{x:.3g}" if x < 100 else f"{x:,.0f}"
+
+
 def total_hours(table: list[Row], rate: Throughput, stage: str | None = None) -> float:
     return sum(r.jobs * (r.hours(rate) or 0.0) for r in table if stage in (None, r.stage))
+
+
+def over_budget(
+    jobs: Sequence[PretrainJob | EvaluationJob], rate: Throughput, limit: float, largest: int = 5
+) -> list[str]:
+    """Why `jobs` (what is left to run) do not fit in `limit` GPU-hours at `rate`, as lines of a
+    refusal that names the `largest` jobs and how to raise the limit; none when they fit."""
+    estimates = each(jobs)
+    hours = [0.0 if e.flops is None else rate.hours(e.flops) for e in estimates]
+    total = sum(hours)
+    if total <= limit:
+        return []
+    unknown = sum(e.flops is None for e in estimates)
+    lines = [
+        f"max_gpu_hours: the estimate of what is left to run is {amount(total)} GPU-hours ({len(jobs)} jobs), "
+        f"above the limit of {limit:g}; nothing was started",
+        f"  at {rate.tflops:g} TFLOP/s per GPU x MFU {rate.mfu:g} ({rate.source})"
+        + (f"; {unknown} jobs of kinds without an estimate counted as 0" if unknown else ""),
+        "  the largest jobs:",
+    ]
+    biggest = sorted(zip(hours, jobs, estimates, strict=True), key=lambda x: -x[0])[:largest]
+    lines += [f"    {amount(h):>9} GPU-h  {job.label}  [{e.stage}: {e.row}]" for h, job, e in biggest]
+    lines.append(
+        f"  to run it anyway, raise the limit: --max-gpu-hours {math.ceil(total)} (or max_gpu_hours: "
+        f"{math.ceil(total)} in the file); `monosweep plan FILE --estimate` prices every job kind"
+    )
+    return lines

@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import AliasChoices, BaseModel, Field
 
 from contract.augmentation import AugmentConfig
+from contract.compute import ComputeConfig
 from contract.images import sha256_file
 from contract.jobs import DatasetImages, EvaluationJob, ImageFile, LabelledData, PretrainJob
 from contract.network import NetworkConfig
@@ -114,6 +115,9 @@ def sources(images: ImageSet, spec: Spec, base_dir: Path) -> Sources:
     return Sources(images.label, files=files)
 
 
+FP32_EAGER = ComputeConfig()
+
+
 def job_network(network: NetworkConfig, method: Any) -> NetworkConfig:
     """The network a method's jobs train and probe: DeepCluster's `sobel` puts the Sobel
     filter in front (the method's setting, so one spec mixes it with methods without)."""
@@ -130,9 +134,11 @@ def pretrain_job(
     checkpoint_every: int = 0,
     labels: LabelledData | None = None,
     divergence_threshold: float | None = None,
+    compute: ComputeConfig = FP32_EAGER,
 ) -> PretrainJob:
     """A pretrain job; `images` and `augment` are None for methods that use no images,
-    `labels` the labelled train split of a method that learns from labels."""
+    `labels` the labelled train split of a method that learns from labels. `compute` is in its
+    key where it differs from fp32 eager, and so in the key of every cell of its trunk."""
     network = job_network(network, method)
     material = {
         "method": settings_material(method),
@@ -142,6 +148,8 @@ def pretrain_job(
         "augmentation": settings_material(augment) if augment else None,
         "labels": labels.dataset if labels else None,  # what it learns from, not where it lies
     }
+    if computed := settings_material(compute):  # fp32 eager: absent, as in keys made before it
+        material["compute"] = computed
     coordinates = {
         "method": method_label,
         "images": images.label if images else None,
@@ -160,6 +168,7 @@ def pretrain_job(
         drawn=images.drawn if images else None,
         augmentation=augment,
         labels=labels,
+        compute=compute,
         coordinates=coordinates,
         checkpoint_every=checkpoint_every,
         divergence_threshold=divergence_threshold,
@@ -211,6 +220,7 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Expansion:
                         spec.checkpoint_every,
                         labels,
                         spec.divergence_threshold,
+                        spec.compute,
                     )
                 job = jobs[learns_from]
                 coordinates = {
@@ -246,7 +256,8 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Expansion:
         job = EVALUATIONS[name].job(items[name], spec, base_dir, job_key, trunk, cells, contexts[name])
         if job.evaluation != name:  # the worker runs the kind the job names
             raise TypeError(f"evaluation {name!r} made a job for evaluation {job.evaluation!r}")
-        sweep.evaluation_jobs[job_key] = job
+        # Every kind's job computes as its trunk did: set here, once, not by each kind.
+        sweep.evaluation_jobs[job_key] = job.model_copy(update={"compute": trunk.compute})
     return sweep
 
 

@@ -14,6 +14,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from contract.augmentation import AugmentConfig
 from contract.base import Frozen, deprecated_name
+from contract.compute import ComputeConfig
 from contract.datasets import DEFAULT_DATA_ROOTS, LAYERS, TRAIN_SIZES, LabelledDataset, Layer
 from contract.evaluations import FinetuneConfig, ProbeConfig, StyleConfig
 from contract.images import STYLES_DIR, draw, pool_files, resolve_photo
@@ -316,6 +317,7 @@ class Spec(Frozen):
     grid: Grid
     exclude: list[Exclude] = []
     network: NetworkConfig = NetworkConfig()
+    compute: ComputeConfig = ComputeConfig()
     probe: ProbeConfig = ProbeConfig()
     finetune: FinetuneConfig = FinetuneConfig()
     style: StyleConfig = StyleConfig()
@@ -328,6 +330,10 @@ class Spec(Frozen):
     divergence_threshold: float | None = Field(
         1000.0, gt=0, description="a pretext loss above it fails the pretrain job as `diverged`; "
         "null: no check"
+    )
+    max_gpu_hours: float | None = Field(
+        None, gt=0, description="`monosweep run` refuses to start when the estimate of what is left to run "
+        "is above this many GPU-hours (--max-gpu-hours wins); null: no limit"
     )
     faults: list[Fault] = Field([], description="fault injection for tests and drills (MONOSWEEP_FAULTS wins)")
     # How a job was run, not what it computes: in no key (as resources and retries are not).

@@ -16,6 +16,7 @@ import torch
 from contract.jobs import PretrainJob, ProbeJob
 from contract.recorder import Recorder
 from workers import pictures
+from workers.compute import Compute
 from workers.data.mono import MonoDataset, load_images
 from workers.data.probe_sets import (
     LabelledSamples,
@@ -60,7 +61,7 @@ def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path, resume: Path |
         cfg = job.method
         loop = Loop(
             job.seed, cfg.epochs, cfg.batch_size, cfg.lr, cfg.schedule, job.checkpoint_every,
-            job.divergence_threshold, max_steps=job.max_steps,
+            job.divergence_threshold, max_steps=job.max_steps, compute=job.compute,
         )
         step = fit(loop, method, dataset, recorder, dev, workdir, resume)
         if outcome := method.outcome():
@@ -112,17 +113,19 @@ def probe(job: ProbeJob, checkpoint: Path, recorder: Recorder) -> dict[str, dict
     cfg, size = job.probe, job.network.input_size
     layers = tuple(c.layer for c in job.cells)
     trunk = load_trunk(job.network, checkpoint).to(dev).eval()
+    compute = Compute(job.compute, dev)
     steps, epochs = job.max_steps, cfg.epochs if job.max_steps is None else 1
     train = load_split(job.dataset, job.data_root, train=True)
     train = subset_of(train, capped(cfg.train_samples, steps, cfg.batch_size))
     test = load_split(job.dataset, job.data_root, train=False)
     test = subset_of(test, capped(cfg.test_samples, None if steps is None else 1, cfg.batch_size))
     shapes = feature_shapes(trunk, size, layers)
+    compute.prepare(trunk, trunk)  # after the dry run: a compiled trunk compiles for real batches
     sizes = {"train_size": len(train.labels), "test_size": len(test.labels)}
     for layer in layers:
         recorder.params({"feature_dim": math.prod(shapes[layer]), **sizes}, layer)
     probes = LinearProbes(shapes, train.classes, affine=cfg.bn_affine).to(dev)
-    trainer = ProbeTrainer(trunk, probes, cfg, size, job.seed, dev)
+    trainer = ProbeTrainer(trunk, probes, cfg, size, job.seed, compute)
     train_cache = test_cache = None
     # `progress` (the share of the job done) lets a driver show how far the job is. With cached
     # features the trunk's passes over both splits count as the first EXTRACTION_SHARE of it,
@@ -136,8 +139,8 @@ def probe(job: ProbeJob, checkpoint: Path, recorder: Recorder) -> dict[str, dict
         def through(before: int) -> Callable[[int], None]:
             return lambda n: recorder.metrics({"progress": first * (before + n) / images}, 0)
 
-        train_cache = extract(trunk, train, size, layers, 512, dev, single_view(cfg.test_crops), through(0))
-        test_cache = extract(trunk, test, size, layers, 512, dev, cfg.test_crops, through(len(train.labels)))
+        train_cache = extract(trunk, train, size, layers, 512, compute, single_view(cfg.test_crops), through(0))
+        test_cache = extract(trunk, test, size, layers, 512, compute, cfg.test_crops, through(len(train.labels)))
         for layer in layers:
             recorder.metrics({"feature_seconds": time.perf_counter() - tick}, 0, layer)
     scores: dict[str, dict[str, float]] = {}

@@ -6,7 +6,8 @@ each reads, its TFLOPs, its GPU-hours and its peak GPU memory; then the sweep's 
 
 FLOPs and memory are measured on the workers' own modules at the jobs' shapes (on PyTorch's meta
 device: nothing is computed, so --estimate needs torch on this machine but no GPU); GPU-hours
-are FLOPs over --gpu-tflops x --mfu.
+are FLOPs over --gpu-tflops x --mfu, the MFU by default the one bench.gpu measured for the file's
+`compute` setting, or an assumption for its precision, said as such, until one is measured.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--mfu",
         type=float,
-        default=estimate.DEFAULT_MFU,
-        help="fraction of the peak the jobs reach (default: %(default)g)",
+        default=None,
+        help="fraction of the peak the jobs reach (default: measured by bench.gpu for the file's compute "
+        "setting, else assumed: " + ", ".join(f"{k} {v:g}" for k, v in estimate.ASSUMED_MFU.items()) + ")",
     )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
@@ -45,7 +47,7 @@ def register(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     if args.gpu_tflops <= 0:
         raise UserError(f"--gpu-tflops {args.gpu_tflops:g}: a GPU's peak is above 0")
-    if not 0 < args.mfu <= 1:
+    if args.mfu is not None and not 0 < args.mfu <= 1:
         raise UserError(f"--mfu {args.mfu:g}: a fraction of the peak, in (0, 1]")
     prepared = prepare(args.file, reads_images=False)
     sweep, spec = prepared.sweep, prepared.spec
@@ -59,7 +61,7 @@ def main(args: argparse.Namespace) -> int:
         "pretrain_jobs": dict(by_method),
         "evaluation_jobs": dict(by_kind),
     }
-    rate = estimate.Throughput(args.gpu_tflops, args.mfu)
+    rate = estimate.throughput(spec.compute, args.gpu_tflops, args.mfu)
     gpus = {"pretrain": spec.resources.pretrain.gpus, "evaluation": spec.resources.evaluation.gpus}
     table = estimate.rows(estimate.estimate(sweep)) if args.estimate else []
     if args.json:
@@ -101,6 +103,7 @@ def as_json(table: list[estimate.Row], rate: estimate.Throughput) -> dict[str, A
     return {
         "gpu_tflops": rate.tflops,
         "mfu": rate.mfu,
+        "mfu_source": rate.source,
         "rows": out,
         "gpu_hours": {**totals, "total": estimate.total_hours(table, rate)},
     }
@@ -114,13 +117,8 @@ def _count(x: float) -> str:
     return f"{x:.3g}"
 
 
-def _amount(x: float) -> str:
-    """Three significant digits, or whole numbers with thousands separated."""
-    return f"{x:.3g}" if x < 100 else f"{x:,.0f}"
-
-
 def _hours(h: float | None) -> str:
-    return "-" if h is None else _amount(h)
+    return "-" if h is None else estimate.amount(h)
 
 
 COLUMNS = "{:44} {:>5} {:>11} {:>10} {:>9} {:>9} {:>8}"
@@ -133,8 +131,7 @@ def text(table: list[estimate.Row], rate: estimate.Throughput, gpus: dict[str, f
     lines = [
         f"throughput: {rate.tflops:g} TFLOP/s per GPU x MFU {rate.mfu:g} = "
         f"{rate.tflops * rate.mfu:g} TFLOP/s (--gpu-tflops, --mfu)",
-        f"  default: an H100 SXM's dense BF16 peak ({peak:g}); the workers compute in float32",
-        "  (convolutions in TF32), so at a BF16 rate the hours are a lower bound",
+        f"  peak by default an H100 SXM's dense BF16 ({peak:g}); MFU {rate.source}",
         "FLOPs: matmuls and convolutions, counted by torch.utils.flop_counter on the workers'",
         "  modules at the jobs' shapes; peak memory: an estimate (parameters, gradients, optimizer",
         "  state, activations at the job's batch: orchestrator/estimate.py)",
@@ -146,7 +143,7 @@ def text(table: list[estimate.Row], rate: estimate.Throughput, gpus: dict[str, f
         head = ("jobs", "samples/job", "TFLOP/job", "GPU-h/job", "GPU-h", "peak GiB")
         lines.append(COLUMNS.format(title, *head))
         for r in (r for r in table if r.stage == stage):
-            tflop = "-" if r.flops is None else _amount(r.flops / 1e12)
+            tflop = "-" if r.flops is None else estimate.amount(r.flops / 1e12)
             hours = r.hours(rate)
             total = None if hours is None else r.jobs * hours
             lines.append(

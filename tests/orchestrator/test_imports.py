@@ -36,7 +36,7 @@ LAZY = {
     "orchestrator/evaluations/linear_probe.py": {"LinearProbe.run": {"workers"}},
     "orchestrator/evaluations/finetune_frozen.py": {"FinetuneFrozen.run": {"workers"}},
     "orchestrator/evaluations/style_transfer.py": {"StyleTransfer.run": {"workers"}},
-    "orchestrator/estimate.py": {"estimate": {"workers"}},
+    "orchestrator/estimate.py": {"each": {"workers"}},
     "orchestrator/cli/env.py": {"main": {"torch"}},
 }
 

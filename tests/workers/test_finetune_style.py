@@ -14,6 +14,7 @@ from contract.jobs import FinetuneJob, ImageFile, JobCell, StyleCell, StyleJob
 from contract.recorder import MemoryRecorder
 from tests.workers.test_tasks import NETWORK, rotnet_job
 from workers import tasks
+from workers.compute import EAGER
 from workers.data.mono import load_images
 from workers.data.probe_sets import subset_of
 from workers.finetune import finetune, finetuned, freeze
@@ -140,7 +141,7 @@ def test_a_few_style_steps_lower_the_style_loss(checkpoint):
     cfg = StyleConfig(size=64, steps=15, lr=0.05)
     trunk = load_trunk(NETWORK, checkpoint).eval()
     content, style = (square(im, cfg.size) for im in load_images((photo_file("astronaut"), style_file("hubble"))))
-    loss = StyleLoss(trunk, content, style, cfg)
+    loss = StyleLoss(trunk, content, style, cfg, EAGER)
     image, points = transfer(loss, content, cfg)
     first, last = points[0][1], points[-1][1]
     assert last["style_loss"] < 0.8 * first["style_loss"]

@@ -260,15 +260,18 @@ class DeepCluster(Method):
     def features(
         self, dataset: EpochData, indices: np.ndarray, device: torch.device
     ) -> torch.Tensor:
-        """(n,) mono sample indices -> (n, hidden) fc7 features before its ReLU, in eval mode:
-        float32 on the host, filled batch by batch (at d = 1.28M they are 21 GB, as upstream's);
-        the view's batches are made on `device`, as training's."""
+        """(n,) mono sample indices -> (n, hidden) fc7 features before its ReLU, in eval mode and
+        the job's precision (`compute`): float32 on the host, filled batch by batch (at d =
+        1.28M they are 21 GB, as upstream's); the view's batches are made on `device`, as
+        training's."""
         was_training = self.training
         self.eval()
         out = torch.empty(len(indices), self.top.in_features)
         for start in range(0, len(indices), self.config.batch_size):
             x = dataset.batch(indices[start : start + self.config.batch_size], device)
-            out[start : start + len(x)] = self.classifier[:-1](self.trunk(x).flatten(1))
+            with self.compute.autocast():  # the batch is made outside it; PCA and k-means too
+                features = self.classifier[:-1](self.trunk(x).flatten(1))
+            out[start : start + len(x)] = features  # float32, whatever the precision
         self.train(was_training)
         return out
 
