@@ -74,9 +74,10 @@ class Standing:
         """The look the verdicts come from, and what is not finished yet."""
         r, looks = self.replay, self.replay.schedule.looks
         missing = len(r.planned - self.seen.done)
+        if looks == 1:
+            return "one look, at the seeds the file lists" + (
+                "" if r.complete else f"; {missing} (row, seed) pairs not finished: verdicts on the seeds finished")
         if r.complete:
-            if looks == 1:
-                return "one look, at the seeds the file lists"
             why = "the maximum seeds reached" if rounds.needing(r.outcomes) else "nothing left undecided"
             return f"look {r.look} of {looks}, {why}"
         if r.look == 1:

@@ -44,7 +44,7 @@ def _findings_lines(found: dict[str, Any]) -> list[str]:
         lines.append(f"  {c['finding']} {c['column']}: {state}, {c['seeds']} seeds")
     if found["adding"]:
         lines.append("  this round adds " + ", ".join(f"seed {seed} to {row}" for row, seed in found["adding"].items()))
-    elif not found["finished"] and found["look"] == 1:
+    elif not found["complete"] and found["looks"] > 1 and found["look"] == 1:
         lines.append("  this round runs every row's first seeds")
     return lines
 
