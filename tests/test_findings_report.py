@@ -31,7 +31,8 @@ from orchestrator.sweep import prepare
 from tests.conftest import TINY
 
 FULL, NONE = "rotnet N1 astronaut full", "rotnet N1 astronaut none"
-SPEC = TINY.replace("seed: [0]", "seed: [0, 1, 2, 3]").replace("conv1, conv2, conv3, conv4, conv5", "conv1, conv3") + f"""\
+SEEDS_AND_LAYERS = TINY.replace("seed: [0]", "seed: [0, 1, 2, 3]").replace("conv2, conv3, conv4, conv5", "conv3")
+SPEC = SEEDS_AND_LAYERS + f"""\
 findings:
   - {{name: gain, claim: RotNet beats random, a: {FULL}, b: random, at: [conv1, conv3], kind: greater}}
   - {{name: same, claim: augmentation changes nothing, a: {NONE}, b: {FULL}, at: [conv3], kind: equivalent,
@@ -131,7 +132,8 @@ def expected(values: dict) -> dict[tuple[str, str], dict]:
     p_in = max(stats.t.sf(low, fit.df_resid), stats.t.cdf(high, fit.df_resid))
     test = fit.t_test(weights)
     out["near", "conv1"] = {"p": min(p_in, stats.t.cdf(low, fit.df_resid), stats.t.sf(high, fit.df_resid)),
-                            "estimate": float(np.squeeze(test.effect)), "df": fit.df_resid, "seeds": 4, "p_inside": p_in,
+                            "estimate": float(np.squeeze(test.effect)), "df": fit.df_resid, "seeds": 4,
+                            "p_inside": p_in,
                             "interval": lambda level, t=test: np.squeeze(t.conf_int(alpha=1 - level))}
     x, y = paired(values, NONE, "random", "conv3")  # drop: the paired t, seed 2 missing
     test = stats.ttest_rel(x, y)
