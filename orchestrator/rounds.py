@@ -125,7 +125,8 @@ def replay(comparisons: Sequence[Comparison], seen: Observations, schedule: Sche
         now = Replay(schedule, look, dict(counts), complete, adding, outcomes)
         if not complete or now.finished:
             return now
-        adding = {row: schedule.order[counts[row]] for o in needing(outcomes) for row in o.comparison.rows}
+        needed = {row for o in needing(outcomes) for row in o.comparison.rows}
+        adding = {row: schedule.order[counts[row]] for row in counts if row in needed}  # in grid order
         counts.update({row: counts[row] + 1 for row in adding})
         look += 1
 

@@ -58,9 +58,10 @@ def main(args: argparse.Namespace) -> int:
     if not address:
         check_local_data(prepared, Path(args.file))
     if sequential.applies(prepared):
-        seeds = prepared.spec.grid.seed
+        now = sequential.standing(prepared)  # from the record: a rerun goes on where it stopped
         print(f"sweep {prepared.spec.name!r}: {len(prepared.spec.findings)} findings decided round by round, "
-              f"{seeds.min} to {seeds.max} seeds", flush=True)  # type: ignore[union-attr]
+              f"{now.schedule.first} to {len(now.schedule.order)} seeds; at look {now.look} of {now.schedule.looks}",
+              flush=True)
         return finish(args, prepared, lambda: sequential.run_rounds(prepared, address))
     todo = current_plan(prepared)
     print(
