@@ -28,8 +28,8 @@ from contract.images import bundled_photos, sha256_file
 from contract.jobs import ImageFile
 from contract.methods import RotNetConfig
 from contract.network import NetworkConfig
-from workers.data.augment import crop_box
 from workers.data.batch_augment import normalise
+from workers.data.crop_boxes import crop_box
 from workers.data.mono import MonoDataset, load_images
 from workers.data.probe_sets import train_inputs
 from workers.methods.rotnet import RotNet

@@ -13,12 +13,12 @@ import time
 from pathlib import Path
 
 from bench.common import interleaved, median, parser, report, setup, table
+from contract.recorder import MemoryRecorder
 from orchestrator.jobs import pretrain_params, run_evaluation, run_pretrain
 from orchestrator.record import runs
 from orchestrator.record.recorder import MlflowRecorder
 from orchestrator.sweep import prepare
 from workers import tasks
-from workers.recorder import MemoryRecorder
 
 TARGET = 0.05  # logging at most 5% of a small job's time
 

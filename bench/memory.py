@@ -57,9 +57,9 @@ def child(kind: str, folder: Path, tiny: bool) -> dict[str, Any]:
     import torch
 
     from contract.evaluations import ProbeConfig
+    from contract.recorder import MemoryRecorder
     from orchestrator.sweep import prepare
     from workers import tasks
-    from workers.recorder import MemoryRecorder
 
     tracemalloc.start()
     prepared = prepare(spec(folder, tiny))
@@ -112,9 +112,9 @@ def gpu_memory_between_jobs(jobs: int = 3) -> dict[str, Any]:
     """
     import torch
 
+    from contract.recorder import MemoryRecorder
     from orchestrator.sweep import prepare
     from workers import tasks
-    from workers.recorder import MemoryRecorder
 
     if not torch.cuda.is_available():
         raise RuntimeError("no CUDA device")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import types
 import typing
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,15 @@ def apply_preset(data: Any, presets: dict[str, dict[str, Any]], default: str) ->
         allowed = ", ".join(presets)
         raise ValueError(f"unknown preset {name!r}; allowed: {allowed}")
     return {**presets[name], **data, "preset": name}
+
+
+def deprecated_name(data: Any, old: str, new: str, where: str) -> Any:
+    """`data` (a mapping being validated) with its key `old` renamed `new`, and a warning that
+    says so; a mapping that gives both is left as it is, for the model to refuse."""
+    if not isinstance(data, dict) or old not in data or new in data:
+        return data
+    warnings.warn(f"{where}.{old} is deprecated: call it {where}.{new}", FutureWarning, stacklevel=2)
+    return {(new if k == old else k): v for k, v in data.items()}
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from typing import Literal, get_args
 Layer = Literal["conv1", "conv2", "conv3", "conv4", "conv5"]
 LAYERS: tuple[str, ...] = get_args(Layer)
 
-ProbeDataset = Literal["fashion_mnist", "cifar10", "cifar100", "stl10", "imagenet"]
-PROBE_DATASETS: tuple[str, ...] = get_args(ProbeDataset)
+LabelledDataset = Literal["fashion_mnist", "cifar10", "cifar100", "stl10", "imagenet"]
+LABELLED_DATASETS: tuple[str, ...] = get_args(LabelledDataset)
 # Where each probe dataset is looked for unless the experiment file says otherwise.
 DEFAULT_DATA_ROOTS: dict[str, str] = {
     "fashion_mnist": "/usr/share/datasets/fashion-mnist",  # Debian's dataset-fashion-mnist

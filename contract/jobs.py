@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from contract.augmentation import AugmentConfig
 from contract.base import Frozen
-from contract.datasets import LAYERS, Layer, ProbeDataset
+from contract.datasets import LAYERS, TRAIN_SIZES, LabelledDataset, Layer
 from contract.evaluations import FinetuneConfig, ProbeConfig, StyleConfig
 from contract.methods import MethodConfig
 from contract.network import NetworkConfig
@@ -26,20 +26,36 @@ class ImageFile(Frozen):
 
 
 class DatasetImages(Frozen):
-    """N source images drawn (seeded) from a labelled dataset's train split, labels unused.
-    Drawn on the worker, where the data is: the driver may not see it. `data_root` is where,
-    not what, so it is no part of any key."""
+    """N source images of a labelled dataset's train split, labels unused: drawn (seeded), or
+    the files a named list gives (`chosen`, paths below the split's folder). Read on the worker,
+    where the data is: the driver may not see it. `data_root` is where, not what, so it is no
+    part of any key."""
 
-    dataset: ProbeDataset
+    dataset: LabelledDataset
     data_root: str
     n: int = Field(ge=1)
     draw_seed: int = Field(0, ge=0)
+    chosen: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _chosen_is_n(self) -> DatasetImages:
+        if self.chosen is not None and len(self.chosen) != self.n:
+            raise ValueError(f"n = {self.n} but {len(self.chosen)} images are chosen")
+        return self
+
+    @property
+    def real_images(self) -> bool:
+        """The N = all rule: a whole train split is trained on as it is, through each method's
+        own pipeline (its loader's views of the real images), with no single-image generator.
+        The paper's dataset is "N true images with d - N augmentations": at N = d there are
+        none. Below the whole split (N = 1, 10, 1000, ...) the generator makes the d samples."""
+        return self.chosen is None and self.n == TRAIN_SIZES[self.dataset]
 
 
 class LabelledData(Frozen):
     """The labelled train split a supervised pre-training learns from."""
 
-    dataset: ProbeDataset
+    dataset: LabelledDataset
     data_root: str
 
 
@@ -70,8 +86,14 @@ class PretrainJob(Frozen):
         method = type(self.method)
         if self.images and self.drawn:
             raise ValueError("give the source images as files or as a draw from a dataset, not both")
-        if method.uses_images and (not (self.images or self.drawn) or self.augmentation is None):
-            raise ValueError(f"method {self.method.name!r} needs source images and an augmentation")
+        if method.uses_images:
+            if not (self.images or self.drawn):
+                raise ValueError(f"method {self.method.name!r} needs source images")
+            real = self.drawn is not None and self.drawn.real_images
+            if real and self.augmentation is not None:
+                raise ValueError("a whole train split is trained on without the generator: no augmentation")
+            if not real and self.augmentation is None:
+                raise ValueError(f"method {self.method.name!r} needs an augmentation of its source images")
         if method.uses_labels and self.labels is None:
             raise ValueError(f"method {self.method.name!r} needs a labelled dataset")
         return self
@@ -115,7 +137,7 @@ class ProbeJob(EvaluationJob):
     """All pending layers of one (pretrain job, probe dataset): one pass of the frozen trunk."""
 
     probe: ProbeConfig
-    dataset: ProbeDataset
+    dataset: LabelledDataset
     data_root: str
     cells: tuple[ProbeCell, ...]
 
@@ -126,7 +148,7 @@ class FinetuneJob(EvaluationJob):
 
     finetune: FinetuneConfig
     frozen: int = Field(ge=0, le=len(LAYERS))
-    dataset: ProbeDataset
+    dataset: LabelledDataset
     data_root: str
     # Like a pretrain job's: whether and when a run saves its state or fails, not what it computes.
     checkpoint_every: int = Field(0, ge=0, description="steps between resume checkpoints; 0: none")

@@ -159,7 +159,9 @@ def style(job: StyleJob, costs: Any) -> JobEstimate:
     cfg, pairs = job.style, len(job.cells)
     c = costs.style(cfg, job.network)
     flops = pairs * (c.setup + cfg.steps * c.step + c.final)
-    return JobEstimate("evaluation", row_name(job, "style_transfer"), pairs * (cfg.steps + 3), flops, c.state.total + c.saved)
+    return JobEstimate(
+        "evaluation", row_name(job, "style_transfer"), pairs * (cfg.steps + 3), flops, c.state.total + c.saved
+    )
 
 
 EVALUATIONS = {ProbeJob: probe, FinetuneJob: finetune, StyleJob: style}

@@ -6,7 +6,7 @@ finishes, not what it computes.
 
     faults:
       - {match: "rotnet*", action: kill, at_step: 40}     # the worker process dies at step 40
-      - {stage: probe, action: fail, rate: 0.5, seed: 1}  # half the probe jobs raise
+      - {stage: evaluation, action: fail, rate: 0.5, seed: 1}  # half the evaluation jobs raise
       - {match: "rotnet*", action: hang, at_step: 8, during: checkpoint}  # hangs writing resume.pt
       - {stage: plan, action: hang}                       # the driver hangs before Ray starts
 """
@@ -18,15 +18,16 @@ import hashlib
 import os
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, TypeAdapter
+from pydantic import Field, TypeAdapter, field_validator
 
 from contract.base import Frozen
-from workers.recorder import Recorder
+from contract.recorder import Recorder
 
 ENV = "MONOSWEEP_FAULTS"
 
@@ -40,9 +41,17 @@ class InjectedFault(RuntimeError):
 class Fault(Frozen):
     action: Literal["fail", "hang", "kill"]
     match: str = Field("*", description="glob on the job's label, e.g. 'rotnet*full*'")
-    stage: Literal["pretrain", "probe", "plan", "any"] = Field(
+    stage: Literal["pretrain", "evaluation", "plan", "any"] = Field(
         "any", description="plan: the driver itself, planned but before Ray starts (a drill for signals)"
     )
+
+    @field_validator("stage", mode="before")
+    @classmethod
+    def _probe_is_evaluation(cls, stage: Any) -> Any:
+        if stage == "probe":
+            warnings.warn("faults: stage `probe` is deprecated: call it `evaluation`", FutureWarning, stacklevel=2)
+            return "evaluation"
+        return stage
     at_step: int | None = Field(None, ge=0, description="step at which it strikes; None: at the start")
     during: Literal["step", "checkpoint"] = Field(
         "step", description="checkpoint: when the job hands its first resume.pt at or after at_step to the record"
@@ -85,20 +94,20 @@ class FaultyRecorder:
     def __init__(self, inner: Recorder, fault: Fault):
         self.inner, self.fault, self.step = inner, fault, 0
 
-    def params(self, values: Mapping[str, Any], layer: str | None = None) -> None:
-        self.inner.params(values, layer)
+    def params(self, values: Mapping[str, Any], part: str | None = None) -> None:
+        self.inner.params(values, part)
 
-    def metrics(self, values: Mapping[str, float], step: int, layer: str | None = None) -> None:
-        self.inner.metrics(values, step, layer)
+    def metrics(self, values: Mapping[str, float], step: int, part: str | None = None) -> None:
+        self.inner.metrics(values, step, part)
         self.step = step
         if self.fault.during == "step" and self.fault.at_step is not None and step >= self.fault.at_step:
             self.fault.strike()
 
-    def artifact(self, path: Path, layer: str | None = None) -> None:
+    def artifact(self, path: Path, part: str | None = None) -> None:
         due = self.fault.at_step is None or self.step >= self.fault.at_step
         if self.fault.during == "checkpoint" and path.name == "resume.pt" and due:
             self.fault.strike()  # saved on disk, not yet in the record: the job is mid-write
-        self.inner.artifact(path, layer)
+        self.inner.artifact(path, part)
 
 
 def arm(faults: list[Fault], stage: str, label: str, key: str, attempt: int, recorder: Recorder) -> Recorder:

@@ -32,13 +32,15 @@ def layer_curves(tables: list[Table], path: Path, xlabel: str, ylabel: str) -> P
     if all(len(t.columns) < 2 for t in tables):
         return None
     fig, axes = plt.subplots(1, len(tables), figsize=(6 * len(tables), 4.5), squeeze=False)
-    for ax, table in zip(axes[0], tables):
+    for ax, table in zip(axes[0], tables, strict=True):
         if len(table.rows) > 10:  # past the default cycle's 10 colours two lines would share one
             ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
         for label, by_layer in table.rows.items():
-            points = [(i, s.mean, s.std) for i, layer in enumerate(table.columns) if (s := by_layer[layer]).mean is not None]
+            points = [
+                (i, s.mean, s.std) for i, layer in enumerate(table.columns) if (s := by_layer[layer]).mean is not None
+            ]
             if points:
-                x, y, err = zip(*points)
+                x, y, err = zip(*points, strict=True)
                 style = "--" if label.split()[0] == "random" else "-"
                 ax.errorbar(x, y, yerr=err, marker="o", linestyle=style, capsize=3, label=label)
         ax.set_xticks(range(len(table.columns)), table.columns)
@@ -62,21 +64,25 @@ def n_curves(rec: SweepRuns, cells: list[Cell], metric: str = "top1") -> Figure:
     std as a band."""
     layers = list(dict.fromkeys(c.layer for c in cells))
     fig, axes = plt.subplots(1, len(layers), figsize=(3.5 * len(layers), 3.5), squeeze=False, sharey=True)
-    for ax, layer in zip(axes[0], layers):
+    for ax, layer in zip(axes[0], layers, strict=True):
         series: dict[str, dict[int, Stat]] = defaultdict(lambda: defaultdict(Stat))
         references: dict[str, Stat] = defaultdict(Stat)
         for cell in cells:
-            run = rec.probe.get(cell.key)
+            run = rec.cell_runs.get(cell.key)
             if cell.layer != layer or not run or run.status != "FINISHED" or metric not in run.metrics:
                 continue
             if cell.n:
                 source = cell.images.split(" ", 1)[1] if cell.images else ""  # `N10 fashion_mnist`
-                series[f"{cell.method} {source} {cell.augmentation} {cell.probe_dataset}"][cell.n].values.append(run.metrics[metric])
+                series[f"{cell.method} {source} {cell.augmentation} {cell.probe_dataset}"][cell.n].values.append(
+                    run.metrics[metric]
+                )
             else:
                 references[f"{cell.method} {cell.probe_dataset}"].values.append(run.metrics[metric])
         for label, by_n in series.items():
             ns = sorted(by_n)
-            ax.errorbar(ns, [by_n[n].mean for n in ns], yerr=[by_n[n].std for n in ns], marker="o", capsize=3, label=label)
+            ax.errorbar(
+                ns, [by_n[n].mean for n in ns], yerr=[by_n[n].std for n in ns], marker="o", capsize=3, label=label
+            )
         for (label, stat), color in zip(references.items(), itertools.cycle(("0.3", "0.6", "0.8"))):
             ax.axhline(stat.mean, color=color, linestyle="--", label=label)
             ax.axhspan(stat.mean - stat.std, stat.mean + stat.std, color=color, alpha=0.15)
@@ -91,7 +97,7 @@ def n_curves(rec: SweepRuns, cells: list[Cell], metric: str = "top1") -> Figure:
 def ablation_bars(tables: list[Table], path: Path) -> Path:
     """The augmentation ablation: for each layer, one bar per pre-training (mean ± std)."""
     fig, axes = plt.subplots(len(tables), 1, figsize=(10, 4 * len(tables)), squeeze=False)
-    for ax, table in zip(axes[:, 0], tables):
+    for ax, table in zip(axes[:, 0], tables, strict=True):
         labels = list(table.rows)
         width = 0.8 / max(len(labels), 1)
         for j, label in enumerate(labels):
@@ -114,7 +120,11 @@ def style_grid(rec: SweepRuns, cells: list[Cell], row: Callable[[Cell], str], pa
     """Style transfer's `cells` side by side: a column per (content, style) pair, its content
     and style on top, then a row per trunk (`row` names it) with its stylised image and final
     losses. None without finished runs."""
-    done = {c.key: rec.probe[c.key] for c in cells if c.key in rec.probe and rec.probe[c.key].status == "FINISHED"}
+    done = {
+        c.key: rec.cell_runs[c.key]
+        for c in cells
+        if c.key in rec.cell_runs and rec.cell_runs[c.key].status == "FINISHED"
+    }
     if not done:
         return None
     several_seeds = len({c.seed for c in cells}) > 1
@@ -140,9 +150,14 @@ def style_grid(rec: SweepRuns, cells: list[Cell], row: Callable[[Cell], str], pa
             i = 1 + trunks.index(trunk(cell))
             folder = Path(tmp) / run.run_id
             axes[i][j].imshow(plt.imread(store.download(rec.uri, run.run_id, "stylised.png", folder)))
-            axes[i][j].set_xlabel(f"style {run.metrics['style_loss']:.3f}  content {run.metrics['content_loss']:.3f}", fontsize=7)
+            axes[i][j].set_xlabel(
+                f"style {run.metrics['style_loss']:.3f}  content {run.metrics['content_loss']:.3f}", fontsize=7
+            )
             if not axes[0][j].images:  # the pair itself, once: content | style
-                inputs = [plt.imread(store.download(rec.uri, run.run_id, name, folder)) for name in ("content.png", "style.png")]
+                inputs = [
+                    plt.imread(store.download(rec.uri, run.run_id, name, folder))
+                    for name in ("content.png", "style.png")
+                ]
                 axes[0][j].imshow(np.concatenate(inputs, axis=1))
                 axes[0][j].set_title(f"{cell.content} + {cell.style}", fontsize=9)
     axes[0][0].set_ylabel("content | style", fontsize=8)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from contract.base import Frozen
-from contract.datasets import ProbeDataset
+from contract.datasets import LabelledDataset
 from orchestrator.evaluations import EVALUATIONS, KINDS
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class Finding(Frozen):
     kind: Literal["greater", "less", "equivalent"]
     margin: float | None = Field(None, gt=0, description="equivalent: |a - b| < margin, in the metric's units")
     evaluation: str | None = Field(None, description="the table's evaluation kind (default: the one with the columns)")
-    dataset: ProbeDataset | None = Field(None, description="the table's probe dataset (default: the grid's one)")
+    dataset: LabelledDataset | None = Field(None, description="the table's probe dataset (default: the grid's one)")
     metric: str | None = Field(None, description="the table's metric (default: the kind's first, top1)")
     variance: Literal["pooled", "paired"] = Field(
         "pooled", description="pooled: an additive model (row + seed) over the column's rows; paired: this "

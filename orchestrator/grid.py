@@ -8,6 +8,8 @@ job, probe dataset) share one probe job, which probes them all in one pass of th
 trunk; the pairs of one trunk share one style job; each finetuning is a job of its own.
 A method that uses no images (random, supervised) ignores the images and augmentation axes:
 its cells collapse to one per (seed, layer, probe dataset), so it is trained and probed once.
+A whole train split (`n: all`) is trained on without the generator, so its cells ignore the
+augmentation axis in the same way (contract.jobs.DatasetImages.real_images).
 A method that learns from labels (supervised) gets one pretrain job per probe dataset: the
 cells of dataset D probe the trunk trained on D's train split.
 """
@@ -26,6 +28,7 @@ from contract.images import sha256_file
 from contract.jobs import DatasetImages, EvaluationJob, ImageFile, LabelledData, PretrainJob
 from contract.methods import stream_seed
 from contract.network import NetworkConfig
+from contract.paper_images import CHOSEN, pinned_sha256
 from orchestrator.evaluations import EVALUATIONS, KINDS
 from orchestrator.keys import content_key, settings_material
 from orchestrator.spec import ImageSet, Spec
@@ -81,23 +84,37 @@ class Sources:
 
     def material(self) -> Any:
         """Content, not location: the set of file hashes (order-free), or what defines a
-        draw from a dataset's train split (the worker records the drawn images' hash)."""
+        draw from a dataset's train split (the worker records the drawn images' hash), or the
+        names of the split's images a list chose."""
         d = self.drawn
+        if d is not None and d.chosen is not None:
+            return {"dataset": d.dataset, "split": "train", "chosen": sorted(d.chosen)}
         if d is not None:
             return {"dataset": d.dataset, "split": "train", "n": d.n, "draw_seed": d.draw_seed}
         return sorted(f.sha256 for f in self.files)
 
+    @property
+    def real_images(self) -> bool:
+        """Trained on without the generator (the N = all rule, DatasetImages.real_images)."""
+        return self.drawn is not None and self.drawn.real_images
+
 
 def sources(images: ImageSet, spec: Spec, base_dir: Path) -> Sources:
-    """The files of an image set, each with the hash of its bytes; or its draw from a
-    dataset, left to the worker (the driver may not see the data)."""
+    """The files of an image set, each with the hash of its bytes (a paper image: its pinned
+    hash, the file not needed to plan); or its images of a dataset, left to the worker (the
+    driver may not see the data)."""
     if images.dataset is not None:
         root = str((base_dir / spec.data_root(images.dataset)).resolve())
         drawn = DatasetImages(
-            dataset=images.dataset, data_root=root, n=images.size, draw_seed=images.draw_seed
+            dataset=images.dataset, data_root=root, n=images.size, draw_seed=images.draw_seed,
+            chosen=CHOSEN[images.chosen] if images.chosen else None,
         )
         return Sources(images.label, drawn=drawn)
-    files = tuple(ImageFile(path=str(p), sha256=sha256_file(p)) for p in images.files(base_dir))
+    refs = images.photos or [None] * images.size  # a pool's files have no names
+    files = tuple(
+        ImageFile(path=str(p), sha256=(ref and pinned_sha256(ref)) or sha256_file(p))
+        for ref, p in zip(refs, images.files(base_dir), strict=True)
+    )
     return Sources(images.label, files=files)
 
 
@@ -132,7 +149,7 @@ def pretrain_job(
     coordinates = {
         "method": method_label,
         "images": images.label if images else None,
-        "augmentation": augmentation_label(augment) if augment else None,
+        "augmentation": augment.label() if augment else None,
         "seed": seed,
     }
     learns_from = labels.dataset if labels else None
@@ -151,13 +168,6 @@ def pretrain_job(
         checkpoint_every=checkpoint_every,
         divergence_threshold=divergence_threshold,
     )
-
-
-def augmentation_label(augment: AugmentConfig) -> str:
-    """The preset's name, with the fields that differ from it: `full(rotation=0.0)`."""
-    preset = AugmentConfig(preset=augment.preset)
-    changed = [f"{k}={v}" for k, v in augment if k != "preset" and getattr(preset, k) != v]
-    return augment.preset + (f"({','.join(changed)})" if changed else "")
 
 
 def _method_labels(methods: list[Any]) -> list[str]:
@@ -181,6 +191,9 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Expansion:
         zip(g.method, _method_labels(g.method), strict=True), g.images, g.augmentation, g.seeds
     ):
         uses_images, uses_labels = type(method).uses_images, type(method).uses_labels
+        # The generator's augmentation applies below the whole split; a whole split (N = all)
+        # is trained on as it is, so, like a method without images, it ignores the axis.
+        augments = uses_images and not resolved[images].real_images
         jobs: dict[str | None, PretrainJob] = {}  # by the labelled dataset it learns from
         for evaluation in g.evaluation:
             kind = KINDS[evaluation.name]
@@ -195,7 +208,7 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Expansion:
                         method,
                         label,
                         resolved[images] if uses_images else None,
-                        augmentation if uses_images else None,
+                        augmentation if augments else None,
                         spec.network,
                         seed,
                         spec.checkpoint_every,
@@ -206,7 +219,7 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Expansion:
                 coordinates = {
                     "method": method.name,
                     "n": images.size if uses_images else None,
-                    "augmentation": augmentation_label(augmentation) if uses_images else None,
+                    "augmentation": augmentation.label() if augments else None,
                     "evaluation": evaluation.name,
                     "layer": None,
                     "frozen": None,

@@ -39,8 +39,9 @@ def flatten(prefix: str, value: Any) -> dict[str, Any]:
 
 def pretrain_params(job: PretrainJob) -> dict[str, Any]:
     data = job.model_dump(mode="json", exclude={"key", "label", "images", "drawn", "coordinates"})
-    if (drawn := job.drawn) is not None:  # drawn on the worker, which records their hash
-        images, n = f"{drawn.dataset}:n{drawn.n}:d{drawn.draw_seed}", drawn.n
+    if (drawn := job.drawn) is not None:  # read on the worker, which records their hash
+        what = f"chosen{drawn.n}" if drawn.chosen else f"n{drawn.n}:d{drawn.draw_seed}"
+        images, n = f"{drawn.dataset}:{what}", drawn.n
     else:
         images = ",".join(f"{Path(f.path).name}:{f.sha256[:12]}" for f in job.images) or None
         n = len(job.images) or None
@@ -139,13 +140,16 @@ def run_evaluation(
     attempt = max(a for _, a in started.values())
     mlflow_recorder = MlflowRecorder(tracking.uri, runs)
     try:
-        recorder = arm(list(faults), "probe", job.label, job.key, attempt, mlflow_recorder)
+        recorder = arm(list(faults), "evaluation", job.label, job.key, attempt, mlflow_recorder)
         if report is not None:
             recorder = Reporting(recorder, report)
         for cell in job.cells:
             config = {**job.model_dump(mode="json", exclude={"cells"}), "cell": cell.model_dump(mode="json")}
             mlflow_recorder.text(json.dumps(config, indent=2), "config.json", cell.part)
-        with tempfile.TemporaryDirectory() as workdir, system_metrics(tracking.uri, list(runs.values()), tracking.system_metrics):
+        with (
+            tempfile.TemporaryDirectory() as workdir,
+            system_metrics(tracking.uri, list(runs.values()), tracking.system_metrics),
+        ):
             checkpoint = download(tracking.uri, pretrain, "checkpoint.pt", Path(workdir) / "trunk")
             resume = None
             if kind.resumable:  # a resumable job is one cell: one run, which holds its resume.pt

@@ -155,12 +155,18 @@ def _elide(message: str) -> str:
     def cut(m: re.Match[str]) -> str:
         return f"{m.group(1)}{m.group(2)[:LONG // 2]}...{m.group(1)} ({_size(len(m.group(2)))})"
 
-    message = re.sub(r"""(['"])([^'"]{%d,})\1""" % LONG, cut, message)
+    message = re.sub(rf"""(['"])([^'"]{{{LONG},}})\1""", cut, message)
     return message if len(message) <= 20 * LONG else message[: 20 * LONG] + f"... ({_size(len(message))})"
 
 
 def _size(chars: int) -> str:
-    return f"{chars / 2**20:.1f} MB" if chars >= 2**20 else f"{chars / 2**10:.1f} kB" if chars >= 2**10 else f"{chars} characters"
+    return (
+        f"{chars / 2**20:.1f} MB"
+        if chars >= 2**20
+        else f"{chars / 2**10:.1f} kB"
+        if chars >= 2**10
+        else f"{chars} characters"
+    )
 
 
 def _choices(text: str) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workers.recorder import Recorder
+from contract.recorder import Recorder
 
 FIGURES = ("progress", "step", "epoch", "samples_per_s")  # what a job reports while it runs
 REPORT_EVERY_S = 2.0  # at most one report a second or two: each is a round trip to the driver
@@ -38,19 +38,19 @@ class Reporting:
         self.inner, self.report, self.every, self.clock = inner, report, every, clock
         self.last: float | None = None
 
-    def params(self, values: Mapping[str, Any], layer: str | None = None) -> None:
-        self.inner.params(values, layer)
+    def params(self, values: Mapping[str, Any], part: str | None = None) -> None:
+        self.inner.params(values, part)
 
-    def metrics(self, values: Mapping[str, float], step: int, layer: str | None = None) -> None:
-        self.inner.metrics(values, step, layer)
+    def metrics(self, values: Mapping[str, float], step: int, part: str | None = None) -> None:
+        self.inner.metrics(values, step, part)
         now = self.clock()
         if "progress" in values and (self.last is None or now - self.last >= self.every):
             self.last = now
             figures = {"step": float(step), **{k: float(values[k]) for k in FIGURES if k in values}}
             self.report(figures)
 
-    def artifact(self, path: Path, layer: str | None = None) -> None:
-        self.inner.artifact(path, layer)
+    def artifact(self, path: Path, part: str | None = None) -> None:
+        self.inner.artifact(path, part)
 
 
 @dataclass
@@ -65,7 +65,7 @@ class _Running:
 class Board:
     """Jobs by state and what the running ones last reported -> the live line.
 
-    `total_jobs` counts by stage ({"pretrain": 3, "probe": 3}); a job is pending until it starts
+    `total_jobs` counts by stage ({"pretrain": 3, "evaluation": 3}); a job is pending until it starts
     (an evaluation job also while its trunk trains). The ETA is the work left over the slots:
     a running job's rest from its own rate (elapsed x (1 - progress) / progress), a pending
     job's the mean time of its stage's finished jobs and running ones' projected totals (of
@@ -141,7 +141,7 @@ class Board:
         every = [t for d in projected.values() for t in d]
         if not every:
             return None
-        # A stage nothing is known of yet (no probe job has run) is taken to cost what the
+        # A stage nothing is known of yet (no evaluation job has run) is taken to cost what the
         # others do: a guess, corrected as soon as one of its jobs reports.
         typical = {s: sum(d) / len(d) for s, d in projected.items() if d}
         anything = sum(every) / len(every)

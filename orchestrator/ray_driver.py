@@ -149,7 +149,7 @@ class Progress(tune.Callback):
 
 
 def _stage(job: Any) -> str:
-    return "pretrain" if isinstance(job, PretrainJob) else "probe"
+    return "pretrain" if isinstance(job, PretrainJob) else "evaluation"
 
 
 def _cells(job: Any) -> int:
@@ -182,7 +182,7 @@ class _Admission(Searcher):
         if (i := self.trials.pop(trial_id, None)) is not None:
             finished = not error and bool(result) and not result.get("failed")
             if orphans := self.pipeline.ended(i, finished):
-                self.board.orphaned("probe", len(orphans))
+                self.board.orphaned("evaluation", len(orphans))
 
     def save(self, checkpoint_path: str) -> None:
         """Nothing to keep: MLflow, not Tune's state, says what is done (a rerun plans again)."""
@@ -230,7 +230,7 @@ def run_jobs(
     if not jobs:
         return
     progress = Progress(board, jobs)
-    stage_resources = {"pretrain": resources.pretrain, "probe": resources.probe}
+    stage_resources = {"pretrain": resources.pretrain, "evaluation": resources.evaluation}
 
     def request(config: dict[str, Any]) -> Any:
         r = stage_resources[_stage(jobs[config["job"]])]

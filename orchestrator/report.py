@@ -2,8 +2,9 @@
 
 The planned cells come from the sweep run's `cells.json`, the scores from the latest FINISHED
 run of each cell key, so a report works from another machine, on a partial sweep, and while
-the sweep runs. Table rows are method x N x augmentation; columns are each evaluation kind's own (conv1..conv5
-for linear probes, k for finetuning, the (content, style) pairs for style transfer); values: mean, standard deviation and count over seeds. A cell without a finished
+the sweep runs. Table rows are method x N x augmentation; columns are each evaluation kind's
+own (conv1..conv5 for linear probes, k for finetuning, the (content, style) pairs for style
+transfer); values: mean, standard deviation and count over seeds. A cell without a finished
 run shows its state (failed, killed, running) or `-` (never run): nothing is dropped. Views of
 a table: its values, their difference to random's mean or percentage of supervised's
 (`relative`), or the paired differences seed by seed (orchestrator/report_paired.py).
@@ -29,7 +30,8 @@ from orchestrator.record import queries, store
 from orchestrator.record.schema import CELL, PRETRAIN, RunView
 
 FORMATS = ("md", "csv", "latex", "html")
-VIEWS = ("top1", "diff_random", "pct_supervised", "paired", "findings")  # findings: orchestrator/report_findings.py
+VIEWS = ("mean", "diff_random", "pct_supervised", "paired", "findings")  # findings: orchestrator/report_findings.py
+RENAMED_VIEWS = {"top1": "mean"}  # old name -> view: still read, with a warning
 
 
 @dataclass
@@ -41,7 +43,7 @@ class SweepRuns:
     experiment_id: str
     sweep_run_id: str
     cells: list[Cell]
-    probe: dict[str, RunView]
+    cell_runs: dict[str, RunView]  # each cell key's latest run
     pretrain: dict[str, RunView]
 
 
@@ -136,13 +138,13 @@ def tables(rec: SweepRuns, kind: EvaluationKind, metric: str) -> list[Table]:
                 )
             seeds[place].add(cell.seed)
             entry = rows[place[0]][place[1]]
-            run = rec.probe.get(cell.key)
+            run = rec.cell_runs.get(cell.key)
             if run is not None and run.status == "FINISHED" and metric in run.metrics:
                 entry.values.append(run.metrics[metric])
                 entry.seeds.append(cell.seed)
             else:
                 entry.states.append(run.status.lower() if run else "-")
-        out.append(Table(dataset, columns, rows, "top1", kind.name, metric))
+        out.append(Table(dataset, columns, rows, "mean", kind.name, metric))
     return out
 
 
@@ -175,7 +177,10 @@ def render(table: Table, fmt: str) -> str:
     if fmt == "csv":
         return to_csv([table])
     header = ["pre-training", *table.columns]
-    body = [[label, *(by_column[col].text(table.digits) for col in table.columns)] for label, by_column in table.rows.items()]
+    body = [
+        [label, *(by_column[col].text(table.digits) for col in table.columns)]
+        for label, by_column in table.rows.items()
+    ]
     return layout(table.title, header, body, fmt)
 
 
@@ -187,8 +192,13 @@ def layout(title: str, header: list[str], body: list[list[str]], fmt: str) -> st
     if fmt == "latex":
         cols = "l" + "r" * (len(header) - 1)
         esc = lambda s: re.sub(r"([_%#&])", r"\\\1", s).replace("±", r"$\pm$")  # noqa: E731
-        lines = [f"% {title}", rf"\begin{{tabular}}{{{cols}}}", r"\toprule", " & ".join(map(esc, header)) + r" \\",
-                 r"\midrule"]
+        lines = [
+            f"% {title}",
+            rf"\begin{{tabular}}{{{cols}}}",
+            r"\toprule",
+            " & ".join(map(esc, header)) + r" \\",
+            r"\midrule",
+        ]
         lines += [" & ".join(map(esc, row)) + r" \\" for row in body]
         return "\n".join(lines + [r"\bottomrule", r"\end{tabular}"])
     if fmt == "html":

@@ -42,7 +42,7 @@ def observe(rec: report.SweepRuns, comparisons: Sequence[Comparison]) -> rounds.
                                  for row, by_col in t.rows.items()}
     finished: dict[tuple[str, int], bool] = defaultdict(lambda: True)
     for cell in rec.cells:
-        run = rec.probe.get(cell.key)
+        run = rec.cell_runs.get(cell.key)
         pair = (KINDS[cell.evaluation].row(cell), cell.seed)
         finished[pair] &= run is not None and run.status == "FINISHED"
     rows = tuple(dict.fromkeys(row for row, _ in finished))

@@ -57,7 +57,7 @@ def page(
     (the findings view's HTML table) above the tables."""
     esc = html.escape
     experiment = store.ui_link(rec.uri, rec.experiment_id)
-    counts = status.counts(status.cell_states(rec.cells, rec.probe, rec.pretrain))
+    counts = status.counts(status.cell_states(rec.cells, rec.cell_runs, rec.pretrain))
     parts = [
         f"<h1>{esc(rec.name)}</h1>",
         f'<p class="sub">monosweep report, {time.strftime("%Y-%m-%d %H:%M %Z")}. MLflow store '
@@ -121,7 +121,7 @@ def _runs(rec: report.SweepRuns, run_pictures: Sequence[Path]) -> str:
         pictures[p.parent.name].append(p)
     cells_of: dict[str, list[RunView]] = defaultdict(list)
     keys = {c.key: c for c in rec.cells}
-    for key, run in rec.probe.items():
+    for key, run in rec.cell_runs.items():
         if key in keys:
             cells_of[keys[key].pretrain_key].append(run)
     rows = "".join(
@@ -137,9 +137,15 @@ def _runs(rec: report.SweepRuns, run_pictures: Sequence[Path]) -> str:
             f"<tr><td>{html.escape(r.name)}</td><td>{r.status.lower()}</td><td>{_run_link(rec, r.run_id)}</td></tr>"
             for r in cell_runs[:CELL_RUNS_LISTED]
         )
-        more = f"<p>and {len(cell_runs) - CELL_RUNS_LISTED} more in MLflow</p>" if len(cell_runs) > CELL_RUNS_LISTED else ""
-        out += (f"<details><summary>{len(cell_runs)} cell runs</summary><table class=\"plain\">"
-                f"<tr><th>cell run</th><th>state</th><th>run id (MLflow link)</th></tr>{listed}</table>{more}</details>")
+        more = (
+            f"<p>and {len(cell_runs) - CELL_RUNS_LISTED} more in MLflow</p>"
+            if len(cell_runs) > CELL_RUNS_LISTED
+            else ""
+        )
+        out += (
+            f'<details><summary>{len(cell_runs)} cell runs</summary><table class="plain">'
+            f"<tr><th>cell run</th><th>state</th><th>run id (MLflow link)</th></tr>{listed}</table>{more}</details>"
+        )
     for run in rec.pretrain.values():
         shots = pictures.get(run.name.replace(" ", "_"), [])
         if shots:

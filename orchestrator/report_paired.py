@@ -89,7 +89,9 @@ def paired(table: Table, reference: str = "random") -> Table:
         return view
     for label, by_column in table.rows.items():
         view.rows[label] = {
-            col: Difference(states=["reference"]) if label == base else difference(by_column[col], table.rows[base][col])
+            col: Difference(states=["reference"])
+            if label == base
+            else difference(by_column[col], table.rows[base][col])
             for col in table.columns
         }
     return view

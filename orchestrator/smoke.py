@@ -147,7 +147,7 @@ def run(smoke: Prepared, chosen: list[Shape], steps: int) -> tuple[Outcome, list
     asked, gpus = smoke.spec.resources, ray_driver.gpus()
     resources = StageResources(
         pretrain=Resources(cpus=cpus, gpus=min(asked.pretrain.gpus, gpus)),
-        probe=Resources(cpus=cpus, gpus=min(asked.probe.gpus, gpus)),
+        evaluation=Resources(cpus=cpus, gpus=min(asked.evaluation.gpus, gpus)),
     )
     smoke = Prepared(smoke.spec.model_copy(update={"resources": resources}), smoke.sweep, smoke.uri)
     outcome = sweep.run(smoke, todo=plan_of(smoke), tags={SMOKE: str(steps)})
@@ -175,7 +175,9 @@ class Row:
 def _batch(job: Any) -> int:
     """Samples one step reads: the method's, the probe's or finetuning's batch; one image a
     style-transfer step."""
-    settings = job.method if isinstance(job, PretrainJob) else getattr(job, "probe", None) or getattr(job, "finetune", None)
+    settings = (
+        job.method if isinstance(job, PretrainJob) else getattr(job, "probe", None) or getattr(job, "finetune", None)
+    )
     return getattr(settings, "batch_size", 1)
 
 

@@ -12,12 +12,13 @@ from typing import Annotated, Any
 from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from contract.augmentation import AugmentConfig
-from contract.base import Frozen
-from contract.datasets import DEFAULT_DATA_ROOTS, LAYERS, TRAIN_SIZES, Layer, ProbeDataset
+from contract.base import Frozen, deprecated_name
+from contract.datasets import DEFAULT_DATA_ROOTS, LAYERS, TRAIN_SIZES, LabelledDataset, Layer
 from contract.evaluations import FinetuneConfig, ProbeConfig, StyleConfig
 from contract.images import STYLES_DIR, draw, pool_files, resolve_photo
 from contract.methods import MethodConfig
 from contract.network import NetworkConfig
+from contract.paper_images import CHOSEN, CHOSEN_DATASET, resolve_source
 from orchestrator.evaluations import EVALUATIONS
 from orchestrator.faults import Fault
 from orchestrator.findings import Finding
@@ -32,19 +33,26 @@ def _base_dir(info: ValidationInfo) -> Path:
 
 
 class ImageSet(Frozen):
-    """One value of the N axis: named photos / image files, N drawn from a pool folder, or N
-    drawn from a labelled dataset's train split (`n: all` takes the whole split).
+    """One value of the N axis: named photos / image files, N drawn from a pool folder, N
+    drawn from a labelled dataset's train split (`n: all` takes the whole split, which is
+    trained on without the generator: contract.jobs.DatasetImages.real_images), or a named
+    list of a dataset's train images (`chosen: asano2020`, the ten ImageNet images the paper's
+    code chose for N = 10).
 
-    A bare string is shorthand for one photo: `astronaut` == `{photos: [astronaut]}`. Photos
-    and pools are read and hashed here; a dataset draw is made on the worker, where the data
-    is, so a file naming `/data/imagenet` validates on a laptop without it.
+    A bare string is shorthand for one photo: `astronaut` == `{photos: [astronaut]}`. A photo
+    is a bundled name, one of the paper's images (`ameyoko`, `sf`, `animals`: a folder the user
+    fills, contract.paper_images) or a file. Photos and pools are read and hashed here (the
+    paper's images: their pinned hashes, so no file is needed to plan); a dataset's images are
+    read on the worker, where the data is, so a file naming `/data/imagenet` validates on a
+    laptop without it.
     """
 
     photos: tuple[str, ...] | None = None
     pool: str | None = None
-    dataset: ProbeDataset | None = Field(None, description="a labelled dataset whose train split is drawn from")
+    dataset: LabelledDataset | None = Field(None, description="a labelled dataset whose train split is drawn from")
     n: int | None = Field(None, ge=1, description="number of source images N (`all`: a whole train split)")
     draw_seed: int = Field(0, ge=0, description="seed of the draw of N images from the pool or dataset")
+    chosen: str | None = Field(None, description="a named list of the dataset's train images, instead of a draw")
 
     @model_validator(mode="before")
     @classmethod
@@ -55,14 +63,24 @@ class ImageSet(Frozen):
             if data.get("dataset") not in TRAIN_SIZES:
                 raise ValueError("`n: all` draws a whole dataset's train split: give `dataset` too")
             return {**data, "n": TRAIN_SIZES[data["dataset"]]}
+        if isinstance(data, dict) and isinstance(data.get("chosen"), str) and data["chosen"] in CHOSEN \
+                and "n" not in data:
+            return {**data, "n": len(CHOSEN[data["chosen"]])}
         return data
 
     @field_validator("photos")
     @classmethod
     def _photos_exist(cls, photos: tuple[str, ...] | None, info: ValidationInfo):
         for ref in photos or ():
-            resolve_photo(ref, _base_dir(info))
+            resolve_source(ref, _base_dir(info))
         return photos
+
+    @field_validator("chosen")
+    @classmethod
+    def _known_list(cls, chosen: str | None) -> str | None:
+        if chosen is not None and chosen not in CHOSEN:
+            raise ValueError(f"{chosen!r} is not one of {', '.join(CHOSEN)}")
+        return chosen
 
     @model_validator(mode="after")
     def _one_source(self, info: ValidationInfo) -> ImageSet:
@@ -78,6 +96,8 @@ class ImageSet(Frozen):
             return self
         if self.n is None:
             raise ValueError(f"a {'pool' if self.pool else 'dataset'} needs `n`, the number of images to draw")
+        if self.chosen is not None:
+            return self._check_chosen()
         if self.dataset is not None:
             size = TRAIN_SIZES[self.dataset]
             if self.n > size:
@@ -91,11 +111,22 @@ class ImageSet(Frozen):
             raise ValueError(f"n = {self.n} but pool {self.pool!r} holds {available} images")
         return self
 
+    def _check_chosen(self) -> ImageSet:
+        chosen = CHOSEN[self.chosen]  # type: ignore[index]
+        if self.dataset != CHOSEN_DATASET:
+            raise ValueError(f"`chosen: {self.chosen}` names {CHOSEN_DATASET} train images: give "
+                             f"`dataset: {CHOSEN_DATASET}`")
+        if self.n != len(chosen):
+            raise ValueError(f"n = {self.n} but `chosen: {self.chosen}` lists {len(chosen)} images")
+        if self.draw_seed:
+            raise ValueError("`chosen` names its images: a draw seed has nothing to draw")
+        return self
+
     def files(self, base_dir: Path) -> list[Path]:
         """The image files: the photos, or the pool's N drawn (seeded); none for a dataset draw,
         which is made on the worker."""
         if self.photos is not None:
-            return [resolve_photo(ref, base_dir) for ref in self.photos]
+            return [resolve_source(ref, base_dir) for ref in self.photos]
         if self.pool is not None:
             return draw(pool_files(base_dir / self.pool), self.size, self.draw_seed)
         return []
@@ -107,13 +138,15 @@ class ImageSet(Frozen):
 
     @property
     def label(self) -> str:
-        """`N1 astronaut`, `N10 pool:imgs`, `N1000 imagenet`: how reports and run names show
-        this value (a draw seed other than 0 is appended: `N10 imagenet d3`)."""
+        """`N1 astronaut`, `N10 pool:imgs`, `N1000 imagenet`, `N10 imagenet asano2020`: how
+        reports and run names show this value (a draw seed other than 0 is appended:
+        `N10 imagenet d3`)."""
         if self.photos:
             return f"N{self.size} " + "+".join(Path(p).stem for p in self.photos)
         what = f"pool:{self.pool}" if self.pool else self.dataset
         seed = f" d{self.draw_seed}" if self.draw_seed else ""
-        return f"N{self.n} {what}{seed}"
+        chosen = f" {self.chosen}" if self.chosen else ""
+        return f"N{self.n} {what}{chosen}{seed}"
 
 
 def _named(items: Any) -> Any:
@@ -159,7 +192,7 @@ class Grid(Frozen):
         default_factory=lambda: [next(iter(EVALUATIONS))()], min_length=1
     )
     layer: list[Layer] = Field(list(LAYERS), min_length=1, description="the layers linear probes read")
-    probe_dataset: list[ProbeDataset] = Field(min_length=1)
+    probe_dataset: list[LabelledDataset] = Field(min_length=1)
     seed: Annotated[
         Annotated[list[int], Tag("list")] | Annotated[SeedRange, Tag("range")],
         Discriminator(lambda v: "range" if isinstance(v, dict | SeedRange) else "list"),
@@ -262,8 +295,16 @@ class Resources(Frozen):
 
 
 class StageResources(Frozen):
+    """What each stage's jobs ask for: pre-training, and evaluation (linear probes,
+    finetuning, style transfer, any registered kind)."""
+
     pretrain: Resources = Resources()
-    probe: Resources = Resources()
+    evaluation: Resources = Resources()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _probe_is_evaluation(cls, data: Any) -> Any:
+        return deprecated_name(data, "probe", "evaluation", "resources")
 
 
 class Spec(Frozen):
@@ -299,7 +340,7 @@ class Spec(Frozen):
         None, description="Ray cluster address; None starts a local Ray; RAY_ADDRESS overrides it"
     )
     storage: str = Field(".monosweep", description="Ray Tune's trial storage (a shared path on a cluster)")
-    data_roots: dict[ProbeDataset, str] = {}
+    data_roots: dict[LabelledDataset, str] = {}
     findings: list[Finding] = Field([], description="claims the sweep decides (orchestrator/findings.py)")
     alpha: float = Field(
         0.05, gt=0, lt=0.5, description="the findings' family-wise error rate: Holm over every (finding, "

@@ -12,7 +12,18 @@ from orchestrator.record.schema import TAG, RunView
 # stale: RUNNING in MLflow, but no driver of the sweep is alive (no fresh heartbeat): a run a
 # lost driver left, which the next `monosweep run` marks KILLED and reruns.
 STATES = ("finished", "failed", "killed", "running", "stale", "pending")
-AXES = ("method", "images", "augmentation", "evaluation", "layer", "frozen", "content", "style", "probe_dataset", "seed")
+AXES = (
+    "method",
+    "images",
+    "augmentation",
+    "evaluation",
+    "layer",
+    "frozen",
+    "content",
+    "style",
+    "probe_dataset",
+    "seed",
+)
 _BY_STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed", "RUNNING": "running"}
 
 
@@ -41,14 +52,14 @@ class CellState:
 
 
 def cell_states(
-    cells: list[Cell], probe: dict[str, RunView], pretrain: dict[str, RunView], driver_alive: bool = True
+    cells: list[Cell], cell_runs: dict[str, RunView], pretrain: dict[str, RunView], driver_alive: bool = True
 ) -> list[CellState]:
     """A cell's own run decides; without one, a failed, killed or running pretrain run does.
     Without a live driver, a RUNNING run is `stale`: nothing is running it."""
     by_status = {**_BY_STATUS, "RUNNING": "running" if driver_alive else "stale"}
     out = []
     for cell in cells:
-        own = probe.get(cell.key)
+        own = cell_runs.get(cell.key)
         if own is not None and own.status in by_status:
             out.append(CellState(cell, by_status[own.status], own))
             continue

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from contract.images import image_problem
+from contract.paper_images import PAPER_IMAGES, paper_image_problem
 from orchestrator import faults
 from orchestrator.errors import DriverBusy, SpecError
 from orchestrator.evaluations import KINDS
@@ -50,8 +51,11 @@ class Outcome:
         return self.finished == self.total
 
 
-def prepare(path: str | Path) -> Prepared:
-    """Load and expand an experiment file.
+def prepare(path: str | Path, reads_images: bool = True) -> Prepared:
+    """Load and expand an experiment file. `reads_images`: jobs will read the source images
+    from here (run, smoke, resubmit), so the paper's images, which planning knows by their
+    pinned hashes, must be here too, with those bytes; False (validate, plan, submit): they
+    are not looked for.
 
     Raises:
         SpecError: the file, or an image it names, is invalid; a finding names a row or column
@@ -59,7 +63,7 @@ def prepare(path: str | Path) -> Prepared:
     """
     path = Path(path)
     spec = load_spec(path)
-    check_images(spec, path)
+    check_images(spec, path, reads_images)
     try:
         sweep = expand(spec, path.parent)
     except (OSError, ValueError) as e:
@@ -73,20 +77,26 @@ def prepare(path: str | Path) -> Prepared:
     return Prepared(spec, sweep, store.resolve_uri(spec.tracking_uri))
 
 
-def check_images(spec: Spec, path: Path) -> None:
+def check_images(spec: Spec, path: Path, reads_images: bool = True) -> None:
     """Open and fully decode every source image of the spec (photos, and the images drawn from
     pools), and style transfer's contents and styles, before Ray starts or anything is recorded.
+    The paper's images only when `reads_images` (see `prepare`): first that each is where the
+    user keeps them, with upstream's bytes.
 
     Raises:
-        SpecError: one located line per unusable image (unreadable, corrupt, too small, grey,
-            smaller than the crop).
+        SpecError: one located line per unusable image (missing paper image, other bytes than
+            upstream's, unreadable, corrupt, too small, grey, smaller than the crop).
     """
     problems: list[tuple[tuple[Any, ...], str]] = []
     seen: dict[Path, str | None] = {}
     for i, images in enumerate(spec.grid.images):
+        refs = images.photos or ()
         for j, file in enumerate(images.files(path.parent)):
+            paper = j < len(refs) and refs[j] in PAPER_IMAGES
+            if paper and not reads_images:
+                continue  # planned from its pinned hash
             if file not in seen:  # an image in several sets is decoded once
-                seen[file] = image_problem(file, spec.network.input_size)
+                seen[file] = (paper and paper_image_problem(refs[j])) or image_problem(file, spec.network.input_size)
             if seen[file]:
                 if images.photos is not None:
                     where, value = ("photos", j), images.photos[j]
@@ -201,7 +211,7 @@ def run(
     status = "FAILED"
     try:
         faults.strike_driver(faults.active(spec.faults), spec.name)
-        parallel = ray_driver.connect(address or spec.ray_address, [spec.resources.pretrain, spec.resources.probe])
+        parallel = ray_driver.connect(address or spec.ray_address, [spec.resources.pretrain, spec.resources.evaluation])
         if warning := sqlite_warning(prepared.uri, parallel):
             print(warning, file=sys.stderr)
         tracking = runs.open_sweep(
@@ -243,7 +253,7 @@ def _jobs(prepared: Prepared, todo: Plan, tracking: runs.Tracking, ray_driver: A
     between the stages: `orchestrator.pipeline`); the number of the sweep's cells FINISHED at
     the end."""
     spec = prepared.spec
-    board = Board({"pretrain": len(todo.pretrain), "probe": len(todo.evaluation)}, todo.pending_cells)
+    board = Board({"pretrain": len(todo.pretrain), "evaluation": len(todo.evaluation)}, todo.pending_cells)
     ray_driver.run_jobs(
         todo.pretrain, todo.evaluation, set(todo.reused_pretrain), tracking, spec.resources, spec.retries,
         trial_storage(spec.storage, spec.name), board, faults.active(spec.faults), slots,

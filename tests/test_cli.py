@@ -102,7 +102,9 @@ def test_status_json_of_a_planned_sweep(write_spec, tmp_path, monkeypatch, capsy
     link = f"http://127.0.0.1:5000/#/experiments/{experiment}/runs?workflowType=machine_learning"
     assert state["link"] == link
     assert main(["status", str(spec)]) == 0
-    assert f"training runs: {link} (serve them: mlflow ui --backend-store-uri {prepared.uri})" in capsys.readouterr().out
+    assert (
+        f"training runs: {link} (serve them: mlflow ui --backend-store-uri {prepared.uri})" in capsys.readouterr().out
+    )
 
 
 def _runs(store) -> list:

@@ -164,7 +164,7 @@ def test_sweep_on_two_ray_nodes_recorded_through_an_mlflow_server(
     runs = [p for p in (shared / "tune" / "tiny").iterdir() if p.is_dir()]
     assert [p.name.split("-")[0] for p in runs] == ["sweep"], runs
     stages = {p.name.split("_")[0] for p in runs[0].iterdir() if p.is_dir()}
-    assert stages == {"pretrain", "probe"}, stages
+    assert stages == {"pretrain", "evaluation"}, stages
     trials = [
         json.loads(r.read_text().splitlines()[-1]) for r in (shared / "tune").rglob("result.json")
     ]

@@ -4,6 +4,7 @@ recorded next to the linear probes, under the pretrain run they read, and report
 from __future__ import annotations
 
 import csv
+import shutil
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -34,9 +35,10 @@ retries: 0
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory):
+def swept(tmp_path_factory, migrated_store_template):
     """(folder, spec path, client, runs by kind) of the finished sweep."""
     folder = tmp_path_factory.mktemp("evaluations")
+    shutil.copy(migrated_store_template, folder / "mlflow.db")
     path = folder / "experiments.yaml"
     path.write_text(SPEC)
     with pytest.MonkeyPatch.context() as mp:
@@ -67,7 +69,9 @@ def test_every_evaluation_cell_has_one_finished_run_under_its_trunk(swept):
         for r in kinds[kind]:
             assert r.info.status == "FINISHED"
             assert trunks[r.data.tags["mlflow.parentRunId"]] == r.data.tags["monosweep.pretrain_key"]
-    keys = [r.data.tags["monosweep.key"] for k in ("linear_probe", "finetune_frozen", "style_transfer") for r in kinds[k]]
+    keys = [
+        r.data.tags["monosweep.key"] for k in ("linear_probe", "finetune_frozen", "style_transfer") for r in kinds[k]
+    ]
     assert len(set(keys)) == len(keys) == 12
 
 
@@ -101,7 +105,7 @@ def test_report_has_the_finetuning_table_and_the_style_figure(swept, monkeypatch
     monkeypatch.chdir(folder)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     out = folder / "report"
-    assert main(["report", str(path), "--out", str(out), "--view", "top1"]) == 0
+    assert main(["report", str(path), "--out", str(out), "--view", "mean"]) == 0
     text = (out / "report.md").read_text()
     assert "after finetuning with conv1..convk frozen" in text and "| pre-training | k=0 | k=2 |" in text
     assert "style loss of style transfer" in text and "| pre-training | astronaut+hubble | astronaut+ihc |" in text

@@ -52,10 +52,15 @@ def test_toy_method_and_toy_evaluation_run_end_to_end(sweep_sandbox, monkeypatch
     toy = by_name["toy_brightness N1 astronaut none s0"]
     assert toy.info.status == "FINISHED" and "pretext_loss" in toy.data.metrics
     norms = [r for name, r in by_name.items() if name.endswith("weight norm")]
-    assert {r.info.run_name for r in norms} == {"random s0 weight norm", "toy_brightness N1 astronaut none s0 weight norm"}
+    assert {r.info.run_name for r in norms} == {
+        "random s0 weight norm",
+        "toy_brightness N1 astronaut none s0 weight norm",
+    }
     for run in norms:
         assert run.info.status == "FINISHED"
-        assert run.data.tags["mlflow.parentRunId"] == by_name[run.info.run_name.removesuffix(" weight norm")].info.run_id
+        assert (
+            run.data.tags["mlflow.parentRunId"] == by_name[run.info.run_name.removesuffix(" weight norm")].info.run_id
+        )
         assert all(run.data.metrics[f"conv{i}_norm"] > 0 for i in range(1, 6))
     # Training moved the toy's weights away from the same seeded init the random trunk keeps.
     trained, untrained = (by_name[f"{m} weight norm"].data.metrics["conv5_norm"]
@@ -68,7 +73,7 @@ def test_toy_method_and_toy_evaluation_run_end_to_end(sweep_sandbox, monkeypatch
     capsys.readouterr()
     assert main(["report", str(path), "--format", "csv", "--no-log"]) == 0
     csv = (sweep_sandbox / "reports" / "extensions" / "report.csv").read_text()
-    assert "toy_weight_norm,conv5_norm,top1,toy_brightness N1 astronaut none,trunk," in csv
+    assert "toy_weight_norm,conv5_norm,mean,toy_brightness N1 astronaut none,trunk," in csv
 
     # A rerun finds every cell finished and trains nothing.
     capsys.readouterr()

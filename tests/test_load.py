@@ -31,7 +31,7 @@ grid:
   seed: [{seeds}]
 network: {{width: 0.25, input_size: 64}}
 probe: {{preset: fast, epochs: 1, train_samples: 200, test_samples: 200}}
-resources: {{pretrain: {{cpus: 0.25}}, probe: {{cpus: 0.25}}}}   # 8 at once on 2 CPUs
+resources: {{pretrain: {{cpus: 0.25}}, evaluation: {{cpus: 0.25}}}}   # 8 at once on 2 CPUs
 retries: 0
 tracking_uri: {uri}
 """

@@ -78,7 +78,7 @@ def test_killed_finetuning_resumes_from_its_checkpoint(write_spec, tmp_path):
         .replace("  layer:", "  evaluation: [{name: finetune_frozen, frozen: [2]}]\n  layer:")
         + "finetune: {preset: fast, epochs: 2, batch_size: 32, train_samples: 640, test_samples: 200}\n"
         + "checkpoint_every: 8\n"
-        + "faults: [{stage: probe, action: kill, at_step: 20}]\n"  # 40 steps; the process dies at 20
+        + "faults: [{stage: evaluation, action: kill, at_step: 20}]\n"  # 40 steps; the process dies at 20
     )
     assert main(["run", str(spec)]) == 0
     runs = all_runs(tmp_path)
@@ -93,17 +93,21 @@ def _mixed_seed(spec_path: Path) -> int:
     """A fault seed under which some, not all, probe jobs of the sweep fail."""
     sweep = expand(load_spec(spec_path), spec_path.parent)
     for seed in range(100):
-        fault = Fault(action="fail", stage="probe", rate=0.5, seed=seed)
-        hit = [fault.hits("probe", j.label, j.key, 1) for j in sweep.evaluation_jobs.values()]
+        fault = Fault(action="fail", stage="evaluation", rate=0.5, seed=seed)
+        hit = [fault.hits("evaluation", j.label, j.key, 1) for j in sweep.evaluation_jobs.values()]
         if any(hit) and not all(hit):
             return seed
     raise AssertionError("no mixed seed")
 
 
 def test_random_failures_then_resubmit(write_spec, tmp_path, capsys, monkeypatch):
-    spec = write_spec(TINY.replace("conv1, conv2, conv3, conv4, conv5", "conv1, conv2").replace("retries: 1", "retries: 0"))
+    spec = write_spec(
+        TINY.replace("conv1, conv2, conv3, conv4, conv5", "conv1, conv2").replace("retries: 1", "retries: 0")
+    )
     seed = _mixed_seed(spec)
-    monkeypatch.setenv("MONOSWEEP_FAULTS", json.dumps([{"action": "fail", "stage": "probe", "rate": 0.5, "seed": seed}]))
+    monkeypatch.setenv(
+        "MONOSWEEP_FAULTS", json.dumps([{"action": "fail", "stage": "evaluation", "rate": 0.5, "seed": seed}])
+    )
     assert main(["run", str(spec)]) == 1  # some cells failed
     first = all_runs(tmp_path)
     failed = [r for r in kind(first, "cell") if r.info.status == "FAILED"]
@@ -126,14 +130,19 @@ def test_random_failures_then_resubmit(write_spec, tmp_path, capsys, monkeypatch
     assert all(r.info.status == "FINISHED" for r in kind(after, "cell")) and len(kind(after, "cell")) == 6
     # The pretrain runs were reused, not retrained.
     before = {r.info.run_id: (r.info.end_time, r.data.tags["monosweep.attempt"]) for r in kind(first, "pretrain")}
-    assert {r.info.run_id: (r.info.end_time, r.data.tags["monosweep.attempt"]) for r in kind(after, "pretrain")} == before
+    assert {
+        r.info.run_id: (r.info.end_time, r.data.tags["monosweep.attempt"]) for r in kind(after, "pretrain")
+    } == before
     # Reruns reopened the failed runs, under the same sweep run, as attempt 2.
     again = {r.info.run_id: r for r in kind(after, "cell")}
     assert all(again[r.info.run_id].data.tags["monosweep.attempt"] == "2" for r in failed)
     assert len(kind(after, "sweep")) == 1
 
 
-SLOW = TINY.replace("{name: rotnet, samples: 128, epochs: 1, batch_size: 32}", "{name: rotnet, samples: 20000, epochs: 1, batch_size: 32}")
+SLOW = TINY.replace(
+    "{name: rotnet, samples: 128, epochs: 1, batch_size: 32}",
+    "{name: rotnet, samples: 20000, epochs: 1, batch_size: 32}",
+)
 
 
 def _driver(spec: Path, tmp_path: Path) -> subprocess.Popen:
@@ -152,7 +161,9 @@ def _wait_for_running_rotnet(tmp_path: Path, driver: subprocess.Popen, timeout: 
     while time.time() < deadline:
         assert driver.poll() is None, driver.stdout.read()
         runs = all_runs(tmp_path)
-        if any(r.info.status == "RUNNING" and r.data.params.get("method.name") == "rotnet" for r in kind(runs, "pretrain")):
+        if any(
+            r.info.status == "RUNNING" and r.data.params.get("method.name") == "rotnet" for r in kind(runs, "pretrain")
+        ):
             return
         time.sleep(1)
     raise AssertionError("no rotnet pretrain run started")

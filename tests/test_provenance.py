@@ -16,7 +16,9 @@ from tests.conftest import TINY
 
 pytestmark = pytest.mark.usefixtures("sweep_sandbox")
 
-RANDOM_ONLY = TINY.replace("method: [random, {name: rotnet, samples: 128, epochs: 1, batch_size: 32}]", "method: [random]")
+RANDOM_ONLY = TINY.replace(
+    "method: [random, {name: rotnet, samples: 128, epochs: 1, batch_size: 32}]", "method: [random]"
+)
 
 
 @pytest.mark.parametrize("on", [True, False])

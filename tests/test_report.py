@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import statistics
 
 import numpy as np
@@ -25,11 +26,14 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory):
+def swept(tmp_path_factory, migrated_store_template):
     """A finished two-seed sweep: (folder, spec path, store uri)."""
     folder = tmp_path_factory.mktemp("report")
+    shutil.copy(migrated_store_template, folder / "mlflow.db")
     spec = folder / "experiments.yaml"
-    spec.write_text(TINY.replace("seed: [0]", "seed: [0, 1]").replace("conv1, conv2, conv3, conv4, conv5", "conv1, conv3"))
+    spec.write_text(
+        TINY.replace("seed: [0]", "seed: [0, 1]").replace("conv1, conv2, conv3, conv4, conv5", "conv1, conv3")
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(folder)
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -70,7 +74,7 @@ def test_table_numbers_are_the_runs_metrics(in_folder):
         p = r.data.params
         label = " ".join(p[k] for k in ("method", "images", "augmentation") if k in p)
         expected.setdefault((label, p["layer"]), []).append(r.data.metrics["top1"])
-    rows = [row for row in csv.DictReader((out / "report.csv").open()) if row["view"] == "top1"]
+    rows = [row for row in csv.DictReader((out / "report.csv").open()) if row["view"] == "mean"]
     assert {(row["pre-training"]) for row in rows} == {"random", "rotnet N1 astronaut full", "rotnet N1 astronaut none"}
     assert sorted({row["column"] for row in rows}) == ["conv1", "conv3"] and len(rows) == 6
     for row in rows:
@@ -98,7 +102,9 @@ def test_every_figure_is_a_png(in_folder):
     assert len(filters) == 6 and len(samples) == 4  # every pretrain run; only rotnet has samples
     assert all(p.read_bytes()[:8] == PNG for p in filters + samples)
     client = MlflowClient(uri)
-    sweep = client.search_runs([client.get_experiment_by_name("tiny").experiment_id], "tags.`monosweep.kind` = 'sweep'")[0]
+    sweep = client.search_runs(
+        [client.get_experiment_by_name("tiny").experiment_id], "tags.`monosweep.kind` = 'sweep'"
+    )[0]
     attached = {a.path for a in client.list_artifacts(sweep.info.run_id, "report")}
     assert {"report/report.md", "report/top1_per_layer.png"} <= attached
 
@@ -107,7 +113,7 @@ def test_the_html_page_is_self_contained_and_mlflow_holds_the_tables(in_folder):
     folder, spec, uri = in_folder
     out = folder / "page"
     for _ in range(2):  # a second report replaces the tables, it does not append to them
-        assert main(["report", str(spec), "--format", "html", "--view", "top1", "--out", str(out)]) == 0
+        assert main(["report", str(spec), "--format", "html", "--view", "mean", "--out", str(out)]) == 0
     page = (out / "report.html").read_text()
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("tiny").experiment_id
@@ -124,7 +130,7 @@ def test_the_html_page_is_self_contained_and_mlflow_holds_the_tables(in_folder):
     for r in probe_runs(uri):
         assert f">{r.info.run_id}</a>" in page
 
-    name = "report/tables/linear_probe_top1_fashion_mnist_top1.json"
+    name = "report/tables/linear_probe_top1_fashion_mnist_mean.json"
     assert name in {a.path for a in client.list_artifacts(sweep.info.run_id, "report/tables")}
     logged = json.loads(client.get_run(sweep.info.run_id).data.tags["mlflow.loggedArtifacts"])
     assert {"path": name, "type": "table"} in logged  # what makes the UI show it as a table
@@ -138,9 +144,11 @@ def test_missing_and_failed_cells_are_shown(in_folder):
     folder, spec, uri = in_folder
     rec = report.load(uri, "tiny")
     victim = next(c for c in rec.cells if c.method == "rotnet" and c.layer == "conv3" and c.augmentation == "none")
-    del rec.probe[victim.key]  # as if that cell never ran
+    del rec.cell_runs[victim.key]  # as if that cell never ran
     failed = next(c for c in rec.cells if c.method == "random" and c.layer == "conv1" and c.seed == 1)
-    rec.probe[failed.key] = rec.probe[failed.key].__class__(**{**rec.probe[failed.key].__dict__, "status": "FAILED"})
+    rec.cell_runs[failed.key] = rec.cell_runs[failed.key].__class__(
+        **{**rec.cell_runs[failed.key].__dict__, "status": "FAILED"}
+    )
     table = report.all_tables(rec)[0]
     assert table.rows["rotnet N1 astronaut none"]["conv3"].text().endswith("(n=1)")
     assert table.rows["random"]["conv1"].states == ["failed"]
@@ -195,7 +203,7 @@ def test_the_paired_view_pairs_only_seeds_both_rows_finished(in_folder):
     folder, spec, uri = in_folder
     rec = report.load(uri, "tiny")
     victim = next(c for c in rec.cells if c.method == "random" and c.layer == "conv1" and c.seed == 0)
-    del rec.probe[victim.key]
+    del rec.cell_runs[victim.key]
     view = report_paired.paired(report.all_tables(rec)[0])
     top1 = top1_by_seed(uri)
     for label in ("rotnet N1 astronaut full", "rotnet N1 astronaut none"):

@@ -57,7 +57,9 @@ def planned(process: subprocess.Popen) -> None:
     raise AssertionError(f"the driver ended before it planned: {process.wait()}")
 
 
-def wait_for(tmp_path: Path, process: subprocess.Popen, what: str, seen: Callable[[list], bool], timeout: float = 300) -> None:
+def wait_for(
+    tmp_path: Path, process: subprocess.Popen, what: str, seen: Callable[[list], bool], timeout: float = 300
+) -> None:
     """Poll the store until `seen(runs)`, once the driver has planned; fail at once if the
     driver ends first."""
     planned(process)
@@ -121,7 +123,7 @@ def test_sigterm_while_a_checkpoint_is_written(write_spec, tmp_path):
 
 def test_sigterm_while_an_evaluation_job_starts(write_spec, tmp_path):
     spec = write_spec(SPEC)
-    process = driver(spec, tmp_path, [{"stage": "probe", "action": "hang"}])  # every probe job, as it starts
+    process = driver(spec, tmp_path, [{"stage": "evaluation", "action": "hang"}])  # every probe job, as it starts
     wait_for(tmp_path, process, "a starting probe job", running("cell"))
     out = stopped(process, signal.SIGTERM)
     assert process.returncode == 130, out

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_one_capped_job_per_shape_of_the_paper_grid_under_keys_no_real_job_has():
-    sweep = prepare(ROOT / "experiments.yaml").sweep
+    sweep = prepare(ROOT / "experiments.yaml", reads_images=False).sweep  # the paper images: pinned
     chosen = smoke.shapes(sweep, 3, {"imagenet": "/fake/imagenet"})
     kinds = {c.job_key: c.evaluation for c in sweep.cells}
     rows = {estimate.row_name(j, "pretrain") for j in sweep.pretrain_jobs.values()}

@@ -16,6 +16,7 @@ from contract.datasets import LAYERS
 from contract.evaluations import FinetuneConfig
 from contract.jobs import FinetuneJob
 from contract.network import NetworkConfig
+from contract.recorder import Recorder
 from contract.schedules import Schedule
 from workers.data.probe_sets import (
     LabelledSamples,
@@ -29,7 +30,6 @@ from workers.data.probe_sets import (
 from workers.methods.supervised import Supervised
 from workers.models.alexnet import AlexNet, build_trunk, load_trunk
 from workers.probes import topk_correct
-from workers.recorder import Recorder
 from workers.training import Loop, device, fit
 
 
@@ -108,7 +108,9 @@ def finetuned(
 
 
 @torch.no_grad()
-def evaluate(model: Supervised, split: ProbeSplit, size: int, cfg: FinetuneConfig, dev: torch.device) -> dict[str, float]:
+def evaluate(
+    model: Supervised, split: ProbeSplit, size: int, cfg: FinetuneConfig, dev: torch.device
+) -> dict[str, float]:
     model.eval()
     top1 = top5 = 0
     for i in range(0, len(split.labels), 512):

@@ -159,7 +159,9 @@ def extract(
 class ProbeTrainer:
     """Trains the heads over epochs and scores them; the trunk stays frozen in eval mode."""
 
-    def __init__(self, trunk: AlexNet, probes: LinearProbes, config: ProbeConfig, size: int, seed: int, device: torch.device):
+    def __init__(
+        self, trunk: AlexNet, probes: LinearProbes, config: ProbeConfig, size: int, seed: int, device: torch.device
+    ):
         self.trunk, self.probes, self.config, self.size, self.device = trunk.eval(), probes, config, size, device
         self.layers = tuple(probes.heads.keys())
         self.rng = np.random.default_rng([seed, 7])
@@ -170,7 +172,9 @@ class ProbeTrainer:
         for p in trunk.parameters():
             p.requires_grad_(False)
 
-    def batches(self, split: ProbeSplit, cache: Features | None, train: bool) -> Iterator[tuple[Features, torch.Tensor]]:
+    def batches(
+        self, split: ProbeSplit, cache: Features | None, train: bool
+    ) -> Iterator[tuple[Features, torch.Tensor]]:
         n, b = len(split.labels), self.config.batch_size
         order = torch.from_numpy(self.rng.permutation(n)) if train else torch.arange(n)
         for i in range(0, n, b):
@@ -215,7 +219,12 @@ class ProbeTrainer:
         # forward pass and the heads' step.
         timing = step_times(self.data_seconds, time.perf_counter() - tick - self.data_seconds, steps)
         return {
-            layer: {"train_loss": loss_sum[layer] / seen, "train_top1": 100 * correct[layer] / seen, "lr": lr_at(epoch, self.config), **timing}
+            layer: {
+                "train_loss": loss_sum[layer] / seen,
+                "train_top1": 100 * correct[layer] / seen,
+                "lr": lr_at(epoch, self.config),
+                **timing,
+            }
             for layer in self.layers
         }
 

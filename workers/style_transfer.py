@@ -3,9 +3,10 @@ layers learned from one image enough to carry a style? (The paper: as good as su
 
 An image, started from the content image, is optimised with Adam so that the Gram matrices of
 its `style_layers` activations match the style image's and its `content_layer` activations
-match the content image's, with a total-variation term for smoothness. Both losses are relative (squared error over the target's squared
-norm): a random trunk and a trained one differ in feature scale, and the numbers should say
-how well each one's targets are met, not how large its features are.
+match the content image's, with a total-variation term for smoothness. Both losses are
+relative (squared error over the target's squared norm): a random trunk and a trained one
+differ in feature scale, and the numbers should say how well each one's targets are met, not
+how large its features are.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from torchvision.utils import save_image
 
 from contract.evaluations import StyleConfig
 from contract.jobs import StyleCell, StyleJob
+from contract.recorder import Recorder
 from workers.data.augment import MEAN, STD
 from workers.data.mono import load_images
 from workers.models.alexnet import AlexNet, load_trunk
-from workers.recorder import Recorder
 from workers.training import device, step_times
 
 LOG_POINTS = 20  # loss points per pair
@@ -42,7 +43,9 @@ def gram(features: torch.Tensor) -> torch.Tensor:
 
 def total_variation(image: torch.Tensor) -> torch.Tensor:
     """Mean squared difference of neighbouring pixels."""
-    return (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean() + (image[..., :, 1:] - image[..., :, :-1]).pow(2).mean()
+    rows = (image[..., 1:, :] - image[..., :-1, :]).pow(2).mean()
+    columns = (image[..., :, 1:] - image[..., :, :-1]).pow(2).mean()
+    return rows + columns
 
 
 def relative_error(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -69,7 +72,9 @@ class StyleLoss:
         return style, relative_error(taps[self.cfg.content_layer], self.content)  # type: ignore[return-value]
 
 
-def transfer(loss: StyleLoss, content: torch.Tensor, cfg: StyleConfig) -> tuple[torch.Tensor, list[tuple[int, dict[str, float]]]]:
+def transfer(
+    loss: StyleLoss, content: torch.Tensor, cfg: StyleConfig
+) -> tuple[torch.Tensor, list[tuple[int, dict[str, float]]]]:
     """The stylised image (1, 3, S, S) in [0, 1], and the loss points on the way."""
     image = content.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([image], lr=cfg.lr)
@@ -79,7 +84,9 @@ def transfer(loss: StyleLoss, content: torch.Tensor, cfg: StyleConfig) -> tuple[
         style, content_loss = loss(image)
         total = cfg.style_weight * style + cfg.content_weight * content_loss + cfg.tv_weight * total_variation(image)
         if step % every == 0 or step == cfg.steps:
-            points.append((step, {"style_loss": style.item(), "content_loss": content_loss.item(), "loss": total.item()}))
+            points.append(
+                (step, {"style_loss": style.item(), "content_loss": content_loss.item(), "loss": total.item()})
+            )
         if step == cfg.steps:
             break
         optimizer.zero_grad(set_to_none=True)

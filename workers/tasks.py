@@ -14,20 +14,22 @@ from pathlib import Path
 import torch
 
 from contract.jobs import PretrainJob, ProbeJob
+from contract.recorder import Recorder
 from workers import pictures
 from workers.data.mono import MonoDataset, load_images
 from workers.data.probe_sets import (
     LabelledSamples,
     capped,
+    chosen_sources,
     content_hash,
     draw_sources,
     load_split,
     subset_of,
 )
+from workers.data.real import RealImages
 from workers.methods.base import implementation
 from workers.models.alexnet import build_trunk, load_trunk
 from workers.probes import LinearProbes, ProbeTrainer, extract, feature_shapes, single_view
-from workers.recorder import Recorder
 from workers.training import Loop, device, fit
 
 EXTRACTION_SHARE = 0.5  # of a probe job with cached features: see `probe`
@@ -73,21 +75,31 @@ def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path, resume: Path |
     return path
 
 
-def training_set(job: PretrainJob, recorder: Recorder) -> MonoDataset | LabelledSamples:
-    """The labelled train split (supervised), or the mono dataset of the job's source images:
-    files checked against their hashes, or a seeded draw from a dataset's train split, whose
-    content hash is recorded as `images_sha256`; its loader is the method's (None: none)."""
+def training_set(job: PretrainJob, recorder: Recorder) -> MonoDataset | RealImages | LabelledSamples:
+    """The labelled train split (supervised); a whole train split's real images, through the
+    method's own loader alone (N = all: DatasetImages.real_images); or the mono dataset of the
+    job's source images. Source images are files checked against their hashes, a dataset's
+    images a list names, or a seeded draw from its train split; a dataset's images have their
+    content hash recorded as `images_sha256`. The loader is the method's (None: none), unless
+    the augmentation switches it off."""
     size = job.network.input_size
     if job.labels is not None:
         split = load_split(job.labels.dataset, job.labels.data_root, train=True)
         return LabelledSamples(subset_of(split, job.method.train_samples), size, job.seed)
+    loader = getattr(job.method, "loader", None)
     if job.drawn is not None:
-        split = load_split(job.drawn.dataset, job.drawn.data_root, train=True)
-        images = draw_sources(split, job.drawn.n, job.drawn.draw_seed)
+        drawn = job.drawn
+        if drawn.chosen is not None:
+            images = chosen_sources(drawn.dataset, drawn.data_root, drawn.chosen)
+        else:
+            images = draw_sources(load_split(drawn.dataset, drawn.data_root, train=True), drawn.n, drawn.draw_seed)
         recorder.params({"images_sha256": content_hash(images)})
+        if drawn.real_images:
+            return RealImages(images, size, job.method.samples, job.seed, loader)
     else:
         images = load_images(job.images)
-    loader = getattr(job.method, "loader", None)
+    if not job.augmentation.loader:  # type: ignore[union-attr]
+        loader = None
     return MonoDataset(images, job.augmentation, size, job.method.samples, job.seed, loader)
 
 

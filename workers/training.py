@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from contract.recorder import Recorder
 from contract.schedules import Schedule
 from workers.methods.base import DivergedLoss, Method, NonFiniteLoss
-from workers.recorder import Recorder
 
 LOG_EVERY = 20  # steps between training-loss points (and progress reports: `progress`, the share of
 # the job's steps done, goes with them, so a driver can show how far a running job is; and where a

@@ -51,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"--gpu-tflops {args.gpu_tflops:g}: a GPU's peak is above 0")
     if not 0 < args.mfu <= 1:
         raise UserError(f"--mfu {args.mfu:g}: a fraction of the peak, in (0, 1]")
-    prepared = prepare(args.file)
+    prepared = prepare(args.file, reads_images=False)
     sweep, spec = prepared.sweep, prepared.spec
     least = None
     if sequential.applies(prepared):  # priced at the maximum, the minimum beside it
@@ -67,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
         "evaluation_jobs": dict(by_kind),
     }
     rate = estimate.Throughput(args.gpu_tflops, args.mfu)
-    gpus = {"pretrain": spec.resources.pretrain.gpus, "evaluation": spec.resources.probe.gpus}
+    gpus = {"pretrain": spec.resources.pretrain.gpus, "evaluation": spec.resources.evaluation.gpus}
     table = estimate.rows(estimate.estimate(sweep)) if args.estimate else []
     low = estimate.rows(estimate.estimate(least)) if args.estimate and least else []
     if args.json:

@@ -24,13 +24,17 @@ from orchestrator.record import store
 
 def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="experiment file (YAML); its name, tracking_uri and findings are read")
-    p.add_argument("--format", default="md,csv", help=f"comma-separated, of {', '.join(report.FORMATS)} (default md,csv)")
-    p.add_argument("--view", default="top1,diff_random",
+    p.add_argument(
+        "--format", default="md,csv", help=f"comma-separated, of {', '.join(report.FORMATS)} (default md,csv)"
+    )
+    p.add_argument("--view", default="mean,diff_random",
                    help=f"comma-separated, of {', '.join(report.VIEWS)} (findings: the file's findings decided)")
     p.add_argument("--reference", default="random", metavar="ROW",
                    help="the paired view's reference: a row's whole label, or a method with one row (default random)")
     p.add_argument("--out", type=Path, help="output folder (default reports/NAME)")
-    p.add_argument("--compare", metavar="OTHER", help="another experiment file: its tables side by side with this one's")
+    p.add_argument(
+        "--compare", metavar="OTHER", help="another experiment file: its tables side by side with this one's"
+    )
     p.add_argument("--no-log", action="store_true", help="do not attach the report to the sweep run in MLflow")
 
 
@@ -40,7 +44,7 @@ def _sweep(path: str) -> report.SweepRuns:
 
 
 def _view(table: report.Table, view: str, reference: str) -> report.Table:
-    if view == "top1":
+    if view == "mean":
         return table
     return report_paired.paired(table, reference) if view == "paired" else report.relative(table, view)
 
@@ -60,6 +64,9 @@ def _text(fmt: str, findings: report_findings.Standing | None, shown: list[repor
 
 def main(args: argparse.Namespace) -> int:
     formats, views = args.format.split(","), args.view.split(",")
+    for old in set(views) & set(report.RENAMED_VIEWS):
+        print(f"--view {old} is deprecated: it is the `{report.RENAMED_VIEWS[old]}` view", file=sys.stderr)
+    views = [report.RENAMED_VIEWS.get(v, v) for v in views]
     bad = [f for f in formats if f not in report.FORMATS] + [v for v in views if v not in report.VIEWS]
     if bad:
         print(f"--format/--view: {', '.join(map(repr, bad))} not allowed; formats: {', '.join(report.FORMATS)}; "
@@ -90,7 +97,9 @@ def main(args: argparse.Namespace) -> int:
     ]
     run_pictures = figures.run_pictures(rec, out / "runs")
     converged = report.convergence(rec)
-    notes = "\n\n## Did the pre-training converge?\n\n" + "\n".join(f"- {line}" for line in converged) if converged else ""
+    notes = (
+        "\n\n## Did the pre-training converge?\n\n" + "\n".join(f"- {line}" for line in converged) if converged else ""
+    )
     for fmt in formats:
         if fmt == "html":  # one self-contained page: settings, states, findings, tables, figures, runs
             decided = report_findings.render(findings, "html") if findings else None
@@ -103,13 +112,15 @@ def main(args: argparse.Namespace) -> int:
             text = _text(fmt, findings, shown) + (notes if fmt == "md" else "") + "\n"
         (out / f"report.{fmt}").write_text(text)
     print(_text("md", findings, shown) + notes)
-    done = sum(run.status == "FINISHED" for key, run in rec.probe.items() if key in {c.key for c in rec.cells})
+    done = sum(run.status == "FINISHED" for key, run in rec.cell_runs.items() if key in {c.key for c in rec.cells})
     print(f"\n{done}/{len(rec.cells)} cells FINISHED. Wrote {len(formats)} table file(s) and "
           f"{len(pictures) + len(run_pictures)} figures to {out}")
     if not args.no_log:
         store.log_files(rec.uri, rec.sweep_run_id, out, "report")
         for table in shown:  # MLflow's table artifacts: the UI shows them as tables
-            store.log_table(rec.uri, rec.sweep_run_id, report.columns(table), f"report/tables/{report.file_name(table)}.json")
+            store.log_table(
+                rec.uri, rec.sweep_run_id, report.columns(table), f"report/tables/{report.file_name(table)}.json"
+            )
         if findings:
             store.log_table(rec.uri, rec.sweep_run_id, report_findings.columns(findings), "report/tables/findings.json")
         print(f"attached to the sweep run {rec.sweep_run_id} (artifacts: report/, tables in report/tables/): "

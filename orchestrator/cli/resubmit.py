@@ -37,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
     where = _where(args.where)
     prepared = sequential.so_far(prepare(args.file))  # seeds until decided: the seeds planned so far
     rec = report.load(prepared.uri, prepared.spec.name, prepared.sweep.cells)
-    states = status.cell_states(rec.cells, rec.probe, rec.pretrain)
+    states = status.cell_states(rec.cells, rec.cell_runs, rec.pretrain)
     chosen = status.select(states, wanted, where)
     print(f"resubmitting {len(chosen)} of {len(states)} cells ({args.status})", flush=True)
     if not chosen:

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from contract.datasets import PROBE_DATASETS
+from contract.datasets import LABELLED_DATASETS
 from orchestrator import smoke
 from orchestrator.errors import UserError
 from orchestrator.record import store
@@ -49,8 +49,8 @@ def data_roots(pairs: list[str]) -> dict[str, str]:
         dataset, sep, path = pair.partition("=")
         if not sep or not path:
             raise UserError(f"--data-root {pair!r}: give DATASET=PATH")
-        if dataset not in PROBE_DATASETS:
-            raise UserError(f"--data-root {pair!r}: {dataset!r} is not one of {', '.join(PROBE_DATASETS)}")
+        if dataset not in LABELLED_DATASETS:
+            raise UserError(f"--data-root {pair!r}: {dataset!r} is not one of {', '.join(LABELLED_DATASETS)}")
         roots[dataset] = str(Path(path).resolve())
     return roots
 

@@ -53,7 +53,7 @@ def main(args: argparse.Namespace) -> int:
     spec = load_spec(args.file)
     rec = report.load(store.resolve_uri(spec.tracking_uri), spec.name)
     alive = runs.live_driver(rec.uri, rec.experiment_id) is not None
-    states = status.cell_states(rec.cells, rec.probe, rec.pretrain, alive)
+    states = status.cell_states(rec.cells, rec.cell_runs, rec.pretrain, alive)
     total, axes = status.counts(states), status.by_axis(states)
     failed = [s for s in states if s.state in ("failed", "killed")]
     running = [s for s in states if s.state in ("running", "stale")]

@@ -1,4 +1,7 @@
-"""Check an experiment file and print the size of its grid; nothing runs, nothing is written."""
+"""Check an experiment file and print the size of its grid; nothing runs, nothing is written.
+
+The paper's own images (`ameyoko`, `sf`, `animals`) are planned from their pinned hashes and
+not looked for here: `run`, `smoke` and `resubmit` check them (contract/paper_images.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ def register(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    prepared = prepare(args.file)
+    prepared = prepare(args.file, reads_images=False)
     sweep, spec = prepared.sweep, prepared.spec
     comparisons = resolve(spec.findings, sweep.cells)[0]
     fewest = None

@@ -23,10 +23,10 @@ from contract.base import Frozen
 from contract.jobs import EvaluationJob, PretrainJob
 
 if TYPE_CHECKING:
+    from contract.recorder import Recorder
     from orchestrator.grid import Cell
     from orchestrator.report import SweepRuns, Table
     from orchestrator.spec import Spec
-    from workers.recorder import Recorder
 
 
 class EvaluationSettings(Frozen):
@@ -67,11 +67,15 @@ class EvaluationKind:
         them: it exists once per dataset)."""
         raise NotImplementedError
 
-    def identity(self, item: Any, point: dict[str, Any], trunk: PretrainJob, spec: Spec, context: Any) -> tuple[str, str, str]:
+    def identity(
+        self, item: Any, point: dict[str, Any], trunk: PretrainJob, spec: Spec, context: Any
+    ) -> tuple[str, str, str]:
         """(cell key, the key of the job that runs it, label): cells of one job share its key."""
         raise NotImplementedError
 
-    def job(self, spec: Spec, base_dir: Path, key: str, trunk: PretrainJob, cells: list[Cell], context: Any) -> EvaluationJob:
+    def job(
+        self, spec: Spec, base_dir: Path, key: str, trunk: PretrainJob, cells: list[Cell], context: Any
+    ) -> EvaluationJob:
         """The job that runs `cells` on the trunk as trained (DeepCluster's Sobel included)."""
         raise NotImplementedError
 
@@ -109,7 +113,7 @@ def row_label(cell: Cell) -> str:
 
 
 VIEW_WORDS = {
-    "top1": "top-1 (%)", "diff_random": "top-1 minus random (points)", "pct_supervised": "top-1 as % of supervised",
+    "mean": "top-1 (%)", "diff_random": "top-1 minus random (points)", "pct_supervised": "top-1 as % of supervised",
     "paired": "top-1 minus {reference} seed by seed (mean [95% CI], * where it excludes 0)",
 }
 

@@ -38,7 +38,9 @@ class FinetuneFrozenSettings(EvaluationSettings):
     @classmethod
     def _layers(cls, frozen: tuple[int, ...]) -> tuple[int, ...]:
         if any(not 0 <= k <= len(LAYERS) for k in frozen):
-            raise ValueError(f"k = {list(frozen)}: the network has {len(LAYERS)} conv layers, so 0 <= k <= {len(LAYERS)}")
+            raise ValueError(
+                f"k = {list(frozen)}: the network has {len(LAYERS)} conv layers, so 0 <= k <= {len(LAYERS)}"
+            )
         if len(set(frozen)) < len(frozen):
             raise ValueError(f"{[k for k in frozen if frozen.count(k) > 1][0]!r} is listed twice")
         return frozen
@@ -53,14 +55,18 @@ class FinetuneFrozen(EvaluationKind):
         for dataset, k in itertools.product(spec.grid.probe_dataset, item.frozen):
             yield {"probe_dataset": dataset, "frozen": k}
 
-    def identity(self, item: Any, point: dict[str, Any], trunk: PretrainJob, spec: Spec, context: Any) -> tuple[str, str, str]:
+    def identity(
+        self, item: Any, point: dict[str, Any], trunk: PretrainJob, spec: Spec, context: Any
+    ) -> tuple[str, str, str]:
         dataset = point["probe_dataset"]
         material = {"pretrain": trunk.key, "finetune": settings_material(spec.finetune), "dataset": dataset,
                     "frozen": point["frozen"]}
         key = content_key("finetune", material)
         return key, key, f"{trunk.label} finetune k{point['frozen']} {dataset}"
 
-    def job(self, spec: Spec, base_dir: Path, key: str, trunk: PretrainJob, cells: list[Cell], context: Any) -> FinetuneJob:
+    def job(
+        self, spec: Spec, base_dir: Path, key: str, trunk: PretrainJob, cells: list[Cell], context: Any
+    ) -> FinetuneJob:
         (cell,) = cells
         return FinetuneJob(
             key=key, label=cell.label, pretrain_key=trunk.key, network=trunk.network, seed=trunk.seed,
@@ -86,4 +92,8 @@ class FinetuneFrozen(EvaluationKind):
     def figures(self, rec: SweepRuns, tables: list[Table], out: Path) -> list[Path]:
         from orchestrator import figures
 
-        return [figures.layer_curves(tables, out / "finetune_top1.png", "frozen layers k (conv1..convk)", "finetuned top-1 (%)")]
+        return [
+            figures.layer_curves(
+                tables, out / "finetune_top1.png", "frozen layers k (conv1..convk)", "finetuned top-1 (%)"
+            )
+        ]

@@ -34,13 +34,17 @@ class LinearProbe(EvaluationKind):
         for dataset, layer in itertools.product(spec.grid.probe_dataset, spec.grid.layer):
             yield {"probe_dataset": dataset, "layer": layer}
 
-    def identity(self, item: Any, point: dict[str, Any], trunk: PretrainJob, spec: Spec, context: Any) -> tuple[str, str, str]:
+    def identity(
+        self, item: Any, point: dict[str, Any], trunk: PretrainJob, spec: Spec, context: Any
+    ) -> tuple[str, str, str]:
         dataset = point["probe_dataset"]
         probe = {"pretrain": trunk.key, "probe": settings_material(spec.probe), "dataset": dataset}
         key = content_key("cell", {**probe, "layer": point["layer"]})
         return key, content_key("probe", probe), f"{trunk.label} {point['layer']} {dataset}"
 
-    def job(self, spec: Spec, base_dir: Path, key: str, trunk: PretrainJob, cells: list[Cell], context: Any) -> ProbeJob:
+    def job(
+        self, spec: Spec, base_dir: Path, key: str, trunk: PretrainJob, cells: list[Cell], context: Any
+    ) -> ProbeJob:
         dataset = cells[0].probe_dataset
         return ProbeJob(
             key=key, label=f"{trunk.label} {dataset}", pretrain_key=trunk.key, network=trunk.network, seed=trunk.seed,

@@ -31,7 +31,10 @@ def style_paths(spec: Spec, base_dir: Path) -> list[tuple[tuple[str, int], str, 
     """The contents (photos) and styles (style images) as (place in the spec, name, file)."""
     return [
         ((field, j), ref, resolve_photo(ref, base_dir, folder))
-        for field, refs, folder in (("contents", spec.style.contents, PHOTOS_DIR), ("styles", spec.style.styles, STYLES_DIR))
+        for field, refs, folder in (
+            ("contents", spec.style.contents, PHOTOS_DIR),
+            ("styles", spec.style.styles, STYLES_DIR),
+        )
         for j, ref in enumerate(refs)
     ]
 
@@ -45,7 +48,9 @@ class StyleTransfer(EvaluationKind):
 
     def context(self, spec: Spec, base_dir: Path) -> dict[str, ImageFile]:
         """The contents and styles by name, hashed."""
-        return {ref: ImageFile(path=str(path), sha256=sha256_file(path)) for _, ref, path in style_paths(spec, base_dir)}
+        return {
+            ref: ImageFile(path=str(path), sha256=sha256_file(path)) for _, ref, path in style_paths(spec, base_dir)
+        }
 
     def image_problems(self, spec: Spec, base_dir: Path) -> list[tuple[tuple[Any, ...], str]]:
         return [(("style", *place), f"{ref!r}: {problem}") for place, ref, file in style_paths(spec, base_dir)
@@ -56,12 +61,22 @@ class StyleTransfer(EvaluationKind):
         for dataset, content, style in itertools.product(datasets, spec.style.contents, spec.style.styles):
             yield {"probe_dataset": dataset, "content": content, "style": style}
 
-    def identity(self, item: Any, point: dict[str, Any], trunk: PretrainJob, spec: Spec, context: Any) -> tuple[str, str, str]:
-        job_key = content_key("style", {"pretrain": trunk.key, "style": settings_material(spec.style, {"contents", "styles"})})
+    def identity(
+        self, item: Any, point: dict[str, Any], trunk: PretrainJob, spec: Spec, context: Any
+    ) -> tuple[str, str, str]:
+        job_key = content_key(
+            "style", {"pretrain": trunk.key, "style": settings_material(spec.style, {"contents", "styles"})}
+        )
         pair = {"content": context[point["content"]].sha256, "style_image": context[point["style"]].sha256}
-        return content_key("style-pair", {"job": job_key, **pair}), job_key, f"{trunk.label} style {point['content']}+{point['style']}"
+        return (
+            content_key("style-pair", {"job": job_key, **pair}),
+            job_key,
+            f"{trunk.label} style {point['content']}+{point['style']}",
+        )
 
-    def job(self, spec: Spec, base_dir: Path, key: str, trunk: PretrainJob, cells: list[Cell], context: Any) -> StyleJob:
+    def job(
+        self, spec: Spec, base_dir: Path, key: str, trunk: PretrainJob, cells: list[Cell], context: Any
+    ) -> StyleJob:
         return StyleJob(
             key=key, label=f"{trunk.label} style", pretrain_key=trunk.key, network=trunk.network, seed=trunk.seed,
             style=spec.style,
@@ -83,7 +98,7 @@ class StyleTransfer(EvaluationKind):
 
     def title(self, table: Table) -> str:
         view = {
-            "top1": "", "diff_random": " minus random", "pct_supervised": " as % of supervised",
+            "mean": "", "diff_random": " minus random", "pct_supervised": " as % of supervised",
             "paired": f" minus {table.reference} seed by seed (mean [95% CI], * where it excludes 0)",
         }[table.view]
         return f"{table.metric.replace('_', ' ')}{view} of style transfer (relative to its target: lower is closer)"

@@ -21,6 +21,10 @@ from orchestrator.record.store import client, log_batch, param_text, retry
 WRITE_EVERY_S = 5.0
 
 
+class UnknownPart(KeyError):
+    """A value was routed to a part (a cell) the job does not have."""
+
+
 @dataclass
 class _Unwritten:
     """What a run has been given and the store has not yet."""
@@ -32,44 +36,56 @@ class _Unwritten:
 
 
 class MlflowRecorder:
-    """The compute core's Recorder, writing to runs: `None` -> the job's run, a layer ->
-    that cell's run. Values are buffered per run and written in one log_batch at most every
-    WRITE_EVERY_S seconds, before the run's artifacts (so a checkpoint's steps are stored
-    before it) and by `end`. The 5 s are checked when the run is next given a value, so a
-    process killed outright loses what came since the last write: up to one logging interval
-    (20 steps, an epoch) plus 5 s, which a resumed attempt logs again from its checkpoint."""
+    """The compute core's Recorder, writing to runs: `None` -> every run of the job (its one
+    run, for a job of one), a part -> that cell's run; any other part is an error. Values are
+    buffered per run and written in one log_batch at most every WRITE_EVERY_S seconds, before
+    the run's artifacts (so a checkpoint's steps are stored before it) and by `end`. The 5 s are
+    checked when the run is next given a value, so a process killed outright loses what came
+    since the last write: up to one logging interval (20 steps, an epoch) plus 5 s, which a
+    resumed attempt logs again from its checkpoint."""
 
     def __init__(self, uri: str, runs: Mapping[str | None, str]):
         self.uri, self.client, self.runs = uri, client(uri), runs
         self.unwritten = {run_id: _Unwritten() for run_id in runs.values()}
 
-    def _targets(self, layer: str | None) -> list[str]:
-        return [self.runs[layer]] if layer in self.runs else list(self.runs.values())
+    def _targets(self, part: str | None) -> list[str]:
+        """The runs a value goes to: its part's run, or every run of the job for `None`.
 
-    def params(self, values: Mapping[str, Any], layer: str | None = None) -> None:
-        for run_id in self._targets(layer):
+        Raises:
+            UnknownPart: `part` names none of the job's cells (a worker's routing bug, which
+                would otherwise write one cell's value into every cell's run).
+        """
+        if part in self.runs:
+            return [self.runs[part]]
+        if part is None:
+            return list(self.runs.values())
+        known = ", ".join(repr(p) for p in self.runs)
+        raise UnknownPart(f"no run of this job is for part {part!r}; its parts: {known}")
+
+    def params(self, values: Mapping[str, Any], part: str | None = None) -> None:
+        for run_id in self._targets(part):
             self.unwritten[run_id].params.update((k, param_text(v)) for k, v in values.items())
             self._write_if_due(run_id)
 
-    def metrics(self, values: Mapping[str, float], step: int, layer: str | None = None) -> None:
+    def metrics(self, values: Mapping[str, float], step: int, part: str | None = None) -> None:
         now = int(time.time() * 1000)  # the time it was measured, whenever it is written
         batch = [Metric(k, float(v), now, step) for k, v in values.items()]
-        for run_id in self._targets(layer):
+        for run_id in self._targets(part):
             self.unwritten[run_id].metrics += batch
             self._write_if_due(run_id)
 
-    def tag(self, name: str, value: str, layer: str | None = None) -> None:
-        for run_id in self._targets(layer):
+    def tag(self, name: str, value: str, part: str | None = None) -> None:
+        for run_id in self._targets(part):
             self.unwritten[run_id].tags[TAG + name] = value
             self._write_if_due(run_id)
 
-    def artifact(self, path: Path, layer: str | None = None) -> None:
-        for run_id in self._targets(layer):
+    def artifact(self, path: Path, part: str | None = None) -> None:
+        for run_id in self._targets(part):
             self._write(run_id)
             retry(self.client.log_artifact, run_id, str(path))
 
-    def text(self, text: str, name: str, layer: str | None = None) -> None:
-        for run_id in self._targets(layer):
+    def text(self, text: str, name: str, part: str | None = None) -> None:
+        for run_id in self._targets(part):
             self._write(run_id)
             retry(self.client.log_text, run_id, text, name)
 

@@ -35,7 +35,10 @@ def test_steps_change_at_epoch_starts_only():
 def test_fractions_keep_the_shape_of_a_shortened_run():
     """RotNet's milestones at 0.3/0.6/0.9 fall on epochs 15/30/45 of 50 and 3/6/9 of 10."""
     lut = Schedule(kind="steps", at=(0.3, 0.6, 0.9))
-    drops = lambda epochs: [e for e in range(1, epochs) if lut.factor(e, 1, epochs) < lut.factor(e - 1, 1, epochs)]
+
+    def drops(epochs: int) -> list[int]:
+        return [e for e in range(1, epochs) if lut.factor(e, 1, epochs) < lut.factor(e - 1, 1, epochs)]
+
     assert drops(50) == [15, 30, 45] and drops(10) == [3, 6, 9]
 
 

@@ -20,7 +20,11 @@ assert not loaded, loaded
 
 @pytest.mark.parametrize(
     ("package", "forbidden"),
-    [("orchestrator", {"torch", "torchvision"}), ("contract", {"torch", "ray", "mlflow"}), ("workers", {"ray", "mlflow"})],
+    [
+        ("orchestrator", {"torch", "torchvision"}),
+        ("contract", {"torch", "ray", "mlflow"}),
+        ("workers", {"ray", "mlflow"}),
+    ],
 )
 def test_package_imports_nothing_forbidden(package, forbidden):
     code = CHECK.format(package=package, forbidden=forbidden)

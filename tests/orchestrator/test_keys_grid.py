@@ -139,7 +139,10 @@ NEUTRAL = {
     "fault injection": ("faults", [{"action": "fail"}]),
     "storage": ("storage", "/shared/tune"),
     "data root": ("data_roots", {"fashion_mnist": "/elsewhere"}),
-    "preset spelled out": ("probe", {"preset": "fast", "epochs": 2, "train_samples": 500, "test_samples": 500, "batch_size": 256}),
+    "preset spelled out": (
+        "probe",
+        {"preset": "fast", "epochs": 2, "train_samples": 500, "test_samples": 500, "batch_size": 256},
+    ),
 }
 
 
@@ -186,7 +189,11 @@ def test_pool_draw_is_seeded_and_recorded(base, tmp_path):
     (tmp_path / "pool").mkdir()
     for name in ("astronaut", "coffee", "chelsea", "rocket"):
         shutil.copy(bundled_photos()[name], tmp_path / "pool" / f"{name}.jpg")
-    pick = lambda seed: expand(spec_from(_set(base, "grid.images", [{"pool": "pool", "n": 2, "draw_seed": seed}]), tmp_path), tmp_path)  # noqa: E731
+
+    def pick(seed: int):
+        pool = [{"pool": "pool", "n": 2, "draw_seed": seed}]
+        return expand(spec_from(_set(base, "grid.images", pool), tmp_path), tmp_path)
+
     a, b = pick(0), pick(0)
     assert [j.images for j in a.pretrain_jobs.values()] == [j.images for j in b.pretrain_jobs.values()]
     draws = {tuple(f.sha256 for f in j.images) for s in range(6) for j in pick(s).pretrain_jobs.values() if j.images}
@@ -217,7 +224,11 @@ def _methods(base: dict, *methods) -> dict:
 
 
 def test_supervised_is_trained_once_per_probe_dataset_on_its_train_split(base, tmp_path):
-    data = _set(_methods(base, "random", {"name": "supervised", "epochs": 1}), "grid.probe_dataset", ["fashion_mnist", "cifar10"])
+    data = _set(
+        _methods(base, "random", {"name": "supervised", "epochs": 1}),
+        "grid.probe_dataset",
+        ["fashion_mnist", "cifar10"],
+    )
     data = _set(data, "grid.images", ["astronaut", "coffee"])  # ignored by both methods
     sweep = expand(spec_from(data, tmp_path), tmp_path)
     supervised = {k: j for k, j in sweep.pretrain_jobs.items() if j.method.name == "supervised"}
@@ -227,7 +238,10 @@ def test_supervised_is_trained_once_per_probe_dataset_on_its_train_split(base, t
     for job in supervised.values():
         assert job.images == () and job.augmentation is None and job.drawn is None
     roots = {j.labels.dataset: j.labels.data_root for j in supervised.values()}
-    assert roots == {"fashion_mnist": DEFAULT_DATA_ROOTS["fashion_mnist"], "cifar10": str((tmp_path / "data/cifar10").resolve())}
+    assert roots == {
+        "fashion_mnist": DEFAULT_DATA_ROOTS["fashion_mnist"],
+        "cifar10": str((tmp_path / "data/cifar10").resolve()),
+    }
     # Every supervised cell of dataset D probes the trunk trained on D.
     cells = [c for c in sweep.cells if c.method == "supervised"]
     assert len(cells) == 10 and all(c.pretrain_key == by_dataset[c.probe_dataset] for c in cells)
@@ -249,7 +263,9 @@ def test_supervised_key_is_its_dataset_not_where_the_data_lies(base, tmp_path):
 
 
 def test_deepcluster_trains_and_probes_behind_a_sobel_filter(base, tmp_path):
-    data = _methods(base, {"name": "deepcluster", "samples": 64, "k": 4, "epochs": 1}, {"name": "rotnet", "samples": 64})
+    data = _methods(
+        base, {"name": "deepcluster", "samples": 64, "k": 4, "epochs": 1}, {"name": "rotnet", "samples": 64}
+    )
     sweep = expand(spec_from(data, tmp_path), tmp_path)
     sobel = {j.method.name: j.network.sobel for j in sweep.pretrain_jobs.values()}
     assert sobel == {"deepcluster": True, "rotnet": False}
@@ -263,17 +279,65 @@ def test_deepcluster_trains_and_probes_behind_a_sobel_filter(base, tmp_path):
 
 
 def test_dataset_draws_validate_and_plan_without_the_data(base, tmp_path):
-    draws = [{"dataset": "imagenet", "n": 10}, {"dataset": "imagenet", "n": "all"}, {"dataset": "cifar10", "n": 10, "draw_seed": 1}]
+    draws = [
+        {"dataset": "imagenet", "n": 10},
+        {"dataset": "imagenet", "n": "all"},
+        {"dataset": "cifar10", "n": 10, "draw_seed": 1},
+    ]
     data = _set(_set(base, "grid.images", draws), "data_roots", {"imagenet": "/nowhere/imagenet"})
     sweep = expand(spec_from(data, tmp_path), tmp_path)
     drawn = [j.drawn for j in sweep.pretrain_jobs.values() if j.drawn]
     assert [(d.dataset, d.n, d.draw_seed) for d in drawn] == [
-        ("imagenet", 10, 0), ("imagenet", 10, 0), ("imagenet", 1281167, 0), ("imagenet", 1281167, 0),
-        ("cifar10", 10, 1), ("cifar10", 10, 1),
-    ]  # full and none for each
+        ("imagenet", 10, 0), ("imagenet", 10, 0), ("imagenet", 1281167, 0), ("cifar10", 10, 1), ("cifar10", 10, 1),
+    ]  # full and none for each draw; the whole split once, without the generator
     assert drawn[0].data_root == "/nowhere/imagenet"
     assert {c.images for c in sweep.cells if c.images} == {"N10 imagenet", "N1281167 imagenet", "N10 cifar10 d1"}
     assert {c.n for c in sweep.cells if c.n} == {10, 1281167}
+
+
+def test_a_whole_split_ignores_the_augmentation_axis(base, tmp_path):
+    """N = all is the real images through each method's own loader (DatasetImages.real_images):
+    no generator, so one trunk per method and seed, not one per augmentation, and its key holds
+    no augmentation. Mutation that fails it: expand giving the whole split the axis's presets."""
+    data = _set(base, "grid.images", [{"dataset": "cifar10", "n": "all"}, {"dataset": "cifar10", "n": 49999}])
+    sweep = expand(spec_from(data, tmp_path), tmp_path)
+    rotnet = [j for j in sweep.pretrain_jobs.values() if j.method.name == "rotnet"]
+    whole = [j for j in rotnet if j.drawn.n == 50000]
+    assert len(whole) == 1 and whole[0].augmentation is None and whole[0].drawn.real_images
+    assert whole[0].label == "rotnet N50000 cifar10 s0"
+    below = [j for j in rotnet if j.drawn.n == 49999]  # one image fewer: the generator, both presets
+    assert len(below) == 2 and all(j.augmentation is not None and not j.drawn.real_images for j in below)
+    cells = [c for c in sweep.cells if c.n == 50000]
+    assert len(cells) == 5 and {c.augmentation for c in cells} == {None}
+    assert "rotnet N50000 cifar10 s0 conv1 fashion_mnist" in {c.label for c in cells}
+
+
+def test_the_loader_switch_is_key_neutral_on_and_keyed_off(base, tmp_path):
+    """`loader: true` (the methods' own loaders, as before the switch) keeps every key; false
+    moves them and shows in the label. Mutation that fails it: dropping KeyNeutral(True)."""
+    from contract.augmentation import AugmentConfig
+    from orchestrator.keys import settings_material
+
+    assert "loader" not in settings_material(AugmentConfig(loader=True))
+    assert settings_material(AugmentConfig(loader=False))["loader"] is False
+    before = keys(base, tmp_path)
+    on = keys(_set(base, "grid.augmentation", [{"preset": "full", "loader": True}, "none"]), tmp_path)
+    assert on == before
+    off = keys(_set(base, "grid.augmentation", ["full", {"preset": "none", "loader": False}]), tmp_path)
+    label = "rotnet N1 astronaut none s0 conv1 fashion_mnist"
+    assert off[label.replace("none", "none(loader=False)")] != before[label]
+    full = "rotnet N1 astronaut full s0 conv1 fashion_mnist"
+    assert off[full] == before[full]
+
+
+def test_deepclusters_sampler_keeps_the_keys_of_uniform_and_moves_the_default():
+    """`uniform` was the only behaviour before the setting: its keys stay. The default,
+    upstream's executed sampler, trains on other samples: its keys move."""
+    from contract.methods import DeepClusterConfig
+    from orchestrator.keys import settings_material
+
+    assert "sampler" not in settings_material(DeepClusterConfig(sampler="uniform"))
+    assert settings_material(DeepClusterConfig())["sampler"] == "upstream"
 
 
 @pytest.mark.parametrize(
@@ -282,7 +346,11 @@ def test_dataset_draws_validate_and_plan_without_the_data(base, tmp_path):
 )
 def test_dataset_draw_keys_change_with_what_is_drawn(change, base, tmp_path):
     draw = {"dataset": "cifar10", "n": 10}
-    key = lambda d: {j.key for j in expand(spec_from(_set(base, "grid.images", [d]), tmp_path), tmp_path).pretrain_jobs.values()}  # noqa: E731
+
+    def key(d: dict) -> set[str]:
+        sweep = expand(spec_from(_set(base, "grid.images", [d]), tmp_path), tmp_path)
+        return {j.key for j in sweep.pretrain_jobs.values()}
+
     assert key(draw) != key({**draw, **change})
     moved = _set(_set(base, "grid.images", [draw]), "data_roots", {"cifar10": "/moved"})
     assert key(draw) == {j.key for j in expand(spec_from(moved, tmp_path), tmp_path).pretrain_jobs.values()}
@@ -323,7 +391,10 @@ EVALUATIONS = [
 def test_evaluations_make_cells_and_jobs_of_their_own(base, tmp_path):
     base["grid"]["evaluation"] = EVALUATIONS
     sweep = expand(spec_from(base, tmp_path), tmp_path)
-    by_kind = {kind: [c for c in sweep.cells if c.evaluation == kind] for kind in ("linear_probe", "finetune_frozen", "style_transfer")}
+    by_kind = {
+        kind: [c for c in sweep.cells if c.evaluation == kind]
+        for kind in ("linear_probe", "finetune_frozen", "style_transfer")
+    }
     # Three trunks (random, rotnet full, rotnet none): 5 layers, 3 values of k, 2 (content, style) pairs each.
     assert [len(v) for v in by_kind.values()] == [15, 9, 6]
     assert len(sweep.pretrain_jobs) == 3  # every evaluation reads the same trunks

@@ -13,74 +13,110 @@ from tests.conftest import TINY
 # (replace this, with that) in the tiny spec -> words the error must contain
 BAD = {
     "unknown evaluation": (
-        "  layer:", "  evaluation: [linear_probes]\n  layer:",
+        "  layer:",
+        "  evaluation: [linear_probes]\n  layer:",
         ["grid.evaluation[0]", "'linear_probes'", "linear_probe, finetune_frozen, style_transfer"],
     ),
     "k beyond the network": (
-        "  layer:", "  evaluation: [{name: finetune_frozen, frozen: [2, 6]}]\n  layer:",
+        "  layer:",
+        "  evaluation: [{name: finetune_frozen, frozen: [2, 6]}]\n  layer:",
         ["grid.evaluation[0].frozen", "[2, 6]", "0 <= k <= 5"],
     ),
     "evaluation listed twice": (
-        "  layer:", "  evaluation: [style_transfer, linear_probe, style_transfer]\n  layer:",
+        "  layer:",
+        "  evaluation: [style_transfer, linear_probe, style_transfer]\n  layer:",
         ["grid.evaluation", "listed twice"],
     ),
     "unknown style image": (
-        "retries: 1", "retries: 1\nstyle: {styles: [hubble, starry_night]}",
+        "retries: 1",
+        "retries: 1\nstyle: {styles: [hubble, starry_night]}",
         ["style", "'starry_night'", "hubble, ihc", "no file at"],
     ),
     "unknown method": (
-        "method: [random,", "method: [rotnett,", ["grid.method[0]", "'rotnett'", "random, rotnet"],
+        "method: [random,",
+        "method: [rotnett,",
+        ["grid.method[0]", "'rotnett'", "random, rotnet"],
     ),
     "wrong type": (
-        "epochs: 1,", "epochs: many,", ["grid.method[1].epochs", "'many'", "integer"],
+        "epochs: 1,",
+        "epochs: many,",
+        ["grid.method[1].epochs", "'many'", "integer"],
     ),
     "negative N": (
-        "images: [astronaut]", "images: [{photos: [astronaut], n: -1}]",
+        "images: [astronaut]",
+        "images: [{photos: [astronaut], n: -1}]",
         ["grid.images[0].n", "-1", "greater than or equal to 1"],
     ),
     "unknown layer": (
-        "conv4, conv5]", "conv4, conv6]", ["grid.layer[4]", "'conv6'", "conv1, conv2, conv3, conv4, conv5"],
+        "conv4, conv5]",
+        "conv4, conv6]",
+        ["grid.layer[4]", "'conv6'", "conv1, conv2, conv3, conv4, conv5"],
     ),
     "missing image file": (
-        "images: [astronaut]", "images: [photos/missing.jpg]",
+        "images: [astronaut]",
+        "images: [photos/missing.jpg]",
         ["grid.images[0]: ", "'photos/missing.jpg'", "astronaut", "no file at"],
     ),
     "unknown key": (
-        "retries: 1", "retries: 1\nretires: 2", ["retires", "unknown key", "did you mean 'retries'"],
+        "retries: 1",
+        "retries: 1\nretires: 2",
+        ["retires", "unknown key", "did you mean 'retries'"],
     ),
     "unknown nested key": (
-        "network: {width: 0.25,", "network: {widht: 0.25,", ["network.widht", "did you mean 'width'", "allowed: arch, width, input_size"],
+        "network: {width: 0.25,",
+        "network: {widht: 0.25,",
+        ["network.widht", "did you mean 'width'", "allowed: arch, width, input_size"],
     ),
     "unknown augmentation": (
-        "[full, none]", "[full, nope]", ["grid.augmentation", "'nope'", "full, none"],
+        "[full, none]",
+        "[full, nope]",
+        ["grid.augmentation", "'nope'", "full, none"],
     ),
     "duplicate axis value": (
-        "seed: [0]", "seed: [0, 0]", ["grid.seed", "listed twice"],
+        "seed: [0]",
+        "seed: [0, 0]",
+        ["grid.seed", "listed twice"],
     ),
     "empty axis": (
-        "seed: [0]", "seed: []", ["grid.seed", "at least 1"],
+        "seed: [0]",
+        "seed: []",
+        ["grid.seed", "at least 1"],
     ),
     "unknown probe dataset": (
-        "probe_dataset: [fashion_mnist]", "probe_dataset: [mnist]", ["grid.probe_dataset[0]", "'mnist'", "fashion_mnist"],
+        "probe_dataset: [fashion_mnist]",
+        "probe_dataset: [mnist]",
+        ["grid.probe_dataset[0]", "'mnist'", "fashion_mnist"],
     ),
     # Hostile files: each was accepted or mishandled before strict types and the YAML checks.
     "boolean as integer": (
-        "epochs: 1,", "epochs: true,", ["grid.method[1].epochs", "True", "valid integer"],
+        "epochs: 1,",
+        "epochs: true,",
+        ["grid.method[1].epochs", "True", "valid integer"],
     ),
     "string as number": (
-        "width: 0.25,", "width: '0.25',", ["network.width", "'0.25'", "valid number"],
+        "width: 0.25,",
+        "width: '0.25',",
+        ["network.width", "'0.25'", "valid number"],
     ),
     "boolean as integer axis value": (
-        "seed: [0]", "seed: [false]", ["grid.seed[0]", "False", "valid integer"],
+        "seed: [0]",
+        "seed: [false]",
+        ["grid.seed[0]", "False", "valid integer"],
     ),
     "tracking store MLflow does not serve": (
-        "retries: 1", "retries: 1\ntracking_uri: ftp://files.example/mlflow", ["tracking_uri", "ftp://", "not a store", "sqlite://"],
+        "retries: 1",
+        "retries: 1\ntracking_uri: ftp://files.example/mlflow",
+        ["tracking_uri", "ftp://", "not a store", "sqlite://"],
     ),
     "key repeated in one mapping": (
-        "retries: 1", "retries: 1\nretries: 2", ["retries", "given twice", "lines 11 and 12"],
+        "retries: 1",
+        "retries: 1\nretries: 2",
+        ["retries", "given twice", "lines 11 and 12"],
     ),
     "key repeated in a nested mapping": (
-        "probe: {preset: fast,", "probe: {preset: fast, epochs: 3,", ["probe", "'epochs'", "given twice"],
+        "probe: {preset: fast,",
+        "probe: {preset: fast, epochs: 3,",
+        ["probe", "'epochs'", "given twice"],
     ),
 }
 
@@ -154,7 +190,9 @@ def test_missing_data_root_caught_before_ray(write_spec, tmp_path, capsys, monke
 ROOT = Path(__file__).parents[2]
 
 
-@pytest.mark.parametrize("shipped", ["experiments.yaml", *sorted(f"examples/{p.name}" for p in (ROOT / "examples").glob("*.yaml"))])
+@pytest.mark.parametrize(
+    "shipped", ["experiments.yaml", *sorted(f"examples/{p.name}" for p in (ROOT / "examples").glob("*.yaml"))]
+)
 def test_shipped_files_are_valid(shipped, capsys):
     assert main(["validate", str(Path(__file__).parents[2] / shipped)]) == 0
     assert "valid" in capsys.readouterr().out

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
+from contract.recorder import MemoryRecorder
 from orchestrator.progress import Board, Reporting
-from workers.recorder import MemoryRecorder
 
 
 class Clock:

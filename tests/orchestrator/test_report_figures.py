@@ -29,18 +29,45 @@ def sweep(source: str = "fashion_mnist", references: tuple[str, ...] = ()) -> Sw
         for layer in ("conv1", "conv3"):
             for seed in (0, 1, 2):
                 key = f"{method}{layer}{seed}"
-                cells.append(Cell(key=key, label=key, pretrain_key="p" + key, job_key="j" + key, method=method, n=None,
-                                  images=None, augmentation=None, layer=layer, probe_dataset="fashion_mnist", seed=seed))
+                cells.append(
+                    Cell(
+                        key=key,
+                        label=key,
+                        pretrain_key="p" + key,
+                        job_key="j" + key,
+                        method=method,
+                        n=None,
+                        images=None,
+                        augmentation=None,
+                        layer=layer,
+                        probe_dataset="fashion_mnist",
+                        seed=seed,
+                    )
+                )
                 probe[key] = RunView(key, key, key, "FINISHED", {}, {"top1": 10.0 + seed}, {}, None, None)
     for augmentation in ("full", "none"):
         for n in NS:
             for layer in ("conv1", "conv3"):
                 for seed in (0, 1, 2):
                     key = f"{augmentation}{n}{layer}{seed}"
-                    cells.append(Cell(key=key, label=key, pretrain_key="p" + key, job_key="j" + key, method="rotnet", n=n,
-                                      images=f"N{n} {source}", augmentation=augmentation, layer=layer,
-                                      probe_dataset="fashion_mnist", seed=seed))
-                    probe[key] = RunView(key, key, key, "FINISHED", {}, {"top1": top1(augmentation, n, layer, seed)}, {}, None, None)
+                    cells.append(
+                        Cell(
+                            key=key,
+                            label=key,
+                            pretrain_key="p" + key,
+                            job_key="j" + key,
+                            method="rotnet",
+                            n=n,
+                            images=f"N{n} {source}",
+                            augmentation=augmentation,
+                            layer=layer,
+                            probe_dataset="fashion_mnist",
+                            seed=seed,
+                        )
+                    )
+                    probe[key] = RunView(
+                        key, key, key, "FINISHED", {}, {"top1": top1(augmentation, n, layer, seed)}, {}, None, None
+                    )
     return SweepRuns("s", "sqlite://", "1", "r", cells, probe, {})
 
 
@@ -57,7 +84,10 @@ def test_every_point_has_its_seeds_std_as_error_bar():
     for ax, layer in zip(fig.axes, ("conv1", "conv3"), strict=True):
         assert ax.get_title() == layer and ax.get_xscale() == "log"
         lines = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
-        assert [c.get_label() for c in lines] == ["rotnet fashion_mnist full fashion_mnist", "rotnet fashion_mnist none fashion_mnist"]
+        assert [c.get_label() for c in lines] == [
+            "rotnet fashion_mnist full fashion_mnist",
+            "rotnet fashion_mnist none fashion_mnist",
+        ]
         for line, augmentation in zip(lines, ("full", "none"), strict=True):
             (bars,) = line.lines[2]
             assert len(bars.get_segments()) == len(NS)  # one error bar per point
@@ -72,8 +102,15 @@ def test_a_photo_and_a_dataset_at_the_same_n_are_two_series():
     """Mutation tried: the series label without the image source pools N = 1 astronaut with
     N = 1 Fashion-MNIST image into one point of six seeds; this fails."""
     photo, dataset = sweep("astronaut"), sweep("fashion_mnist")
-    rec = SweepRuns("s", "sqlite://", "1", "r", photo.cells + [c.model_copy(update={"key": "d" + c.key}) for c in dataset.cells],
-                    {**photo.probe, **{"d" + k: v for k, v in dataset.probe.items()}}, {})
+    rec = SweepRuns(
+        "s",
+        "sqlite://",
+        "1",
+        "r",
+        photo.cells + [c.model_copy(update={"key": "d" + c.key}) for c in dataset.cells],
+        {**photo.cell_runs, **{"d" + k: v for k, v in dataset.cell_runs.items()}},
+        {},
+    )
     ax = figures.n_curves(rec, rec.cells).axes[0]
     labels = [c.get_label() for c in ax.containers if isinstance(c, ErrorbarContainer)]
     assert sorted(labels) == sorted(f"rotnet {source} {aug} fashion_mnist"
@@ -83,7 +120,11 @@ def test_a_photo_and_a_dataset_at_the_same_n_are_two_series():
 def test_trunks_without_source_images_are_horizontal_references():
     rec = sweep(references=("random", "supervised"))
     for ax in figures.n_curves(rec, rec.cells).axes:
-        lines = {line.get_label(): line for line in ax.get_lines() if line.get_label() in ("random fashion_mnist", "supervised fashion_mnist")}
+        lines = {
+            line.get_label(): line
+            for line in ax.get_lines()
+            if line.get_label() in ("random fashion_mnist", "supervised fashion_mnist")
+        }
         assert set(lines) == {"random fashion_mnist", "supervised fashion_mnist"}
         for line in lines.values():
             assert set(line.get_ydata()) == {statistics.mean([10.0, 11.0, 12.0])}  # the mean over seeds
@@ -93,7 +134,7 @@ def test_every_line_per_layer_has_a_colour_of_its_own(tmp_path, monkeypatch):
     """image_choice has 11 rows, one past matplotlib's default cycle. Mutation tried: no wider
     cycle, the eleventh row takes the first's colour; this fails."""
     rows = {f"row {i}": {c: Stat(values=[float(i), i + 1.0]) for c in ("conv1", "conv2")} for i in range(11)}
-    table = Table("fashion_mnist", ["conv1", "conv2"], rows, "top1", "linear_probe", "top1")
+    table = Table("fashion_mnist", ["conv1", "conv2"], rows, "mean", "linear_probe", "top1")
     drawn = []
     monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.append(fig) or path)
     figures.layer_curves([table], tmp_path / "f.png", "layer", "top-1")

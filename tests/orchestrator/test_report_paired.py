@@ -29,8 +29,21 @@ def sweep(top1: dict = TOP1) -> SweepRuns:
         for seed in range(4):
             key = f"{method}-{augmentation}-{seed}"
             images = None if method == "random" else "N1 astronaut"
-            cells.append(Cell(key=key, label=key, pretrain_key="p" + key, job_key="j" + key, method=method, n=1 if images else None,
-                              images=images, augmentation=augmentation, layer="conv1", probe_dataset="fashion_mnist", seed=seed))
+            cells.append(
+                Cell(
+                    key=key,
+                    label=key,
+                    pretrain_key="p" + key,
+                    job_key="j" + key,
+                    method=method,
+                    n=1 if images else None,
+                    images=images,
+                    augmentation=augmentation,
+                    layer="conv1",
+                    probe_dataset="fashion_mnist",
+                    seed=seed,
+                )
+            )
             status = "FINISHED" if seed in by_seed else "FAILED"
             metrics = {"top1": by_seed[seed]} if seed in by_seed else {}
             probe[key] = RunView(key, key, key, status, {}, metrics, {}, None, None)
@@ -77,7 +90,9 @@ def test_one_paired_seed_has_no_interval():
     entry = paired(table).rows["rotnet N1 astronaut none"]["conv1"]
     assert entry.values == [0.5] and entry.ci is None and entry.text() == "+0.50 (n=1, no CI)"
     csv_row = [line for line in report.to_csv([paired(table)]).splitlines() if "astronaut none" in line]
-    assert csv_row == ["fashion_mnist,linear_probe,top1,paired,rotnet N1 astronaut none,conv1,0.5000,0.0000,1,failed;failed;failed,,"]
+    assert csv_row == [
+        "fashion_mnist,linear_probe,top1,paired,rotnet N1 astronaut none,conv1,0.5000,0.0000,1,failed;failed;failed,,"
+    ]
 
 
 def test_the_reference_is_any_row():

@@ -11,13 +11,13 @@ from contract.datasets import LAYERS
 from contract.evaluations import FinetuneConfig, StyleConfig
 from contract.images import STYLES_DIR, bundled_photos, sha256_file
 from contract.jobs import FinetuneJob, ImageFile, JobCell, StyleCell, StyleJob
+from contract.recorder import MemoryRecorder
 from tests.workers.test_tasks import NETWORK, rotnet_job
 from workers import tasks
 from workers.data.mono import load_images
 from workers.data.probe_sets import subset_of
 from workers.finetune import finetune, finetuned, freeze
 from workers.models.alexnet import build_trunk, load_trunk
-from workers.recorder import MemoryRecorder
 from workers.style_transfer import StyleLoss, gram, relative_error, square, stylise, transfer
 
 FAST = FinetuneConfig(preset="fast", epochs=1, batch_size=32, train_samples=320, test_samples=200)
@@ -49,7 +49,9 @@ def block_of(name: str) -> int | None:
 
 @pytest.mark.parametrize("reinit", [False, True])
 @pytest.mark.parametrize("frozen", [0, 2, 5])
-def test_finetuning_leaves_the_frozen_layers_bit_identical(frozen, reinit, checkpoint, fashion_train, monkeypatch, tmp_path):
+def test_finetuning_leaves_the_frozen_layers_bit_identical(
+    frozen, reinit, checkpoint, fashion_train, monkeypatch, tmp_path
+):
     job = finetune_job("", frozen, reinit=reinit)
     trunk = load_trunk(job.network, checkpoint)
     before = weights(trunk)

@@ -18,6 +18,7 @@ from contract.images import bundled_photos
 from contract.jobs import DatasetImages, PretrainJob, ProbeCell, ProbeJob
 from contract.methods import RotNetConfig
 from contract.network import NetworkConfig
+from contract.recorder import MemoryRecorder
 from workers import tasks
 from workers.data.probe_sets import (
     ImageFiles,
@@ -28,7 +29,6 @@ from workers.data.probe_sets import (
     stratified_subset,
     subset,
 )
-from workers.recorder import MemoryRecorder
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 NETWORK = NetworkConfig(width=0.25, input_size=64)
@@ -151,7 +151,7 @@ def test_draws_from_a_split_are_seeded_and_hashed(stl10_root, imagenet_root: Pat
     split = load_split("stl10", str(stl10_root[0]), train=True)
     a, b, c = draw_sources(split, 3, 0), draw_sources(split, 3, 0), draw_sources(split, 3, 1)
     assert len(a) == 3 and all(x.shape == (3, 96, 96) for x in a)
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert content_hash(a) == content_hash(b) != content_hash(c)
     assert content_hash(list(reversed(a))) == content_hash(a)  # the set, not its order
     with pytest.raises(ValueError, match="cannot draw 11"):

@@ -405,8 +405,8 @@ def test_asano2020_probe_learns_real_labels_and_not_shuffled_ones(
     cache) on Fashion-MNIST (300 train, 200 test, 64 px): a random conv1 carries linearly
     usable signal (the paper's lower reference), so the probe beats chance (10 %) clearly;
     the same probe trained on shuffled labels stays near chance, so the score comes from the
-    labels (52.5 % and 12 % here; other shuffles 11.5-15.5 %). Mutation tried: ProbeTrainer.batches pairing each batch with random labels makes
-    the real-label score fall to chance, failing it."""
+    labels (52.5 % and 12 % here; other shuffles 11.5-15.5 %). Mutation tried: ProbeTrainer.batches
+    pairing each batch with random labels makes the real-label score fall to chance, failing it."""
     train, test = subset(fashion_train, 300), subset(fashion_test, 200)
     shuffled = train.labels[torch.randperm(300, generator=torch.Generator().manual_seed(1))]
     assert probe_top1(train, test) > 40

@@ -18,12 +18,12 @@ from contract.methods import (
     SupervisedConfig,
 )
 from contract.network import NetworkConfig
+from contract.recorder import MemoryRecorder
 from workers import tasks
 from workers.data.probe_sets import content_hash, draw_sources
 from workers.methods.base import DivergedLoss, NonFiniteLoss
 from workers.models.alexnet import build_trunk
 from workers.probes import feature_shapes
-from workers.recorder import MemoryRecorder
 
 NETWORK = NetworkConfig(width=0.25, input_size=64)  # 64 px: tiny, yet every layer has a pool5
 TINY_ROTNET = {"samples": 64, "epochs": 1, "batch_size": 16}  # 64 // 16 = 4 SGD steps

@@ -32,7 +32,8 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from contract.images import IMAGE_SUFFIXES
-from workers.data.augment import crop_box, to_input
+from workers.data.augment import to_input
+from workers.data.crop_boxes import crop_box
 
 RESIZE_RATIO = 256 / 224  # test images are resized to 256 for 224 crops (linear-probes' data.py)
 
@@ -199,6 +200,22 @@ def draw_sources(split: ProbeSplit, n: int, seed: int) -> Sequence[torch.Tensor]
     return list(images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images)
 
 
+def chosen_sources(name: str, root: str, chosen: Sequence[str]) -> ImageFiles:
+    """The train images a list names (paths below the train split's folder: `<class>/<file>`),
+    undecoded, in the list's order; only an ImageFolder (ImageNet) has named files.
+
+    Raises:
+        FileNotFoundError: the root is not there, or an image of the list is not in it.
+    """
+    folder = Path(root) / "train"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"probe dataset {name!r}: no train split at {folder}")
+    missing = [f for f in chosen if not (folder / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} chosen images are not in {folder}: {', '.join(missing)}")
+    return ImageFiles([str(folder / f) for f in chosen])
+
+
 def content_hash(images: Sequence[torch.Tensor]) -> str:
     """sha256 over the sorted sha256s of the images' bytes (files: the file's bytes), so the
     set, not its order, defines it."""
@@ -223,7 +240,10 @@ def eval_inputs(images: torch.Tensor | list[torch.Tensor], size: int) -> torch.T
     each whole image resized to the square input, grey -> RGB."""
     batch = [images] if isinstance(images, torch.Tensor) else [im.unsqueeze(0) for im in images]
     x = torch.cat(
-        [F.interpolate(b.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True) for b in batch]
+        [
+            F.interpolate(b.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            for b in batch
+        ]
     )
     return to_input(_rgb(x).clamp(0, 255).round().to(torch.uint8))
 

@@ -5,12 +5,15 @@ discriminator D that sees pairs: (x, E(x)) for real images, (G(z), z) for genera
 z ~ U(-1, 1)^z_dim. At the optimum E inverts G, so the trunk learns features of x.
 Settings (contract.methods.BiGANConfig): samples (d), epochs, batch_size, lr, betas,
 weight_decay (Adam for E + G and for D), z_dim, gan_channels (DCGAN's base width of G and D).
-Sized down from the paper: G and D are DCGAN-style (Radford et al. 2016) and work at the
-trunk's input size (the paper's G makes 64 px images for a larger-input encoder).
+Not the paper's BiGAN code, which was not found (docs/FIDELITY.md, F): G and D are
+DCGAN-style (Radford et al. 2016) and work at the trunk's input size. The official BiGAN code
+(jeffdonahue/bigan) works at 64 px (its generalized BiGAN: a 112 px encoder, G and D at 64 px);
+which sizes the paper ran is not in upstream source.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -44,7 +47,7 @@ class Generator(nn.Module):
         widths = [channels * min(8, 2 ** (ups - 1 - i)) for i in range(ups)]  # wide to narrow
         self.seed = nn.Sequential(nn.Linear(z_dim, widths[0] * 16), nn.BatchNorm1d(widths[0] * 16), nn.ReLU(True))
         layers: list[nn.Module] = []
-        for c_in, c_out in zip(widths, widths[1:]):
+        for c_in, c_out in itertools.pairwise(widths):
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), nn.BatchNorm2d(c_out), nn.ReLU(True)]
         layers.append(nn.ConvTranspose2d(widths[-1], 3, 4, 2, 1))
         self.body = nn.Sequential(*layers)

@@ -2,10 +2,10 @@
 
 `alexnet_bn`, the paper's network: the DeepCluster-style AlexNet with BatchNorm
 (docs/FIDELITY.md), 96-256-384-384-256 filters, the one trunk and init of every method (a
-declared deviation for RotNet, whose repository has a smaller AlexNet with PyTorch's init). `alexnet`: torchvision's shape (Krizhevsky
-et al. 2012 as torchvision builds it), 64-192-384-256-256 filters and no BatchNorm. Both:
-conv1 11x11/4 pad 2, conv2 5x5 pad 2, conv3-5 3x3 pad 1, 3x3/2 max-pools after conv1, conv2
-and conv5.
+declared deviation for RotNet, whose repository has a smaller AlexNet with PyTorch's init).
+`alexnet`: torchvision's shape (Krizhevsky et al. 2012 as torchvision builds it),
+64-192-384-256-256 filters and no BatchNorm. Both: conv1 11x11/4 pad 2, conv2 5x5 pad 2, conv3-5
+3x3 pad 1, 3x3/2 max-pools after conv1, conv2 and conv5.
 `width` scales every layer's filters; taps are the ReLU outputs. `sobel` puts DeepCluster's
 fixed filter first (Caron et al., ECCV 2018): RGB -> grey -> horizontal and vertical gradients,
 so conv1 sees 2 channels; the trunk still takes RGB.
