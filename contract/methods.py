@@ -6,6 +6,7 @@ added end to end)."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -21,9 +22,22 @@ class MethodSettings(Frozen):
     implemented ((module, class), imported by the worker that runs it)."""
 
     name: str
+    # The same settings under an independent random stream: `[rotnet, {name: rotnet, seed_stream:
+    # 1}]` are two rows (rotnet#1, rotnet#2) that differ by chance alone, an A/A control.
+    seed_stream: Annotated[int, KeyNeutral(0), Field(ge=0)] = 0
     uses_images: ClassVar[bool] = True
     uses_labels: ClassVar[bool] = False
     implementation: ClassVar[tuple[str, str]]  # (module, class)
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """The seed the jobs of grid seed `seed` run under in random stream `stream`: `seed` itself
+    in stream 0 (as before streams existed), else a number drawn from sha256 of both in [2**31,
+    2**32): never a seed a file lists below 2**31, and within the workers' 32-bit streams."""
+    if stream == 0:
+        return seed
+    digest = hashlib.sha256(f"seed {seed} stream {stream}".encode()).digest()
+    return 2**31 + int.from_bytes(digest[:4], "big") % 2**31
 
 
 METHODS: Registry[MethodSettings] = Registry("method", MethodSettings)

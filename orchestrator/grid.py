@@ -27,6 +27,7 @@ from contract.augmentation import AugmentConfig
 from contract.compute import ComputeConfig
 from contract.images import sha256_file
 from contract.jobs import DatasetImages, EvaluationJob, ImageFile, LabelledData, PretrainJob
+from contract.methods import stream_seed
 from contract.network import NetworkConfig
 from contract.paper_images import CHOSEN, pinned_sha256
 from orchestrator.evaluations import EVALUATIONS
@@ -163,7 +164,7 @@ def pretrain_job(
         label=" ".join([v for v in parts if v] + [f"s{seed}"]),
         method=method,
         network=network,
-        seed=seed,
+        seed=stream_seed(seed, method.seed_stream),  # the trunk's and its evaluations' randomness
         images=images.files if images else (),
         drawn=images.drawn if images else None,
         augmentation=augment,
@@ -193,7 +194,7 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Expansion:
     resolved = {images: sources(images, spec, base_dir) for images in g.images}  # hash each set once
     contexts = {e.name: EVALUATIONS[e.name].context(spec, base_dir) for e in g.evaluation}
     for (method, label), images, augmentation, seed in itertools.product(
-        zip(g.method, _method_labels(g.method), strict=True), g.images, g.augmentation, g.seed
+        zip(g.method, _method_labels(g.method), strict=True), g.images, g.augmentation, g.seeds
     ):
         uses_images, uses_labels = type(method).uses_images, type(method).uses_labels
         # The generator's augmentation applies below the whole split; a whole split (N = all)

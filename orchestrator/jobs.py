@@ -48,7 +48,16 @@ def pretrain_params(job: PretrainJob) -> dict[str, Any]:
     else:
         images = ",".join(f"{Path(f.path).name}:{f.sha256[:12]}" for f in job.images) or None
         n = len(job.images) or None
-    return {**job.coordinates, **flatten("", data), "images": images, "n": n}
+    return {**run_params(flatten("", data), job.coordinates), "images": images, "n": n}
+
+
+def run_params(settings: dict[str, Any], coordinates: dict[str, Any]) -> dict[str, Any]:
+    """A run's params: its job's settings, then its grid coordinates (`seed` the grid's, which
+    pairs runs across rows); a job under a second seed stream keeps its own as `stream_seed`."""
+    params = {**settings, **coordinates}
+    if "seed" in settings and settings["seed"] != coordinates.get("seed", settings["seed"]):
+        params["stream_seed"] = settings["seed"]
+    return params
 
 
 Report = Callable[[dict[str, float]], None]
@@ -123,7 +132,7 @@ def run_evaluation(
     started = {
         cell.part: start_run(
             tracking, CELL, cell.key, cell.label, pretrain,
-            {**cell.coordinates, **flatten("", base)},
+            run_params(flatten("", base), cell.coordinates),
             {TAG + "pretrain_key": job.pretrain_key, TAG + "results_version": str(RESULTS_VERSION),
              TAG + "device": str(training.device())},
         )

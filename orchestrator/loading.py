@@ -199,7 +199,8 @@ def _unwrap(annotation: Any, part: Any) -> Any:
     if origin in (list, tuple) and isinstance(part, int):
         return args[0]
     if origin in (typing.Union, types.UnionType):
-        models = [a for a in args if _is_model(a)]
+        members = [typing.get_args(a)[0] if typing.get_origin(a) is typing.Annotated else a for a in args]
+        models = [a for a in members if _is_model(a)]
         named = [m for m in models if getattr(m.model_fields.get("name"), "default", None) == part]
         return (named or models or [annotation])[0]
     return annotation

@@ -30,7 +30,7 @@ from orchestrator.record import queries, store
 from orchestrator.record.schema import CELL, PRETRAIN, RunView
 
 FORMATS = ("md", "csv", "latex", "html")
-VIEWS = ("mean", "diff_random", "pct_supervised", "paired")
+VIEWS = ("mean", "diff_random", "pct_supervised", "paired", "findings")  # findings: orchestrator/report_findings.py
 RENAMED_VIEWS = {"top1": "mean"}  # old name -> view: still read, with a warning
 
 
@@ -174,21 +174,26 @@ def relative(table: Table, view: str) -> Table:
 
 
 def render(table: Table, fmt: str) -> str:
+    if fmt == "csv":
+        return to_csv([table])
     header = ["pre-training", *table.columns]
     body = [
         [label, *(by_column[col].text(table.digits) for col in table.columns)]
         for label, by_column in table.rows.items()
     ]
+    return layout(table.title, header, body, fmt)
+
+
+def layout(title: str, header: list[str], body: list[list[str]], fmt: str) -> str:
+    """A titled table of text as markdown, a LaTeX tabular or an HTML table."""
     if fmt == "md":
-        lines = [table.title, "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+        lines = [title, "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
         return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
-    if fmt == "csv":
-        return to_csv([table])
     if fmt == "latex":
-        cols = "l" + "r" * len(table.columns)
-        esc = lambda s: s.replace("_", r"\_").replace("±", r"$\pm$").replace("%", r"\%")  # noqa: E731
+        cols = "l" + "r" * (len(header) - 1)
+        esc = lambda s: re.sub(r"([_%#&])", r"\\\1", s).replace("±", r"$\pm$")  # noqa: E731
         lines = [
-            f"% {table.title}",
+            f"% {title}",
             rf"\begin{{tabular}}{{{cols}}}",
             r"\toprule",
             " & ".join(map(esc, header)) + r" \\",
@@ -199,7 +204,7 @@ def render(table: Table, fmt: str) -> str:
     if fmt == "html":
         cells = lambda row, tag: "".join(f"<{tag}>{html.escape(str(v))}</{tag}>" for v in row)  # noqa: E731
         rows = "".join(f"<tr>{cells(row, 'td')}</tr>" for row in body)
-        return f"<table><caption>{html.escape(table.title)}</caption><tr>{cells(header, 'th')}</tr>{rows}</table>"
+        return f"<table><caption>{html.escape(title)}</caption><tr>{cells(header, 'th')}</tr>{rows}</table>"
     raise ValueError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
 
 

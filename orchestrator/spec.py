@@ -7,9 +7,19 @@ paths are checked, relative to the file, before any compute is spent.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from contract.augmentation import AugmentConfig
@@ -23,6 +33,7 @@ from contract.network import NetworkConfig
 from contract.paper_images import CHOSEN, CHOSEN_DATASET, resolve_source
 from orchestrator.evaluations import EVALUATIONS, coordinates
 from orchestrator.faults import Fault
+from orchestrator.findings import Finding
 
 # The tracking stores MLflow reads and writes (a database's driver may follow a `+`:
 # postgresql+psycopg://); a plain path is a local file store.
@@ -168,6 +179,21 @@ def _show(value: Any) -> str:
     return repr(getattr(value, "name", getattr(value, "preset", value)))
 
 
+class SeedRange(Frozen):
+    """Seeds until decided (`seed: {min: 3, max: 10}`, in a file with findings): every row
+    runs seeds 0..min-1, then each round adds the next seed to the rows an undecided finding
+    compares, up to max seeds (orchestrator/rounds.py)."""
+
+    min: int = Field(ge=2, description="seeds every row runs first (a paired test needs 2)")
+    max: int = Field(description="the most seeds a row gets")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SeedRange:
+        if self.max < self.min:
+            raise ValueError(f"max {self.max} is below min {self.min}")
+        return self
+
+
 class Grid(Frozen):
     """The axes. Their product, minus the exclusion rules, is the set of cells."""
 
@@ -179,7 +205,10 @@ class Grid(Frozen):
     )
     layer: list[Layer] = Field(list(LAYERS), min_length=1, description="the layers linear probes read")
     probe_dataset: list[LabelledDataset] = Field(min_length=1)
-    seed: list[int] = Field([0], min_length=1)
+    seed: Annotated[
+        Annotated[list[int], Tag("list")] | Annotated[SeedRange, Tag("range")],
+        Discriminator(lambda v: "range" if isinstance(v, dict | SeedRange) else "list"),
+    ] = Field([0], description="the seeds, or {min, max}: seeds added until the findings are decided")
 
     @field_validator("method", "evaluation", mode="before")
     @classmethod
@@ -188,15 +217,24 @@ class Grid(Frozen):
 
     @field_validator("seed")
     @classmethod
-    def _seeds(cls, seeds: list[int]) -> list[int]:
+    def _seeds(cls, seeds: list[int] | SeedRange) -> list[int] | SeedRange:
+        if isinstance(seeds, SeedRange):
+            return seeds
+        if not seeds:
+            raise ValueError("list at least 1 seed")
         if any(s < 0 for s in seeds):
             raise ValueError("seeds must be >= 0")
-        return seeds
+        return _unique(seeds)
 
-    @field_validator("method", "images", "augmentation", "layer", "probe_dataset", "seed")
+    @field_validator("method", "images", "augmentation", "layer", "probe_dataset")
     @classmethod
     def _no_duplicates(cls, values: list[Any]) -> list[Any]:
         return _unique(values)
+
+    @property
+    def seeds(self) -> list[int]:
+        """Every seed a row may run, in the order rows get them (a range's: 0..max-1)."""
+        return list(range(self.seed.max)) if isinstance(self.seed, SeedRange) else self.seed
 
     @field_validator("evaluation")
     @classmethod
@@ -349,6 +387,11 @@ class Spec(Frozen):
     )
     storage: str = Field(".monosweep", description="Ray Tune's trial storage (a shared path on a cluster)")
     data_roots: dict[LabelledDataset, str] = {}
+    findings: list[Finding] = Field([], description="claims the sweep decides (orchestrator/findings.py)")
+    alpha: float = Field(
+        0.05, gt=0, lt=0.5, description="the findings' family-wise error rate: Holm over every (finding, "
+        "column) of the file, and Bonferroni over the looks of seeds until decided"
+    )
 
     @field_validator("tracking_uri")
     @classmethod
@@ -371,6 +414,12 @@ class Spec(Frozen):
         for ref in style.styles:
             resolve_photo(ref, _base_dir(info), STYLES_DIR)
         return style
+
+    @field_validator("findings")
+    @classmethod
+    def _findings_named_once(cls, findings: list[Finding]) -> list[Finding]:
+        _unique([f.name for f in findings])
+        return findings
 
     def data_root(self, dataset: str) -> str:
         return self.data_roots.get(dataset, DEFAULT_DATA_ROOTS[dataset])  # type: ignore[call-overload]

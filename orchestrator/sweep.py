@@ -23,12 +23,13 @@ from contract.paper_images import PAPER_IMAGES, paper_image_problem
 from orchestrator import faults
 from orchestrator.errors import DriverBusy, SpecError
 from orchestrator.evaluations import EVALUATIONS
-from orchestrator.grid import Expansion, expand
+from orchestrator.findings import resolve
+from orchestrator.grid import Cell, Expansion, expand
 from orchestrator.loading import load_spec, located
 from orchestrator.plan import Plan, plan
 from orchestrator.progress import Board
 from orchestrator.record.schema import CELL, PRETRAIN, resolve_uri
-from orchestrator.spec import Spec
+from orchestrator.spec import SeedRange, Spec
 
 if TYPE_CHECKING:
     from orchestrator.record.runs import Tracking
@@ -47,6 +48,7 @@ class Outcome:
     finished: int  # cells FINISHED after the run
     total: int
     uri: str
+    cells: list[Cell]  # the cells the run covered (seeds until decided: those planned so far)
 
     @property
     def complete(self) -> bool:
@@ -60,7 +62,8 @@ def prepare(path: str | Path, reads_images: bool = True, data_roots: Mapping[str
     are not looked for. `data_roots` (dataset -> folder) replace the file's.
 
     Raises:
-        SpecError: the file, or an image it names, is invalid.
+        SpecError: the file, or an image it names, is invalid; a finding names a row or column
+            the grid does not have.
     """
     path = Path(path)
     spec = load_spec(path)
@@ -71,6 +74,12 @@ def prepare(path: str | Path, reads_images: bool = True, data_roots: Mapping[str
         sweep = expand(spec, path.parent)
     except (OSError, ValueError) as e:
         raise SpecError(f"{path}: grid.images: {e}") from None
+    _, problems = resolve(spec.findings, sweep.cells)
+    if isinstance(spec.grid.seed, SeedRange) and not spec.findings:
+        problems.append((("grid", "seed"), "a seed range adds seeds until findings are decided: declare "
+                                           "`findings`, or list the seeds"))
+    if problems:
+        raise SpecError(*located(path, problems))
     return Prepared(spec, sweep, resolve_uri(spec.tracking_uri))
 
 
@@ -204,7 +213,7 @@ def run(
     todo = todo or current_plan(prepared, only)
     experiment = store.experiment_id(prepared.uri, spec.name)
     if todo.empty:
-        return Outcome(todo, finished_cells(prepared, experiment), len(sweep.cells), prepared.uri)
+        return Outcome(todo, finished_cells(prepared, experiment), len(sweep.cells), prepared.uri, sweep.cells)
     age = runs.live_driver(prepared.uri, experiment)
     if age is not None:
         raise DriverBusy(f"sweep {spec.name!r} is being run by another driver (heartbeat {age:.0f} s ago)")
@@ -235,7 +244,7 @@ def run(
         beat.start()
         done = _jobs(prepared, todo, tracking, ray_driver, parallel)
         status = "FINISHED" if done == len(sweep.cells) else "FAILED"
-        return Outcome(todo, done, len(sweep.cells), prepared.uri)
+        return Outcome(todo, done, len(sweep.cells), prepared.uri, sweep.cells)
     except BaseException:
         status = "KILLED"
         with uninterrupted():

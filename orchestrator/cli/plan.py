@@ -2,7 +2,9 @@
 GPU-hours and peak GPU memory; nothing runs, nothing is written.
 
 The estimate is a table: per row (a method, or an evaluation on a dataset) the jobs, the samples
-each reads, its TFLOPs, its GPU-hours and its peak GPU memory; then the sweep's GPU-hours.
+each reads, its TFLOPs, its GPU-hours and its peak GPU memory; then the sweep's GPU-hours. A file
+that adds seeds until its findings are decided (`seed: {min, max}`) is priced at the maximum
+(the findings' rows at max seeds), and its minimum (every row at min seeds) beside it.
 
 FLOPs and memory are measured on the workers' own modules at the jobs' shapes (on PyTorch's meta
 device: nothing is computed, so --estimate needs torch on this machine but no GPU); GPU-hours
@@ -17,8 +19,10 @@ import json
 from collections import Counter
 from typing import Any
 
-from orchestrator import estimate
+from orchestrator import estimate, rounds
 from orchestrator.errors import UserError
+from orchestrator.findings import resolve
+from orchestrator.grid import Expansion
 from orchestrator.sweep import prepare
 
 
@@ -51,6 +55,9 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(f"--mfu {args.mfu:g}: a fraction of the peak, in (0, 1]")
     prepared = prepare(args.file, reads_images=False)
     sweep, spec = prepared.sweep, prepared.spec
+    least = None
+    if rounds.adds_seeds(prepared.spec):  # priced at the maximum, the minimum beside it
+        least, sweep = rounds.extremes(sweep, resolve(spec.findings, sweep.cells)[0], rounds.Schedule.of(spec.grid))
     kinds = {c.job_key: c.evaluation for c in sweep.cells}
     by_method = Counter(j.method.name for j in sweep.pretrain_jobs.values())
     by_kind = Counter(kinds[key] for key in sweep.evaluation_jobs)
@@ -64,21 +71,36 @@ def main(args: argparse.Namespace) -> int:
     rate = estimate.throughput(spec.compute, args.gpu_tflops, args.mfu)
     gpus = {"pretrain": spec.resources.pretrain.gpus, "evaluation": spec.resources.evaluation.gpus}
     table = estimate.rows(estimate.estimate(sweep)) if args.estimate else []
+    low = estimate.rows(estimate.estimate(least)) if args.estimate and least else []
     if args.json:
         if args.estimate:
             out["estimate"] = {**as_json(table, rate), "gpus_per_job": gpus}
+        if least is not None:
+            out["minimum"] = {**_sizes(least), **({"estimate": as_json(low, rate)} if args.estimate else {})}
         print(json.dumps(out, indent=2))
         return 0
+    at_most = " at the most seeds" if least is not None else ""
     print(
         f"{args.file}: valid. sweep {spec.name!r}: {len(sweep.cells)} cells, "
-        f"{len(sweep.pretrain_jobs)} pretrain jobs, {len(sweep.evaluation_jobs)} evaluation jobs"
+        f"{len(sweep.pretrain_jobs)} pretrain jobs, {len(sweep.evaluation_jobs)} evaluation jobs{at_most}"
     )
+    if least is not None:
+        seeds = spec.grid.seed
+        hours = f", {_hours(estimate.total_hours(low, rate))} GPU-hours" if args.estimate else ""
+        print(f"seeds until decided: at the fewest (every row at {seeds.min} seeds) {len(least.cells)} cells, "  # type: ignore[union-attr]
+              f"{len(least.pretrain_jobs)} pretrain jobs{hours}; at the most (the findings' rows at {seeds.max} "  # type: ignore[union-attr]
+              f"seeds) the jobs below")  # the maximum is what the counts below and the estimate are
     print("pretrain jobs by method: " + ", ".join(f"{k} {n}" for k, n in by_method.items()))
     print("evaluation jobs by kind: " + ", ".join(f"{k} {n}" for k, n in by_kind.items()))
     if args.estimate:
         print()
         print("\n".join(text(table, rate, gpus)))
     return 0
+
+
+def _sizes(sweep: Expansion) -> dict[str, int]:
+    return {"cells": len(sweep.cells), "pretrain_jobs": len(sweep.pretrain_jobs),
+            "evaluation_jobs": len(sweep.evaluation_jobs)}
 
 
 def as_json(table: list[estimate.Row], rate: estimate.Throughput) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from orchestrator import report, status
+from orchestrator import report, sequential, status
 from orchestrator.cli.run import finish
 from orchestrator.errors import UserError
 from orchestrator.status import STATES, axes
@@ -35,7 +35,7 @@ def main(args: argparse.Namespace) -> int:
     if not wanted <= set(STATES):
         raise UserError(f"--status {args.status!r}: allowed states are {', '.join(STATES)}")
     where = _where(args.where)
-    prepared = prepare(args.file)
+    prepared = sequential.so_far(prepare(args.file))  # seeds until decided: the seeds planned so far
     rec = report.load(prepared.uri, prepared.spec.name, prepared.sweep.cells)
     states = status.cell_states(rec.cells, rec.cell_runs, rec.pretrain)
     chosen = status.select(states, wanted, where)

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from orchestrator import report
+from orchestrator import report, report_findings, rounds, sequential
 from orchestrator.errors import UserError
 from orchestrator.plan import Plan
 from orchestrator.record import store
@@ -44,12 +44,16 @@ def finish(args: argparse.Namespace, prepared: Prepared, action: Callable[[], Ou
         outcome = action()
     except KeyboardInterrupt:
         with uninterrupted():
-            done = finished_cells(prepared, store.experiment_id(prepared.uri, prepared.spec.name))
-            print(f"\ncancelled: {done}/{len(prepared.sweep.cells)} cells FINISHED, running runs marked KILLED; "
+            planned = sequential.so_far(prepared)
+            done = finished_cells(planned, store.experiment_id(prepared.uri, prepared.spec.name))
+            print(f"\ncancelled: {done}/{len(planned.sweep.cells)} cells FINISHED, running runs marked KILLED; "
                   f"`monosweep run {args.file}` finishes the rest", file=sys.stderr)
         return 130
-    rec = report.load(outcome.uri, prepared.spec.name, prepared.sweep.cells)
+    rec = report.load(outcome.uri, prepared.spec.name, outcome.cells)
     print("\n" + "\n\n".join(report.render(t, "md") for t in report.all_tables(rec)) + "\n")
+    if prepared.spec.findings:
+        findings = report_findings.standing(prepared.spec, rec, Path(args.file))
+        print(report_findings.render(findings, "md") + "\n")
     uri = store.shown(outcome.uri)
     print(f"{outcome.finished}/{outcome.total} cells FINISHED. MLflow store: {uri}")
     print(f"  {store.ui_line(outcome.uri, rec.experiment_id)}")
@@ -77,6 +81,12 @@ def main(args: argparse.Namespace) -> int:
     address = args.address or prepared.spec.ray_address
     if not address:
         check_local_data(prepared, Path(args.file))
+    if rounds.adds_seeds(prepared.spec):
+        now = sequential.standing(prepared)  # from the record: a rerun goes on where it stopped
+        print(f"sweep {prepared.spec.name!r}: {len(prepared.spec.findings)} findings decided round by round, "
+              f"{now.schedule.first} to {len(now.schedule.order)} seeds; at look {now.look} of {now.schedule.looks}",
+              flush=True)
+        return finish(args, prepared, lambda: sequential.run_rounds(prepared, address))
     todo = current_plan(prepared)
     within_budget(args, prepared, todo)
     print(

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from orchestrator import rounds
+from orchestrator.findings import resolve
 from orchestrator.sweep import prepare
 
 
@@ -18,15 +20,26 @@ def register(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     prepared = prepare(args.file, reads_images=False)
-    sweep = prepared.sweep
+    sweep, spec = prepared.sweep, prepared.spec
+    comparisons = resolve(spec.findings, sweep.cells)[0]
+    fewest = None
+    if rounds.adds_seeds(prepared.spec):  # its size at the most seeds, the fewest beside it
+        least, sweep = rounds.extremes(sweep, comparisons, rounds.Schedule.of(spec.grid))
+        fewest = len(least.cells)
     if args.json:
         print(json.dumps({
-            "file": args.file, "name": prepared.spec.name, "cells": len(sweep.cells),
+            "file": args.file, "name": spec.name, "cells": len(sweep.cells),
             "pretrain_jobs": len(sweep.pretrain_jobs), "evaluation_jobs": len(sweep.evaluation_jobs),
+            **({"findings": len(spec.findings), "comparisons": len(comparisons)} if spec.findings else {}),
+            **({"cells_at_fewest_seeds": fewest} if fewest is not None else {}),
         }, indent=2))
         return 0
     print(
-        f"{args.file}: valid. sweep {prepared.spec.name!r}: {len(sweep.cells)} cells, "
+        f"{args.file}: valid. sweep {spec.name!r}: {len(sweep.cells)} cells, "
         f"{len(sweep.pretrain_jobs)} pretrain jobs, {len(sweep.evaluation_jobs)} evaluation jobs"
+        + (" at the most seeds" if fewest is not None else "")
     )
+    if spec.findings:
+        print(f"findings: {len(spec.findings)}, {len(comparisons)} comparisons (finding, column)"
+              + (f"; seeds until decided: {fewest} cells at the fewest seeds" if fewest is not None else ""))
     return 0
