@@ -11,7 +11,9 @@ paired by seed, with its variance either
   over the seeds both sides finished (scipy's `ttest_rel`; statsmodels' `ttost_paired`).
 
 Each comparison has one p, the p of the decision it can reach:
-- greater, less: the two-sided p of a - b = 0; rejected, the sign says held or contradicted;
+- greater, less: the two-sided p of a - b = its boundary (0, or +margin for greater and -margin
+  for less: "beats it by more than the margin"); rejected, the side of the estimate says held
+  or contradicted;
 - equivalent (|a - b| < margin): the smaller of TOST's p (both one-sided tests against the
   margins: held) and the p of a - b beyond the nearer margin (contradicted).
 Multiplicity: Holm over every comparison of the file (statsmodels' `multipletests`), not
@@ -90,6 +92,14 @@ class Sample:
     row_b: str = "b"
     model: Additive | None = None  # pooled: the column's model (a's and b's rows among its rows)
 
+    @property
+    def boundary(self) -> float:
+        """What a directional claim tests a - b against: +margin (greater), -margin (less), 0
+        without a margin; equivalence tests against both margins instead (0 here)."""
+        if self.kind == "equivalent" or self.margin is None:
+            return 0.0
+        return self.margin if self.kind == "greater" else -self.margin
+
 
 @dataclass(frozen=True)
 class Evidence:
@@ -101,7 +111,7 @@ class Evidence:
     df: float
     seeds: int  # seeds both sides finished
     variance: str  # pooled, paired
-    p_zero: float  # two-sided, a - b = 0
+    p_boundary: float  # two-sided, a - b = the sample's boundary (0 unless a directional margin)
     p_inside: float | None  # TOST: |a - b| < margin (equivalent only)
     p_outside: float | None  # a - b beyond the nearer margin (equivalent only)
     interval: Callable[[float], tuple[float, float]]  # confidence level -> (low, high)
@@ -138,9 +148,9 @@ def _paired(sample: Sample, x: np.ndarray, y: np.ndarray) -> Evidence | str:
 
     if np.ptp(x - y) <= TINY * max(1.0, np.abs(x - y).max()):
         return "the differences are equal in every seed: no variance to test them against"
-    test = stats.ttest_rel(x, y)
+    test = stats.ttest_1samp(x - y, sample.boundary)  # the paired t (ttest_rel) against the boundary
     inside = outside = None
-    if sample.margin is not None:
+    if sample.kind == "equivalent":
         # ttost_paired: t1 tests a - b > -margin, t2 a - b < +margin; each beyond is its complement.
         inside, (t1, _, df1), (t2, _, df2) = ttost_paired(x, y, -sample.margin, sample.margin)
         outside = min(stats.t.cdf(t1, df1), stats.t.sf(t2, df2))
@@ -160,12 +170,12 @@ def _pooled(sample: Sample, seeds: int) -> Evidence | str:
     if model.fit is None or model.fit.df_resid < 1:
         return "the additive model (row + seed) of this column has no residual degrees of freedom"
     weights = model.contrast(sample.row_a, sample.row_b)
-    test = model.fit.t_test(weights)
+    test = model.fit.t_test((weights, [sample.boundary]))
     se, df = float(np.squeeze(test.sd)), float(test.df_denom)
     if not se > TINY * max(1.0, np.abs(model.fit.model.endog).max()):
         return "the additive model (row + seed) fits this column exactly: no variance to test against"
     inside = outside = None
-    if sample.margin is not None:
+    if sample.kind == "equivalent":
         low = float(np.squeeze(model.fit.t_test((weights, [-sample.margin])).tvalue))  # (a - b + margin) / se
         high = float(np.squeeze(model.fit.t_test((weights, [sample.margin])).tvalue))  # (a - b - margin) / se
         inside = max(stats.t.sf(low, df), stats.t.cdf(high, df))
@@ -206,7 +216,7 @@ def decide(samples: Sequence[Sample], alpha: float, looks: int = 1) -> list[Resu
 def _p(sample: Sample, test: Evidence) -> float:
     if sample.kind == "equivalent":
         return min(test.p_inside, test.p_outside)  # type: ignore[type-var]
-    return test.p_zero
+    return test.p_boundary
 
 
 def _verdict(sample: Sample, test: Evidence, p: float, p_adjusted: float, alpha: float) -> str:
@@ -214,7 +224,7 @@ def _verdict(sample: Sample, test: Evidence, p: float, p_adjusted: float, alpha:
         return UNDECIDED
     if sample.kind == "equivalent":
         return HELD if test.p_inside == p else CONTRADICTED
-    above = test.estimate > 0
+    above = test.estimate > sample.boundary
     return HELD if above == (sample.kind == "greater") else CONTRADICTED
 
 
@@ -232,7 +242,7 @@ def seeds_to_decide(sample: Sample, result: Result, level: float, power: float =
     if sample.kind == "equivalent":
         gap, alternative = abs(sample.margin - abs(test.estimate)), "larger"  # type: ignore[operator]
     else:
-        gap, alternative = abs(test.estimate), "two-sided"
+        gap, alternative = abs(test.estimate - sample.boundary), "two-sided"
     if not gap / sd > 1e-6:
         return None
     return math.ceil(TTestPower().solve_power(effect_size=gap / sd, alpha=level, power=power, alternative=alternative))

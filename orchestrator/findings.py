@@ -15,6 +15,14 @@
         b_column: k=0
         kind: equivalent
         margin: 1.0                       # |a - b| < 1 point, in the metric's units
+      - name: probe_separates
+        claim: supervised beats random by more than 2 points: the probe can tell trunks apart
+        a: supervised fashion_mnist
+        b: random
+        at: [conv2, conv3, conv4, conv5]
+        kind: greater
+        margin: 2.0                       # a - b > 2 points
+        control: true                     # not held: no other finding's verdict is read
 
 A finding names rows and columns of one report table (an evaluation kind's, on one probe
 dataset, of one metric), each inferred where the grid leaves one choice. `resolve` checks the
@@ -44,9 +52,11 @@ TableId = tuple[str, str, str | None]  # (evaluation kind, metric, probe dataset
 
 
 class Finding(Frozen):
-    """A claim about two entries of a report table: `a` minus `b` is greater than 0, less than
-    0, or within +-`margin` (equivalent), at each column of `at`, or at `a_column` against
-    `b_column`."""
+    """A claim about two entries of a report table: `a` minus `b` is greater than `margin`
+    (default 0), less than -`margin`, or within +-`margin` (equivalent), at each column of
+    `at`, or at `a_column` against `b_column`. A `control` (a positive control: the measurement
+    can separate what it must) gates the rest: until every control is held, no other finding's
+    verdict is read."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     claim: str = Field(min_length=1, description="the claim in words")
@@ -56,7 +66,11 @@ class Finding(Frozen):
     a_column: str | None = Field(None, min_length=1, description="a's column, against b's `b_column` (k=2 against k=0)")
     b_column: str | None = Field(None, min_length=1, description="b's column, with `a_column`")
     kind: Literal["greater", "less", "equivalent"]
-    margin: float | None = Field(None, gt=0, description="equivalent: |a - b| < margin, in the metric's units")
+    margin: float | None = Field(
+        None, gt=0, description="in the metric's units: equivalent |a - b| < margin (required); greater a - b > "
+        "margin, less a - b < -margin (default 0)"
+    )
+    control: bool = Field(False, description="a positive control: other findings are read only once it is held")
     evaluation: str | None = Field(None, description="the table's evaluation kind (default: the one with the columns)")
     dataset: LabelledDataset | None = Field(None, description="the table's probe dataset (default: the grid's one)")
     metric: str | None = Field(None, description="the table's metric (default: the kind's first, top1)")
@@ -83,8 +97,6 @@ class Finding(Frozen):
             raise ValueError(f"compares {self.a!r} at {self.a_column} with itself")
         if self.kind == "equivalent" and self.margin is None:
             raise ValueError("an `equivalent` finding needs a `margin` (|a - b| < margin, in the metric's units)")
-        if self.kind != "equivalent" and self.margin is not None:
-            raise ValueError(f"a margin belongs to `equivalent` findings; `{self.kind}` tests a - b against 0")
         return self
 
     @property

@@ -26,8 +26,31 @@ from orchestrator.spec import Spec
 
 HEADER = ["finding", "claim", "comparison", "column", "estimate", "adjusted interval", "adjusted p", "df",
           "variance", "seeds", "verdict", "note"]
-CSV_FIELDS = ("finding", "claim", "a", "b", "column_a", "column_b", "kind", "margin", "estimate", "low", "high", "p",
-              "p_adjusted", "level", "df", "variance", "seeds", "verdict", "look", "seeds_to_decide", "why", "family")
+CSV_FIELDS = (
+    "finding",
+    "claim",
+    "a",
+    "b",
+    "column_a",
+    "column_b",
+    "kind",
+    "margin",
+    "control",
+    "estimate",
+    "low",
+    "high",
+    "p",
+    "p_adjusted",
+    "level",
+    "df",
+    "variance",
+    "seeds",
+    "verdict",
+    "look",
+    "seeds_to_decide",
+    "why",
+    "family",
+)
 
 
 def observe(rec: report.SweepRuns, comparisons: Sequence[Comparison]) -> rounds.Observations:
@@ -117,11 +140,15 @@ def _test(c: Comparison) -> str:
     f = c.finding
     if f.kind == "equivalent":
         return f"|{c.a} - {c.b}| < {f.margin:g}"
-    return f"{c.a} - {c.b} {'>' if f.kind == 'greater' else '<'} 0"
+    boundary = f"{'-' if f.kind == 'less' and f.margin else ''}{f.margin or 0:g}"
+    return f"{c.a} - {c.b} {'>' if f.kind == 'greater' else '<'} {boundary}"
 
 
 def _note(s: Standing, o: rounds.Outcome) -> str:
     r = o.result
+    if o.gate is not None:  # its own test, and why it is not read
+        own = f"at look {o.look}" if o.decided else "so far"
+        return f"{o.gate[1]}: not read (its own test: {r.verdict} {own})"
     if r.verdict == decide.NOT_TESTABLE:
         return r.why
     if o.decided:
@@ -141,7 +168,8 @@ def body(s: Standing) -> list[list[str]]:
             low, high = r.interval
             numbers = [f"{e.estimate:+.2f}", f"[{low:+.2f}, {high:+.2f}]", f"{r.p_adjusted:.3g}", f"{e.df:g}",
                        e.variance, str(e.seeds)]
-        out.append([c.finding.name, c.finding.claim, _test(c), c.column, *numbers, r.verdict, _note(s, o)])
+        name = c.finding.name + (" (control)" if c.finding.control else "")
+        out.append([name, c.finding.claim, _test(c), c.column, *numbers, o.verdict, _note(s, o)])
     return out
 
 
@@ -160,9 +188,11 @@ def to_csv(s: Standing) -> str:
         c, r, e = o.comparison, o.result, o.result.evidence
         low, high = r.interval or ("", "")
         numbers = [e.estimate, low, high, r.p, r.p_adjusted, r.level, e.df, e.variance, e.seeds] if e else [""] * 9
-        needs = decide.seeds_to_decide(o.sample, r, s.level()) if r.verdict == decide.UNDECIDED else None
+        needs = decide.seeds_to_decide(o.sample, r, s.level()) if o.verdict == decide.UNDECIDED else None
+        why = o.gate[1] if o.gate else r.why
         writer.writerow([c.finding.name, c.finding.claim, c.a, c.b, c.column_a, c.column_b, c.finding.kind,
-                         c.finding.margin or "", *numbers, r.verdict, o.look or "", needs or "", r.why, s.family])
+                         c.finding.margin or "", c.finding.control, *numbers, o.verdict, o.look or "", needs or "",
+                         why, s.family])
     return buffer.getvalue()
 
 

@@ -15,6 +15,11 @@ verdict over the whole run is at most K x alpha / K = alpha, whenever the proced
 however the looks depend on each other. tests/orchestrator/test_decide_simulation.py checks it
 by drawing from known distributions through this very code.
 
+A `control` finding (a positive control) gates the others: while a control is not held their
+verdicts are not read (undecided), and once a control is contradicted, not testable or still
+undecided at the last look, they are not testable. Their tests still run at every look, in the
+same Holm family, so reading them after the controls costs no extra correction.
+
 Nothing is kept beside the record: `replay` recomputes the looks from the FINISHED cells (the
 same values give the same decisions), so a killed or rerun sweep continues where it stopped
 and a seed's cells, keyed by content, never run twice. Only complete looks decide or add seeds;
@@ -24,7 +29,7 @@ while the first is incomplete its verdicts are provisional, on what it holds.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from orchestrator import decide
 from orchestrator.evaluations import EVALUATIONS
@@ -76,10 +81,16 @@ class Outcome:
     sample: decide.Sample
     result: decide.Result
     look: int | None  # the look that decided it; None: not decided
+    gate: tuple[str, str] | None = None  # (verdict as read, why): a control that is not held
 
     @property
     def decided(self) -> bool:
         return self.look is not None
+
+    @property
+    def verdict(self) -> str:
+        """The verdict as read: its own, unless a control holds it back."""
+        return self.gate[0] if self.gate else self.result.verdict
 
 
 @dataclass(frozen=True)
@@ -123,10 +134,10 @@ def replay(comparisons: Sequence[Comparison], seen: Observations, schedule: Sche
                 for i, (sample, result) in enumerate(latest):
                     if i not in decided and result.verdict in decide.DECIDED:
                         decided[i] = (result, sample, look)
-        outcomes = [
+        outcomes = gated([
             Outcome(c, decided[i][1], decided[i][0], decided[i][2]) if i in decided else Outcome(c, *latest[i], None)
             for i, c in enumerate(comparisons)
-        ]
+        ], last=complete and look == schedule.looks)
         now = Replay(schedule, look, dict(counts), complete, adding, outcomes)
         if not complete or now.finished:
             return now
@@ -137,8 +148,26 @@ def replay(comparisons: Sequence[Comparison], seen: Observations, schedule: Sche
 
 
 def needing(outcomes: Sequence[Outcome]) -> list[Outcome]:
-    """The comparisons that more seeds may decide: undecided, not untestable."""
-    return [o for o in outcomes if not o.decided and o.result.verdict == decide.UNDECIDED]
+    """The comparisons that more seeds may decide and that will be read: undecided, not
+    untestable, not held back for good by a control."""
+    return [o for o in outcomes if not o.decided and o.result.verdict == decide.UNDECIDED
+            and (o.gate is None or o.gate[0] == decide.UNDECIDED)]
+
+
+def gated(outcomes: list[Outcome], last: bool) -> list[Outcome]:
+    """The outcomes with every non-control comparison held back while a control is not held:
+    undecided while the control may still hold, not testable once it cannot (contradicted, not
+    testable, or undecided at the `last` look)."""
+    for control in (o for o in outcomes if o.comparison.finding.control):
+        state = control.result.verdict
+        if control.decided and state == decide.HELD:
+            continue
+        final = state != decide.UNDECIDED or last
+        verdict = decide.NOT_TESTABLE if final else decide.UNDECIDED
+        c = control.comparison
+        why = f"the control {c.finding.name!r} ({c.column}) is {state}" + ("" if final else " so far")
+        return [o if o.comparison.finding.control else replace(o, gate=(verdict, why)) for o in outcomes]
+    return outcomes
 
 
 def _samples(

@@ -28,11 +28,22 @@ def findings(standing: report_findings.Standing) -> dict[str, Any]:
     """Each comparison decided or not with its seeds so far; the look, and what it adds."""
     r = standing.replay
     return {
-        "where": standing.where, "look": r.look, "looks": r.schedule.looks, "complete": r.complete,
-        "finished": r.finished, "adding": r.adding if not r.complete else {},
+        "where": standing.where,
+        "look": r.look,
+        "looks": r.schedule.looks,
+        "complete": r.complete,
+        "finished": r.finished,
+        "adding": r.adding if not r.complete else {},
         "comparisons": [
-            {"finding": o.comparison.finding.name, "column": o.comparison.column, "verdict": o.result.verdict,
-             "decided": o.decided, "look": o.look, "seeds": o.result.evidence.seeds if o.result.evidence else 0}
+            {
+                "finding": o.comparison.finding.name,
+                "column": o.comparison.column,
+                "verdict": o.verdict,
+                "decided": o.decided and o.gate is None,
+                "look": o.look,
+                "held_back_by": o.gate[1] if o.gate else None,
+                "seeds": o.result.evidence.seeds if o.result.evidence else 0,
+            }
             for o in r.outcomes
         ],
     }
@@ -42,6 +53,7 @@ def _findings_lines(found: dict[str, Any]) -> list[str]:
     lines = [f"findings: {found['where']}"]
     for c in found["comparisons"]:
         state = f"{c['verdict']} at look {c['look']}" if c["decided"] else c["verdict"]
+        state += f" ({c['held_back_by']})" if c["held_back_by"] else ""
         lines.append(f"  {c['finding']} {c['column']}: {state}, {c['seeds']} seeds")
     if found["adding"]:
         lines.append("  this round adds " + ", ".join(f"seed {seed} to {row}" for row, seed in found["adding"].items()))

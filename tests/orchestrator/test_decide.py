@@ -48,7 +48,7 @@ def test_the_paired_t_pairs_by_seed_when_a_seed_is_missing():
     expected = stats.ttest_rel(x, y)
     assert e.seeds == 4 and e.df == 3 and e.variance == "paired"
     assert e.estimate == pytest.approx(np.mean(x - y))
-    assert e.p_zero == pytest.approx(expected.pvalue)
+    assert e.p_boundary == pytest.approx(expected.pvalue)
     assert e.interval(0.9) == pytest.approx(tuple(expected.confidence_interval(0.9)))
 
 
@@ -77,7 +77,7 @@ def test_the_pooled_variance_is_the_additive_model_with_a_seed_block():
         assert e.variance == "pooled" and e.df == fit.df_resid == 4 * 6 - 1 - (3 + 5 + 1)
         assert e.estimate == pytest.approx(float(np.squeeze(expected.effect)))
         assert e.se == pytest.approx(float(np.squeeze(expected.sd)))
-        assert e.p_zero == pytest.approx(float(expected.pvalue))
+        assert e.p_boundary == pytest.approx(float(expected.pvalue))
         assert e.interval(0.99) == pytest.approx(tuple(np.squeeze(expected.conf_int(alpha=0.01))))
 
 
@@ -92,7 +92,30 @@ def test_pooled_equivalence_is_tost_on_the_contrast():
     two = {r: COLUMN[r] for r in ("r2", "r0")}
     pooled = decide.evidence(Sample("equivalent", 1.0, two["r2"], two["r0"], "r2", "r0", Additive.of(two)))
     paired = decide.evidence(Sample("equivalent", 1.0, two["r2"], two["r0"]))
-    assert (pooled.p_inside, pooled.p_zero, pooled.df) == pytest.approx((paired.p_inside, paired.p_zero, paired.df))
+    expected = (paired.p_inside, paired.p_boundary, paired.df)
+    assert (pooled.p_inside, pooled.p_boundary, pooled.df) == pytest.approx(expected)
+
+
+def test_a_directional_margin_moves_the_boundary_paired_and_pooled():
+    """`greater, margin m` claims a - b > m: the p is the paired t's against m (scipy's
+    ttest_1samp of the differences), the pooled model's contrast against m (statsmodels'
+    t_test with q = m), and the verdict's side is the estimate's against m, not 0."""
+    b = COLUMN["r0"]
+    noise = np.random.default_rng(3).normal(0, 0.1, len(b))
+    a = {seed: value + 5.0 + noise[seed] for seed, value in b.items()}  # 5 points above, tight
+    x, y = np.array([a[s] for s in SEEDS]), np.array([b[s] for s in SEEDS])
+    gap = float(np.mean(x - y))
+    for margin, verdict in ((4.0, decide.HELD), (6.0, decide.CONTRADICTED)):
+        e = decide.evidence(Sample("greater", margin, a, b))
+        assert e.p_boundary == pytest.approx(stats.ttest_1samp(x - y, margin).pvalue)
+        assert e.estimate == pytest.approx(gap) and e.interval(0.9) == pytest.approx(
+            tuple(stats.ttest_rel(x, y).confidence_interval(0.9)))
+        assert decide.decide([Sample("greater", margin, a, b)], 0.05)[0].verdict == verdict
+    less = decide.evidence(Sample("less", 1.0, b, a))  # b - a < -1: the boundary is -1
+    assert less.p_boundary == pytest.approx(stats.ttest_1samp(y - x, -1.0).pvalue)
+    model, fit = Additive.of(COLUMN), formula_fit(COLUMN)
+    pooled = decide.evidence(Sample("greater", 1.5, a, b, "r1", "r0", model))
+    assert pooled.p_boundary == pytest.approx(float(fit.t_test("C(row)[T.r1] = 1.5").pvalue))
 
 
 def test_holm_over_every_comparison_times_the_looks():

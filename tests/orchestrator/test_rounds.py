@@ -109,3 +109,31 @@ def test_seeds_keep_the_keys_of_a_file_listing_them(write_spec, tmp_path):
     comparisons = [comparison("f", "rotnet N1 astronaut full", "random")]
     least, most = rounds.extremes(full, comparisons, rounds.Schedule.of(ranged.grid))
     assert len(least.pretrain_jobs) == 6 and len(most.pretrain_jobs) == 4 + 4 + 2  # none stays at 2 seeds
+
+
+def test_a_control_not_yet_held_holds_the_other_verdicts_back_and_gets_the_seeds():
+    """The twins (an A/A pair) as a control that cannot hold: while it is undecided the decided
+    gain is not read (undecided, its own test kept), and at the last look it is not testable; the
+    seeds go to the control's rows only, the gain's rows keep their first three."""
+    control = comparison("separates", "r3", "r2", control=True)
+    r = rounds.replay([comparison("gain", "r1", "r0"), control], observations(), SCHEDULE, 0.05)
+    gain, separates = r.outcomes
+    assert separates.verdict == decide.UNDECIDED and separates.gate is None
+    assert gain.result.verdict == decide.HELD and gain.look == 1  # its own test, decided at once
+    assert gain.verdict == decide.NOT_TESTABLE and "the control 'separates' (conv1) is undecided" in gain.gate[1]
+    assert r.finished and r.counts == {"r0": 3, "r1": 3, "r2": 6, "r3": 6}
+    midway = rounds.replay([comparison("gain", "r1", "r0"), control],
+                           observations(missing=tuple((row, s) for row in ROWS for s in (4, 5))), SCHEDULE, 0.05)
+    assert midway.outcomes[0].verdict == decide.UNDECIDED and midway.outcomes[0].gate[1].endswith("so far")
+
+
+def test_a_held_control_lets_the_verdicts_be_read_and_a_contradicted_one_stops_them():
+    held = rounds.replay([comparison("twins", "r3", "r2"), comparison("sep", "r1", "r0", control=True)],
+                         observations(), SCHEDULE, 0.05)
+    assert [o.gate for o in held.outcomes] == [None, None] and held.outcomes[1].verdict == decide.HELD
+    contradicted = rounds.replay([comparison("twins", "r3", "r2"), comparison("sep", "r0", "r1", control=True)],
+                                 observations(), SCHEDULE, 0.05)
+    twins, sep = contradicted.outcomes
+    assert sep.verdict == decide.CONTRADICTED and twins.verdict == decide.NOT_TESTABLE
+    # nothing more to read: no seed is added for the twins
+    assert contradicted.finished and contradicted.look == 1 and contradicted.counts["r2"] == 3
