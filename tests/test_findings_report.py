@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -47,9 +48,10 @@ FAILED = (NONE, "conv3", 2)  # this cell's run failed: its seed is missing from 
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory):
+def recorded(tmp_path_factory, migrated_store_template):
     """(folder, spec path, values): a store holding the file's cells, seed by seed."""
     folder = tmp_path_factory.mktemp("findings")
+    shutil.copy(migrated_store_template, folder / "mlflow.db")
     path = folder / "experiments.yaml"
     path.write_text(SPEC)
     with pytest.MonkeyPatch.context() as mp:

@@ -78,6 +78,7 @@ except PluginError:
 """
 
 
+@pytest.mark.slow
 def test_a_worker_loads_the_plugins_before_its_job_and_records_a_broken_one(tmp_path):
     site = tmp_path / "site"
     distribution(site, "broken-ops", "2.0", {"monosweep.ops": {"swirl": "broken_ops"}},

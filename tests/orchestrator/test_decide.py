@@ -131,6 +131,7 @@ def test_holm_over_every_comparison_times_the_looks():
     assert results[3].verdict == decide.NOT_TESTABLE and "'gone' has no finished seed" in results[3].why
 
 
+@pytest.mark.slow
 def test_the_adjusted_interval_excludes_zero_exactly_when_the_adjusted_p_is_below_alpha():
     rng = np.random.default_rng(3)
     for _ in range(40):

@@ -11,9 +11,9 @@ from orchestrator.record.recorder import MlflowRecorder, UnknownPart
 
 
 @pytest.fixture
-def tracking(tmp_path, monkeypatch) -> runs.Tracking:
+def tracking(store, monkeypatch) -> runs.Tracking:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return runs.open_sweep("s", f"sqlite:///{tmp_path / 'mlflow.db'}", {})
+    return runs.open_sweep("s", store, {})
 
 
 def open_run(tracking: runs.Tracking, key: str, kind: str = "cell") -> str:

@@ -385,6 +385,7 @@ print(json.dumps(memory.peaks()["peak_host_memory_mb"] * 2**20 - before))
 """
 
 
+@pytest.mark.slow
 def test_clustering_peak_memory_at_d_50000_is_within_its_formula():
     """Host features through cluster_features in a fresh process, its peak RSS (ru_maxrss) over
     the baseline: within clustering_memory's host + device bound (on the CPU they are one
