@@ -9,13 +9,20 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: quickstart test stress cluster-test setup data tools
+.PHONY: quickstart test test-fast stress cluster-test setup data tools
 
 quickstart: setup
 	$(VENV)/bin/monosweep run examples/quickstart.yaml
 
 test: setup tools
+	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+# The inner loop: ruff, then every test not marked slow (no sweep through Ray, no service
+# process); `make test` runs these and the slow ones.
+test-fast: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest -m "not slow and not cluster" $(PYTEST_ARGS)
 
 # The fault and signal tests, ROUNDS times with BUSY CPU-bound loops beside them: failures per test.
 ROUNDS ?= 5

@@ -11,8 +11,10 @@ from __future__ import annotations
 import torch
 
 from bench.common import interleaved, median, parser, ratio, report, setup, table
+from contract.compute import ComputeConfig
 from contract.datasets import DEFAULT_DATA_ROOTS, LAYERS
 from contract.evaluations import ProbeConfig
+from workers.compute import Compute
 from workers.data.probe_sets import eval_views, load_split, stratified_subset, subset
 from workers.models.alexnet import AlexNet
 from workers.probes import (
@@ -50,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     device = setup(args)
     dev = torch.device(device)
+    compute = Compute(ComputeConfig(), dev)  # fp32 eager, as the probes compute by default
     tiny = args.tiny
     repeats = args.repeats or (1 if tiny else 3)
     samples = args.samples or (64 if tiny else (768 if device == "cpu" else 20_000))
@@ -116,7 +119,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def trainer(layers: tuple[str, ...]) -> ProbeTrainer:
         heads = LinearProbes({layer: shapes[layer] for layer in layers}, train.classes).to(dev)
-        return ProbeTrainer(trunk, heads, config, size, seed=0, device=dev)
+        return ProbeTrainer(trunk, heads, config, size, seed=0, compute=compute)
 
     t = interleaved(
         {
@@ -152,14 +155,14 @@ def main(argv: list[str] | None = None) -> None:
     view = single_view(fast.test_crops)
 
     def cached() -> None:
-        cache = extract(trunk, train, size, LAYERS, 512, dev, view)
-        job = ProbeTrainer(trunk, LinearProbes(shapes, train.classes).to(dev), fast, size, 0, dev)
+        cache = extract(trunk, train, size, LAYERS, 512, compute, view)
+        job = ProbeTrainer(trunk, LinearProbes(shapes, train.classes).to(dev), fast, size, 0, compute)
         for epoch in range(fast.epochs):
             job.train_epoch(epoch, train, cache)
 
     def recomputed() -> None:
         job = ProbeTrainer(
-            trunk, LinearProbes(shapes, train.classes).to(dev), recompute, size, 0, dev
+            trunk, LinearProbes(shapes, train.classes).to(dev), recompute, size, 0, compute
         )
         for epoch in range(recompute.epochs):
             job.train_epoch(epoch, train, None)

@@ -8,7 +8,8 @@ from pydantic import Field, model_validator
 
 from contract.augmentation import AugmentConfig
 from contract.base import Frozen
-from contract.datasets import LAYERS, LabelledDataset, Layer
+from contract.compute import ComputeConfig
+from contract.datasets import LAYERS, TRAIN_SIZES, LabelledDataset, Layer
 from contract.evaluations import FinetuneConfig, ProbeConfig, StyleConfig
 from contract.methods import MethodConfig
 from contract.network import NetworkConfig
@@ -26,14 +27,30 @@ class ImageFile(Frozen):
 
 
 class DatasetImages(Frozen):
-    """N source images drawn (seeded) from a labelled dataset's train split, labels unused.
-    Drawn on the worker, where the data is: the driver may not see it. `data_root` is where,
-    not what, so it is no part of any key."""
+    """N source images of a labelled dataset's train split, labels unused: drawn (seeded), or
+    the files a named list gives (`chosen`, paths below the split's folder). Read on the worker,
+    where the data is: the driver may not see it. `data_root` is where, not what, so it is no
+    part of any key."""
 
     dataset: LabelledDataset
     data_root: str
     n: int = Field(ge=1)
     draw_seed: int = Field(0, ge=0)
+    chosen: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _chosen_is_n(self) -> DatasetImages:
+        if self.chosen is not None and len(self.chosen) != self.n:
+            raise ValueError(f"n = {self.n} but {len(self.chosen)} images are chosen")
+        return self
+
+    @property
+    def real_images(self) -> bool:
+        """The N = all rule: a whole train split is trained on as it is, through each method's
+        own pipeline (its loader's views of the real images), with no single-image generator.
+        The paper's dataset is "N true images with d - N augmentations": at N = d there are
+        none. Below the whole split (N = 1, 10, 1000, ...) the generator makes the d samples."""
+        return self.chosen is None and self.n == TRAIN_SIZES[self.dataset]
 
 
 class LabelledData(Frozen):
@@ -48,7 +65,8 @@ class PretrainJob(Frozen):
     """Everything one pre-training needs; `key` is the hash of everything but `label`,
     `coordinates`, `checkpoint_every`, `divergence_threshold` and `max_steps` (whether and when
     a run ends, not what it computes), `images[].path`, the data roots (locations, not content)
-    and `key`. The source images are `images` (files) or `drawn` (from a dataset)."""
+    and `key`; `compute` is in it only where it differs from fp32 eager. The source images are
+    `images` (files) or `drawn` (from a dataset)."""
 
     key: str
     label: str
@@ -59,6 +77,7 @@ class PretrainJob(Frozen):
     drawn: DatasetImages | None = None
     augmentation: AugmentConfig | None = None
     labels: LabelledData | None = None
+    compute: ComputeConfig = ComputeConfig()  # how it computes (precision, memory format, compile)
     coordinates: dict[str, Any] = {}  # the grid values it came from, for records and reports
     checkpoint_every: int = Field(0, ge=0, description="steps between resume checkpoints; 0: none")
     divergence_threshold: float | None = Field(
@@ -71,8 +90,14 @@ class PretrainJob(Frozen):
         method = self.method  # what it learns from may depend on its settings
         if self.images and self.drawn:
             raise ValueError("give the source images as files or as a draw from a dataset, not both")
-        if method.uses_images and (not (self.images or self.drawn) or self.augmentation is None):
-            raise ValueError(f"method {self.method.name!r} needs source images and an augmentation")
+        if method.uses_images:
+            if not (self.images or self.drawn):
+                raise ValueError(f"method {self.method.name!r} needs source images")
+            real = self.drawn is not None and self.drawn.real_images
+            if real and self.augmentation is not None:
+                raise ValueError("a whole train split is trained on without the generator: no augmentation")
+            if not real and self.augmentation is None:
+                raise ValueError(f"method {self.method.name!r} needs an augmentation of its source images")
         if method.uses_train_split and self.labels is None:
             raise ValueError(f"method {self.method.name!r} needs a labelled dataset")
         return self
@@ -101,14 +126,17 @@ class ProbeCell(JobCell):
 
 class EvaluationJob(Frozen):
     """A job that evaluates the trunk of one finished pretrain job: one MLflow run per cell,
-    under the pretrain run. Each evaluation kind's job adds its settings."""
+    under the pretrain run. Each evaluation kind's job adds its settings; two kinds may share a
+    job model, so the worker runs the kind the job names, never the first whose model it is."""
 
     key: str
     label: str
+    evaluation: str = Field(description="the evaluation kind that runs it (its name, as the grid's items give it)")
     pretrain_key: str
     network: NetworkConfig
     seed: int
     cells: tuple[JobCell, ...]
+    compute: ComputeConfig = ComputeConfig()  # its trunk's: one setting per sweep (the spec's)
     max_steps: int | None = Field(None, ge=1, description=MAX_STEPS)
     # The artifact of the pretrain run that holds the trunk: its own, or a snapshot's
     # (orchestrator/snapshots.py); where the trunk is, not what it is (its key says that).

@@ -1,9 +1,12 @@
 """The settings of each SSL method (pretext task), with upstream's defaults, and the table of
-methods: a new method is its settings class here (added to `METHODS`) and its implementation
-in workers/methods/ (docs/ARCHITECTURE.md shows one added end to end)."""
+methods: a shipped method is its settings class here (added to `METHODS`) and its implementation
+in workers/methods/; a package of one's own adds its settings class from its own module, named
+under the `monosweep.methods` entry point (contract/plugins.py; docs/ARCHITECTURE.md shows one
+added end to end)."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field, model_validator
@@ -21,6 +24,9 @@ class MethodSettings(Frozen):
     (random's `bn_statistics`)."""
 
     name: str
+    # The same settings under an independent random stream: `[rotnet, {name: rotnet, seed_stream:
+    # 1}]` are two rows (rotnet#1, rotnet#2) that differ by chance alone, an A/A control.
+    seed_stream: Annotated[int, KeyNeutral(0), Field(ge=0)] = 0
     uses_images: ClassVar[bool] = True  # the row's source images and augmentation
     uses_labels: ClassVar[bool] = False  # the labels of the probe dataset's train split
     implementation: ClassVar[tuple[str, str]]  # (module, class)
@@ -36,6 +42,16 @@ class MethodSettings(Frozen):
         """How report rows and run names call these settings: the name, and whatever setting
         makes the trunk a different kind of reference (`random(bn=pretext)`)."""
         return self.name
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """The seed the jobs of grid seed `seed` run under in random stream `stream`: `seed` itself
+    in stream 0 (as before streams existed), else a number drawn from sha256 of both in [2**31,
+    2**32): never a seed a file lists below 2**31, and within the workers' 32-bit streams."""
+    if stream == 0:
+        return seed
+    digest = hashlib.sha256(f"seed {seed} stream {stream}".encode()).digest()
+    return 2**31 + int.from_bytes(digest[:4], "big") % 2**31
 
 
 METHODS: Registry[MethodSettings] = Registry("method", MethodSettings)
@@ -153,7 +169,16 @@ class DeepClusterConfig(MethodSettings, Snapshots):
     pseudo-labels, re-computed every epoch. Defaults from facebookresearch/deepcluster: Sobel input,
     k = 10000 on PCA-256 whitened, L2-normalised features, 20 k-means iterations (faiss's
     niter), SGD lr 0.05 constant, wd 1e-5, batch 256, 200 epochs (main.py's default); the top
-    layer has its own SGD without momentum."""
+    layer has its own SGD without momentum.
+
+    `sampler`: which samples an epoch trains on. `upstream` (default: the paper's numbers came
+    from it) is what upstream's code executes: util.py's UnifLabelSampler draws image indexes
+    uniformly over the clusters, and main.py hands them to clustering.py's ReassignedDataset,
+    whose items are stored cluster by cluster and looked up by position, so an index picks the
+    image at that position: clusters are trained on about in proportion to their size.
+    `uniform` is what UnifLabelSampler's docstring says ("uniformely accross pseudolabels"):
+    the drawn images themselves, equally many from every non-empty cluster (our only behaviour
+    before this setting, so it keeps those keys)."""
 
     name: Literal["deepcluster"] = "deepcluster"
     implementation: ClassVar[tuple[str, str]] = ("workers.methods.deepcluster", "DeepCluster")
@@ -172,6 +197,7 @@ class DeepClusterConfig(MethodSettings, Snapshots):
         None, ge=2, description="mono samples clustered each epoch (a seeded draw); None: all d"
     )
     sobel: bool = True
+    sampler: Annotated[Literal["upstream", "uniform"], KeyNeutral("uniform")] = "upstream"
     # Training: clustering.py l.142-143, RandomResizedCrop(224) + flip. The clustering pass
     # (main.py l.122-123, Resize(256) + CenterCrop(224)) is fixed: the sample's centre crop.
     loader: LoaderConfig = LoaderConfig(crop="random_resized", hflip=0.5)
@@ -214,9 +240,13 @@ class BiGANConfig(MethodSettings, Snapshots):
 @METHODS.add
 class SupervisedConfig(MethodSettings):
     """Supervised training with the labels of the probe dataset's train split: the paper's
-    upper reference. Defaults are torchvision's AlexNet reference recipe (SGD lr 0.01,
-    momentum 0.9, wd 1e-4, batch 256, 90 epochs, StepLR x0.1 every 30), not confirmed as the
-    paper's."""
+    upper reference. Defaults are torchvision's classification reference (references/
+    classification README and train.py: SGD lr 0.1, momentum 0.9, wd 1e-4, batch 256, 90
+    epochs, StepLR x0.1 every 30), not confirmed as the paper's. The rate is torchvision's
+    default, which its README keeps for networks with batch normalisation (vgg*_bn) and lowers
+    to 0.01 only for AlexNet and VGG, "since [they] do not include batch normalization"; this
+    trunk has BN after every conv. No upstream code trains AlexNet with BN on labels, so the
+    choice is ours, by that rule."""
 
     name: Literal["supervised"] = "supervised"
     implementation: ClassVar[tuple[str, str]] = ("workers.methods.supervised", "Supervised")
@@ -227,7 +257,7 @@ class SupervisedConfig(MethodSettings):
     )
     epochs: int = Field(90, ge=1)
     batch_size: int = Field(256, ge=2)
-    lr: float = Field(0.01, gt=0)
+    lr: float = Field(0.1, gt=0)
     schedule: Schedule = Schedule(kind="steps", at=(1 / 3, 2 / 3))
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(1e-4, ge=0)

@@ -19,33 +19,68 @@ temporaries (workers.methods.deepcluster.clustering_memory; its features stay on
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from contract.compute import ComputeConfig
 from contract.datasets import CLASSES, LAYERS, TEST_SIZES, TRAIN_SIZES
 from contract.jobs import EvaluationJob, FinetuneJob, PretrainJob, ProbeJob, StyleJob
 from contract.methods import DeepClusterConfig
-from contract.network import NetworkConfig
+from orchestrator.evaluations import EVALUATIONS
 from orchestrator.grid import Expansion
 
-# An H100 SXM's dense BF16 tensor-core peak, and a model FLOPs utilisation that convnets of
-# this size reach with a good input pipeline: both stated in the output, both options.
+# An H100 SXM's dense BF16 tensor-core peak: every MFU here is a share of it (stated in the
+# output; --gpu-tflops changes it).
 H100_BF16_TFLOPS = 989.0
-DEFAULT_MFU = 0.35
+
+
+@dataclass(frozen=True)
+class Measured:
+    """An MFU that `python -m bench.gpu` measured: production's training step (training.fit's,
+    RotNet at 224 px on the paper's AlexNet) against the card's dense bf16 peak."""
+
+    mfu: float
+    card: str
+    date: str
+
+
+# By compute setting (ComputeConfig.label): what bench.gpu prints on a GPU, pasted here. Empty
+# until a GPU run fills it (bench/README.md names the command); the estimate then says "assumed".
+MEASURED_MFU: dict[str, Measured] = {}
+# Until then, by precision: 35 % of the bf16 peak is what convnets of this size reach in bf16
+# with a good input pipeline; fp32 runs its convolutions on TF32 tensor cores, whose dense
+# peak is half the bf16 one (494.7 of 989 TFLOP/s on an H100 SXM), so the same utilisation
+# of its own peak is half the share of bf16's.
+ASSUMED_MFU = {"fp32": 0.175, "bf16": 0.35}
 VIEWS = {"resize": 1, "center": 1, "ten": 10}  # test views per image (ProbeConfig.test_crops)
 EXTRACT_BATCH = 512  # images per batch of tasks.probe's feature cache and finetune.evaluate
 
 
 @dataclass(frozen=True)
 class Throughput:
-    """The rate jobs are assumed to run at on one GPU: its peak times the MFU."""
+    """The rate jobs are assumed to run at on one GPU: its peak times the MFU, and where that
+    MFU comes from (given, measured or assumed)."""
 
-    tflops: float = H100_BF16_TFLOPS
-    mfu: float = DEFAULT_MFU
+    tflops: float
+    mfu: float
+    source: str = "given"
 
     def hours(self, flops: float) -> float:
         return flops / (self.tflops * 1e12 * self.mfu) / 3600
+
+
+def throughput(compute: ComputeConfig, tflops: float = H100_BF16_TFLOPS, mfu: float | None = None) -> Throughput:
+    """The rate a sweep's jobs run at: `mfu` when given (--mfu), else bench.gpu's measurement
+    for the sweep's compute setting (MEASURED_MFU), else the precision's ASSUMED_MFU."""
+    if mfu is not None:
+        return Throughput(tflops, mfu, "given")
+    if (measured := MEASURED_MFU.get(compute.label)) is not None:
+        return Throughput(tflops, measured.mfu, f"measured by bench.gpu for {compute.label} on {measured.card}, "
+                                                f"{measured.date}")
+    return Throughput(tflops, ASSUMED_MFU[compute.precision], f"assumed for {compute.precision}: not measured "
+                                                              "on a GPU yet (bench/README.md)")
 
 
 @dataclass(frozen=True)
@@ -61,26 +96,13 @@ class JobEstimate:
     peak: float = 0.0
 
 
-def trunk_note(network: NetworkConfig) -> str:
-    """What sets a trunk's cost apart in a row's name (DeepCluster's Sobel input)."""
-    return ", Sobel trunk" if network.sobel else ""
-
-
-def row_name(job: PretrainJob | EvaluationJob, kind: str) -> str:
+def row_name(job: PretrainJob | EvaluationJob) -> str:
     """The row a job is counted in, here and in `monosweep smoke` (one row per job shape): its
-    method (and the labelled split it learns from), or its evaluation with what sets its cost
-    (dataset, k frozen layers, pairs, a Sobel trunk); a kind this module does not know, by name."""
+    method (and the labelled split it learns from), or its evaluation kind's `shape` of it."""
     if isinstance(job, PretrainJob):
         dataset = job.labels.dataset if job.labels else None
         return str(job.coordinates.get("method", job.method.name)) + (f" {dataset}" if dataset else "")
-    note = trunk_note(job.network)
-    if isinstance(job, ProbeJob):
-        return f"linear_probe {job.dataset}{note}"
-    if isinstance(job, FinetuneJob):
-        return f"finetune_frozen k={job.frozen} {job.dataset}{note}"
-    if isinstance(job, StyleJob):
-        return f"style_transfer {len(job.cells)} pairs{note}"
-    return kind
+    return EVALUATIONS[job.evaluation].shape(job)
 
 
 def pretrain(job: PretrainJob, costs: Any) -> JobEstimate:
@@ -88,7 +110,7 @@ def pretrain(job: PretrainJob, costs: Any) -> JobEstimate:
     labelled train split); DeepCluster adds, every epoch, the features of its clustered
     samples and their PCA and k-means."""
     m, dataset = job.method, job.labels.dataset if job.labels else None
-    row = row_name(job, "pretrain")
+    row = row_name(job)
     step = costs.pretrain(m, job.network, CLASSES[dataset] if dataset else None)
     if not step.trains:
         return JobEstimate("pretrain", row, 0, 0.0, step.state.params)
@@ -132,7 +154,7 @@ def probe(job: ProbeJob, costs: Any) -> JobEstimate:
             views * trunk.flops + score.flops
         )
         activations = cfg.batch_size * max(trunk.held + heads.saved, views * trunk.held)
-    return JobEstimate("evaluation", row_name(job, "linear_probe"), samples, flops, heads.state.total + activations)
+    return JobEstimate("evaluation", row_name(job), samples, flops, heads.state.total + activations)
 
 
 def finetune(job: FinetuneJob, costs: Any) -> JobEstimate:
@@ -147,7 +169,7 @@ def finetune(job: FinetuneJob, costs: Any) -> JobEstimate:
     activations = max(cfg.batch_size * step.saved, EXTRACT_BATCH * score.held)
     return JobEstimate(
         "evaluation",
-        row_name(job, "finetune_frozen"),
+        row_name(job),
         seen + test,
         seen * step.flops + test * score.flops,
         step.state.total + activations,
@@ -160,28 +182,29 @@ def style(job: StyleJob, costs: Any) -> JobEstimate:
     c = costs.style(cfg, job.network)
     flops = pairs * (c.setup + cfg.steps * c.step + c.final)
     return JobEstimate(
-        "evaluation", row_name(job, "style_transfer"), pairs * (cfg.steps + 3), flops, c.state.total + c.saved
+        "evaluation", row_name(job), pairs * (cfg.steps + 3), flops, c.state.total + c.saved
     )
 
 
-EVALUATIONS = {ProbeJob: probe, FinetuneJob: finetune, StyleJob: style}
+def evaluation(job: EvaluationJob, costs: Any) -> JobEstimate:
+    """An evaluation job, as its kind prices it (`EvaluationKind.cost`: the shipped kinds name
+    the functions above); a kind without a cost is listed without an estimate."""
+    kind = EVALUATIONS[job.evaluation]
+    return kind.cost(job, costs) or JobEstimate("evaluation", f"{kind.shape(job)} (no estimate)")
 
 
-def evaluation(job: EvaluationJob, kind: str, costs: Any) -> JobEstimate:
-    """An evaluation job; a kind this module does not know is listed without an estimate."""
-    how = EVALUATIONS.get(type(job))
-    return how(job, costs) if how else JobEstimate("evaluation", f"{kind} (no estimate)")
+def each(jobs: Iterable[PretrainJob | EvaluationJob], costs: Any = None) -> list[JobEstimate]:
+    """Each job's estimate, in the order given: what `monosweep run` orders its pretrain jobs
+    by and checks against --max-gpu-hours. `costs` as in `estimate`."""
+    if costs is None:
+        from workers import costs
+    return [pretrain(j, costs) if isinstance(j, PretrainJob) else evaluation(j, costs) for j in jobs]
 
 
 def estimate(sweep: Expansion, costs: Any = None) -> list[JobEstimate]:
     """Every job of the sweep, pre-trainings first. `costs`: what a sample costs (default:
     workers.costs, measured on the real modules)."""
-    if costs is None:
-        from workers import costs
-    kinds = {c.job_key: c.evaluation for c in sweep.cells}
-    return [pretrain(j, costs) for j in sweep.pretrain_jobs.values()] + [
-        evaluation(j, kinds[key], costs) for key, j in sweep.evaluation_jobs.items()
-    ]
+    return each([*sweep.pretrain_jobs.values(), *sweep.evaluation_jobs.values()], costs)
 
 
 @dataclass(frozen=True)
@@ -216,5 +239,37 @@ def rows(estimates: Iterable[JobEstimate]) -> list[Row]:
     return out
 
 
+def amount(x: float) -> str:
+    """Three significant digits, or whole numbers with thousands separated."""
+    return f"{x:.3g}" if x < 100 else f"{x:,.0f}"
+
+
 def total_hours(table: list[Row], rate: Throughput, stage: str | None = None) -> float:
     return sum(r.jobs * (r.hours(rate) or 0.0) for r in table if stage in (None, r.stage))
+
+
+def over_budget(
+    jobs: Sequence[PretrainJob | EvaluationJob], rate: Throughput, limit: float, largest: int = 5
+) -> list[str]:
+    """Why `jobs` (what is left to run) do not fit in `limit` GPU-hours at `rate`, as lines of a
+    refusal that names the `largest` jobs and how to raise the limit; none when they fit."""
+    estimates = each(jobs)
+    hours = [0.0 if e.flops is None else rate.hours(e.flops) for e in estimates]
+    total = sum(hours)
+    if total <= limit:
+        return []
+    unknown = sum(e.flops is None for e in estimates)
+    lines = [
+        f"max_gpu_hours: the estimate of what is left to run is {amount(total)} GPU-hours ({len(jobs)} jobs), "
+        f"above the limit of {limit:g}; nothing was started",
+        f"  at {rate.tflops:g} TFLOP/s per GPU x MFU {rate.mfu:g} ({rate.source})"
+        + (f"; {unknown} jobs of kinds without an estimate counted as 0" if unknown else ""),
+        "  the largest jobs:",
+    ]
+    biggest = sorted(zip(hours, jobs, estimates, strict=True), key=lambda x: -x[0])[:largest]
+    lines += [f"    {amount(h):>9} GPU-h  {job.label}  [{e.stage}: {e.row}]" for h, job, e in biggest]
+    lines.append(
+        f"  to run it anyway, raise the limit: --max-gpu-hours {math.ceil(total)} (or max_gpu_hours: "
+        f"{math.ceil(total)} in the file); `monosweep plan FILE --estimate` prices every job kind"
+    )
+    return lines

@@ -8,6 +8,8 @@ job, probe dataset) share one probe job, which probes them all in one pass of th
 trunk; the pairs of one trunk share one style job; each finetuning is a job of its own.
 A method that uses no images (random, supervised) ignores the images and augmentation axes:
 its cells collapse to one per (seed, layer, probe dataset), so it is trained and probed once.
+A whole train split (`n: all`) is trained on without the generator, so its cells ignore the
+augmentation axis in the same way (contract.jobs.DatasetImages.real_images).
 A method that learns from labels (supervised) gets one pretrain job per probe dataset: the
 cells of dataset D probe the trunk trained on D's train split (as does random with its BN
 statistics from the probe's train images: `uses_train_split`). A method with `snapshots` gives
@@ -24,18 +26,24 @@ from typing import Any
 from pydantic import AliasChoices, BaseModel, Field
 
 from contract.augmentation import AugmentConfig
+from contract.compute import ComputeConfig
 from contract.images import sha256_file
 from contract.jobs import DatasetImages, EvaluationJob, ImageFile, LabelledData, PretrainJob
+from contract.methods import stream_seed
 from contract.network import NetworkConfig
-from orchestrator.evaluations import EVALUATIONS, KINDS
+from contract.paper_images import CHOSEN, pinned_sha256
+from orchestrator.evaluations import EVALUATIONS
 from orchestrator.keys import content_key, settings_material
 from orchestrator.snapshots import CHECKPOINT, Trunk, budget_suffix, trunks
 from orchestrator.spec import ImageSet, Spec
 
 
 class Cell(BaseModel, frozen=True, extra="allow"):
-    """One grid point, as status and report show it (a kind with coordinates of its own keeps
-    them as extra fields)."""
+    """One grid point, as status and report show it: the shared axes as fields, its kind's own
+    coordinates (`EvaluationKind.coordinates`: a linear probe's layer, finetuning's k, style
+    transfer's pair, a plugin kind's) as extra fields. Sweeps recorded before kinds declared
+    their coordinates kept layer, frozen, content and style on every cell (None where they did
+    not apply): their cells.json loads, as extra fields too."""
 
     key: str
     label: str
@@ -49,12 +57,6 @@ class Cell(BaseModel, frozen=True, extra="allow"):
     augmentation: str | None
     # Sweeps recorded before evaluations became an axis probed linearly: the first kind.
     evaluation: str = Field(default_factory=lambda: EVALUATIONS.names()[0])
-    # The coordinates the shipped evaluation kinds give their cells (None where a kind has
-    # none): the probed layer, k frozen layers, a (content, style) pair.
-    layer: str | None = None
-    frozen: int | None = None
-    content: str | None = None
-    style: str | None = None
     probe_dataset: str | None  # None: style transfer through a trunk that learned without labels
     seed: int
 
@@ -83,24 +85,41 @@ class Sources:
 
     def material(self) -> Any:
         """Content, not location: the set of file hashes (order-free), or what defines a
-        draw from a dataset's train split (the worker records the drawn images' hash)."""
+        draw from a dataset's train split (the worker records the drawn images' hash), or the
+        names of the split's images a list chose."""
         d = self.drawn
+        if d is not None and d.chosen is not None:
+            return {"dataset": d.dataset, "split": "train", "chosen": sorted(d.chosen)}
         if d is not None:
             return {"dataset": d.dataset, "split": "train", "n": d.n, "draw_seed": d.draw_seed}
         return sorted(f.sha256 for f in self.files)
 
+    @property
+    def real_images(self) -> bool:
+        """Trained on without the generator (the N = all rule, DatasetImages.real_images)."""
+        return self.drawn is not None and self.drawn.real_images
+
 
 def sources(images: ImageSet, spec: Spec, base_dir: Path) -> Sources:
-    """The files of an image set, each with the hash of its bytes; or its draw from a
-    dataset, left to the worker (the driver may not see the data)."""
+    """The files of an image set, each with the hash of its bytes (a paper image: its pinned
+    hash, the file not needed to plan); or its images of a dataset, left to the worker (the
+    driver may not see the data)."""
     if images.dataset is not None:
         root = str((base_dir / spec.data_root(images.dataset)).resolve())
         drawn = DatasetImages(
-            dataset=images.dataset, data_root=root, n=images.size, draw_seed=images.draw_seed
+            dataset=images.dataset, data_root=root, n=images.size, draw_seed=images.draw_seed,
+            chosen=CHOSEN[images.chosen] if images.chosen else None,
         )
         return Sources(images.label, drawn=drawn)
-    files = tuple(ImageFile(path=str(p), sha256=sha256_file(p)) for p in images.files(base_dir))
+    refs = images.photos or [None] * images.size  # a pool's files have no names
+    files = tuple(
+        ImageFile(path=str(p), sha256=(ref and pinned_sha256(ref)) or sha256_file(p))
+        for ref, p in zip(refs, images.files(base_dir), strict=True)
+    )
     return Sources(images.label, files=files)
+
+
+FP32_EAGER = ComputeConfig()
 
 
 def job_network(network: NetworkConfig, method: Any) -> NetworkConfig:
@@ -121,9 +140,11 @@ def pretrain_job(
     checkpoint_every: int = 0,
     labels: LabelledData | None = None,
     divergence_threshold: float | None = None,
+    compute: ComputeConfig = FP32_EAGER,
 ) -> PretrainJob:
     """A pretrain job; `images` and `augment` are None for methods that use no images,
-    `labels` the labelled train split of a method that learns from labels."""
+    `labels` the labelled train split of a method that learns from labels. `compute` is in its
+    key where it differs from fp32 eager, and so in the key of every cell of its trunk."""
     network = job_network(network, method)
     material = {
         "method": settings_material(method),
@@ -133,10 +154,12 @@ def pretrain_job(
         "augmentation": settings_material(augment) if augment else None,
         "labels": labels.dataset if labels else None,  # what it learns from, not where it lies
     }
+    if computed := settings_material(compute):  # fp32 eager: absent, as in keys made before it
+        material["compute"] = computed
     coordinates = {
         "method": method_label,
         "images": images.label if images else None,
-        "augmentation": augmentation_label(augment) if augment else None,
+        "augmentation": augment.label() if augment else None,
         "seed": seed,
     }
     learns_from = labels.dataset if labels else None
@@ -146,22 +169,16 @@ def pretrain_job(
         label=" ".join([v for v in parts if v] + [f"s{seed}"]),
         method=method,
         network=network,
-        seed=seed,
+        seed=stream_seed(seed, method.seed_stream),  # the trunk's and its evaluations' randomness
         images=images.files if images else (),
         drawn=images.drawn if images else None,
         augmentation=augment,
         labels=labels,
+        compute=compute,
         coordinates=coordinates,
         checkpoint_every=checkpoint_every,
         divergence_threshold=divergence_threshold,
     )
-
-
-def augmentation_label(augment: AugmentConfig) -> str:
-    """The preset's name, with the fields that differ from it: `full(rotation=0.0)`."""
-    preset = AugmentConfig(preset=augment.preset)
-    changed = [f"{k}={v}" for k, v in augment if k != "preset" and getattr(preset, k) != v]
-    return augment.preset + (f"({','.join(changed)})" if changed else "")
 
 
 def _method_labels(methods: list[Any]) -> list[str]:
@@ -186,15 +203,19 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Expansion:
     trunk_of_job: dict[str, Trunk] = {}
     seen: set[str] = set()
     resolved = {images: sources(images, spec, base_dir) for images in g.images}  # hash each set once
-    contexts = {e.name: KINDS[e.name].context(spec, base_dir) for e in g.evaluation}
+    contexts = {e.name: EVALUATIONS[e.name].context(spec, base_dir) for e in g.evaluation}
     for (method, label), images, augmentation, seed in itertools.product(
-        zip(g.method, _method_labels(g.method), strict=True), g.images, g.augmentation, g.seed
+        zip(g.method, _method_labels(g.method), strict=True), g.images, g.augmentation, g.seeds
     ):
         uses_images, per_dataset = method.uses_images, method.uses_train_split
+        # The generator's augmentation applies below the whole split; a whole split (N = all)
+        # is trained on as it is, so, like a method without images, it ignores the axis.
+        augments = uses_images and not resolved[images].real_images
         jobs: dict[str | None, PretrainJob] = {}  # by the labelled dataset it learns from
         for evaluation in g.evaluation:
-            kind = KINDS[evaluation.name]
+            kind = EVALUATIONS[evaluation.name]
             for point in kind.points(evaluation, spec, per_dataset):
+                _check_point(kind, point)
                 learns_from = point["probe_dataset"] if per_dataset else None
                 if learns_from not in jobs:
                     labels = None
@@ -205,20 +226,19 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Expansion:
                         method,
                         label,
                         resolved[images] if uses_images else None,
-                        augmentation if uses_images else None,
+                        augmentation if augments else None,
                         spec.network,
                         seed,
                         spec.checkpoint_every,
                         labels,
                         spec.divergence_threshold,
+                        spec.compute,
                     )
                 coordinates = {
                     "method": method.name,
                     "n": images.size if uses_images else None,
-                    "augmentation": augmentation_label(augmentation) if uses_images else None,
+                    "augmentation": augmentation.label() if augments else None,
                     "evaluation": evaluation.name,
-                    "layer": None,
-                    "frozen": None,
                     "seed": seed,
                     **point,
                 }
@@ -244,10 +264,27 @@ def expand(spec: Spec, base_dir: Path = Path(".")) -> Expansion:
                     cells_by_job.setdefault(job_key, []).append(cell)
                     trunk_of_job[job_key] = trunk
 
+    items = {e.name: e for e in g.evaluation}
     for job_key, cells in cells_by_job.items():
         name, trunk = cells[0].evaluation, trunk_of_job[job_key]
-        job = KINDS[name].job(spec, base_dir, job_key, trunk.job, cells, contexts[name])
-        if trunk.checkpoint != CHECKPOINT:  # a snapshot: read from the run that holds it
-            job = job.model_copy(update={"pretrain_key": trunk.run_key, "checkpoint": trunk.checkpoint})
-        sweep.evaluation_jobs[job_key] = job
+        job = EVALUATIONS[name].job(items[name], spec, base_dir, job_key, trunk.job, cells, contexts[name])
+        if job.evaluation != name:  # the worker runs the kind the job names
+            raise TypeError(f"evaluation {name!r} made a job for evaluation {job.evaluation!r}")
+        # Every kind's job computes as its trunk did: set here, once, not by each kind. A
+        # snapshot's job waits for and reads from the run that holds it.
+        update: dict[str, Any] = {"compute": trunk.job.compute}
+        if trunk.checkpoint != CHECKPOINT:
+            update |= {"pretrain_key": trunk.run_key, "checkpoint": trunk.checkpoint}
+        sweep.evaluation_jobs[job_key] = job.model_copy(update=update)
     return sweep
+
+
+def _check_point(kind: Any, point: dict[str, Any]) -> None:
+    """A kind's cell has a probe dataset and exactly the coordinates the kind declares.
+
+    Raises:
+        TypeError: naming the kind and the coordinates it gave and declared (a bug of the kind).
+    """
+    if set(point) != {"probe_dataset", *kind.coordinates}:
+        raise TypeError(f"evaluation {kind.name!r} made a cell with coordinates {sorted(point)}; it declares "
+                         f"{sorted(kind.coordinates)} (and every cell has a probe_dataset)")

@@ -1,6 +1,8 @@
 """One job, recorded: open its MLflow runs, call the worker entry point, close the runs.
 
-The Ray trainables call these; so can a test or a shell, without Ray. Each job's runs get its
+The Ray trainables call these; so can a test or a shell, without Ray. Either first loads the
+installed plugins (contract/plugins.py), as the CLI did before the file was validated, so that a
+worker's tables are the driver's; an evaluation job runs the kind it names. Each job's runs get its
 peak memory (`workers.memory`) at the end. `report`, when given,
 receives the job's figures while it runs (`orchestrator.progress.Reporting`): the trainable
 passes Tune's `report`, so the driver's live line sees the job move.
@@ -14,8 +16,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from contract import plugins
 from contract.jobs import EvaluationJob, PretrainJob
-from orchestrator.evaluations import kind_of
+from orchestrator.evaluations import EVALUATIONS
 from orchestrator.faults import Fault, arm
 from orchestrator.keys import RESULTS_VERSION
 from orchestrator.progress import Reporting
@@ -39,12 +42,22 @@ def flatten(prefix: str, value: Any) -> dict[str, Any]:
 
 def pretrain_params(job: PretrainJob) -> dict[str, Any]:
     data = job.model_dump(mode="json", exclude={"key", "label", "images", "drawn", "coordinates"})
-    if (drawn := job.drawn) is not None:  # drawn on the worker, which records their hash
-        images, n = f"{drawn.dataset}:n{drawn.n}:d{drawn.draw_seed}", drawn.n
+    if (drawn := job.drawn) is not None:  # read on the worker, which records their hash
+        what = f"chosen{drawn.n}" if drawn.chosen else f"n{drawn.n}:d{drawn.draw_seed}"
+        images, n = f"{drawn.dataset}:{what}", drawn.n
     else:
         images = ",".join(f"{Path(f.path).name}:{f.sha256[:12]}" for f in job.images) or None
         n = len(job.images) or None
-    return {**job.coordinates, **flatten("", data), "images": images, "n": n}
+    return {**run_params(flatten("", data), job.coordinates), "images": images, "n": n}
+
+
+def run_params(settings: dict[str, Any], coordinates: dict[str, Any]) -> dict[str, Any]:
+    """A run's params: its job's settings, then its grid coordinates (`seed` the grid's, which
+    pairs runs across rows); a job under a second seed stream keeps its own as `stream_seed`."""
+    params = {**settings, **coordinates}
+    if "seed" in settings and settings["seed"] != coordinates.get("seed", settings["seed"]):
+        params["stream_seed"] = settings["seed"]
+    return params
 
 
 Report = Callable[[dict[str, float]], None]
@@ -64,6 +77,7 @@ def run_pretrain(
     )
     mlflow_recorder = MlflowRecorder(tracking.uri, {None: run_id})
     try:
+        plugins.load()  # a method's implementation may be a plugin's
         recorder = arm(list(faults), "pretrain", job.label, job.key, attempt, mlflow_recorder)
         if report is not None:
             recorder = Reporting(recorder, report)
@@ -106,12 +120,10 @@ def _readable(checkpoint: Path) -> Path | None:
 def run_evaluation(
     job: EvaluationJob, tracking: Tracking, faults: Sequence[Fault] = (), report: Report | None = None
 ) -> dict[str, Any]:
-    """Evaluate the finished pretrain run's trunk with the job's kind (linear probes on all
+    """Evaluate the finished pretrain run's trunk with the kind the job names (linear probes on all
     the job's layers, a finetuning, style transfer of every pair, ...); one run per cell, under
     the pretrain run. Returns the kind's scores."""
     from workers import memory, training
-
-    kind = kind_of(job)
 
     pretrain = finished(tracking.uri, tracking.experiment_id, PRETRAIN).get(job.pretrain_key)
     if pretrain is None:
@@ -120,7 +132,7 @@ def run_evaluation(
     started = {
         cell.part: start_run(
             tracking, CELL, cell.key, cell.label, pretrain,
-            {**cell.coordinates, **flatten("", base)},
+            run_params(flatten("", base), cell.coordinates),
             {TAG + "pretrain_key": job.pretrain_key, TAG + "results_version": str(RESULTS_VERSION),
              TAG + "device": str(training.device())},
         )
@@ -130,6 +142,8 @@ def run_evaluation(
     attempt = max(a for _, a in started.values())
     mlflow_recorder = MlflowRecorder(tracking.uri, runs)
     try:
+        plugins.load()  # the job's kind may be a plugin's
+        kind = EVALUATIONS[job.evaluation]
         recorder = arm(list(faults), "evaluation", job.label, job.key, attempt, mlflow_recorder)
         if report is not None:
             recorder = Reporting(recorder, report)

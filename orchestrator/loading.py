@@ -175,11 +175,14 @@ def _choices(text: str) -> str:
 
 
 def _allowed_keys(loc: list[Any]) -> list[str]:
-    """The field names of the model found at `loc` in the Spec schema."""
+    """The keys the model found at `loc` in the Spec schema takes: its fields, or what its
+    `allowed_keys` says (a model that takes keys declared elsewhere: `spec.Exclude`)."""
     model: Any = Spec
     for part in loc:
         model = _unwrap(model, part)
-    return list(model.model_fields) if _is_model(model) else []
+    if not _is_model(model):
+        return []
+    return model.allowed_keys() if hasattr(model, "allowed_keys") else list(model.model_fields)
 
 
 def _unwrap(annotation: Any, part: Any) -> Any:
@@ -189,14 +192,15 @@ def _unwrap(annotation: Any, part: Any) -> Any:
         return field.annotation if field else annotation
     registry = registry_of(annotation)
     if registry is not None:  # a registered name in the loc, as a union's tag
-        return registry[part] if part in registry else annotation
+        return registry.settings(part) if part in registry else annotation
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Annotated:
         return _unwrap(args[0], part)
     if origin in (list, tuple) and isinstance(part, int):
         return args[0]
     if origin in (typing.Union, types.UnionType):
-        models = [a for a in args if _is_model(a)]
+        members = [typing.get_args(a)[0] if typing.get_origin(a) is typing.Annotated else a for a in args]
+        models = [a for a in members if _is_model(a)]
         named = [m for m in models if getattr(m.model_fields.get("name"), "default", None) == part]
         return (named or models or [annotation])[0]
     return annotation

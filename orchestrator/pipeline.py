@@ -3,15 +3,17 @@
 An evaluation job is admitted once its own trunk is FINISHED (at once, for a trunk an earlier
 run finished), not once every pretrain job of the sweep has ended: a fast trunk's probes do
 not wait for the slowest pretrain job. Ready evaluation jobs go before pretrain jobs not yet
-handed out, so a finished trunk's results come first. The evaluation jobs of a trunk that
-failed never run. `ray_driver` asks `next` whenever a slot may take a job and tells `ended`
+handed out, so a finished trunk's results come first. Pretrain jobs start the most expensive
+first (by the estimate's cost, when given): a long job handed out last would run alone at the
+end while the other GPUs idle (longest-processing-time-first list scheduling). The evaluation
+jobs of a trunk that failed never run. `ray_driver` asks `next` whenever a slot may take a job and tells `ended`
 how each job ended; nothing here knows Ray.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from contract.jobs import EvaluationJob, PretrainJob
 
@@ -19,16 +21,21 @@ Job = PretrainJob | EvaluationJob
 
 
 class Pipeline:
-    """Jobs by index: the pretrain jobs first, then the evaluation jobs."""
+    """Jobs by index: the pretrain jobs first, then the evaluation jobs. `cost`: pretrain key ->
+    what it costs (the estimate's FLOPs); the dearest trunk is handed out first, jobs of equal
+    or unknown cost in the order given."""
 
     def __init__(
         self,
         pretrain: Sequence[PretrainJob],
         evaluation: Sequence[EvaluationJob],
         trained: Iterable[str],
+        cost: Mapping[str, float] | None = None,
     ):
         self.jobs: list[Job] = [*pretrain, *evaluation]
-        self.trunks: deque[int] = deque(range(len(pretrain)))  # pretrain jobs not yet handed out
+        cost = cost or {}
+        dearest_first = sorted(range(len(pretrain)), key=lambda i: -cost.get(pretrain[i].key, 0.0))  # stable
+        self.trunks: deque[int] = deque(dearest_first)  # pretrain jobs not yet handed out
         self.ready: deque[int] = deque()  # evaluation jobs whose trunk is FINISHED
         self.waiting: dict[str, list[int]] = {}  # trunk key -> its evaluation jobs
         finished = set(trained)

@@ -219,13 +219,15 @@ def run_jobs(
     board: Board,
     faults: list[Any],
     slots: float,
+    cost: dict[str, float] | None = None,
 ) -> None:
     """Run the jobs as the trials of one Tune run and wait for all of them: an evaluation job
     starts once its trunk is FINISHED (`trained`: finished before this run), whatever the
-    other pretrain jobs do (`orchestrator.pipeline`). At most `slots` trials are live, the most
-    the cluster can run at once: more would only wait for resources, queued by Ray in front of
-    the evaluation jobs that become ready."""
-    pipeline = Pipeline(pretrain, evaluation, trained)
+    other pretrain jobs do, and the dearest pretrain job first (`cost`: pretrain key -> its
+    estimated FLOPs; `orchestrator.pipeline`). At most `slots` trials are live, the most the
+    cluster can run at once: more would only wait for resources, queued by Ray in front of the
+    evaluation jobs that become ready."""
+    pipeline = Pipeline(pretrain, evaluation, trained, cost)
     jobs = pipeline.jobs
     if not jobs:
         return

@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.errors import NoSweep
-from orchestrator.evaluations import KINDS
+from orchestrator.evaluations import EVALUATIONS
 from orchestrator.evaluations.base import EvaluationKind, row_label
 from orchestrator.grid import Cell
 from orchestrator.record import queries, store
 from orchestrator.record.schema import CELL, PRETRAIN, RunView
 
 FORMATS = ("md", "csv", "latex", "html")
-VIEWS = ("mean", "diff_random", "pct_supervised", "paired")
+VIEWS = ("mean", "diff_random", "pct_supervised", "paired", "findings")  # findings: orchestrator/report_findings.py
 RENAMED_VIEWS = {"top1": "mean"}  # old name -> view: still read, with a warning
 
 
@@ -108,11 +108,11 @@ class Table:
 
     @property
     def digits(self) -> int:
-        return KINDS[self.evaluation].digits
+        return EVALUATIONS[self.evaluation].digits
 
     @property
     def title(self) -> str:
-        return KINDS[self.evaluation].title(self)
+        return EVALUATIONS[self.evaluation].title(self)
 
 
 def tables(rec: SweepRuns, kind: EvaluationKind, metric: str) -> list[Table]:
@@ -150,7 +150,7 @@ def tables(rec: SweepRuns, kind: EvaluationKind, metric: str) -> list[Table]:
 
 def all_tables(rec: SweepRuns) -> list[Table]:
     """Every table the sweep's cells fill, kind by kind, a table per metric of each."""
-    return [t for kind in KINDS.values() for metric in kind.metrics for t in tables(rec, kind, metric)]
+    return [t for kind in EVALUATIONS for metric in kind.metrics for t in tables(rec, kind, metric)]
 
 
 def relative(table: Table, view: str) -> Table:
@@ -174,21 +174,26 @@ def relative(table: Table, view: str) -> Table:
 
 
 def render(table: Table, fmt: str) -> str:
+    if fmt == "csv":
+        return to_csv([table])
     header = ["pre-training", *table.columns]
     body = [
         [label, *(by_column[col].text(table.digits) for col in table.columns)]
         for label, by_column in table.rows.items()
     ]
+    return layout(table.title, header, body, fmt)
+
+
+def layout(title: str, header: list[str], body: list[list[str]], fmt: str) -> str:
+    """A titled table of text as markdown, a LaTeX tabular or an HTML table."""
     if fmt == "md":
-        lines = [table.title, "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+        lines = [title, "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
         return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
-    if fmt == "csv":
-        return to_csv([table])
     if fmt == "latex":
-        cols = "l" + "r" * len(table.columns)
-        esc = lambda s: s.replace("_", r"\_").replace("±", r"$\pm$").replace("%", r"\%")  # noqa: E731
+        cols = "l" + "r" * (len(header) - 1)
+        esc = lambda s: re.sub(r"([_%#&])", r"\\\1", s).replace("±", r"$\pm$")  # noqa: E731
         lines = [
-            f"% {table.title}",
+            f"% {title}",
             rf"\begin{{tabular}}{{{cols}}}",
             r"\toprule",
             " & ".join(map(esc, header)) + r" \\",
@@ -199,7 +204,7 @@ def render(table: Table, fmt: str) -> str:
     if fmt == "html":
         cells = lambda row, tag: "".join(f"<{tag}>{html.escape(str(v))}</{tag}>" for v in row)  # noqa: E731
         rows = "".join(f"<tr>{cells(row, 'td')}</tr>" for row in body)
-        return f"<table><caption>{html.escape(table.title)}</caption><tr>{cells(header, 'th')}</tr>{rows}</table>"
+        return f"<table><caption>{html.escape(title)}</caption><tr>{cells(header, 'th')}</tr>{rows}</table>"
     raise ValueError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
 
 

@@ -49,10 +49,12 @@ CELL_RUNS_LISTED = 500  # more are in MLflow, under their pretrain runs
 def page(
     rec: report.SweepRuns, tables: Sequence[report.Table], figures: Sequence[Path],
     run_pictures: Sequence[Path], spec: Mapping[str, Any] | None, converged: Sequence[str] = (),
+    findings: str | None = None,
 ) -> str:
     """The page of a sweep: `tables` as shown, `figures` (the kinds' PNG files) inline,
     `run_pictures` (runs/RUN_NAME/*.png) under their pretrain run, `spec` (the resolved
-    experiment file) as its settings, `converged` (report.convergence) as a list."""
+    experiment file) as its settings, `converged` (report.convergence) as a list, `findings`
+    (the findings view's HTML table) above the tables."""
     esc = html.escape
     experiment = store.ui_link(rec.uri, rec.experiment_id)
     counts = status.counts(status.cell_states(rec.cells, rec.cell_runs, rec.pretrain))
@@ -64,6 +66,7 @@ def page(
         '<h2>Cells</h2><p class="counts">'
         + "".join(f'<span class="{s}">{s} {n}</span>' for s, n in counts.items() if n)
         + f"</p><p>{len(rec.cells)} cells in {len(rec.pretrain)} pretrain runs.</p>",
+        *([f"<h2>Findings</h2>{findings}"] if findings else []),
         "<h2>Tables</h2>",
         *(report.render(t, "html") for t in tables),
     ]

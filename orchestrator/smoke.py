@@ -25,6 +25,7 @@ from typing import Any
 
 from contract.jobs import EvaluationJob, PretrainJob
 from orchestrator.estimate import row_name
+from orchestrator.evaluations import EVALUATIONS
 from orchestrator.grid import Expansion
 from orchestrator.plan import Plan
 from orchestrator.record.schema import TAG, RunView
@@ -51,18 +52,16 @@ class Shape:
     clustered: int | None = None
 
 
-def shapes(sweep: Expansion, steps: int, data_roots: Mapping[str, str] | None = None) -> list[Shape]:
-    """One job per job shape of the sweep, capped at `steps` steps, pre-trainings first.
-    `data_roots` (dataset -> folder) replace the file's roots."""
-    roots = dict(data_roots or {})
-    kinds = {c.job_key: c.evaluation for c in sweep.cells}
+def shapes(sweep: Expansion, steps: int) -> list[Shape]:
+    """One job per job shape of the sweep, capped at `steps` steps, pre-trainings first (the
+    data roots are the expanded spec's: `sweep.prepare` takes the ones --data-root gives)."""
     trunks: dict[str, PretrainJob] = {}
     for job in sweep.pretrain_jobs.values():
-        trunks.setdefault(row_name(job, "pretrain"), job)
+        trunks.setdefault(row_name(job), job)
     chosen = {job.key for job in trunks.values()}
     evaluations: dict[str, EvaluationJob] = {}
-    for key, job in sweep.evaluation_jobs.items():
-        row = row_name(job, kinds[key])
+    for job in sweep.evaluation_jobs.values():
+        row = row_name(job)
         first = evaluations.get(row)
         if first is None or (job.pretrain_key in chosen and first.pretrain_key not in chosen):
             evaluations[row] = job
@@ -73,9 +72,9 @@ def shapes(sweep: Expansion, steps: int, data_roots: Mapping[str, str] | None = 
     out = []
     for row, trunk in trunks.items():
         method, clustered = _clustered(trunk.method)
-        job = _capped(trunk.model_copy(update={"method": method}), steps, roots)
+        job = _capped(trunk.model_copy(update={"method": method}), steps)
         out.append(Shape("pretrain", row, job, clustered))
-    out += [Shape("evaluation", row, _capped(job, steps, roots)) for row, job in evaluations.items()]
+    out += [Shape("evaluation", row, _capped(job, steps)) for row, job in evaluations.items()]
     return out
 
 
@@ -90,18 +89,13 @@ def _clustered(method: Any) -> tuple[Any, int | None]:
     return method.model_copy(update={"cluster_samples": clustered}), clustered
 
 
-def _capped(job: Any, steps: int, roots: dict[str, str]) -> Any:
-    """The job as a smoke run runs it: `steps` steps, smoke keys, the data roots given."""
+def _capped(job: Any, steps: int) -> Any:
+    """The job as a smoke run runs it: `steps` steps, smoke keys."""
     update: dict[str, Any] = {"key": PREFIX + job.key, "max_steps": steps}
-    for source in ("drawn", "labels"):  # a pretrain job's labelled data
-        if (data := getattr(job, source, None)) is not None and data.dataset in roots:
-            update[source] = data.model_copy(update={"data_root": roots[data.dataset]})
     if isinstance(job, EvaluationJob):
         update["pretrain_key"] = PREFIX + job.pretrain_key
         update["checkpoint"] = CHECKPOINT  # the capped run's own trunk: it reaches no snapshot
         update["cells"] = tuple(c.model_copy(update={"key": PREFIX + c.key}) for c in job.cells)
-        if getattr(job, "dataset", None) in roots:
-            update["data_root"] = roots[job.dataset]  # type: ignore[attr-defined]
     return job.model_copy(update=update)
 
 
@@ -175,12 +169,11 @@ class Row:
 
 
 def _batch(job: Any) -> int:
-    """Samples one step reads: the method's, the probe's or finetuning's batch; one image a
-    style-transfer step."""
-    settings = (
-        job.method if isinstance(job, PretrainJob) else getattr(job, "probe", None) or getattr(job, "finetune", None)
-    )
-    return getattr(settings, "batch_size", 1)
+    """Samples one step reads: the method's batch, or what the evaluation kind says (the probe's
+    or finetuning's batch; one image a style-transfer step)."""
+    if isinstance(job, PretrainJob):
+        return getattr(job.method, "batch_size", 1)  # random has none: it takes no step
+    return EVALUATIONS[job.evaluation].step_samples(job)
 
 
 def measure(shape: Shape, run: RunView | None, steps: int) -> Row:

@@ -6,25 +6,20 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
+from orchestrator.evaluations import coordinates
 from orchestrator.grid import Cell
 from orchestrator.record.schema import TAG, RunView
 
 # stale: RUNNING in MLflow, but no driver of the sweep is alive (no fresh heartbeat): a run a
 # lost driver left, which the next `monosweep run` marks KILLED and reruns.
 STATES = ("finished", "failed", "killed", "running", "stale", "pending")
-AXES = (
-    "method",
-    "images",
-    "augmentation",
-    "evaluation",
-    "layer",
-    "frozen",
-    "content",
-    "style",
-    "probe_dataset",
-    "seed",
-)
 _BY_STATUS = {"FINISHED": "finished", "FAILED": "failed", "KILLED": "killed", "RUNNING": "running"}
+
+
+def axes() -> tuple[str, ...]:
+    """What cells are counted and selected by: the shared axes, with every registered
+    evaluation kind's coordinates (`layer`, `frozen`, `content`, `style`, a plugin kind's)."""
+    return ("method", "images", "augmentation", "evaluation", *coordinates(), "probe_dataset", "seed")
 
 
 @dataclass(frozen=True)
@@ -80,10 +75,10 @@ def by_axis(states: list[CellState]) -> dict[str, dict[str, dict[str, int]]]:
     """axis -> value -> state -> count, for axes with more than one value; cells an axis does
     not apply to (a random trunk's images, a finetuning's layer) are not counted under it."""
     out: dict[str, dict[str, dict[str, int]]] = {}
-    for axis in AXES:
+    for axis in axes():
         groups: dict[str, list[CellState]] = defaultdict(list)
         for s in states:
-            if (value := getattr(s.cell, axis)) is not None:
+            if (value := getattr(s.cell, axis, None)) is not None:
                 groups[str(value)].append(s)
         if len(groups) > 1:
             out[axis] = {value: counts(group) for value, group in groups.items()}
@@ -95,5 +90,5 @@ def select(states: list[CellState], wanted: set[str], where: dict[str, set[str]]
     return {
         s.cell.key
         for s in states
-        if s.state in wanted and all(str(getattr(s.cell, axis)) in values for axis, values in where.items())
+        if s.state in wanted and all(str(getattr(s.cell, axis, None)) in values for axis, values in where.items())
     }

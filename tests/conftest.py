@@ -3,6 +3,7 @@ services' fixtures (tests/services.py)."""
 
 from __future__ import annotations
 
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -47,10 +48,31 @@ def tiny_spec_text() -> str:
     return TINY
 
 
+@pytest.fixture(scope="session")
+def migrated_store_template(tmp_path_factory) -> Path:
+    """An MLflow SQLite store at the current schema, made once per test session: opening a new
+    SQLite store runs all of MLflow's schema migrations (about 4 s here), which every test's
+    store would pay again. A fresh store's own migration is still run by the tests that write to
+    a store of their own making (tests/test_cli.py)."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture
-def sweep_sandbox(monkeypatch, tmp_path: Path):
-    """A test's sweep runs in its own folder, store and Ray, with no fault or store from the
-    environment."""
+def store(tmp_path: Path, migrated_store_template: Path) -> str:
+    """`tmp_path/mlflow.db`, the store a sweep run in tmp_path writes by default, already
+    migrated (a copy of the session's template); its URI."""
+    shutil.copy(migrated_store_template, tmp_path / "mlflow.db")
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture
+def sweep_sandbox(monkeypatch, tmp_path: Path, store: str):
+    """A test's sweep runs in its own folder, store (migrated) and Ray, with no fault or store
+    from the environment."""
     import ray
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -28,12 +28,17 @@ def test_bench_runs_tiny(name: str, tmp_path: Path, fashion_root: str):
     assert "results" in result or "skipped" in result
 
 
-def test_gpu_bench_code_path_on_the_cpu(tmp_path: Path):
-    """The GPU script's code, run small on the CPU: it must work before it meets a GPU."""
+def test_gpu_bench_code_path_on_the_cpu(tmp_path: Path, capsys):
+    """The GPU script's code, run small on the CPU: it must work before it meets a GPU. It times
+    production's steps (training.train_step, the probes' view_features + ProbeTrainer.step) per
+    compute setting, and says where the measured MFU table comes from."""
     result = run("gpu", tmp_path / "gpu.json", "--device", "cpu")
-    cases = result["results"]["cases"]
-    assert {"fp32 eager", "bf16 autocast", "bf16 + channels_last"} <= set(cases)
-    assert result["results"]["flops_per_step"] > 0
+    for cases in (result["results"]["cases"], result["results"]["probe_cases"]):
+        assert set(cases) == {"fp32", "bf16", "bf16 + channels_last"}  # compile: left out with --tiny
+        assert all(c["s_per_step"] > 0 and c["mfu"] is None for c in cases.values())  # a CPU has no bf16 peak
+    assert result["results"]["flops_per_step"]["pretrain"] > 0 and result["results"]["flops_per_step"]["probe"] > 0
+    out = capsys.readouterr().out
+    assert "MEASURED_MFU: no bf16 peak for this device (a CPU): on a GPU, `python -m bench.gpu`" in out
 
 
 @pytest.mark.slow
@@ -62,3 +67,20 @@ def fashion_root() -> str:
     if not Path(root).is_dir():
         pytest.skip(f"Fashion-MNIST not installed at {root} (run `make data`)")
     return root
+
+
+def test_the_measured_mfu_lines_paste_into_the_estimate(monkeypatch):
+    """What bench.gpu prints on a GPU is MEASURED_MFU's syntax, keyed as the estimate looks a
+    compute setting up (ComputeConfig.label)."""
+    from bench.gpu import measured_mfu
+    from contract.compute import ComputeConfig
+    from orchestrator import estimate
+
+    cases = {"fp32": {"mfu": 0.12}, "bf16 + channels_last": {"mfu": 0.41}}
+    lines = measured_mfu({"peak_bf16": 989e12, "device_name": "NVIDIA H100 80GB HBM3", "cases": cases})
+    assert lines[0] == "MEASURED_MFU entries for orchestrator/estimate.py:"
+    pasted = eval("{" + "\n".join(lines[1:]) + "}", {"Measured": estimate.Measured})  # noqa: S307
+    monkeypatch.setattr(estimate, "MEASURED_MFU", pasted)
+    rate = estimate.throughput(ComputeConfig(precision="bf16"))
+    assert rate.mfu == 0.41 and "on NVIDIA H100 80GB HBM3" in rate.source
+    assert estimate.throughput(ComputeConfig(precision="bf16", compile=True)).source.startswith("assumed for bf16")

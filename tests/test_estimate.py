@@ -113,7 +113,25 @@ def test_plan_estimate_prints_gpu_hours_and_peak_memory(file, capsys):
     assert main(["plan", str(ROOT / file), "--estimate"]) == 0
     out = capsys.readouterr().out
     assert "GPU-h" in out and "peak GiB" in out and "sweep: " in out and " GPU-hours" in out
-    assert "989 TFLOP/s per GPU x MFU 0.35" in out  # the assumptions are printed
+    # the assumptions are printed: both files compute in fp32, whose MFU is not measured yet
+    assert "989 TFLOP/s per GPU x MFU 0.175" in out and "MFU assumed for fp32" in out
+
+
+def test_the_mfu_is_the_measured_one_for_the_files_compute_setting(write_spec, monkeypatch, capsys):
+    """bf16 is assumed at twice fp32's share of the bf16 peak until bench.gpu measures it; a
+    measurement for the file's exact setting replaces the assumption and is named; --mfu wins."""
+    from orchestrator import estimate as module
+
+    path = write_spec(SPEC.format(d=256, epochs=2, batch=32, crops="ten") + "compute: {precision: bf16}\n")
+    assert main(["plan", str(path), "--estimate"]) == 0
+    assert "MFU 0.35 " in capsys.readouterr().out
+    monkeypatch.setitem(module.MEASURED_MFU, "bf16 + channels_last", module.Measured(0.42, "NVIDIA H100", "2026-12-24"))
+    assert main(["plan", str(path), "--estimate"]) == 0
+    out = capsys.readouterr().out
+    assert "MFU 0.42 " in out and "measured by bench.gpu for bf16 + channels_last on NVIDIA H100, 2026-12-24" in out
+    assert main(["plan", str(path), "--estimate", "--mfu", "0.2", "--json"]) == 0
+    est = json.loads(capsys.readouterr().out)["estimate"]
+    assert (est["mfu"], est["mfu_source"]) == (0.2, "given")
 
 
 def test_plan_json_totals_the_rows_at_the_given_rate(capsys):
@@ -152,3 +170,77 @@ def test_plan_without_estimate_lists_jobs_by_kind(capsys):
 def test_plan_refuses_a_rate_that_is_no_rate(capsys):
     assert main(["plan", str(ROOT / "examples/quickstart.yaml"), "--estimate", "--mfu", "1.5"]) == 2
     assert "--mfu 1.5" in capsys.readouterr().err
+
+
+BUDGETED = """\
+name: budgeted
+grid:
+  method: [random, {name: rotnet, samples: 256, epochs: 1, batch_size: 32}, {name: rotnet, samples: 64, epochs: 1}]
+  images: [astronaut]
+  augmentation: [full]
+  layer: [conv1, conv5]
+  probe_dataset: [fashion_mnist]
+network: {width: 0.25, input_size: 64}
+probe: {preset: fast, epochs: 1, train_samples: 100, test_samples: 100}
+"""
+
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    from contract.datasets import DEFAULT_DATA_ROOTS
+
+    if not Path(DEFAULT_DATA_ROOTS["fashion_mnist"]).is_dir():
+        pytest.skip("needs Debian's dataset-fashion-mnist (make setup)")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+def test_run_refuses_a_sweep_above_its_gpu_hour_limit_before_anything_starts(write_spec, sandbox, capsys):
+    """Exit 2 with the estimate of what is left, the largest jobs first (the 256-sample RotNet,
+    then the 64-sample one) and how to raise the limit; no Ray, no sweep in the store.
+    Mutation tried: the largest jobs sorted smallest first: fails."""
+    import ray
+    from mlflow.tracking import MlflowClient
+
+    from orchestrator.estimate import each, throughput
+    from orchestrator.plan import plan
+    from orchestrator.sweep import prepare
+
+    path = write_spec(BUDGETED)
+    prepared = prepare(path)
+    todo = plan(prepared.sweep, set(), set())
+    rate = throughput(prepared.spec.compute)
+    total = sum(rate.hours(e.flops) for e in each([*todo.pretrain, *todo.evaluation]))
+    assert main(["run", str(path), "--max-gpu-hours", f"{total / 2:.6g}"]) == 2
+    err = capsys.readouterr().err  # after MLflow's own log lines (creating the store's tables)
+    lines = err[err.index(f"{path}: max_gpu_hours: ") :].splitlines()
+    assert lines[0].startswith(f"{path}: max_gpu_hours: the estimate of what is left to run is ")
+    assert f"GPU-hours (6 jobs), above the limit of {total / 2:.6g}; nothing was started" in lines[0]
+    assert "MFU 0.175 (assumed for fp32" in lines[1] and lines[2] == "  the largest jobs:"
+    largest = lines[3:8]
+    assert "rotnet#1 N1 astronaut full s0  [pretrain: rotnet#1]" in largest[0]
+    assert "rotnet#2 N1 astronaut full s0  [pretrain: rotnet#2]" in largest[1]
+    assert lines[-1].startswith("  to run it anyway, raise the limit: --max-gpu-hours 1 (or max_gpu_hours: 1")
+    assert not ray.is_initialized()
+    assert MlflowClient(f"sqlite:///{sandbox / 'mlflow.db'}").get_experiment_by_name("budgeted") is None
+
+
+def test_the_files_limit_applies_and_the_option_wins(write_spec, sandbox, capsys):
+    import argparse
+
+    from orchestrator.cli.run import within_budget
+    from orchestrator.errors import UserError
+    from orchestrator.plan import plan
+    from orchestrator.sweep import prepare
+
+    path = write_spec(BUDGETED + "max_gpu_hours: 1e-12\n")
+    assert main(["run", str(path)]) == 2
+    assert "above the limit of 1e-12" in capsys.readouterr().err
+    prepared = prepare(path)
+    todo = plan(prepared.sweep, set(), set())
+    within_budget(argparse.Namespace(file=str(path), max_gpu_hours=1.0), prepared, todo)  # the option wins
+    with pytest.raises(UserError):
+        within_budget(argparse.Namespace(file=str(path), max_gpu_hours=None), prepared, todo)
+    assert main(["run", str(path), "--max-gpu-hours", "0"]) == 2
+    assert "--max-gpu-hours 0: a number of GPU-hours above 0" in capsys.readouterr().err

@@ -4,6 +4,7 @@ recorded next to the linear probes, under the pretrain run they read, and report
 from __future__ import annotations
 
 import csv
+import shutil
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -34,9 +35,10 @@ retries: 0
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory):
+def swept(tmp_path_factory, migrated_store_template):
     """(folder, spec path, client, runs by kind) of the finished sweep."""
     folder = tmp_path_factory.mktemp("evaluations")
+    shutil.copy(migrated_store_template, folder / "mlflow.db")
     path = folder / "experiments.yaml"
     path.write_text(SPEC)
     with pytest.MonkeyPatch.context() as mp:

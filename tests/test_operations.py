@@ -94,7 +94,7 @@ def _mixed_seed(spec_path: Path) -> int:
     sweep = expand(load_spec(spec_path), spec_path.parent)
     for seed in range(100):
         fault = Fault(action="fail", stage="evaluation", rate=0.5, seed=seed)
-        hit = [fault.hits("probe", j.label, j.key, 1) for j in sweep.evaluation_jobs.values()]
+        hit = [fault.hits("evaluation", j.label, j.key, 1) for j in sweep.evaluation_jobs.values()]
         if any(hit) and not all(hit):
             return seed
     raise AssertionError("no mixed seed")

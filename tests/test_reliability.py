@@ -48,6 +48,7 @@ def test_unwritable_sqlite_folder(write_spec, capsys):
     assert "/no/such/folder does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @needs_data
 def test_gpus_asked_of_a_cluster_without_gpus(write_spec, tmp_path, capsys):
     spec = write_spec(TINY + "resources: {pretrain: {cpus: 1, gpus: 1}}\n")
@@ -132,6 +133,7 @@ def test_a_diverged_job_is_not_retried_by_the_sweep(write_spec, tmp_path, capsys
     assert run.data.tags["monosweep.attempt"] == "1"
 
 
+@pytest.mark.slow
 @needs_data
 def test_credentials_never_reach_the_record(write_spec, tmp_path, monkeypatch, capfd):
     secrets = {"MLFLOW_TRACKING_USERNAME": "user-3f9a1c", "MLFLOW_TRACKING_PASSWORD": "pw-7d2e4b",

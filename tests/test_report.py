@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import statistics
 
 import numpy as np
@@ -25,9 +26,10 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory):
+def swept(tmp_path_factory, migrated_store_template):
     """A finished two-seed sweep: (folder, spec path, store uri)."""
     folder = tmp_path_factory.mktemp("report")
+    shutil.copy(migrated_store_template, folder / "mlflow.db")
     spec = folder / "experiments.yaml"
     spec.write_text(
         TINY.replace("seed: [0]", "seed: [0, 1]").replace("conv1, conv2, conv3, conv4, conv5", "conv1, conv3")
@@ -72,7 +74,7 @@ def test_table_numbers_are_the_runs_metrics(in_folder):
         p = r.data.params
         label = " ".join(p[k] for k in ("method", "images", "augmentation") if k in p)
         expected.setdefault((label, p["layer"]), []).append(r.data.metrics["top1"])
-    rows = [row for row in csv.DictReader((out / "report.csv").open()) if row["view"] == "top1"]
+    rows = [row for row in csv.DictReader((out / "report.csv").open()) if row["view"] == "mean"]
     assert {(row["pre-training"]) for row in rows} == {"random", "rotnet N1 astronaut full", "rotnet N1 astronaut none"}
     assert sorted({row["column"] for row in rows}) == ["conv1", "conv3"] and len(rows) == 6
     for row in rows:
@@ -111,7 +113,7 @@ def test_the_html_page_is_self_contained_and_mlflow_holds_the_tables(in_folder):
     folder, spec, uri = in_folder
     out = folder / "page"
     for _ in range(2):  # a second report replaces the tables, it does not append to them
-        assert main(["report", str(spec), "--format", "html", "--view", "top1", "--out", str(out)]) == 0
+        assert main(["report", str(spec), "--format", "html", "--view", "mean", "--out", str(out)]) == 0
     page = (out / "report.html").read_text()
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("tiny").experiment_id

@@ -19,8 +19,8 @@ pytestmark = [
 
 
 @pytest.fixture(autouse=True)
-def isolated(monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # each test's store is its own
+def isolated(monkeypatch, store):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # each test's store is its own (migrated)
     yield
     ray.shutdown()
 

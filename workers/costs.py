@@ -31,10 +31,12 @@ from torch.autograd.graph import saved_tensors_hooks
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from contract.compute import ComputeConfig
 from contract.datasets import LAYERS
 from contract.evaluations import FinetuneConfig, ProbeConfig, StyleConfig
 from contract.methods import DeepClusterConfig, MethodSettings
 from contract.network import NetworkConfig
+from workers.compute import Compute
 from workers.data.probe_sets import ProbeSplit
 from workers.finetune import Finetuning
 from workers.methods.base import Method, implementation
@@ -45,6 +47,8 @@ from workers.style_transfer import StyleLoss, transfer
 
 BATCH = 2  # the smallest batch BatchNorm trains on
 META = torch.device("meta")
+# FLOPs are counted in fp32 eager: bf16 and compile change how fast they run, not how many.
+ON_META = Compute(ComputeConfig(), META)
 
 
 @dataclass(frozen=True)
@@ -297,7 +301,7 @@ def probe_heads(
     target = pool_target(network, layers, config.features)
     shapes = feature_shapes(trunk, network.input_size, layers, target)
     probes: LinearProbes = on_meta(lambda: LinearProbes(shapes, classes, affine=config.bn_affine))  # type: ignore[assignment]
-    trainer = ProbeTrainer(trunk, probes, config, network.input_size, 0, META, target)
+    trainer = ProbeTrainer(trunk, probes, config, network.input_size, 0, ON_META, target)
     # Cached features (CPU and flattened, as tasks.probe keeps them): the heads' step alone.
     cache = {layer: torch.zeros(BATCH, math.prod(shape)) for layer, shape in shapes.items()}
     split = ProbeSplit(torch.zeros(0), torch.zeros(BATCH, dtype=torch.int64), classes)
@@ -337,7 +341,7 @@ def style(config: StyleConfig, network: NetworkConfig) -> Style:
     trunk = frozen_trunk(network)
     image = images(1, config.size)
     with counting(trunk) as setup:
-        loss = StyleLoss(trunk, image, image, config)
+        loss = StyleLoss(trunk, image, image, config, ON_META)
     runs = []
     for steps in (1, 2):
         with counting(trunk) as run:

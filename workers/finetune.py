@@ -18,6 +18,7 @@ from contract.jobs import FinetuneJob
 from contract.network import NetworkConfig
 from contract.recorder import Recorder
 from contract.schedules import Schedule
+from workers.compute import Compute
 from workers.data.probe_sets import (
     LabelledSamples,
     ProbeSplit,
@@ -81,7 +82,7 @@ def finetune(
     test = load_split(job.dataset, job.data_root, train=False)
     test = subset_of(test, capped(cfg.test_samples, None if job.max_steps is None else 1, cfg.batch_size))
     model = finetuned(job, load_trunk(job.network, checkpoint), train, recorder, dev, workdir, resume)
-    scores = evaluate(model, test, job.network.input_size, cfg, dev)
+    scores = evaluate(model, test, job.network.input_size, cfg, Compute(job.compute, dev))
     recorder.params({"test_size": len(test.labels)})
     recorder.metrics(scores, cfg.epochs)
     return scores
@@ -102,7 +103,7 @@ def finetuned(
                      "train_size": len(train.labels)})
     schedule = Schedule.at_epochs(cfg.lr_milestones, cfg.epochs)
     loop = Loop(job.seed, cfg.epochs, cfg.batch_size, cfg.lr, schedule, job.checkpoint_every,
-                job.divergence_threshold, loss_name="train_loss", max_steps=job.max_steps)
+                job.divergence_threshold, loss_name="train_loss", max_steps=job.max_steps, compute=job.compute)
     samples = LabelledSamples(train, job.network.input_size, job.seed, augment=cfg.train_augment)
     fit(loop, model, samples, recorder, dev, workdir, resume)
     return model
@@ -110,14 +111,17 @@ def finetuned(
 
 @torch.no_grad()
 def evaluate(
-    model: Supervised, split: ProbeSplit, size: int, cfg: FinetuneConfig, dev: torch.device
+    model: Supervised, split: ProbeSplit, size: int, cfg: FinetuneConfig, compute: Compute
 ) -> dict[str, float]:
+    """Top-1 / top-5 (%) of the finetuned model (as fit prepared it) on one view of each image,
+    in the job's precision."""
     model.eval()
     top1 = top5 = 0
     for i in range(0, len(split.labels), 512):
         views = eval_views(decoded(split.images[i : i + 512]), size, cfg.test_crops)[0]  # one view
-        logits = model.classifier(model.trunk(views.to(dev)))
-        c1, c5 = topk_correct(logits, split.labels[i : i + 512].to(dev))
+        with compute.autocast():
+            logits = model.classifier(model.trunk(views.to(compute.device)))
+        c1, c5 = topk_correct(logits, split.labels[i : i + 512].to(compute.device))
         top1, top5 = top1 + c1, top5 + c5
     n = len(split.labels)
     return {"top1": 100 * top1 / n, "top5": 100 * top5 / n}

@@ -9,6 +9,7 @@ from torchvision.utils import make_grid, save_image
 
 from workers.data.mono import MonoDataset
 from workers.data.probe_sets import LabelledSamples
+from workers.data.real import RealImages
 from workers.models.alexnet import AlexNet
 
 
@@ -26,10 +27,11 @@ def conv1_filters(trunk: AlexNet, path: Path) -> Path:
     return path
 
 
-def samples(dataset: MonoDataset | LabelledSamples, path: Path, count: int = 32) -> Path:
+def samples(dataset: MonoDataset | RealImages | LabelledSamples, path: Path, count: int = 32) -> Path:
     """`count` pictures of training samples, before normalisation: a labelled split's first
-    train crops, or the first count / 2 generated mono samples, each followed by its loader
-    view in epoch 0 (smaller: the input size, on a white margin)."""
+    train crops, a whole split's first real images as the first epoch shows them, or the first
+    count / 2 generated mono samples, each followed by its view in epoch 0 (smaller: the input
+    size, on a white margin)."""
     if isinstance(dataset, MonoDataset):
         views, side = dataset.at_epoch(0), dataset.generated
         tiles = []

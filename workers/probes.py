@@ -40,6 +40,7 @@ from torch import nn
 from contract.evaluations import ProbeConfig
 from contract.network import NetworkConfig
 from contract.schedules import Schedule
+from workers.compute import Compute
 from workers.data.probe_sets import ProbeSplit, decoded, eval_views, train_inputs
 from workers.models.alexnet import Trunk, build_trunk
 from workers.training import step_times
@@ -163,12 +164,16 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def view_features(trunk: Trunk, views: torch.Tensor, layers: tuple[str, ...], target: Target = None) -> Features:
+def view_features(
+    trunk: Trunk, views: torch.Tensor, layers: tuple[str, ...], compute: Compute, target: Target = None
+) -> Features:
     """(V, B, 3, S, S) views of B images -> pooled features (B, D) per layer, averaged over
-    the V views in one pass of the trunk."""
+    the V views in one pass of the trunk, in the job's precision; float32 out (the max-pool
+    picks values, so pooling in bfloat16 loses nothing; the mean over views is float32)."""
     v, b = views.shape[:2]
-    pooled = pool_taps(trunk.taps(views.flatten(0, 1), layers), target)
-    return {layer: f.view(v, b, -1).mean(0) for layer, f in pooled.items()}
+    with compute.autocast():
+        pooled = pool_taps(trunk.taps(views.flatten(0, 1), layers), target)
+    return {layer: f.float().view(v, b, -1).mean(0) for layer, f in pooled.items()}
 
 
 def single_view(crops: str) -> str:
@@ -179,15 +184,16 @@ def single_view(crops: str) -> str:
 
 @torch.no_grad()
 def extract(
-    trunk: Trunk, split: ProbeSplit, size: int, layers: tuple[str, ...], batch: int, device: torch.device,
+    trunk: Trunk, split: ProbeSplit, size: int, layers: tuple[str, ...], batch: int, compute: Compute,
     crops: str = "resize", done: Callable[[int], None] | None = None, target: Target = None,
 ) -> Features:
-    """Pooled features of a whole split (the `cache_features` path), kept on the CPU; `done`
-    hears how many images are through after each batch."""
+    """Pooled features of a whole split (the `cache_features` path), computed on the compute
+    setting's device, kept on the CPU in float32; `done` hears how many images are through
+    after each batch."""
     chunks: dict[str, list[torch.Tensor]] = {layer: [] for layer in layers}
     for i in range(0, len(split.labels), batch):
-        views = eval_views(decoded(split.images[i : i + batch]), size, crops).to(device)
-        for layer, f in view_features(trunk, views, layers, target).items():
+        views = eval_views(decoded(split.images[i : i + batch]), size, crops).to(compute.device)
+        for layer, f in view_features(trunk, views, layers, compute, target).items():
             chunks[layer].append(f.cpu())
         if done is not None:
             done(min(i + batch, len(split.labels)))
@@ -195,14 +201,15 @@ def extract(
 
 
 class ProbeTrainer:
-    """Trains the heads over epochs and scores them; the trunk stays frozen in eval mode."""
+    """Trains the heads over epochs and scores them; the trunk stays frozen in eval mode. The
+    trunk's passes and the heads' run in the job's precision (`compute`, on its device)."""
 
     def __init__(
-        self, trunk: Trunk, probes: LinearProbes, config: ProbeConfig, size: int, seed: int, device: torch.device,
+        self, trunk: Trunk, probes: LinearProbes, config: ProbeConfig, size: int, seed: int, compute: Compute,
         target: Target = None,
     ):
-        self.trunk, self.probes, self.config, self.size, self.device = trunk.eval(), probes, config, size, device
-        self.target = target
+        self.trunk, self.probes, self.config, self.size = trunk.eval(), probes, config, size
+        self.compute, self.device, self.target = compute, compute.device, target
         self.layers = tuple(probes.heads.keys())
         self.rng = np.random.default_rng([seed, 7])
         self.data_seconds = 0.0  # in `batches` making inputs, since the epoch began
@@ -236,7 +243,7 @@ class ProbeTrainer:
                 views = eval_views(images, self.size, crops)  # (V, B, 3, S, S)
             views = views.to(self.device)
             self.data_seconds += time.perf_counter() - start
-            yield view_features(self.trunk, views, self.layers, self.target), y
+            yield view_features(self.trunk, views, self.layers, self.compute, self.target), y
 
     def train_epoch(self, epoch: int, split: ProbeSplit, cache: Features | None) -> dict[str, dict[str, float]]:
         for group in self.optimizer.param_groups:
@@ -246,11 +253,7 @@ class ProbeTrainer:
         correct = {layer: 0 for layer in self.layers}
         seen, steps, self.data_seconds, tick = 0, 0, 0.0, time.perf_counter()
         for features, y in self.batches(split, cache, train=True):
-            logits = self.probes(features)
-            losses = {layer: F.cross_entropy(out, y) for layer, out in logits.items()}
-            self.optimizer.zero_grad(set_to_none=True)
-            sum(losses.values()).backward()  # type: ignore[union-attr]
-            self.optimizer.step()
+            losses, logits = self.step(features, y)
             for layer in self.layers:
                 loss_sum[layer] += losses[layer].item() * len(y)
                 correct[layer] += int((logits[layer].argmax(1) == y).sum())
@@ -268,13 +271,26 @@ class ProbeTrainer:
             for layer in self.layers
         }
 
+    def step(self, features: Features, y: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """One SGD step of every head on a batch's features (its losses summed); returns each
+        head's loss and logits. What train_epoch runs per batch, and bench.gpu times."""
+        with self.compute.autocast():
+            logits = self.probes(features)
+            losses = {layer: F.cross_entropy(out, y) for layer, out in logits.items()}
+        self.optimizer.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()  # type: ignore[union-attr]
+        self.optimizer.step()
+        return losses, logits
+
     @torch.no_grad()
     def evaluate(self, split: ProbeSplit, cache: Features | None) -> dict[str, dict[str, float]]:
         self.probes.eval()
         top1 = {layer: 0 for layer in self.layers}
         top5 = {layer: 0 for layer in self.layers}
         for features, y in self.batches(split, cache, train=False):
-            for layer, out in self.probes(features).items():
+            with self.compute.autocast():
+                logits = self.probes(features)
+            for layer, out in logits.items():
                 c1, c5 = topk_correct(out, y)
                 top1[layer] += c1
                 top5[layer] += c5

@@ -21,6 +21,7 @@ from torchvision.utils import save_image
 from contract.evaluations import StyleConfig
 from contract.jobs import StyleCell, StyleJob
 from contract.recorder import Recorder
+from workers.compute import Compute
 from workers.data.augment import MEAN, STD
 from workers.data.mono import load_images
 from workers.models.alexnet import AlexNet, load_trunk
@@ -53,17 +54,21 @@ def relative_error(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class StyleLoss:
-    """The two losses of an image against one (content, style) pair, under one trunk."""
+    """The two losses of an image against one (content, style) pair, under one trunk: its
+    passes in the job's precision (`compute`), the Gram matrices and losses in float32."""
 
-    def __init__(self, trunk: AlexNet, content: torch.Tensor, style: torch.Tensor, cfg: StyleConfig):
-        self.trunk, self.cfg = trunk, cfg
+    def __init__(self, trunk: AlexNet, content: torch.Tensor, style: torch.Tensor, cfg: StyleConfig, compute: Compute):
+        self.trunk, self.cfg, self.compute = trunk, cfg, compute
         self.layers = tuple(dict.fromkeys([*cfg.style_layers, cfg.content_layer]))
         with torch.no_grad():
             self.grams = {layer: gram(f) for layer, f in self.taps(style).items() if layer in cfg.style_layers}
             self.content = self.taps(content)[cfg.content_layer]
 
     def taps(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.trunk.taps((image - MEAN.to(image.device)) / STD.to(image.device), self.layers)
+        x = (image - MEAN.to(image.device)) / STD.to(image.device)
+        with self.compute.autocast():
+            taps = self.trunk.taps(x, self.layers)
+        return {layer: f.float() for layer, f in taps.items()}
 
     def __call__(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(style loss, content loss): the style loss is the mean over the style layers."""
@@ -109,21 +114,23 @@ def stylise(job: StyleJob, checkpoint: Path, recorder: Recorder, workdir: Path) 
     trunk = load_trunk(job.network, checkpoint).to(dev).eval()
     for p in trunk.parameters():
         p.requires_grad_(False)
+    compute = Compute(job.compute, dev)
+    compute.prepare(trunk, trunk)
     scores = {}
     for i, cell in enumerate(job.cells):
-        scores[cell.part] = _pair(trunk, cell, cfg, recorder, workdir, dev)
+        scores[cell.part] = _pair(trunk, cell, cfg, recorder, workdir, compute)
         # The share of the job's pairs done, so a driver can show how far the job is.
         recorder.metrics({"progress": (i + 1) / len(job.cells)}, cfg.steps, cell.part)
     return scores
 
 
 def _pair(
-    trunk: AlexNet, cell: StyleCell, cfg: StyleConfig, recorder: Recorder, workdir: Path, dev: torch.device
+    trunk: AlexNet, cell: StyleCell, cfg: StyleConfig, recorder: Recorder, workdir: Path, compute: Compute
 ) -> dict[str, float]:
     loading = time.perf_counter()
-    content, style = (square(image, cfg.size).to(dev) for image in load_images((cell.content, cell.style)))
+    content, style = (square(image, cfg.size).to(compute.device) for image in load_images((cell.content, cell.style)))
     tick = time.perf_counter()
-    image, points = transfer(StyleLoss(trunk, content, style, cfg), content, cfg)
+    image, points = transfer(StyleLoss(trunk, content, style, cfg, compute), content, cfg)
     for step, values in points:
         recorder.metrics(values, step, cell.part)
     # One image a step: its steps per second (the targets' two forward passes included). Its

@@ -16,10 +16,12 @@ import torch
 from contract.jobs import PretrainJob, ProbeJob
 from contract.recorder import Recorder
 from workers import bn_statistics, pictures
+from workers.compute import Compute
 from workers.data.mono import MonoDataset, load_images
 from workers.data.probe_sets import (
     LabelledSamples,
     capped,
+    chosen_sources,
     content_hash,
     decoded,
     draw_sources,
@@ -27,6 +29,7 @@ from workers.data.probe_sets import (
     load_split,
     subset_of,
 )
+from workers.data.real import RealImages
 from workers.methods.base import implementation
 from workers.models.alexnet import build_trunk, load_trunk
 from workers.probes import LinearProbes, ProbeTrainer, extract, feature_shapes, pool_target, single_view
@@ -62,7 +65,8 @@ def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path, resume: Path |
         cfg = job.method
         loop = Loop(
             job.seed, cfg.epochs, cfg.batch_size, cfg.lr, cfg.schedule, job.checkpoint_every,
-            job.divergence_threshold, max_steps=job.max_steps, snapshots=getattr(cfg, "snapshots", ()),
+            job.divergence_threshold, max_steps=job.max_steps, compute=job.compute,
+            snapshots=getattr(cfg, "snapshots", ()),
         )
         step = fit(loop, method, dataset, recorder, dev, workdir, resume)
         if outcome := method.outcome():
@@ -81,22 +85,32 @@ def pretrain(job: PretrainJob, recorder: Recorder, workdir: Path, resume: Path |
     return path
 
 
-def training_set(job: PretrainJob, recorder: Recorder) -> MonoDataset | LabelledSamples:
-    """The labelled train split (supervised), or the mono dataset of the job's source images:
-    files checked against their hashes, or a seeded draw from a dataset's train split, whose
-    content hash is recorded as `images_sha256`; its loader is the method's (None: none)."""
+def training_set(job: PretrainJob, recorder: Recorder) -> MonoDataset | RealImages | LabelledSamples:
+    """The labelled train split (supervised); a whole train split's real images, through the
+    method's own loader alone (N = all: DatasetImages.real_images); or the mono dataset of the
+    job's source images. Source images are files checked against their hashes, a dataset's
+    images a list names, or a seeded draw from its train split; a dataset's images have their
+    content hash recorded as `images_sha256`. The loader is the method's (None: none), unless
+    the augmentation switches it off."""
     size = job.network.input_size
     if job.labels is not None:
         split = load_split(job.labels.dataset, job.labels.data_root, train=True)
         augment = getattr(job.method, "train_augment", True)
         return LabelledSamples(subset_of(split, job.method.train_samples), size, job.seed, augment=augment)
+    loader = getattr(job.method, "loader", None)
     if job.drawn is not None:
-        split = load_split(job.drawn.dataset, job.drawn.data_root, train=True)
-        images = draw_sources(split, job.drawn.n, job.drawn.draw_seed)
+        drawn = job.drawn
+        if drawn.chosen is not None:
+            images = chosen_sources(drawn.dataset, drawn.data_root, drawn.chosen)
+        else:
+            images = draw_sources(load_split(drawn.dataset, drawn.data_root, train=True), drawn.n, drawn.draw_seed)
         recorder.params({"images_sha256": content_hash(images)})
+        if drawn.real_images:
+            return RealImages(images, size, job.method.samples, job.seed, loader)
     else:
         images = load_images(job.images)
-    loader = getattr(job.method, "loader", None)
+    if not job.augmentation.loader:  # type: ignore[union-attr]
+        loader = None
     return MonoDataset(images, job.augmentation, size, job.method.samples, job.seed, loader)
 
 
@@ -125,6 +139,7 @@ def probe(job: ProbeJob, checkpoint: Path, recorder: Recorder) -> dict[str, dict
     cfg, size = job.probe, job.network.input_size
     layers = tuple(c.layer for c in job.cells)
     trunk = load_trunk(job.network, checkpoint).to(dev).eval()
+    compute = Compute(job.compute, dev)
     steps, epochs = job.max_steps, cfg.epochs if job.max_steps is None else 1
     train = load_split(job.dataset, job.data_root, train=True)
     train = subset_of(train, capped(cfg.train_samples, steps, cfg.batch_size))
@@ -132,6 +147,7 @@ def probe(job: ProbeJob, checkpoint: Path, recorder: Recorder) -> dict[str, dict
     test = subset_of(test, capped(cfg.test_samples, None if steps is None else 1, cfg.batch_size))
     target = pool_target(job.network, layers, cfg.features)
     shapes = feature_shapes(trunk, size, layers, target)
+    compute.prepare(trunk, trunk)  # after the dry run: a compiled trunk compiles for real batches
     # The steps the trunk had trained: a snapshot's tells which point of its run a cell read.
     trained = torch.load(checkpoint, map_location="cpu", weights_only=True)["step"]
     sizes = {"train_size": len(train.labels), "test_size": len(test.labels), "trunk_step": trained}
@@ -139,7 +155,7 @@ def probe(job: ProbeJob, checkpoint: Path, recorder: Recorder) -> dict[str, dict
         grid = "x".join(map(str, shapes[layer]))  # C x h x w: what the head reads
         recorder.params({"feature_dim": math.prod(shapes[layer]), "pooled_grid": grid, **sizes}, layer)
     probes = LinearProbes(shapes, train.classes, affine=cfg.bn_affine).to(dev)
-    trainer = ProbeTrainer(trunk, probes, cfg, size, job.seed, dev, target)
+    trainer = ProbeTrainer(trunk, probes, cfg, size, job.seed, compute, target)
     train_cache = test_cache = None
     # `progress` (the share of the job done) lets a driver show how far the job is. With cached
     # features the trunk's passes over both splits count as the first EXTRACTION_SHARE of it,
@@ -153,8 +169,10 @@ def probe(job: ProbeJob, checkpoint: Path, recorder: Recorder) -> dict[str, dict
         def through(before: int) -> Callable[[int], None]:
             return lambda n: recorder.metrics({"progress": first * (before + n) / images}, 0)
 
-        train_cache = extract(trunk, train, size, layers, 512, dev, single_view(cfg.test_crops), through(0), target)
-        test_cache = extract(trunk, test, size, layers, 512, dev, cfg.test_crops, through(len(train.labels)), target)
+        train_cache = extract(trunk, train, size, layers, 512, compute, single_view(cfg.test_crops), through(0), target)
+        test_cache = extract(
+            trunk, test, size, layers, 512, compute, cfg.test_crops, through(len(train.labels)), target
+        )
         for layer in layers:
             recorder.metrics({"feature_seconds": time.perf_counter() - tick}, 0, layer)
     scores: dict[str, dict[str, float]] = {}

@@ -18,9 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from contract.compute import ComputeConfig
 from contract.methods import snapshot_artifact
 from contract.recorder import Recorder
 from contract.schedules import Schedule
+from workers.compute import Compute
 from workers.methods.base import DivergedLoss, Method, NonFiniteLoss
 
 LOG_EVERY = 20  # steps between training-loss points (and progress reports: `progress`, the share of
@@ -59,6 +61,7 @@ class Loop:
     divergence_threshold: float | None = None
     loss_name: str = "pretext_loss"
     max_steps: int | None = None  # stop after this many steps (a smoke run); the schedule stays the full run's
+    compute: ComputeConfig = ComputeConfig()  # precision, memory format, compile (workers.compute)
     snapshots: tuple[int, ...] = ()  # source samples after which the trunk is saved (whole batches)
 
 
@@ -89,7 +92,9 @@ def fit(
     """Train `method` on `dataset` (only its first `loop.max_steps` steps, when set); returns
     the number of steps. Every `loop.checkpoint_every` steps the full state goes to the
     recorder as `resume.pt`; given such a file as `resume`, training continues from its step
-    and ends with the weights of an uninterrupted run.
+    and ends with the weights of an uninterrupted run. The method computes as `loop.compute`
+    says (workers.compute); it holds that as `method.compute` for the passes it makes outside
+    a step (DeepCluster's feature extraction in on_epoch_start).
 
     After `loop.snapshots` samples the trunk goes to the recorder too, as `snapshot_artifact(n)`
     (before a resume checkpoint of the same step: a run resumed from step s has recorded every
@@ -101,6 +106,9 @@ def fit(
     steps_per_epoch = max(1, len(dataset) // loop.batch_size)  # type: ignore[arg-type]
     total = steps_per_epoch * loop.epochs
     end = total if loop.max_steps is None else min(total, loop.max_steps)
+    compute = Compute(loop.compute, dev)
+    compute.prepare(method, method.trunk)
+    method.compute = compute
     optimizers = method.configure_optimizers()
     for optimizer in optimizers:
         for group in optimizer.param_groups:
@@ -133,12 +141,7 @@ def fit(
             for optimizer in optimizers:
                 for group in optimizer.param_groups:
                     group["lr"] = group["initial_lr"] * scale
-            loss, extra = method.training_step(batch)
-            value = loss.item()  # the step's one device sync, shared by the check and the log
-            check_loss(value, step, loop.divergence_threshold, loop.loss_name)
-            optimizers[0].zero_grad(set_to_none=True)
-            loss.backward()
-            optimizers[0].step()
+            value, extra = train_step(method, optimizers, batch, compute, step, loop)
             step += 1
             seen += len(picked)
             stepped = time.perf_counter()
@@ -154,6 +157,26 @@ def fit(
                 tick, seen, data_s, compute_s, timed = stepped, 0, 0.0, 0.0, 0
             save(loop, step, end, method, optimizers, workdir, recorder)
     return step
+
+
+def train_step(
+    method: Method, optimizers: list[torch.optim.Optimizer], batch: Any, compute: Compute, step: int, loop: Loop
+) -> tuple[float, dict[str, float]]:
+    """One step of `fit` (and what bench.gpu times): the method's step inside the compute
+    setting's autocast, the loss checked, backward and the first optimizer's step. Returns the
+    loss and the method's metrics.
+
+    Raises:
+        NonFiniteLoss, DivergedLoss: as `check_loss`.
+    """
+    with compute.autocast():
+        loss, extra = method.training_step(batch)
+    value = loss.item()  # the step's one device sync, shared by the check and the log
+    check_loss(value, step, loop.divergence_threshold, loop.loss_name)
+    optimizers[0].zero_grad(set_to_none=True)
+    loss.backward()
+    optimizers[0].step()
+    return value, extra
 
 
 def save(

@@ -1,43 +1,27 @@
 """`monosweep SUBCOMMAND ...`: each subcommand is one module that parses, calls the library,
-prints and returns an exit code (listed in `monosweep --help`)."""
+prints and returns an exit code (listed in `monosweep --help`).
+
+The installed plugins are loaded first (contract/plugins.py): their methods, evaluation kinds
+and ops are in the tables before a file is validated or an option listed. Only the module of
+the subcommand given is imported (all of them for `monosweep --help`): `validate` and `plan`
+load neither MLflow nor matplotlib.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import signal
 import sys
 from importlib.metadata import PackageNotFoundError, version
+from types import ModuleType
 
-from orchestrator.cli import (
-    env,
-    logs,
-    plan,
-    report,
-    resubmit,
-    run,
-    smoke,
-    status,
-    stop,
-    submit,
-    validate,
-)
+from contract import plugins
 from orchestrator.errors import UserError
 
-SUBCOMMANDS = {
-    "validate": validate,
-    "plan": plan,
-    "smoke": smoke,
-    "run": run,
-    "status": status,
-    "resubmit": resubmit,
-    "report": report,
-    "submit": submit,
-    "logs": logs,
-    "stop": stop,
-    "env": env,
-}
+SUBCOMMANDS = ("validate", "plan", "smoke", "run", "status", "resubmit", "report", "submit", "logs", "stop", "env")
 
 EXIT_CODES = """\
 exit codes:
@@ -64,7 +48,12 @@ def _version() -> str:
         return "unknown"
 
 
-def parser() -> argparse.ArgumentParser:
+def subcommand(name: str) -> ModuleType:
+    return importlib.import_module(f"orchestrator.cli.{name}")
+
+
+def parser(commands: tuple[str, ...] = SUBCOMMANDS) -> argparse.ArgumentParser:
+    """The command line, with the subcommands `commands` (by default all)."""
     p = argparse.ArgumentParser(
         prog="monosweep",
         description="Sweeps of single-image self-supervision (Asano et al., ICLR 2020) on Ray, recorded in MLflow.",
@@ -73,7 +62,8 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"monosweep {_version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, module in SUBCOMMANDS.items():
+    for name in commands:
+        module = subcommand(name)
         module.register(sub.add_parser(name, help=first_sentence(module.__doc__), description=module.__doc__))
     return p
 
@@ -83,12 +73,19 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        plugins.load()
+    except plugins.PluginError as e:  # a broken plugin is named before anything else runs
+        print(e, file=sys.stderr)
+        return 2
+    given = argv[:1] if argv[:1] and argv[0] in SUBCOMMANDS else []
+    args = parser(tuple(given) or SUBCOMMANDS).parse_args(argv)
     # A scheduler's SIGTERM is a Ctrl-C, from the first line on: planning is stopped as cleanly
     # as a running sweep (which marks its runs KILLED on the way out).
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        return SUBCOMMANDS[args.command].main(args)
+        return subcommand(args.command).main(args)
     except UserError as e:  # bad input or environment: say what and where, spend nothing
         print("\n".join(e.lines), file=sys.stderr)
         return 2

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import argparse
 
-from orchestrator import report, status
+from orchestrator import report, sequential, status
 from orchestrator.cli.run import finish
 from orchestrator.errors import UserError
-from orchestrator.status import AXES, STATES
+from orchestrator.status import STATES, axes
 from orchestrator.sweep import prepare, run
 
 
@@ -16,7 +16,7 @@ def register(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", help="experiment file (YAML)")
     p.add_argument("--status", default="failed,killed", help=f"comma-separated states to rerun, of {', '.join(STATES)}")
     p.add_argument("--where", action="append", default=[], metavar="AXIS=VALUE",
-                   help=f"only cells with this axis value (repeatable); axes: {', '.join(AXES)}")
+                   help=f"only cells with this axis value (repeatable); axes: {', '.join(axes())}")
     p.add_argument("--address", help="Ray cluster address (default: RAY_ADDRESS, else a local Ray)")
 
 
@@ -24,8 +24,8 @@ def _where(pairs: list[str]) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for pair in pairs:
         axis, sep, value = pair.partition("=")
-        if not sep or axis not in AXES:
-            raise UserError(f"--where {pair!r}: expected AXIS=VALUE with AXIS one of {', '.join(AXES)}")
+        if not sep or axis not in axes():
+            raise UserError(f"--where {pair!r}: expected AXIS=VALUE with AXIS one of {', '.join(axes())}")
         out.setdefault(axis, set()).add(value)
     return out
 
@@ -35,7 +35,7 @@ def main(args: argparse.Namespace) -> int:
     if not wanted <= set(STATES):
         raise UserError(f"--status {args.status!r}: allowed states are {', '.join(STATES)}")
     where = _where(args.where)
-    prepared = prepare(args.file)
+    prepared = sequential.so_far(prepare(args.file))  # seeds until decided: the seeds planned so far
     rec = report.load(prepared.uri, prepared.spec.name, prepared.sweep.cells)
     states = status.cell_states(rec.cells, rec.cell_runs, rec.pretrain)
     chosen = status.select(states, wanted, where)

@@ -58,8 +58,8 @@ def data_roots(pairs: list[str]) -> dict[str, str]:
 def main(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise UserError(f"--steps {args.steps}: at least 1")
-    prepared = prepare(args.file)
-    chosen = smoke.shapes(prepared.sweep, args.steps, data_roots(args.data_root))
+    prepared = prepare(args.file, data_roots=data_roots(args.data_root))
+    chosen = smoke.shapes(prepared.sweep, args.steps)
     with tempfile.TemporaryDirectory(prefix="monosweep-smoke-") as tmp:
         uri = args.tracking_uri or f"sqlite:///{tmp}/mlflow.db"
         store.check_reachable(uri)

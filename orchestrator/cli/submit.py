@@ -46,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
     from orchestrator import ray_driver
 
     address = dashboard(args)
-    prepared = prepare(args.file)
+    prepared = prepare(args.file, reads_images=False)
     path = Path(args.file).resolve()
     if prepared.spec.tracking_uri.startswith("sqlite:///") and not prepared.spec.tracking_uri.startswith("sqlite:////"):
         print("warning: a relative SQLite tracking_uri is written inside the job's working folder on the "

@@ -13,10 +13,11 @@ from pydantic import Field, field_validator
 
 from contract.datasets import LAYERS
 from contract.jobs import FinetuneJob, JobCell, PretrainJob
-from orchestrator.evaluations.base import EvaluationKind, EvaluationSettings, dataset_of, view_words
+from orchestrator.evaluations.base import EvaluationKind, EvaluationSettings, dataset_of, trunk_note, view_words
 from orchestrator.keys import content_key, settings_material
 
 if TYPE_CHECKING:
+    from orchestrator.estimate import JobEstimate
     from orchestrator.grid import Cell
     from orchestrator.report import SweepRuns, Table
     from orchestrator.spec import Spec
@@ -48,7 +49,7 @@ class FinetuneFrozenSettings(EvaluationSettings):
 
 class FinetuneFrozen(EvaluationKind):
     settings = FinetuneFrozenSettings
-    job_type = FinetuneJob
+    coordinates = {"frozen": int}
     resumable = True
 
     def points(self, item: Any, spec: Spec, uses_labels: bool) -> Iterator[dict[str, Any]]:
@@ -65,15 +66,30 @@ class FinetuneFrozen(EvaluationKind):
         return key, key, f"{trunk.label} finetune k{point['frozen']} {dataset}"
 
     def job(
-        self, spec: Spec, base_dir: Path, key: str, trunk: PretrainJob, cells: list[Cell], context: Any
+        self, item: Any, spec: Spec, base_dir: Path, key: str, trunk: PretrainJob, cells: list[Cell], context: Any
     ) -> FinetuneJob:
         (cell,) = cells
         return FinetuneJob(
-            key=key, label=cell.label, pretrain_key=trunk.key, network=trunk.network, seed=trunk.seed,
-            finetune=spec.finetune, frozen=cell.frozen, **dataset_of(spec, base_dir, cell.probe_dataset),  # type: ignore[arg-type]
+            key=key, label=cell.label, evaluation=self.name, pretrain_key=trunk.key, network=trunk.network,
+            seed=trunk.seed, finetune=spec.finetune, frozen=cell.frozen,  # type: ignore[attr-defined]
+            **dataset_of(spec, base_dir, cell.probe_dataset),  # type: ignore[arg-type]
             checkpoint_every=spec.checkpoint_every, divergence_threshold=spec.divergence_threshold,
             cells=(JobCell(key=cell.key, label=cell.label, coordinates=cell.coordinates()),),
         )
+
+    def shape(self, job: FinetuneJob) -> str:
+        return f"{self.name} k={job.frozen} {job.dataset}{trunk_note(job.network)}"
+
+    def cost(self, job: FinetuneJob, costs: Any) -> JobEstimate:
+        from orchestrator import estimate
+
+        return estimate.finetune(job, costs)
+
+    def labelled_data(self, job: FinetuneJob) -> dict[str, str]:
+        return {job.dataset: job.data_root}
+
+    def step_samples(self, job: FinetuneJob) -> int:
+        return job.finetune.batch_size
 
     def run(self, job: Any, checkpoint: Path, recorder: Any, workdir: Path, resume: Path | None) -> dict[str, Any]:
         from workers import finetune
@@ -81,7 +97,7 @@ class FinetuneFrozen(EvaluationKind):
         return finetune.finetune(job, checkpoint, recorder, workdir, resume)
 
     def column(self, cell: Cell) -> str:
-        return f"k={cell.frozen}"
+        return f"k={cell.frozen}"  # type: ignore[attr-defined]
 
     def order(self, columns: list[str]) -> list[str]:
         return sorted(columns, key=lambda k: int(k[2:]))

@@ -9,12 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from contract.datasets import LAYERS
+from contract.datasets import LAYERS, Layer
 from contract.jobs import PretrainJob, ProbeCell, ProbeJob
-from orchestrator.evaluations.base import EvaluationKind, EvaluationSettings, dataset_of, view_words
+from orchestrator.evaluations.base import EvaluationKind, EvaluationSettings, dataset_of, trunk_note, view_words
 from orchestrator.keys import content_key, settings_material
 
 if TYPE_CHECKING:
+    from orchestrator.estimate import JobEstimate
     from orchestrator.grid import Cell
     from orchestrator.report import SweepRuns, Table
     from orchestrator.spec import Spec
@@ -28,7 +29,7 @@ class LinearProbeSettings(EvaluationSettings):
 
 class LinearProbe(EvaluationKind):
     settings = LinearProbeSettings
-    job_type = ProbeJob
+    coordinates = {"layer": Layer}
     reads_pixels = True
 
     def points(self, item: Any, spec: Spec, uses_labels: bool) -> Iterator[dict[str, Any]]:
@@ -44,15 +45,29 @@ class LinearProbe(EvaluationKind):
         return key, content_key("probe", probe), f"{trunk.label} {point['layer']} {dataset}"
 
     def job(
-        self, spec: Spec, base_dir: Path, key: str, trunk: PretrainJob, cells: list[Cell], context: Any
+        self, item: Any, spec: Spec, base_dir: Path, key: str, trunk: PretrainJob, cells: list[Cell], context: Any
     ) -> ProbeJob:
         dataset = cells[0].probe_dataset
         return ProbeJob(
-            key=key, label=f"{trunk.label} {dataset}", pretrain_key=trunk.key, network=trunk.network, seed=trunk.seed,
-            probe=spec.probe, **dataset_of(spec, base_dir, dataset),  # type: ignore[arg-type]
-            cells=tuple(ProbeCell(layer=c.layer, key=c.key, label=c.label, coordinates=c.coordinates())  # type: ignore[arg-type]
+            key=key, label=f"{trunk.label} {dataset}", evaluation=self.name, pretrain_key=trunk.key,
+            network=trunk.network, seed=trunk.seed, probe=spec.probe, **dataset_of(spec, base_dir, dataset),  # type: ignore[arg-type]
+            cells=tuple(ProbeCell(layer=c.layer, key=c.key, label=c.label, coordinates=c.coordinates())  # type: ignore[attr-defined]
                         for c in cells),
         )
+
+    def shape(self, job: ProbeJob) -> str:
+        return f"{self.name} {job.dataset}{trunk_note(job.network)}"
+
+    def cost(self, job: ProbeJob, costs: Any) -> JobEstimate:
+        from orchestrator import estimate
+
+        return estimate.probe(job, costs)
+
+    def labelled_data(self, job: ProbeJob) -> dict[str, str]:
+        return {job.dataset: job.data_root}
+
+    def step_samples(self, job: ProbeJob) -> int:
+        return job.probe.batch_size
 
     def run(self, job: Any, checkpoint: Path, recorder: Any, workdir: Path, resume: Path | None) -> dict[str, Any]:
         from workers import tasks
@@ -60,7 +75,7 @@ class LinearProbe(EvaluationKind):
         return tasks.probe(job, checkpoint, recorder)
 
     def column(self, cell: Cell) -> str:
-        return cell.layer  # type: ignore[return-value]
+        return cell.layer  # type: ignore[attr-defined]
 
     def order(self, columns: list[str]) -> list[str]:
         return [layer for layer in LAYERS if layer in columns]

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from contract.images import PHOTOS_DIR, STYLES_DIR, image_problem, resolve_photo, sha256_file
 from contract.jobs import ImageFile, PretrainJob, StyleCell, StyleJob
-from orchestrator.evaluations.base import EvaluationKind, EvaluationSettings, row_label
+from orchestrator.evaluations.base import EvaluationKind, EvaluationSettings, row_label, trunk_note
 from orchestrator.keys import content_key, settings_material
 
 if TYPE_CHECKING:
+    from orchestrator.estimate import JobEstimate
     from orchestrator.grid import Cell
     from orchestrator.report import SweepRuns, Table
     from orchestrator.spec import Spec
@@ -41,7 +42,7 @@ def style_paths(spec: Spec, base_dir: Path) -> list[tuple[tuple[str, int], str, 
 
 class StyleTransfer(EvaluationKind):
     settings = StyleTransferSettings
-    job_type = StyleJob
+    coordinates = {"content": str, "style": str}  # the photo's and the style image's names
     metrics = ("style_loss", "content_loss")
     digits = 3  # relative losses are small
     folded = True
@@ -75,14 +76,22 @@ class StyleTransfer(EvaluationKind):
         )
 
     def job(
-        self, spec: Spec, base_dir: Path, key: str, trunk: PretrainJob, cells: list[Cell], context: Any
+        self, item: Any, spec: Spec, base_dir: Path, key: str, trunk: PretrainJob, cells: list[Cell], context: Any
     ) -> StyleJob:
         return StyleJob(
-            key=key, label=f"{trunk.label} style", pretrain_key=trunk.key, network=trunk.network, seed=trunk.seed,
-            style=spec.style,
-            cells=tuple(StyleCell(content=context[c.content], style=context[c.style], key=c.key, label=c.label,
-                                  coordinates=c.coordinates()) for c in cells),
+            key=key, label=f"{trunk.label} style", evaluation=self.name, pretrain_key=trunk.key,
+            network=trunk.network, seed=trunk.seed, style=spec.style,
+            cells=tuple(StyleCell(content=context[c.content], style=context[c.style], key=c.key,  # type: ignore[attr-defined]
+                                  label=c.label, coordinates=c.coordinates()) for c in cells),
         )
+
+    def shape(self, job: StyleJob) -> str:
+        return f"{self.name} {len(job.cells)} pairs{trunk_note(job.network)}"
+
+    def cost(self, job: StyleJob, costs: Any) -> JobEstimate:
+        from orchestrator import estimate
+
+        return estimate.style(job, costs)
 
     def run(self, job: Any, checkpoint: Path, recorder: Any, workdir: Path, resume: Path | None) -> dict[str, Any]:
         from workers import style_transfer
@@ -90,7 +99,7 @@ class StyleTransfer(EvaluationKind):
         return style_transfer.stylise(job, checkpoint, recorder, workdir)
 
     def column(self, cell: Cell) -> str:
-        return f"{cell.content}+{cell.style}"
+        return f"{cell.content}+{cell.style}"  # type: ignore[attr-defined]
 
     def row(self, cell: Cell) -> str:
         """Datasets fold into the row: a trunk trained with labels says which."""

@@ -6,9 +6,9 @@ cell, of kind `probe` whatever their evaluation (linear probe, finetuning, style
 before count their runs). Keys, kind and attempt are tags; a job that ran before and did not
 finish reopens its run (attempt + 1) rather than adding a second one.
 
-- `schema`: the tag names and the run as plain data (`RunView`); imports no MLflow, so pure
-  modules can read it.
-- `store`: where the store is (URI, reachability), the client, the retry policy every call
+- `schema`: the tag names, the run as plain data (`RunView`) and the store's URI resolved
+  (`resolve_uri`); imports no MLflow, so pure modules and planning can read it.
+- `store`: whether the store is there (reachability, how its URI is shown), the client, the retry policy every call
   goes through (a busy SQLite file or a blinking server costs a wait, not a result), search,
   batched writes, artifacts.
 - `queries`: what is recorded, read back: finished keys (one SELECT on a SQL store), each

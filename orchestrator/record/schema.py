@@ -1,5 +1,6 @@
-"""What monosweep keeps in MLflow, as names and plain data: no MLflow import, so pure modules
-(status) read it as the MLflow modules write it.
+"""What monosweep keeps in MLflow, as names and plain data, and where the store is: no MLflow
+import, so pure modules (status) read it as the MLflow modules write it, and planning
+(`monosweep validate`) resolves the store's URI without loading MLflow.
 
 Run kinds: `sweep`, `pretrain`, and `cell` for the run of one evaluation cell (a linear probe
 of a layer, a finetuning, a style-transfer pair: its `evaluation` param says which). Stores
@@ -9,7 +10,9 @@ written before evaluations became an axis call cell runs `probe`: they are read 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 TAG = "monosweep."
 KIND, KEY, ATTEMPT = TAG + "kind", TAG + "key", TAG + "attempt"
@@ -39,3 +42,13 @@ class RunView:
     tags: dict[str, str]
     start_time: int | None
     end_time: int | None
+
+
+def resolve_uri(uri: str) -> str:
+    """MLFLOW_TRACKING_URI wins; a relative SQLite path becomes absolute, so Ray workers
+    (whose working folder differs) write to the same file."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", uri)
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri

@@ -25,16 +25,6 @@ T = TypeVar("T")
 TRANSIENT = ("locked", "connection", "timeout", "temporarily", "503", "502")
 
 
-def resolve_uri(uri: str) -> str:
-    """MLFLOW_TRACKING_URI wins; a relative SQLite path becomes absolute, so Ray workers
-    (whose working folder differs) write to the same file."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI", uri)
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        return prefix + str(Path(uri[len(prefix) :]).resolve())
-    return uri
-
-
 def shown(uri: str) -> str:
     """The URI as it may be printed: without a user or password."""
     scheme, sep, rest = uri.partition("://")

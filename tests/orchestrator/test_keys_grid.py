@@ -288,12 +288,56 @@ def test_dataset_draws_validate_and_plan_without_the_data(base, tmp_path):
     sweep = expand(spec_from(data, tmp_path), tmp_path)
     drawn = [j.drawn for j in sweep.pretrain_jobs.values() if j.drawn]
     assert [(d.dataset, d.n, d.draw_seed) for d in drawn] == [
-        ("imagenet", 10, 0), ("imagenet", 10, 0), ("imagenet", 1281167, 0), ("imagenet", 1281167, 0),
-        ("cifar10", 10, 1), ("cifar10", 10, 1),
-    ]  # full and none for each
+        ("imagenet", 10, 0), ("imagenet", 10, 0), ("imagenet", 1281167, 0), ("cifar10", 10, 1), ("cifar10", 10, 1),
+    ]  # full and none for each draw; the whole split once, without the generator
     assert drawn[0].data_root == "/nowhere/imagenet"
     assert {c.images for c in sweep.cells if c.images} == {"N10 imagenet", "N1281167 imagenet", "N10 cifar10 d1"}
     assert {c.n for c in sweep.cells if c.n} == {10, 1281167}
+
+
+def test_a_whole_split_ignores_the_augmentation_axis(base, tmp_path):
+    """N = all is the real images through each method's own loader (DatasetImages.real_images):
+    no generator, so one trunk per method and seed, not one per augmentation, and its key holds
+    no augmentation. Mutation that fails it: expand giving the whole split the axis's presets."""
+    data = _set(base, "grid.images", [{"dataset": "cifar10", "n": "all"}, {"dataset": "cifar10", "n": 49999}])
+    sweep = expand(spec_from(data, tmp_path), tmp_path)
+    rotnet = [j for j in sweep.pretrain_jobs.values() if j.method.name == "rotnet"]
+    whole = [j for j in rotnet if j.drawn.n == 50000]
+    assert len(whole) == 1 and whole[0].augmentation is None and whole[0].drawn.real_images
+    assert whole[0].label == "rotnet N50000 cifar10 s0"
+    below = [j for j in rotnet if j.drawn.n == 49999]  # one image fewer: the generator, both presets
+    assert len(below) == 2 and all(j.augmentation is not None and not j.drawn.real_images for j in below)
+    cells = [c for c in sweep.cells if c.n == 50000]
+    assert len(cells) == 5 and {c.augmentation for c in cells} == {None}
+    assert "rotnet N50000 cifar10 s0 conv1 fashion_mnist" in {c.label for c in cells}
+
+
+def test_the_loader_switch_is_key_neutral_on_and_keyed_off(base, tmp_path):
+    """`loader: true` (the methods' own loaders, as before the switch) keeps every key; false
+    moves them and shows in the label. Mutation that fails it: dropping KeyNeutral(True)."""
+    from contract.augmentation import AugmentConfig
+    from orchestrator.keys import settings_material
+
+    assert "loader" not in settings_material(AugmentConfig(loader=True))
+    assert settings_material(AugmentConfig(loader=False))["loader"] is False
+    before = keys(base, tmp_path)
+    on = keys(_set(base, "grid.augmentation", [{"preset": "full", "loader": True}, "none"]), tmp_path)
+    assert on == before
+    off = keys(_set(base, "grid.augmentation", ["full", {"preset": "none", "loader": False}]), tmp_path)
+    label = "rotnet N1 astronaut none s0 conv1 fashion_mnist"
+    assert off[label.replace("none", "none(loader=False)")] != before[label]
+    full = "rotnet N1 astronaut full s0 conv1 fashion_mnist"
+    assert off[full] == before[full]
+
+
+def test_deepclusters_sampler_keeps_the_keys_of_uniform_and_moves_the_default():
+    """`uniform` was the only behaviour before the setting: its keys stay. The default,
+    upstream's executed sampler, trains on other samples: its keys move."""
+    from contract.methods import DeepClusterConfig
+    from orchestrator.keys import settings_material
+
+    assert "sampler" not in settings_material(DeepClusterConfig(sampler="uniform"))
+    assert settings_material(DeepClusterConfig())["sampler"] == "upstream"
 
 
 @pytest.mark.parametrize(
@@ -411,4 +455,17 @@ def test_cells_recorded_before_the_evaluation_axis_still_load():
            "method": "random", "n": None, "images": None, "augmentation": None, "layer": "conv1",
            "probe_dataset": "fashion_mnist", "seed": 0}  # a cells.json entry as db8df39 wrote it
     cell = Cell(**old)
-    assert (cell.job_key, cell.evaluation, cell.frozen) == ("j", "linear_probe", None)
+    assert (cell.job_key, cell.evaluation, cell.layer) == ("j", "linear_probe", "conv1")
+    assert "frozen" not in cell.coordinates()  # a coordinate of another kind, never recorded for it
+
+
+def test_a_cell_has_its_kind_s_coordinates_only(base, tmp_path):
+    base["grid"]["evaluation"] = EVALUATIONS
+    sweep = expand(spec_from(base, tmp_path), tmp_path)
+    shared = {"method", "n", "images", "augmentation", "evaluation", "probe_dataset", "seed"}
+    own = {"linear_probe": {"layer"}, "finetune_frozen": {"frozen"}, "style_transfer": {"content", "style"}}
+    for c in sweep.cells:
+        assert set(c.coordinates()) == shared | own[c.evaluation]
+    for job in sweep.evaluation_jobs.values():  # the worker runs the kind the job names
+        assert job.evaluation == {"ProbeJob": "linear_probe", "FinetuneJob": "finetune_frozen",
+                                  "StyleJob": "style_transfer"}[type(job).__name__]

@@ -32,6 +32,16 @@ BAD = {
         "retries: 1\nstyle: {styles: [hubble, starry_night]}",
         ["style", "'starry_night'", "hubble, ihc", "no file at"],
     ),
+    "exclude: a coordinate of the wrong type": (
+        "retries: 1",
+        "retries: 1\nexclude: [{evaluation: finetune_frozen, frozen: [1, true]}]",
+        ["exclude[0].frozen[1]", "True", "valid integer"],
+    ),
+    "exclude: a coordinate no kind declares": (
+        "retries: 1",
+        "retries: 1\nexclude: [{layr: conv1}]",
+        ["exclude[0].layr", "unknown key 'layr' (did you mean 'layer'?)", "seed, layer, frozen, content, style"],
+    ),
     "unknown method": (
         "method: [random,",
         "method: [rotnett,",

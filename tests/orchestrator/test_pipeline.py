@@ -72,3 +72,57 @@ def test_trunks_finished_before_the_run_release_their_evaluations_at_once(tmp_pa
     _, todo = tiny_plan(tmp_path, set(sweep.pretrain_jobs))  # a resubmit: every trunk reused
     pipeline = Pipeline(todo.pretrain, todo.evaluation, todo.reused_pretrain)
     assert not todo.pretrain and len(drain(pipeline)) == len(todo.evaluation) == 3
+
+
+def test_the_dearest_trunk_starts_first_and_a_finished_trunks_evaluations_still_go_first(tmp_path):
+    """Cost-aware order. Mutation tried: Pipeline ignoring `cost` (grid order): fails here."""
+    _, todo = tiny_plan(tmp_path)  # grid order: random, rotnet full, rotnet none
+    random, full, none = todo.pretrain
+    pipeline = Pipeline(todo.pretrain, todo.evaluation, [], cost={none.key: 3.0, random.key: 2.0, full.key: 1.0})
+    first = pipeline.next()
+    assert pipeline.jobs[first] == none
+    pipeline.ended(first, finished=True)
+    assert pipeline.jobs[pipeline.next()].pretrain_key == none.key  # its probes before any trunk
+    assert [pipeline.jobs[i] for i in drain(pipeline)] == [random, full]
+
+
+def test_equal_or_unknown_costs_keep_the_order_given(tmp_path):
+    _, todo = tiny_plan(tmp_path)
+    random, full, none = todo.pretrain
+    pipeline = Pipeline(todo.pretrain, todo.evaluation, [], cost={full.key: 1.0, none.key: 1.0})
+    assert [pipeline.jobs[i] for i in drain(pipeline)] == [full, none, random]
+
+
+TOY = """\
+name: toy
+grid:
+  method:
+    - random
+    - {name: rotnet, samples: 64, epochs: 1, batch_size: 32}
+    - {name: rotnet, samples: 256, epochs: 1, batch_size: 32}
+    - {name: deepcluster, samples: 128, epochs: 1, batch_size: 32, k: 8, pca_dim: 16}
+  images: [astronaut]
+  augmentation: [full]
+  layer: [conv1]
+  probe_dataset: [fashion_mnist]
+network: {width: 0.25, input_size: 64}
+"""
+
+
+def test_a_run_starts_its_pretrain_jobs_dearest_first_by_the_estimate(write_spec):
+    """What `monosweep run` hands Ray first on a toy plan: the costs are the estimate's
+    (sweep.trunk_costs), so the 256-sample RotNet goes before the 64-sample one, DeepCluster
+    (clustering every epoch) where its FLOPs put it, the untrained random trunk last."""
+    from orchestrator.estimate import each
+    from orchestrator.sweep import prepare, trunk_costs
+
+    sweep = prepare(write_spec(TOY)).sweep
+    todo = plan(sweep, set(), set())
+    cost = trunk_costs(todo)
+    pipeline = Pipeline(todo.pretrain, todo.evaluation, [], cost)
+    order = [pipeline.jobs[i] for i in drain(pipeline)]
+    flops = {job.key: e.flops for job, e in zip(todo.pretrain, each(todo.pretrain), strict=True)}
+    assert [flops[j.key] for j in order] == sorted(flops.values(), reverse=True)
+    names = [j.coordinates["method"] for j in order]
+    assert names.index("rotnet#2") < names.index("rotnet#1") and names[-1] == "random"
+    assert [j.coordinates["method"] for j in todo.pretrain][0] == "random"  # grid order was otherwise

@@ -7,13 +7,13 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator.record import queries, runs, schema
-from orchestrator.record.recorder import MlflowRecorder
+from orchestrator.record.recorder import MlflowRecorder, UnknownPart
 
 
 @pytest.fixture
-def tracking(tmp_path, monkeypatch) -> runs.Tracking:
+def tracking(store, monkeypatch) -> runs.Tracking:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return runs.open_sweep("s", f"sqlite:///{tmp_path / 'mlflow.db'}", {})
+    return runs.open_sweep("s", store, {})
 
 
 def open_run(tracking: runs.Tracking, key: str, kind: str = "cell") -> str:
@@ -88,6 +88,27 @@ def test_the_recorder_buffers_and_end_writes_everything(tracking):
         assert client.get_run(run_id).info.status == "FINISHED"
     assert client.get_run(runs["conv1"]).data.params["feature_dim"] == "10"
     assert client.get_run(runs["conv2"]).data.tags[schema.TAG + "note"] == "x"
+
+
+@pytest.mark.parametrize("write", [
+    lambda r: r.metrics({"top1": 50.0}, 1, part="conv9"),
+    lambda r: r.params({"feature_dim": 10}, "conv9"),
+    lambda r: r.tag("note", "x", "conv9"),
+    lambda r: r.text("{}", "config.json", "conv9"),
+], ids=["metrics", "params", "tag", "text"])
+def test_a_part_the_job_does_not_have_is_an_error_not_written_anywhere(tracking, write):
+    """A worker routing a value to a part (cell) its job lacks gets an error; no cell's run gets
+    the value (before: every run of the job did)."""
+    uri, client = tracking.uri, MlflowClient(tracking.uri)
+    runs = {"conv1": open_run(tracking, "a"), "conv2": open_run(tracking, "b")}
+    recorder = MlflowRecorder(uri, runs)
+    with pytest.raises(UnknownPart, match="'conv9'.*'conv1', 'conv2'"):
+        write(recorder)
+    recorder.end()
+    for run_id in runs.values():
+        data = client.get_run(run_id).data
+        assert "top1" not in data.metrics and "feature_dim" not in data.params and schema.TAG + "note" not in data.tags
+        assert "config.json" not in {a.path for a in client.list_artifacts(run_id)}
 
 
 def test_the_recorder_writes_when_due_and_before_an_artifact(tracking, monkeypatch, tmp_path):

@@ -10,7 +10,7 @@ import pytest
 from matplotlib.container import ErrorbarContainer
 
 from orchestrator import figures
-from orchestrator.evaluations import KINDS
+from orchestrator.evaluations import EVALUATIONS
 from orchestrator.grid import Cell
 from orchestrator.record.schema import RunView
 from orchestrator.report import Stat, SweepRuns, Table, tables
@@ -73,7 +73,7 @@ def sweep(source: str = "fashion_mnist", references: tuple[str, ...] = ()) -> Sw
 
 def test_the_report_writes_the_figure_against_n(tmp_path):
     rec = sweep()
-    pictures = KINDS["linear_probe"].figures(rec, tables(rec, KINDS["linear_probe"], "top1"), tmp_path)
+    pictures = EVALUATIONS["linear_probe"].figures(rec, tables(rec, EVALUATIONS["linear_probe"], "top1"), tmp_path)
     assert tmp_path / "top1_vs_n.png" in pictures
     assert (tmp_path / "top1_vs_n.png").read_bytes()[:8] == PNG
 

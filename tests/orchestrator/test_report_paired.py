@@ -9,7 +9,7 @@ from scipy import stats
 
 from orchestrator import report
 from orchestrator.errors import UserError
-from orchestrator.evaluations import KINDS
+from orchestrator.evaluations import EVALUATIONS
 from orchestrator.grid import Cell
 from orchestrator.record.schema import RunView
 from orchestrator.report import SweepRuns, tables
@@ -66,7 +66,7 @@ def test_differences_pair_by_seed_and_the_interval_is_t_over_the_pairs():
     """Mutations tried, each fails here: pairing the values by position instead of by seed
     (random's seed 0 failed, so positions shift); the normal quantile 1.96 instead of t(0.975,
     n-1); subtracting the reference's mean instead of its same-seed value (same mean, other sd)."""
-    (table,) = tables(sweep(), KINDS["linear_probe"], "top1")
+    (table,) = tables(sweep(), EVALUATIONS["linear_probe"], "top1")
     view = paired(table)
     entry = view.rows["rotnet N1 astronaut full"]["conv1"]
     mean, low, high = by_hand(TOP1[("rotnet", "full")], TOP1[("random", None)])
@@ -80,13 +80,14 @@ def test_differences_pair_by_seed_and_the_interval_is_t_over_the_pairs():
 
 def test_an_interval_that_holds_zero_is_not_marked():
     top1 = {("random", None): {0: 20.0, 1: 30.0}, ("rotnet", "full"): {0: 25.0, 1: 27.0}}
-    entry = paired(tables(sweep(top1), KINDS["linear_probe"], "top1")[0]).rows["rotnet N1 astronaut full"]["conv1"]
+    (table,) = tables(sweep(top1), EVALUATIONS["linear_probe"], "top1")
+    entry = paired(table).rows["rotnet N1 astronaut full"]["conv1"]
     mean, low, high = by_hand(top1[("rotnet", "full")], top1[("random", None)])
     assert low < 0 < high and entry.text() == f"{mean:+.2f} [{low:+.2f}, {high:+.2f}] (n=2)"
 
 
 def test_one_paired_seed_has_no_interval():
-    (table,) = tables(sweep(), KINDS["linear_probe"], "top1")
+    (table,) = tables(sweep(), EVALUATIONS["linear_probe"], "top1")
     entry = paired(table).rows["rotnet N1 astronaut none"]["conv1"]
     assert entry.values == [0.5] and entry.ci is None and entry.text() == "+0.50 (n=1, no CI)"
     csv_row = [line for line in report.to_csv([paired(table)]).splitlines() if "astronaut none" in line]
@@ -96,7 +97,7 @@ def test_one_paired_seed_has_no_interval():
 
 
 def test_the_reference_is_any_row():
-    (table,) = tables(sweep(), KINDS["linear_probe"], "top1")
+    (table,) = tables(sweep(), EVALUATIONS["linear_probe"], "top1")
     view = paired(table, "rotnet N1 astronaut none")
     assert view.rows["rotnet N1 astronaut full"]["conv1"].text() == "+4.50 (n=1, no CI)"  # seed 1: 25 - 20.5
     assert view.title.startswith("top-1 minus rotnet N1 astronaut none seed by seed")

@@ -12,9 +12,11 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from contract.augmentation import AUGMENTATION_PRESETS, AugmentConfig
-from workers.data.augment import augment, crop_box, draw_affine, draw_jitter
-from workers.data.ops import canvas_size, generated_size, op_rng
+from workers.data.augment import augment
+from workers.data.crop_boxes import crop_box
+from workers.data.ops import FACTORS, OP_IDS, OPS, canvas_size, generated_size, op_rng
 
+OP = {op.name: op for op in OPS}
 FULL = AugmentConfig(preset="full")
 FLIP = AugmentConfig(preset="full", hflip=0.5)  # the official script has no flip: switched on
 SIZE = 32
@@ -111,14 +113,14 @@ def test_samples_without_affine_keep_the_margin_and_centre_crop(size: int):
     assert error < 1.5, error
     crop = AugmentConfig(preset="crop")
     for i in range(6):
-        box = crop_box(512, 512, crop.crop_scale, crop.crop_ratio, op_rng(0, "crop", i))
+        box = crop_box(512, 512, crop.crop_scale, crop.crop_ratio, op_rng(0, OP_IDS["crop"], i))
         sample = augment(source, crop, size, seed=0, index=i)
         error = (sample.float() - central_part(source, box, size).float()).abs().mean()
         assert error < 1.5, (i, box, error)
 
 
 def draw_boxes(height: int, width: int, scale, ratio, n: int = 2000) -> np.ndarray:
-    rng = op_rng(0, "crop", 0)
+    rng = op_rng(0, OP_IDS["crop"], 0)
     return np.array([crop_box(height, width, scale, ratio, rng) for _ in range(n)])  # (n, 4)
 
 
@@ -151,21 +153,21 @@ def test_crop_box_respects_a_narrow_scale_range():
 
 
 def test_crop_box_is_reproducible_from_its_stream():
-    a = crop_box(512, 512, (0.1, 1.0), (0.75, 4 / 3), op_rng(4, "crop", 11))
-    b = crop_box(512, 512, (0.1, 1.0), (0.75, 4 / 3), op_rng(4, "crop", 11))
-    c = crop_box(512, 512, (0.1, 1.0), (0.75, 4 / 3), op_rng(4, "crop", 12))
+    a = crop_box(512, 512, (0.1, 1.0), (0.75, 4 / 3), op_rng(4, OP_IDS["crop"], 11))
+    b = crop_box(512, 512, (0.1, 1.0), (0.75, 4 / 3), op_rng(4, OP_IDS["crop"], 11))
+    c = crop_box(512, 512, (0.1, 1.0), (0.75, 4 / 3), op_rng(4, OP_IDS["crop"], 12))
     assert a == b and a != c
 
 
 def test_crop_box_raises_when_no_crop_can_fit():
     # The whole area with an aspect of 2-3 cannot fit a square: no centre-crop fallback.
     with pytest.raises(ValueError, match="no crop"):
-        crop_box(100, 100, (1.0, 1.0), (2.0, 3.0), op_rng(0, "crop", 0))
+        crop_box(100, 100, (1.0, 1.0), (2.0, 3.0), op_rng(0, OP_IDS["crop"], 0))
 
 
 def test_op_streams_are_distinct_per_op_seed_and_index():
     draws = {
-        (seed, op, index): op_rng(seed, op, index).random()
+        (seed, op, index): op_rng(seed, OP_IDS[op], index).random()
         for seed in (0, 1)
         for op in ("initial_crop", "crop", "affine", "hflip", "jitter", "vflip")
         for index in (0, 1)
@@ -175,7 +177,7 @@ def test_op_streams_are_distinct_per_op_seed_and_index():
 
 def applied(op: str, p: float, seed: int = 0) -> list[bool]:
     """Whether op's first draw switched it on, per index: the augment() decision rule."""
-    return [op_rng(seed, op, i).random() < p for i in INDICES]
+    return [op_rng(seed, OP_IDS[op], i).random() < p for i in INDICES]
 
 
 def test_switching_jitter_off_changes_only_the_jittered_samples(small_astronaut: torch.Tensor):
@@ -296,12 +298,13 @@ def test_switching_vflip_on_flips_exactly_the_drawn_samples(small_astronaut: tor
 
 
 def draws(fn, n: int = 2000) -> np.ndarray:
-    return np.array([fn(op_rng(0, "affine", i)) for i in range(n)])
+    return np.array([fn(op_rng(0, OP_IDS["affine"], i)) for i in range(n)])
 
 
 @pytest.mark.parametrize("rotation, shear", [(35.0, 0.0), (30.0, 30.0), (10.0, 5.0)])
 def test_drawn_angles_fall_in_and_fill_the_configured_ranges(rotation: float, shear: float):
-    angles, shears = draws(lambda rng: draw_affine(rng, rotation, shear)).T
+    config = AugmentConfig(preset="none", rotation=rotation, shear=shear)
+    angles, shears = draws(lambda rng: list(OP["affine"].kind.draw(rng, config).values())).T
     assert np.abs(angles).max() <= rotation and np.abs(shears).max() <= shear
     assert angles.min() < -0.98 * rotation and angles.max() > 0.98 * rotation
     if shear:
@@ -315,7 +318,8 @@ def test_drawn_angles_fall_in_and_fill_the_configured_ranges(rotation: float, sh
 
 @pytest.mark.parametrize("strengths", [(0.4, 0.4, 0.4, 0.1), (0.8, 0.0, 0.2, 0.5)])
 def test_drawn_jitter_factors_fall_in_and_fill_the_configured_ranges(strengths):
-    factors = draws(lambda rng: draw_jitter(rng, strengths))  # (n, 4)
+    config = AugmentConfig(preset="none", jitter=strengths, jitter_p=1.0)  # factors after the p-draw
+    factors = draws(lambda rng: [OP["jitter"].kind.draw(rng, config)[k] for k in FACTORS])  # (n, 4)
     for column, s in enumerate(strengths[:3]):
         f = factors[:, column]
         assert f.min() >= 1 - s and f.max() <= 1 + s, column
@@ -328,12 +332,14 @@ def test_drawn_jitter_factors_fall_in_and_fill_the_configured_ranges(strengths):
 
 
 def test_jitter_factors_are_the_ones_applied(small_astronaut: torch.Tensor):
-    # augment() applies exactly the factors draw_jitter gives after the p-draw of the stream.
+    # augment() applies exactly the factors the jitter's stream gives after its p-draw, uniform
+    # in [1 - s, 1 + s] (hue: [-h, h]) in the order brightness, contrast, saturation, hue.
     only_jitter = AugmentConfig(preset="none", jitter=(0.4, 0.4, 0.4, 0.1), jitter_p=1.0)
     plain = augment(small_astronaut, AugmentConfig(preset="none"), SIZE, seed=0, index=3)
-    rng = op_rng(0, "jitter", 3)
+    rng = op_rng(0, OP_IDS["jitter"], 3)
     rng.random()  # the p-draw
-    b, c, s, h = draw_jitter(rng, (0.4, 0.4, 0.4, 0.1))
+    b, c, s = (rng.uniform(0.6, 1.4) for _ in range(3))
+    h = rng.uniform(-0.1, 0.1)
     expected = TF.adjust_hue(TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(plain, b), c), s), h)
     assert torch.equal(augment(small_astronaut, only_jitter, SIZE, seed=0, index=3), expected)
 
@@ -359,7 +365,7 @@ def test_asano2020_preset_is_the_papers_description():
     assert paper.initial_crop is None and paper.jitter is not None and paper.jitter_p > 0
 
 
-OPS = {  # the fields each ablated op owns
+ABLATED = {  # the fields each ablated op owns
     "crop": {"crop_scale"},
     "rotation": {"rotation"},
     "flip": {"hflip"},
@@ -368,15 +374,15 @@ OPS = {  # the fields each ablated op owns
 
 
 def test_ablation_presets_cover_none_each_op_each_pair_and_all():
-    names = [n for n in AUGMENTATION_PRESETS if set(n.split("+")) <= set(OPS)]
+    names = [n for n in AUGMENTATION_PRESETS if set(n.split("+")) <= set(ABLATED)]
     assert len(names) == 15  # 4 alone + 6 pairs + 4 triples + all
     singles = [n for n in names if "+" not in n]
     pairs = [n for n in names if n.count("+") == 1]
-    assert sorted(singles) == sorted(OPS) and len(pairs) == 6
+    assert sorted(singles) == sorted(ABLATED) and len(pairs) == 6
     none, paper = AugmentConfig(preset="none"), AugmentConfig(preset="asano2020")
     for name in names:
         config = AugmentConfig(preset=name)
-        on = set().union(*(OPS[op] for op in name.split("+")))
+        on = set().union(*(ABLATED[op] for op in name.split("+")))
         for field in AugmentConfig.model_fields:
             if field == "preset":
                 continue

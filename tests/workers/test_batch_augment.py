@@ -16,11 +16,11 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from contract.augmentation import AugmentConfig
-from workers.data.augment import APPLY, augment, to_input
-from workers.data.batch_augment import BatchAugmenter, affine_grid, normalise, to_uint8
+from workers.data.augment import augment, to_input
+from workers.data.batch_augment import BatchAugmenter, _runs_first, affine_grid, normalise, to_uint8
 from workers.data.batch_jitter import color_jitter_batch
-from workers.data.batch_params import DRAWN, draw_params, draw_params_reference
-from workers.data.ops import OPS, op_rng
+from workers.data.batch_params import BatchParams, draw_params, draw_params_reference
+from workers.data.ops import OP_IDS, OPS, Op, Paint, Warp, op_rng, table
 from workers.data.streams import Streams
 
 FULL = AugmentConfig(preset="full")
@@ -94,57 +94,75 @@ def test_streams_advance_only_the_streams_asked():
 # --- the parameters ---------------------------------------------------------------------------
 
 
+def assert_same_params(got: BatchParams, want: BatchParams) -> None:
+    for field in dataclasses.fields(got):
+        if field.name != "draws":
+            np.testing.assert_array_equal(getattr(got, field.name), getattr(want, field.name), err_msg=field.name)
+    assert got.draws.keys() == want.draws.keys()
+    for op, draws in got.draws.items():
+        assert draws.keys() == want.draws[op].keys(), op
+        for k, v in draws.items():
+            np.testing.assert_array_equal(v, want.draws[op][k], err_msg=f"{op}.{k}")
+
+
 @pytest.mark.parametrize("shapes", list(SHAPES.values()), ids=list(SHAPES))
 @pytest.mark.parametrize("config", list(CONFIGS.values()), ids=list(CONFIGS))
 def test_batched_parameters_are_augments_own_draws(config: AugmentConfig, shapes):
     indices = np.arange(600) * 7 + 3
     got = draw_params(config, shapes, seed=11, indices=indices)
     want = draw_params_reference(config, shapes, seed=11, indices=indices)
-    for field in dataclasses.fields(got):
-        np.testing.assert_array_equal(
-            getattr(got, field.name), getattr(want, field.name), err_msg=field.name
-        )
+    assert_same_params(got, want)
 
 
 def test_reference_draws_follow_augments_decision_rules():
     """draw_params_reference is the spec: check it against op_rng directly, op by op."""
     indices = range(40)
     p = draw_params_reference(FLIP, [(512, 512)], seed=4, indices=indices)
+    flip, jitter, affine = p.draws["hflip"]["flip"], p.draws["jitter"], p.draws["affine"]
     for i in indices:
-        assert p.hflip[i] == (op_rng(4, "hflip", i).random() < FLIP.hflip)
-        rng = op_rng(4, "jitter", i)
-        assert p.jitter[i] == (rng.random() < FULL.jitter_p)
-        if p.jitter[i]:
-            assert p.brightness[i] == rng.uniform(0.6, 1.4)
-        rng = op_rng(4, "affine", i)
-        assert (p.angle[i], p.shear[i]) == (rng.uniform(-30, 30), rng.uniform(-30, 30))
-    assert p.hflip.any() and not p.hflip.all() and p.jitter.any() and not p.jitter.all()
+        assert flip[i] == (op_rng(4, OP_IDS["hflip"], i).random() < FLIP.hflip)
+        rng = op_rng(4, OP_IDS["jitter"], i)
+        assert jitter["applies"][i] == (rng.random() < FULL.jitter_p)
+        if jitter["applies"][i]:
+            assert jitter["brightness"][i] == rng.uniform(0.6, 1.4)
+        rng = op_rng(4, OP_IDS["affine"], i)
+        assert (affine["angle"][i], affine["shear"][i]) == (rng.uniform(-30, 30), rng.uniform(-30, 30))
+    assert flip.any() and not flip.all() and jitter["applies"].any() and not jitter["applies"].all()
     # Crop boxes lie inside the source; the initial crop is a 256 px square of the 512 px photo.
     assert (p.top >= 0).all() and (p.left >= 0).all()
     assert (p.top + p.height <= 512).all() and (p.left + p.width <= 512).all()
     assert p.height.max() <= 256 and p.width.max() <= 256
 
 
-def test_one_declaration_of_the_ops_that_both_paths_know():
-    """workers.data.ops.OPS is the one list: the reference applies, and the batched path draws,
-    exactly its ops; every setting is read by exactly one op; stream ids are fixed forever."""
-    names = [op.name for op in OPS]
-    assert names == list(APPLY) and set(names) == set(DRAWN)
+def test_one_declaration_of_the_ops():
+    """workers.data.ops.OPS is the one list: every setting is read by exactly one op; stream ids
+    are fixed forever; without added ops a config's table is OPS."""
     read = [field for op in OPS for field in op.fields]
-    assert sorted(read) == sorted(set(AugmentConfig.model_fields) - {"preset"})
+    assert sorted(read) == sorted(set(AugmentConfig.model_fields) - {"preset", "loader", "ops"})  # loader: stage 2
     assert {op.name: op.stream for op in OPS} == {
         "initial_crop": 1, "crop": 2, "affine": 3, "hflip": 4, "jitter": 5, "vflip": 6,
     }  # part of every trained number: renumbering one changes every sample
     on = {name: [op.name for op in OPS if op.on(AugmentConfig(preset=name))] for name in ("none", "full")}
     assert on == {"none": [], "full": ["initial_crop", "crop", "affine", "jitter"]}
+    assert table(FULL) is OPS
+
+
+def never(image: torch.Tensor, draw: dict) -> torch.Tensor:
+    raise AssertionError("not rendered")
+
+
+@pytest.mark.parametrize("kind", [Warp(frame="output", draw=never, render=never), Paint(draw=never, render=never)])
+def test_an_op_without_a_batched_render_is_an_error_where_the_table_is_built(kind):
+    """Not a silent skip: training, which renders batches, would train without the op."""
+    with pytest.raises(ValueError, match="'mirror' has no batched render"):
+        Op("mirror", 50, (), lambda c: True, kind)
 
 
 def test_indices_beyond_32_bits_take_the_scalar_path():
     indices = np.array([2**32 - 1, 2**32, 2**40 + 5])
     got = draw_params(FULL, [(300, 400)], seed=0, indices=indices)
     want = draw_params_reference(FULL, [(300, 400)], seed=0, indices=indices)
-    np.testing.assert_array_equal(got.top, want.top)
-    np.testing.assert_array_equal(got.angle, want.angle)
+    assert_same_params(got, want)
 
 
 def test_no_fitting_crop_raises_as_augment_does():
@@ -192,6 +210,19 @@ def test_output_is_a_float_batch_in_the_unit_range(small_astronaut: torch.Tensor
     assert torch.equal(out[1], out[3])  # index 1 twice: the same sample
     empty = BatchAugmenter([small_astronaut], FULL, 32, seed=0)([])
     assert empty.shape == (0, 3, 32, 32)
+
+
+def test_render_order_makes_the_first_two_masks_one_run_each():
+    """The fill's samples and the first paint's are each a slice of the ordered batch (fill
+    only, both, paint only, neither: the order the code had for the fill and the jitter)."""
+    masks = [np.random.default_rng(k).random(300) < 0.5 for k in range(3)]
+    order = np.argsort(_runs_first(masks), kind="stable")
+    for mask in masks[:2]:
+        on = np.flatnonzero(mask[order])
+        assert on[-1] - on[0] + 1 == len(on)
+    fill, jitter = masks[0][order], masks[1][order]
+    key = np.where(fill, jitter, 3 - jitter)  # fill only 0, both 1, jitter only 2, neither 3
+    assert (np.diff(key) >= 0).all()
 
 
 def test_normalise_is_to_input():
@@ -262,11 +293,11 @@ def test_colour_jitter_gives_close_images(small_astronaut: torch.Tensor):
 
 
 def test_switching_hflip_off_changes_only_the_flipped_samples(small_astronaut: torch.Tensor):
-    p = draw_params(FLIP, [(128, 128)], 0, range(16))
-    assert p.hflip.any() and not p.hflip.all()
+    flips = draw_params(FLIP, [(128, 128)], 0, range(16)).draws["hflip"]["flip"]
+    assert flips.any() and not flips.all()
     with_flip = batched([small_astronaut], FLIP, 32, 0, range(16))
     without = batched([small_astronaut], AugmentConfig(preset="full", hflip=0.0), 32, 0, range(16))
-    for i, flipped in enumerate(p.hflip):
+    for i, flipped in enumerate(flips):
         expected = TF.horizontal_flip(without[i]) if flipped else without[i]
         assert (with_flip[i].int() - expected.int()).abs().max() <= 1, (
             i

@@ -23,10 +23,12 @@ from workers.methods.deepcluster import (
     DeepCluster,
     PseudoLabelled,
     cluster_features,
+    cluster_sample,
     clustering_memory,
     kmeans,
     kmeans_assign,
     pca_whiten,
+    stored_by_cluster,
     uniform_cluster_sample,
 )
 from workers.models.alexnet import AlexNet
@@ -166,6 +168,47 @@ def test_uniform_cluster_sample_balances_unequal_clusters():
     assert not np.array_equal(picked, uniform_cluster_sample(assignments, 300, np.random.default_rng(1)))
 
 
+def upstream_epoch(images_lists: list[list[int]], indexes: list[int]) -> list[tuple[int, int]]:
+    """What upstream's DeepCluster loads for the indexes its sampler yields, transcribed from
+    facebookresearch/deepcluster: clustering.py cluster_assign (l.133-147) and ReassignedDataset
+    (make_dataset l.50-57, __getitem__ l.59-70), as main.py (l.160-173) hands UnifLabelSampler's
+    indexes to a DataLoader over it: (the image loaded, its pseudo-label) per index."""
+    pseudolabels, image_indexes = [], []
+    for cluster, images in enumerate(images_lists):
+        image_indexes.extend(images)
+        pseudolabels.extend([cluster] * len(images))
+    label_to_idx = {label: idx for idx, label in enumerate(set(pseudolabels))}
+    imgs = [(idx, label_to_idx[pseudolabels[j]]) for j, idx in enumerate(image_indexes)]
+    return [imgs[index] for index in indexes]  # DataLoader: train_dataset[index]
+
+
+def test_upstream_sampler_looks_its_draws_up_as_positions_in_a_dataset_stored_by_cluster():
+    """The index semantics of upstream's two classes on a toy clustering: the sampler yields
+    image ids, the dataset reads them as positions in its cluster-by-cluster list. Mutation
+    that fails it: `stored_by_cluster` returning the indexes themselves (the uniform reading)."""
+    assignments = np.array([2, 0, 1, 0, 2, 2, 1, 0, 2, 2])
+    images_lists = [np.flatnonzero(assignments == c).tolist() for c in range(3)]  # Kmeans.cluster l.212-214
+    drawn = [1, 3, 7, 2, 6, 6, 0, 9, 4]  # ids as UnifLabelSampler yields them: 3 of each cluster
+    loaded = stored_by_cluster(assignments, np.array(drawn))
+    assert [(int(i), int(assignments[i])) for i in loaded] == upstream_epoch(images_lists, drawn)
+    # Cluster 0's three ids (1, 3, 7) load positions 1, 3, 7 of [1, 3, 7, 2, 6, 0, 4, 5, 8, 9]:
+    # images 3, 2 and 5, of clusters 0, 1 and 2; not the images drawn.
+    assert loaded[:3].tolist() == [3, 2, 5]
+
+
+def test_upstream_sampler_visits_clusters_about_in_proportion_to_their_size():
+    """Drawn uniformly over clusters, then looked up by position: a cluster's share of the epoch
+    follows the share of positions it holds, not 1 / clusters. Mutation that fails it: the
+    `upstream` sampler taking the draws themselves."""
+    rng = np.random.default_rng(0)
+    assignments = rng.permutation(np.array([0] * 900 + [1] * 90 + [2] * 10))
+    upstream = np.bincount(assignments[cluster_sample(assignments, 10_000, rng, "upstream")], minlength=3)
+    uniform = np.bincount(assignments[cluster_sample(assignments, 10_000, rng, "uniform")], minlength=3)
+    # In expectation 90 / 9 / 1 %; a draw's small clusters vary (few ids, each drawn often).
+    assert 8500 <= upstream[0] <= 9500 and upstream[1] < 1500 and upstream[2] < 500, upstream
+    assert uniform.tolist() == pytest.approx([3333, 3333, 3333], rel=0.02), uniform
+
+
 def test_config_needs_enough_samples_for_k():
     with pytest.raises(ValidationError, match="k = 64"):
         DeepClusterConfig(samples=32, k=64)
@@ -288,20 +331,30 @@ def test_kmeans_gets_whitened_normalised_pre_relu_fc7_of_the_centre_crops(mono: 
     torch.testing.assert_close(seen["x"], expected, rtol=1e-4, atol=1e-5)
 
 
-def test_an_epoch_draws_uniformly_over_the_clusters(mono: MonoDataset, monkeypatch):
-    """UnifLabelSampler: however unequal the clusters, each gets about d / k of the epoch.
-    Mutation that fails it: the epoch iterating the clustered samples once each."""
-    lopsided = torch.tensor([0] * 26 + [1, 1, 2, 2, 3, 3])  # 26 of the 32 samples in cluster 0
+LOPSIDED = torch.tensor([1, 1, 2, 2, 3, 3] + [0] * 26)  # 26 of the 32 samples in cluster 0, stored last
+
+
+@pytest.mark.parametrize("sampler", ["upstream", "uniform"])
+def test_an_epoch_samples_the_clusters_as_its_sampler_says(sampler: str, mono: MonoDataset, monkeypatch):
+    """`uniform` (UnifLabelSampler's intent): however unequal the clusters, each gets about d / k
+    of the epoch. `upstream` (the default, what upstream executes): those draws looked up by
+    position in the samples stored cluster by cluster, where cluster 0 holds positions 0-25,
+    so it takes most of the epoch. Mutations that fail it: the epoch iterating the clustered
+    samples once each; the default sampler taking the draws themselves."""
 
     def spy(x, k, iterations, generator):
-        return torch.zeros(k, x.shape[1]), lopsided
+        return torch.zeros(k, x.shape[1]), LOPSIDED
 
     monkeypatch.setattr(deepcluster_module, "kmeans", spy)
-    method = deepcluster()
+    method = deepcluster() if sampler == "upstream" else deepcluster(sampler=sampler)
     method.on_epoch_start(0, mono, CPU)
     counts = torch.bincount(method.labels, minlength=4)
-    assert counts.sum() == 32 and counts.min() >= 5 and counts.max() <= 9, counts  # share 32 // 4 + 1 = 9
-    assert all(lopsided[int(i)] == label for i, label in zip(method.indices, method.labels, strict=True))
+    assert counts.sum() == 32
+    if sampler == "uniform":
+        assert counts.min() >= 5 and counts.max() <= 9, counts  # share 32 // 4 + 1 = 9
+    else:  # 27 draws of clusters 1-3 and most of cluster 0's 9 land on cluster 0's positions
+        assert counts[0] >= 24, counts
+    assert all(LOPSIDED[int(i)] == label for i, label in zip(method.indices, method.labels, strict=True))
 
 
 MEASURE = """
@@ -332,6 +385,7 @@ print(json.dumps(memory.peaks()["peak_host_memory_mb"] * 2**20 - before))
 """
 
 
+@pytest.mark.slow
 def test_clustering_peak_memory_at_d_50000_is_within_its_formula():
     """Host features through cluster_features in a fresh process, its peak RSS (ru_maxrss) over
     the baseline: within clustering_memory's host + device bound (on the CPU they are one

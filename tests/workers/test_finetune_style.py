@@ -14,6 +14,7 @@ from contract.jobs import FinetuneJob, ImageFile, JobCell, StyleCell, StyleJob
 from contract.recorder import MemoryRecorder
 from tests.workers.test_tasks import NETWORK, rotnet_job
 from workers import tasks
+from workers.compute import EAGER
 from workers.data.mono import load_images
 from workers.data.probe_sets import subset_of
 from workers.finetune import finetune, finetuned, freeze
@@ -31,7 +32,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory, astronaut_file: ImageFi
 
 def finetune_job(root: str, frozen: int, **settings) -> FinetuneJob:
     return FinetuneJob(
-        key=f"ft{frozen}", label=f"finetune k{frozen}", pretrain_key="rotnet-0", network=NETWORK,
+        key=f"ft{frozen}", label=f"finetune k{frozen}", evaluation="finetune_frozen", pretrain_key="rotnet-0",
+        network=NETWORK,
         finetune=FAST.model_copy(update=settings), frozen=frozen, dataset="fashion_mnist", data_root=root,
         seed=0, cells=(JobCell(key=f"ft{frozen}", label=f"k{frozen}"),),
     )
@@ -139,7 +141,7 @@ def test_a_few_style_steps_lower_the_style_loss(checkpoint):
     cfg = StyleConfig(size=64, steps=15, lr=0.05)
     trunk = load_trunk(NETWORK, checkpoint).eval()
     content, style = (square(im, cfg.size) for im in load_images((photo_file("astronaut"), style_file("hubble"))))
-    loss = StyleLoss(trunk, content, style, cfg)
+    loss = StyleLoss(trunk, content, style, cfg, EAGER)
     image, points = transfer(loss, content, cfg)
     first, last = points[0][1], points[-1][1]
     assert last["style_loss"] < 0.8 * first["style_loss"]
@@ -151,7 +153,7 @@ def test_a_few_style_steps_lower_the_style_loss(checkpoint):
 def test_stylise_records_each_pair_in_its_own_run(checkpoint, tmp_path):
     pairs = [("astronaut", "hubble"), ("astronaut", "ihc")]
     job = StyleJob(
-        key="style", label="style", pretrain_key="rotnet-0", network=NETWORK,
+        key="style", label="style", evaluation="style_transfer", pretrain_key="rotnet-0", network=NETWORK,
         style=StyleConfig(size=64, steps=4), seed=0,
         cells=tuple(StyleCell(content=photo_file(c), style=style_file(s), key=f"{c}+{s}", label=s) for c, s in pairs),
     )

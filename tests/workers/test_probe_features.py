@@ -12,12 +12,13 @@ import torch.nn.functional as F
 from contract.datasets import LAYERS
 from contract.evaluations import ProbeConfig
 from contract.network import NetworkConfig
+from workers.compute import EAGER
 from workers.data.probe_sets import ProbeSplit
 from workers.models.alexnet import AlexNet, build_trunk
 from workers.models.pixels import Pixels
 from workers.probes import LinearProbes, ProbeTrainer, equal_grid, extract, feature_shapes, pool_taps, pool_target
 
-CPU = torch.device("cpu")
+CPU = EAGER  # fp32 eager on the CPU
 
 
 @torch.no_grad()

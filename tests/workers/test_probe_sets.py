@@ -185,6 +185,7 @@ def test_jobs_run_on_an_image_folder(imagenet_root: Path, tmp_path: Path):
     probe = ProbeJob(
         key="p",
         label="probe",
+        evaluation="linear_probe",
         pretrain_key="in",
         network=NETWORK,
         probe=ProbeConfig(epochs=1, batch_size=6),  # asano2020: random crops, ten test crops

@@ -13,6 +13,7 @@ from torch import nn
 
 from contract.datasets import LAYERS
 from contract.evaluations import ProbeConfig
+from workers.compute import EAGER
 from workers.data import probe_sets
 from workers.data.probe_sets import ProbeSplit, eval_views, stratified_subset, train_inputs
 from workers.models.alexnet import AlexNet
@@ -29,7 +30,7 @@ from workers.probes import (
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-CPU = torch.device("cpu")
+CPU = EAGER  # fp32 eager on the CPU
 
 
 # The pooled grid sides the rule gives (upstream's 224 px grid scaled with the map side):
@@ -228,7 +229,7 @@ def test_probe_trainer_learns_fashion_mnist_on_a_random_trunk(
     config = ProbeConfig(preset="fast", epochs=5)  # cached features, no train augmentation
     layers = ("conv1",)
     probes = LinearProbes(feature_shapes(trunk, 64, layers), train.classes)
-    trainer = ProbeTrainer(trunk, probes, config, size=64, seed=0, device=CPU)
+    trainer = ProbeTrainer(trunk, probes, config, size=64, seed=0, compute=CPU)
     assert not trunk.training and not any(p.requires_grad for p in trunk.parameters())
     train_cache = extract(trunk, train, 64, layers, 512, CPU)
     test_cache = extract(trunk, test, 64, layers, 512, CPU)
@@ -252,7 +253,7 @@ def test_cached_and_streamed_features_score_alike(fashion_test: ProbeSplit):
     layers = ("conv1", "conv3")
     probes = LinearProbes(feature_shapes(trunk, 64, layers), test.classes)
     trainer = ProbeTrainer(
-        trunk, probes, ProbeConfig(preset="fast", batch_size=64), 64, seed=0, device=CPU
+        trunk, probes, ProbeConfig(preset="fast", batch_size=64), 64, seed=0, compute=CPU
     )
     cache = extract(trunk, test, 64, layers, 512, CPU)
     trainer.train_epoch(0, test, cache)
@@ -270,7 +271,7 @@ def test_an_epoch_splits_its_time_between_the_data_path_and_the_steps(fashion_te
     layers = ("conv1", "conv5")
     probes = LinearProbes(feature_shapes(trunk, 64, layers), test.classes)
     config = ProbeConfig(preset="asano2020", batch_size=64, test_crops="resize")
-    trainer = ProbeTrainer(trunk, probes, config, 64, seed=0, device=CPU)
+    trainer = ProbeTrainer(trunk, probes, config, 64, seed=0, compute=CPU)
     streamed = trainer.train_epoch(0, test, None)
     assert streamed["conv1"]["data_s_per_step"] == streamed["conv5"]["data_s_per_step"] > 0
     cached = trainer.train_epoch(1, test, extract(trunk, test, 64, layers, 512, CPU))["conv1"]
@@ -311,7 +312,7 @@ def test_averaged_features_give_the_averaged_logits_of_a_head_in_eval_mode():
         probes({layer: torch.randn(16, math.prod(s)) * 3 + 1 for layer, s in shapes.items()})
         probes.eval()  # running statistics are not the identity now
         with torch.no_grad():
-            averaged = probes(view_features(trunk, views, layers))
+            averaged = probes(view_features(trunk, views, layers, CPU))
             per_view = [probes(pool_taps(trunk.taps(views[v], layers))) for v in range(10)]
         for layer in layers:
             mean_logits = torch.stack([p[layer] for p in per_view]).mean(0)
@@ -323,7 +324,7 @@ def test_ten_crop_cache_equals_the_streamed_ten_crop_features(fashion_test: Prob
     test = subset(fashion_test, 20)
     trunk = AlexNet(width=0.25).eval()
     cache = extract(trunk, test, 64, ("conv2",), 8, CPU, crops="ten")
-    streamed = view_features(trunk, eval_views(test.images, 64, "ten"), ("conv2",))
+    streamed = view_features(trunk, eval_views(test.images, 64, "ten"), ("conv2",), CPU)
     torch.testing.assert_close(cache["conv2"], streamed["conv2"], rtol=1e-5, atol=1e-5)
     plain = extract(trunk, test, 64, ("conv2",), 8, CPU)
     assert not torch.allclose(cache["conv2"], plain["conv2"])
@@ -348,7 +349,7 @@ def test_probe_trainer_on_a_ten_crop_protocol(fashion_train: ProbeSplit, fashion
     trunk = AlexNet(width=0.25)
     config = ProbeConfig(epochs=2, batch_size=30)
     probes = LinearProbes(feature_shapes(trunk, 64, ("conv1",)), 10)
-    trainer = ProbeTrainer(trunk, probes, config, size=64, seed=0, device=CPU)
+    trainer = ProbeTrainer(trunk, probes, config, size=64, seed=0, compute=CPU)
     fit = [trainer.train_epoch(e, train, None)["conv1"]["train_loss"] for e in range(2)]
     scores = trainer.evaluate(test, None)["conv1"]
     assert all(np.isfinite(fit)) and 0 <= scores["top1"] <= scores["top5"] <= 100
@@ -370,19 +371,19 @@ def test_asano2020_trains_on_fresh_random_resized_crops(fashion_train: ProbeSpli
     config = ProbeConfig(batch_size=4)
     assert config.train_augment and config.test_crops == "ten"
     probes = LinearProbes(feature_shapes(trunk, 64, layers), 10)
-    trainer = ProbeTrainer(trunk, probes, config, 64, seed=0, device=CPU)
+    trainer = ProbeTrainer(trunk, probes, config, 64, seed=0, compute=CPU)
     stream = copy.deepcopy(trainer.rng)
     seen = []
     for _ in range(2):  # epochs
         order = stream.permutation(8)
         for i, (features, _) in enumerate(trainer.batches(copies, None, train=True)):
             crops = train_inputs(copies.images[order[4 * i : 4 * i + 4]], 64, stream)
-            expected = view_features(trunk, crops[None], layers)
+            expected = view_features(trunk, crops[None], layers, CPU)
             torch.testing.assert_close(features, expected, rtol=0, atol=0)
             seen.append(features["conv1"])
     seen = torch.cat(seen)  # (16, D): 8 copies x 2 epochs
     assert len(seen.unique(dim=0)) == 16
-    centre = view_features(trunk, eval_views(image, 64, "center"), layers)["conv1"]
+    centre = view_features(trunk, eval_views(image, 64, "center"), layers, CPU)["conv1"]
     assert not (seen == centre).all(1).any()
 
 
@@ -392,7 +393,7 @@ def probe_top1(train: ProbeSplit, test: ProbeSplit) -> float:
     trunk = AlexNet(width=0.25)
     probes = LinearProbes(feature_shapes(trunk, 64, ("conv1",)), train.classes)
     config = ProbeConfig(epochs=2, batch_size=32)
-    trainer = ProbeTrainer(trunk, probes, config, 64, seed=0, device=CPU)
+    trainer = ProbeTrainer(trunk, probes, config, 64, seed=0, compute=CPU)
     for epoch in range(2):
         trainer.train_epoch(epoch, train, None)
     return trainer.evaluate(test, None)["conv1"]["top1"]

@@ -56,6 +56,7 @@ def probe_job(root: str, layers: tuple[str, ...] = ("conv1", "conv3")) -> ProbeJ
     return ProbeJob(
         key="probe",
         label="rotnet astronaut full s0 / fashion_mnist",
+        evaluation="linear_probe",
         pretrain_key="rotnet-0",
         network=NETWORK,
         probe=ProbeConfig(preset="fast", epochs=2, train_samples=500, test_samples=500),

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from contract.evaluations import FinetuneConfig
 from contract.methods import (
     BiGANConfig,
     DeepClusterConfig,
@@ -17,6 +18,7 @@ from contract.methods import (
     SupervisedConfig,
 )
 from contract.recorder import MemoryRecorder
+from contract.schedules import Schedule
 from workers.methods.base import Method
 from workers.methods.bigan import BiGAN
 from workers.methods.deepcluster import DeepCluster
@@ -76,8 +78,9 @@ UPSTREAM_RATES = {
     "deepcluster": {0: 0.05, 100: 0.05, 199: 0.05},
     # bigan train_gan.py set_lr: constant for 50 epochs, then log-linear to 0.01 x at epoch 99
     "bigan": {0: 2e-4, 49: 2e-4, 50: 2e-4 * 0.01 ** (1 / 50), 74: 2e-4 * 0.01 ** (25 / 50), 99: 2e-6},
-    # torchvision train.py: lr 0.01 (AlexNet recipe), StepLR step 30, gamma 0.1
-    "supervised": {0: 1e-2, 29: 1e-2, 30: 1e-3, 59: 1e-3, 60: 1e-4, 89: 1e-4},
+    # torchvision train.py: --lr 0.1 (its README keeps the default for BN networks; 0.01 is for
+    # the BN-free AlexNet and VGG), StepLR step 30, gamma 0.1
+    "supervised": {0: 1e-1, 29: 1e-1, 30: 1e-2, 59: 1e-2, 60: 1e-3, 89: 1e-3},
 }
 
 
@@ -88,11 +91,23 @@ UPSTREAM_RATES = {
 )
 def test_the_loop_sets_upstreams_rate_at_named_epochs(config: MethodSettings, tmp_path: Path):
     """Mutations that fail it: RotNet's lr back to 0.1 or its schedule to cosine; the loop not
-    applying the schedule; BiGAN decaying from epoch 0."""
+    applying the schedule; BiGAN decaying from epoch 0; supervised back to torchvision's BN-free
+    AlexNet rate 0.01."""
     rates = rates_by_epoch(config, tmp_path)
     assert len(rates) == config.epochs
     expected = UPSTREAM_RATES[config.name]
     assert {e: rates[e] for e in expected} == pytest.approx(expected, rel=1e-9)
+
+
+def test_finetuning_sets_torchvisions_bn_rate_at_named_epochs(tmp_path: Path):
+    """The `torchvision` preset as workers.finetune runs it: 0.1 (train.py's default, which its
+    README keeps for networks with BN), x0.1 at epochs 30 and 60. Mutation: lr back to 0.01."""
+    cfg = FinetuneConfig()
+    method = RateProbe(cfg)  # type: ignore[arg-type]
+    loop = Loop(0, cfg.epochs, 2, cfg.lr, Schedule.at_epochs(cfg.lr_milestones, cfg.epochs))
+    fit(loop, method, Ones(2), MemoryRecorder(), CPU, tmp_path, None)
+    expected = {0: 1e-1, 29: 1e-1, 30: 1e-2, 59: 1e-2, 60: 1e-3, 89: 1e-3}
+    assert {e: method.rates[e] for e in expected} == pytest.approx(expected, rel=1e-9)
 
 
 def test_deepcluster_top_layer_has_its_own_plain_sgd():

@@ -2,16 +2,18 @@
 
 The same samples as `workers.data.augment.augment` (one at a time, torchvision.transforms.v2)
 up to interpolation: every parameter comes from the same per-sample streams, bit-identical
-(workers.data.batch_params). What changes is how the pixels are made:
+(workers.data.batch_params), and both run the ops of workers.data.ops.table(config). What
+changes is how the pixels are made:
 
-- the geometry (initial square crop -> random-resized crop to sqrt(2) x size -> rotation and
-  shear about the centre -> centre crop -> flips, the order of workers.data.ops.OPS) is one
-  affine map per sample from output pixel to source pixel, so the whole batch is one affine
-  grid + ONE `F.grid_sample` (bilinear) over an atlas holding every source image at a few
-  resolutions (workers.data.atlas);
-- the affine's black fill is the coverage mask torchvision's `affine` computes;
-- colour jitter (brightness, contrast, saturation, hue, in that fixed order, with p) is a few
-  tensor ops with one factor per sample (workers.data.batch_jitter).
+- the geometry (the crops' box -> resize to sqrt(2) x size -> the canvas warps (rotation and
+  shear about the centre) -> centre crop -> the output warps (flips)) is one affine map per
+  sample from output pixel to source pixel, each warp's batched render (`Warp.matrix`) one
+  factor of it, so the whole batch is one affine grid + ONE `F.grid_sample` (bilinear) over an
+  atlas holding every source image at a few resolutions (workers.data.atlas);
+- where the map leaves the canvas, the black fill is the coverage mask torchvision's `affine`
+  computes;
+- each paint's batched render (`Paint.paint`: colour jitter, workers.data.batch_jitter, a few
+  tensor ops with one factor per sample) runs on the samples it applies to.
 """
 
 from __future__ import annotations
@@ -25,37 +27,11 @@ import torch.nn.functional as F
 from contract.augmentation import AugmentConfig
 from workers.data.atlas import Tile, build_atlas
 from workers.data.augment import MEAN, STD
-from workers.data.batch_jitter import color_jitter_batch
 from workers.data.batch_params import BatchParams, draw_params
-from workers.data.ops import canvas_size
+from workers.data.ops import Op, axis_aligned, canvas_size, stages, table
 from workers.memory import keep_freed_memory
 
 CHUNK_BYTES = 2 * 2**20  # a CPU renders this much output at a time: its passes then stay in cache
-
-
-def _inverse_affine(angle: np.ndarray, shear: np.ndarray) -> np.ndarray:
-    """(B, 2, 2): torchvision's inverse rotation-shear matrix (_get_inverse_affine_matrix with
-    centre 0, no translation, scale 1, shear (shear, 0)), per sample."""
-    rot, sx = np.radians(angle), np.radians(shear)
-    a, c = np.cos(rot), np.sin(rot)
-    b = -np.cos(rot) * np.tan(sx) - np.sin(rot)
-    d = -np.sin(rot) * np.tan(sx) + np.cos(rot)
-    return np.stack([np.stack([d, -b], -1), np.stack([-c, a], -1)], -2)
-
-
-def _affine3(linear: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """(B, 2, 2) linear part and (B, 2) offset -> (B, 3, 3) homogeneous matrices."""
-    out = np.zeros((len(linear), 3, 3))
-    out[:, :2, :2], out[:, :2, 2], out[:, 2, 2] = linear, offset, 1.0
-    return out
-
-
-def _diag(sx: np.ndarray, sy: np.ndarray, ox: np.ndarray, oy: np.ndarray) -> np.ndarray:
-    n = len(sx)
-    return _affine3(
-        np.stack([np.stack([sx, np.zeros(n)], -1), np.stack([np.zeros(n), sy], -1)], -2),
-        np.stack([ox, oy], -1),
-    )
 
 
 class BatchAugmenter:
@@ -63,7 +39,7 @@ class BatchAugmenter:
 
     The sources live on the device once (an atlas of their mip pyramids); a call draws the
     batch's parameters on the CPU (`draw_params`, a few numpy calls) and renders them with one
-    affine_grid + grid_sample and the colour jitter."""
+    affine_grid + grid_sample, the fill and the paints."""
 
     def __init__(
         self,
@@ -74,19 +50,23 @@ class BatchAugmenter:
         device: torch.device | str = "cpu",
         compiled: bool = False,
     ):
-        """`compiled` runs the pointwise tail (fill mask, colour jitter) through torch.compile:
+        """`compiled` runs the pointwise tail (fill mask, the paints) through torch.compile:
         fused loops instead of ~20 passes over the batch; compiling takes tens of seconds once
         (and a C++ compiler on a CPU)."""
         self.config, self.size, self.seed, self.device = config, size, seed, torch.device(device)
+        _, canvas_warps, output_warps, paints = stages(table(config))
+        self.canvas_warps = [op for op in canvas_warps if op.on(config)]
+        self.output_warps = [op for op in output_warps if op.on(config)]
+        self.paints = [  # (op, its batched render)
+            (op, torch.compile(op.kind.paint, dynamic=True) if compiled else op.kind.paint)
+            for op in paints if op.on(config)
+        ]
         self.shapes = [tuple(int(s) for s in image.shape[-2:]) for image in images]
         self.canvas = canvas_size(size)
         atlas, self.tiles = build_atlas(images, self.canvas)
         self.atlas = atlas.to(self.device)  # (3, Ha, Wa)
         if self.device.type == "cpu":
             keep_freed_memory()
-        self.jitter = (
-            torch.compile(color_jitter_batch, dynamic=True) if compiled else color_jitter_batch
-        )
         self.coverage = torch.compile(coverage, dynamic=True) if compiled else coverage
 
     def params(self, indices: Sequence[int] | np.ndarray, sources: np.ndarray | None = None) -> BatchParams:
@@ -102,13 +82,17 @@ class BatchAugmenter:
 
         Samples are rendered in the order (fill only, fill and jitter, jitter only, neither),
         so the filled samples and the jittered ones are each one slice: on a CPU, gathering
-        and scattering them by index cost more than the fill itself."""
+        and scattering them by index cost more than the fill itself. In general: the fill's
+        samples and the first paint's are each one run; a later paint's are gathered by index."""
         p = self.params(indices, sources)
         n, size = len(p), self.size
+        out = torch.empty(n, 3, size, size, device=self.device)
+        if not n:
+            return out
         to_source, to_canvas = self.matrices(p)
         filled = self._needs_fill(to_canvas)
-        order = np.argsort(np.where(filled, p.jitter, 3 - p.jitter), kind="stable")  # 0, 1, 2, 3
-        out = torch.empty(n, 3, size, size, device=self.device)
+        masks = [filled] + [self._applies(op, p) for op, _ in self.paints]
+        order = np.argsort(_runs_first(masks), kind="stable")
         step = n if self.device.type == "cuda" else max(1, CHUNK_BYTES // (3 * 4 * size * size))
         for i in range(0, n, step):
             rows = order[i : i + step]
@@ -140,20 +124,28 @@ class BatchAugmenter:
             align_corners=False,
         )  # (1, 3, B * S, S)
         out = out.view(3, n, size, size).transpose(0, 1)  # (B, 3, S, S), a view
-        fill = _run(filled)
-        if fill.stop > fill.start:
+        fill = _rows(filled)
+        if fill is not None:
             # torchvision's black fill: the canvas' sampled coverage, on the samples that reach it.
             centred = to_canvas[fill, :2].copy()
             centred[:, :, 2] -= self.canvas / 2
             theta = torch.from_numpy(centred).float().to(self.device)
-            out[fill] *= self.coverage(theta, size, self.canvas / 2).unsqueeze(1)
-        jitter = _run(p.jitter)
-        if jitter.stop > jitter.start:
-            factors = np.stack([p.brightness, p.contrast, p.saturation, p.hue], 1)[jitter]
-            out[jitter] = self.jitter(
-                out[jitter], *torch.from_numpy(factors).float().to(self.device).unbind(1)
-            )
+            out[self._at(fill)] *= self.coverage(theta, size, self.canvas / 2).unsqueeze(1)
+        for op, paint in self.paints:
+            rows = _rows(self._applies(op, p))
+            if rows is not None:
+                draws = {k: _tensor(v[rows]).to(self.device) for k, v in p.draws[op.name].items()}
+                out[self._at(rows)] = paint(out[self._at(rows)], draws)
         return out
+
+    @staticmethod
+    def _applies(op: Op, p: BatchParams) -> np.ndarray:
+        """(B,) the samples a paint changes."""
+        return op.kind.applies(p.draws[op.name]) if op.kind.applies else np.ones(len(p), bool)
+
+    def _at(self, rows: slice | np.ndarray) -> slice | torch.Tensor:
+        """Rows of a batch as a torch index: a slice (a view), or indices on the device."""
+        return rows if isinstance(rows, slice) else torch.from_numpy(rows).to(self.device)
 
     def _needs_fill(self, to_canvas: np.ndarray) -> np.ndarray:
         """(B,) whether any output pixel centre falls within half a pixel of the canvas edge or
@@ -170,33 +162,31 @@ class BatchAugmenter:
         normalised coordinates and (b) the canvas' pixels (the space the fill mask lives in).
 
         The chain, read right to left, undoes augment() step by step, in pixel-edge
-        coordinates (pixel j spans [j, j + 1)): output -> flip -> centre crop -> rotation
-        and shear about the canvas centre -> resized crop -> pyramid level -> atlas."""
+        coordinates (pixel j spans [j, j + 1)): output -> output warps (flips) -> centre crop
+        -> canvas warps (rotation and shear about the canvas centre) -> resized crop -> pyramid
+        level -> atlas."""
         n, s, c = len(p), float(self.size), float(self.canvas)
-        one, zero = np.ones(n), np.zeros(n)
-        from_normalised = _diag(one * s / 2, one * s / 2, one * s / 2, one * s / 2)
-        flip = _diag(  # both flips mirror the final image, so their order does not matter
-            np.where(p.hflip, -1.0, 1.0),
-            np.where(p.vflip, -1.0, 1.0),
-            np.where(p.hflip, s, 0.0),
-            np.where(p.vflip, s, 0.0),
-        )
+        one = np.ones(n)
+        from_normalised = axis_aligned(one * s / 2, one * s / 2, one * s / 2, one * s / 2)
         offset = float(int(round((c - s) / 2.0)))  # F.center_crop's offset
-        centre_crop = _diag(one, one, one * offset, one * offset)
-        rotate = _affine3(_inverse_affine(p.angle, p.shear), zero[:, None].repeat(2, 1))
-        about_centre = (
-            _diag(one, one, one * c / 2, one * c / 2)
-            @ rotate
-            @ _diag(one, one, -one * c / 2, -one * c / 2)
-        )
-        to_canvas = about_centre @ centre_crop @ flip @ from_normalised
-        resized_crop = _diag(p.width / c, p.height / c, p.left.astype(float), p.top.astype(float))
+        centre_crop = axis_aligned(one, one, one * offset, one * offset)
+        # Each warp's map, multiplied in the order the ops apply (read right to left, the
+        # product undoes them).
+        chain = None
+        for op in self.canvas_warps:
+            warp = op.kind.matrix(p.draws[op.name], self.canvas)
+            chain = warp if chain is None else chain @ warp
+        chain = centre_crop if chain is None else chain @ centre_crop
+        for op in self.output_warps:
+            chain = chain @ op.kind.matrix(p.draws[op.name], self.size)
+        to_canvas = chain @ from_normalised
+        resized_crop = axis_aligned(p.width / c, p.height / c, p.left.astype(float), p.top.astype(float))
         tiles = self._tiles(p)
-        level = _diag(
+        level = axis_aligned(
             *(np.array([getattr(t, f) for t in tiles]) for f in ("scale_x", "scale_y", "x", "y"))
         )
         ha, wa = self.atlas.shape[-2:]
-        to_unit = _diag(one * 2 / wa, one * 2 / ha, -one, -one)  # grid_sample's [-1, 1]
+        to_unit = axis_aligned(one * 2 / wa, one * 2 / ha, -one, -one)  # grid_sample's [-1, 1]
         return to_unit @ level @ resized_crop @ to_canvas, to_canvas
 
     def _tiles(self, p: BatchParams) -> list[Tile]:
@@ -210,17 +200,30 @@ class BatchAugmenter:
         return [self.tiles[src][min(k, len(self.tiles[src]) - 1)] for src, k in pairs]
 
 
-def _run(mask: np.ndarray) -> slice:
-    """The slice of the True entries of `mask`, which are one contiguous run.
+def _runs_first(masks: list[np.ndarray]) -> np.ndarray:
+    """(B,) sort keys under which the True samples of masks[0] are one run and those of
+    masks[1] another (a later mask's are not): the samples' flags read as a reflected Gray
+    code, ranked from the end (two masks: first only, both, second only, neither)."""
+    rank, bit = np.zeros(len(masks[0]), np.int64), np.zeros(len(masks[0]), bool)
+    for mask in masks:
+        bit = bit ^ mask  # a Gray code's binary digit
+        rank = 2 * rank + bit
+    return (1 << len(masks)) - 1 - rank
 
-    Raises:
-        ValueError: they are not (the samples were not ordered as __call__ orders them)."""
+
+def _rows(mask: np.ndarray) -> slice | np.ndarray | None:
+    """The True entries of `mask`: a slice where they are one run, their indices otherwise,
+    None where there are none."""
     on = np.flatnonzero(mask)
     if not len(on):
-        return slice(0, 0)
-    if on[-1] - on[0] + 1 != len(on):
-        raise ValueError("the samples' flags are not one contiguous run")
-    return slice(int(on[0]), int(on[-1]) + 1)
+        return None
+    return slice(int(on[0]), int(on[-1]) + 1) if on[-1] - on[0] + 1 == len(on) else on
+
+
+def _tensor(values: np.ndarray) -> torch.Tensor:
+    """Draws as a tensor: floats as float32."""
+    t = torch.from_numpy(np.ascontiguousarray(values))
+    return t.float() if t.is_floating_point() else t
 
 
 def coverage(theta: torch.Tensor, size: int, half: float) -> torch.Tensor:

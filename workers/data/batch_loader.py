@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from contract.augmentation import LoaderConfig
 from workers.data.batch_augment import affine_grid
-from workers.data.batch_params import crop_sizes
+from workers.data.crop_boxes import crop_sizes
 from workers.data.loader import draw_view
 from workers.data.ops import LOADER_STREAM, loader_rng
 from workers.data.streams import Streams

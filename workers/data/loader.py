@@ -16,7 +16,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
 from contract.augmentation import LoaderConfig
-from workers.data.augment import crop_box
+from workers.data.crop_boxes import crop_box
 
 
 def draw_view(

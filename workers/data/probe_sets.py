@@ -32,7 +32,8 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from contract.images import IMAGE_SUFFIXES
-from workers.data.augment import crop_box, to_input
+from workers.data.augment import to_input
+from workers.data.crop_boxes import crop_box
 
 RESIZE_RATIO = 256 / 224  # test images are resized to 256 for 224 crops (linear-probes' data.py)
 
@@ -197,6 +198,22 @@ def draw_sources(split: ProbeSplit, n: int, seed: int) -> Sequence[torch.Tensor]
     if isinstance(images, ImageFiles):
         return images
     return list(images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images)
+
+
+def chosen_sources(name: str, root: str, chosen: Sequence[str]) -> ImageFiles:
+    """The train images a list names (paths below the train split's folder: `<class>/<file>`),
+    undecoded, in the list's order; only an ImageFolder (ImageNet) has named files.
+
+    Raises:
+        FileNotFoundError: the root is not there, or an image of the list is not in it.
+    """
+    folder = Path(root) / "train"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"probe dataset {name!r}: no train split at {folder}")
+    missing = [f for f in chosen if not (folder / f).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} chosen images are not in {folder}: {', '.join(missing)}")
+    return ImageFiles([str(folder / f) for f in chosen])
 
 
 def content_hash(images: Sequence[torch.Tensor]) -> str:

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from contract.methods import MethodSettings
+from workers.compute import EAGER, Compute
 from workers.models.alexnet import AlexNet
 
 
@@ -44,6 +45,9 @@ class Method(nn.Module):
     A method whose `uses_labels` config needs the class count gets it as `classes`."""
 
     trains: ClassVar[bool] = True
+    # The job's compute setting (training.fit sets it), for forward passes made outside a
+    # training step, which fit runs inside its autocast: DeepCluster's feature extraction.
+    compute: Compute = EAGER
 
     def __init__(self, config: Any, trunk: AlexNet, input_size: int, classes: int | None = None):
         super().__init__()

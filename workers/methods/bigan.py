@@ -5,8 +5,10 @@ discriminator D that sees pairs: (x, E(x)) for real images, (G(z), z) for genera
 z ~ U(-1, 1)^z_dim. At the optimum E inverts G, so the trunk learns features of x.
 Settings (contract.methods.BiGANConfig): samples (d), epochs, batch_size, lr, betas,
 weight_decay (Adam for E + G and for D), z_dim, gan_channels (DCGAN's base width of G and D).
-Sized down from the paper: G and D are DCGAN-style (Radford et al. 2016) and work at the
-trunk's input size (the paper's G makes 64 px images for a larger-input encoder).
+Not the paper's BiGAN code, which was not found (docs/FIDELITY.md, F): G and D are
+DCGAN-style (Radford et al. 2016) and work at the trunk's input size. The official BiGAN code
+(jeffdonahue/bigan) works at 64 px (its generalized BiGAN: a 112 px encoder, G and D at 64 px);
+which sizes the paper ran is not in upstream source.
 """
 
 from __future__ import annotations

@@ -3,11 +3,13 @@ visual features", ECCV 2018.
 
 Every epoch: the network's fc7 features of the (clustered) mono samples' centre crops are
 PCA-whitened and L2-normalised, k-means groups them into k clusters, and the cluster ids become
-the labels of a classification epoch over the loader's views of samples drawn uniformly across
-the clusters; the top layer is re-initialised for the new labels. Settings
-(contract.methods.DeepClusterConfig): samples (d), epochs, batch_size, lr, schedule, momentum,
-weight_decay, k, pca_dim, kmeans_iterations, cluster_samples (how many samples are clustered;
-upstream clusters all of them), sobel, loader.
+the labels of a classification epoch over the loader's views of the samples the `sampler` picks
+(upstream's: UnifLabelSampler's draws looked up in a dataset stored cluster by cluster, which
+visits clusters about in proportion to their size; or uniformly across the clusters); the top
+layer is re-initialised for the new labels. Settings (contract.methods.DeepClusterConfig):
+samples (d), epochs, batch_size, lr, schedule, momentum, weight_decay, k, pca_dim,
+kmeans_iterations, cluster_samples (how many samples are clustered; upstream clusters all of
+them), sobel, sampler, loader.
 k-means is plain torch (Lloyd's algorithm on the job's device), as faiss is not required.
 Memory: the features are gathered on the host in float32 (as upstream's numpy array) and the
 PCA reads them in chunks, so the device holds only the (n, pca_dim) whitened matrix and
@@ -163,8 +165,8 @@ def clustering_memory(
 
 def uniform_cluster_sample(assignments: np.ndarray, total: int, rng: np.random.Generator) -> np.ndarray:
     """`total` positions into `assignments`, drawn uniformly over the non-empty clusters
-    (DeepCluster's UnifLabelSampler): about total / (non-empty clusters) from each, with
-    replacement only where a cluster is smaller than its share; shuffled."""
+    (DeepCluster's UnifLabelSampler, util.py l.61-86): about total / (non-empty clusters) from
+    each, with replacement only where a cluster is smaller than its share; shuffled."""
     clusters = np.unique(assignments)
     share = total // len(clusters) + 1
     picked = []
@@ -172,6 +174,23 @@ def uniform_cluster_sample(assignments: np.ndarray, total: int, rng: np.random.G
         members = np.flatnonzero(assignments == c)
         picked.append(rng.choice(members, share, replace=len(members) < share))
     return rng.permutation(np.concatenate(picked))[:total]
+
+
+def stored_by_cluster(assignments: np.ndarray, indexes: np.ndarray) -> np.ndarray:
+    """What upstream trains on for the image indexes its sampler yields: main.py hands them to
+    clustering.py's ReassignedDataset (cluster_assign l.133-147), which stores its items
+    cluster by cluster (cluster 0's images in index order, then cluster 1's, ...) and looks an
+    index up as a position in that list (__getitem__ l.59-70). So index v is the image stored at
+    position v: `indexes` -> the images upstream loads, each with its stored cluster."""
+    return np.argsort(assignments, kind="stable")[indexes]
+
+
+def cluster_sample(assignments: np.ndarray, total: int, rng: np.random.Generator, sampler: str) -> np.ndarray:
+    """The epoch's `total` samples, as positions into `assignments`: `uniform`, the sampler's
+    draws themselves; `upstream`, the images those draws pick in upstream's ReassignedDataset
+    (stored_by_cluster), which visits clusters about in proportion to their size."""
+    drawn = uniform_cluster_sample(assignments, total, rng)
+    return stored_by_cluster(assignments, drawn) if sampler == "upstream" else drawn
 
 
 class PseudoLabelled(Dataset):
@@ -241,15 +260,18 @@ class DeepCluster(Method):
     def features(
         self, dataset: EpochData, indices: np.ndarray, device: torch.device
     ) -> torch.Tensor:
-        """(n,) mono sample indices -> (n, hidden) fc7 features before its ReLU, in eval mode:
-        float32 on the host, filled batch by batch (at d = 1.28M they are 21 GB, as upstream's);
-        the view's batches are made on `device`, as training's."""
+        """(n,) mono sample indices -> (n, hidden) fc7 features before its ReLU, in eval mode and
+        the job's precision (`compute`): float32 on the host, filled batch by batch (at d =
+        1.28M they are 21 GB, as upstream's); the view's batches are made on `device`, as
+        training's."""
         was_training = self.training
         self.eval()
         out = torch.empty(len(indices), self.top.in_features)
         for start in range(0, len(indices), self.config.batch_size):
             x = dataset.batch(indices[start : start + self.config.batch_size], device)
-            out[start : start + len(x)] = self.classifier[:-1](self.trunk(x).flatten(1))
+            with self.compute.autocast():  # the batch is made outside it; PCA and k-means too
+                features = self.classifier[:-1](self.trunk(x).flatten(1))
+            out[start : start + len(x)] = features  # float32, whatever the precision
         self.train(was_training)
         return out
 
@@ -272,7 +294,7 @@ class DeepCluster(Method):
         assignments = cluster_features(
             feats, cfg.pca_dim, cfg.k, cfg.kmeans_iterations, generator, device
         )
-        picked = uniform_cluster_sample(assignments.numpy(), n, rng)
+        picked = cluster_sample(assignments.numpy(), n, rng, cfg.sampler)
         self.indices = torch.from_numpy(clustered[picked])
         self.labels = assignments[torch.from_numpy(picked)]
         self.clustered_epoch = epoch

@@ -1,4 +1,5 @@
-"""A toy evaluation kind, worker side: the second of its two files."""
+"""A toy evaluation kind, worker side: the second of its two files, imported by the worker
+that runs the job (the kind's `run`)."""
 
 from __future__ import annotations
 

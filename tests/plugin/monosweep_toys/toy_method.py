@@ -1,4 +1,5 @@
-"""A toy SSL method's implementation: the second of its two files."""
+"""A toy SSL method's implementation: the second of its two files, imported by the worker
+that runs the method (named by the settings' `implementation`)."""
 
 from __future__ import annotations
 
