@@ -82,10 +82,10 @@ def test_every_registered_method_names_its_implementation():
     methods = {settings.model_fields["name"].default: implementation(settings()) for settings in shipped}
     assert methods["random"] is RandomInit
     assert methods["rotnet"] is RotNet
-    assert set(methods) == {"random", "rotnet", "supervised", "deepcluster", "bigan"}
+    assert set(methods) == {"random", "rotnet", "supervised", "deepcluster", "bigan", "pixels"}
     assert all(issubclass(cls, Method) for cls in methods.values())
-    assert RandomInit.trains is False
-    assert all(cls.trains for name, cls in methods.items() if name != "random")
+    assert RandomInit.trains is False and methods["pixels"] is RandomInit  # the raw-pixel control trains nothing
+    assert all(cls.trains for name, cls in methods.items() if name not in ("random", "pixels"))
 
 
 def test_non_finite_loss_carries_its_reason():
