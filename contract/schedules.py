@@ -9,9 +9,9 @@ sets it at epoch starts:
 
 - `constant`: 1 (DeepCluster's main.py has no schedule);
 - `cosine`: 0.5 (1 + cos(pi step / total)), per step (not an upstream schedule of these methods);
-- `steps`: x gamma at each milestone epoch round(a x epochs) (RotNet's LUT_lr, torchvision's StepLR,
+- `steps`: x gamma at each milestone epoch max(1, round(a x epochs)) (RotNet's LUT_lr, torchvision's StepLR,
   the linear probes' and finetuning's epoch milestones);
-- `exponential`: 1 until epoch s = round(at[0] x epochs), then final ** ((e - s + 1) / (epochs - s))
+- `exponential`: 1 until epoch s = max(1, round(at[0] x epochs)), then final ** ((e - s + 1) / (epochs - s))
   at epoch e, reaching `final` at the last epoch (BiGAN's train_gan.py set_lr).
 """
 
@@ -62,13 +62,21 @@ class Schedule(Frozen):
         if self.kind == "cosine":
             return 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
         if self.kind == "steps":
-            return self.gamma ** sum(epoch >= round(a * epochs) for a in self.at)
+            return self.gamma ** sum(epoch >= milestone(a, epochs) for a in self.at)
         if self.kind == "exponential":
-            start = round(self.at[0] * epochs)
+            start = milestone(self.at[0], epochs)
             if epoch < start:
                 return 1.0
             return self.final ** (min(epoch - start + 1, epochs - start) / max(epochs - start, 1))
         return 1.0
+
+
+def milestone(fraction: float, epochs: int) -> int:
+    """The epoch a fraction of the run falls on. Never epoch 0: a run trains at its base rate
+    from its first epoch (before results version 4, RotNet's 0.3 of a one-epoch run rounded to
+    epoch 0, so one-epoch runs trained at a tenth of their rate from the first step); a
+    milestone at or past the last epoch never applies."""
+    return max(1, round(fraction * epochs))
 
 
 CONSTANT = Schedule()

@@ -32,6 +32,17 @@ def test_steps_change_at_epoch_starts_only():
     assert Schedule(kind="steps", at=(0.5,), gamma=0.5).factor(10, 10, 20) == 0.5  # another gamma
 
 
+def test_a_short_run_starts_at_its_base_rate():
+    """A milestone never falls on epoch 0: one epoch of RotNet's 0.3/0.6/0.9 trains at the base
+    rate throughout (0.3 used to round to epoch 0: a tenth of the rate from the first step), and
+    BiGAN's exponential decay over two epochs starts at the second."""
+    lut = Schedule(kind="steps", at=(0.3, 0.6, 0.9))
+    assert [lut.factor(s, 100, 100) for s in (0, 50, 99)] == [1.0, 1.0, 1.0]
+    assert [lut.factor(e, 1, 3) for e in range(3)] == pytest.approx([1.0, 0.1, 0.01])  # 1, 2, 3 of 3
+    decay = Schedule(kind="exponential", at=(0.5,), final=0.01)
+    assert decay.factor(0, 1, 2) == 1.0 and decay.factor(1, 1, 2) == pytest.approx(0.01)
+
+
 def test_fractions_keep_the_shape_of_a_shortened_run():
     """RotNet's milestones at 0.3/0.6/0.9 fall on epochs 15/30/45 of 50 and 3/6/9 of 10."""
     lut = Schedule(kind="steps", at=(0.3, 0.6, 0.9))
