@@ -438,4 +438,4 @@ def test_cluster_example_is_a_valid_experiment_file(capsys):
     from orchestrator.cli.main import main
 
     assert main(["validate", str(DOCKER / "cluster-quickstart.yaml")]) == 0
-    assert "45 cells, 9 pretrain jobs, 9 evaluation jobs" in capsys.readouterr().out
+    assert "60 cells, 12 pretrain jobs, 12 evaluation jobs" in capsys.readouterr().out

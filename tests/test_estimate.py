@@ -151,9 +151,8 @@ def test_plan_json_totals_the_rows_at_the_given_rate(capsys):
         == 0
     )
     out = json.loads(capsys.readouterr().out)
-    assert out["pretrain_jobs"] == {"random": 3, "rotnet": 6} and out["evaluation_jobs"] == {
-        "linear_probe": 9
-    }
+    assert out["pretrain_jobs"] == {"random": 3, "rotnet": 6, "supervised": 3}
+    assert out["evaluation_jobs"] == {"linear_probe": 12}
     est = out["estimate"]
     assert (est["gpu_tflops"], est["mfu"]) == (100, 0.5)
     for row in est["rows"]:
@@ -164,7 +163,7 @@ def test_plan_json_totals_the_rows_at_the_given_rate(capsys):
 def test_plan_without_estimate_lists_jobs_by_kind(capsys):
     assert main(["plan", str(ROOT / "examples/quickstart.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "pretrain jobs by method: random 3, rotnet 6" in out and "GPU-h" not in out
+    assert "pretrain jobs by method: random 3, supervised 3, rotnet 6" in out and "GPU-h" not in out
 
 
 def test_plan_refuses_a_rate_that_is_no_rate(capsys):
