@@ -4,8 +4,11 @@ cluster address from RAY_ADDRESS, --json output, and `stop` on a real Ray head (
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from importlib.metadata import version
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -15,6 +18,8 @@ from orchestrator.record import runs
 from orchestrator.sweep import prepare
 from tests.conftest import FASHION_MNIST, TINY
 from tests.test_submit import free_port, head  # noqa: F401  (head: a fixture, used by name)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_version(capsys):
@@ -166,3 +171,12 @@ def test_stop_ends_a_submitted_sweep_and_its_runs_are_killed(head, tmp_path, mon
     assert state["counts"]["killed"] == 5 and state["running"] == []
     assert main(["stop", job]) == 0  # stopping an ended job says so
     assert "was not running: STOPPED" in capsys.readouterr().out
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    # `monosweep plan FILE | true`: the reader exits before plan writes
+    done = subprocess.run(
+        f"{sys.executable} -m orchestrator.cli.main plan examples/five_methods.yaml | true",
+        shell=True, cwd=ROOT, capture_output=True, text=True, check=True,
+    )
+    assert done.stderr == ""

@@ -100,7 +100,13 @@ def entry() -> None:
     """The `monosweep` command. Interrupted (exit 130), it leaves at once: the record is settled
     by then (runs marked KILLED, the sweep run closed, every write synchronous), and threads a
     library left behind (Ray's, Tune's) must not hold the process open."""
-    code = main()
+    try:
+        code = main()
+        sys.stdout.flush()  # inside the try: a pipe closed early fails here, not at interpreter exit
+    except BrokenPipeError:
+        # `monosweep plan FILE | head`: the reader has gone; no traceback (Python's signal docs, SIGPIPE)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
     if code == 130:
         sys.stdout.flush()
         sys.stderr.flush()
