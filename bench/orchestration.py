@@ -287,7 +287,7 @@ def driver_overhead(folder: Path, jobs: int) -> tuple[list[list], dict]:
     board = Board({"pretrain": len(through_ray)}, 0)
     t = time.perf_counter()
     ray_driver.run_jobs(
-        through_ray, [], set(), tracking, StageResources(pretrain=everything, probe=everything), 0,
+        through_ray, [], set(), tracking, StageResources(pretrain=everything, evaluation=everything), 0,
         str(folder / "ray"), board, [], 1,
     )
     stage = time.perf_counter() - t
@@ -349,7 +349,7 @@ def makespans(folder: Path, name: str, gpu_counts: tuple[int, ...]) -> tuple[lis
             continue  # not the paper grid's methods line: nothing to reorder
         path = folder / f"makespan-{len(results)}.yaml"
         path.write_text(text)
-        prepared = prepare(path)
+        prepared = prepare(path, reads_images=False)  # a simulation: no job reads the paper's images
         todo = plan(prepared.sweep, set(), set())
         jobs = [*todo.pretrain, *todo.evaluation]
         rate = estimate.throughput(prepared.spec.compute)
