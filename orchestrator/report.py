@@ -187,8 +187,8 @@ def render(table: Table, fmt: str) -> str:
 def layout(title: str, header: list[str], body: list[list[str]], fmt: str) -> str:
     """A titled table of text as markdown, a LaTeX tabular or an HTML table."""
     if fmt == "md":
-        lines = [title, "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
+        row = lambda cells: "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"  # noqa: E731  (|a - b| < m)
+        return "\n".join([title, "", row(header), "|---" * len(header) + "|", *map(row, body)])
     if fmt == "latex":
         cols = "l" + "r" * (len(header) - 1)
         esc = lambda s: re.sub(r"([_%#&])", r"\\\1", s).replace("±", r"$\pm$")  # noqa: E731

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -177,6 +178,12 @@ def test_every_number_of_the_findings_view_is_scipy_and_statsmodels(recorded, mo
     assert verdicts["gain", "conv1"] == "held"  # the designed effect of 2.5 points is found
     assert "Holm over the 5 comparisons (finding, column) this file declares, alpha = 0.05" in printed
     assert "| gain | RotNet beats random | rotnet N1 astronaut full - random > 0 | conv1 |" in printed
+    # an equivalence's |a - b| < m keeps its pipes out of the markdown table's columns
+    lines = printed.splitlines()
+    columns = lambda line: len(re.split(r"(?<!\\)\|", line))  # noqa: E731
+    assert columns(next(li for li in lines if li.startswith("| same |"))) == columns(
+        next(li for li in lines if li.startswith("| finding |"))
+    )
     for fmt in ("md", "latex", "html"):
         assert "augmentation changes nothing" in (out / f"report.{fmt}").read_text()
     html = (out / "report.html").read_text()
