@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import shutil
 import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -67,6 +69,21 @@ def store(tmp_path: Path, migrated_store_template: Path) -> str:
     migrated (a copy of the session's template); its URI."""
     shutil.copy(migrated_store_template, tmp_path / "mlflow.db")
     return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@contextmanager
+def module_sandbox(folder: Path, template: Path, spec: str) -> Iterator[Path]:
+    """A test module's sweep in a folder of its own (module-scoped fixtures cannot use
+    `sweep_sandbox`): a copy of the migrated store, the file written, the folder as the working
+    directory, no store or fault from the environment. Yields the file's path."""
+    shutil.copy(template, folder / "mlflow.db")
+    path = folder / "experiments.yaml"
+    path.write_text(spec)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.delenv("MONOSWEEP_FAULTS", raising=False)
+        yield path
 
 
 @pytest.fixture

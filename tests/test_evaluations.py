@@ -4,13 +4,12 @@ recorded next to the linear probes, under the pretrain run they read, and report
 from __future__ import annotations
 
 import csv
-import shutil
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from orchestrator.cli.main import main
-from tests.conftest import FASHION_MNIST
+from tests.conftest import FASHION_MNIST, module_sandbox
 
 pytestmark = [
     pytest.mark.slow,
@@ -38,13 +37,7 @@ retries: 0
 def swept(tmp_path_factory, migrated_store_template):
     """(folder, spec path, client, runs by kind) of the finished sweep."""
     folder = tmp_path_factory.mktemp("evaluations")
-    shutil.copy(migrated_store_template, folder / "mlflow.db")
-    path = folder / "experiments.yaml"
-    path.write_text(SPEC)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(folder)
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        mp.delenv("MONOSWEEP_FAULTS", raising=False)
+    with module_sandbox(folder, migrated_store_template, SPEC) as path:
         assert main(["run", str(path)]) == 0
     import ray
 

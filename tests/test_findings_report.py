@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import json
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,7 @@ from orchestrator.evaluations import EVALUATIONS
 from orchestrator.record import runs
 from orchestrator.record.schema import CELL, PRETRAIN
 from orchestrator.sweep import prepare
-from tests.conftest import TINY
+from tests.conftest import TINY, module_sandbox
 
 FULL, NONE = "rotnet N1 astronaut full", "rotnet N1 astronaut none"
 SEEDS_AND_LAYERS = TINY.replace("seed: [0]", "seed: [0, 1, 2, 3]").replace("conv2, conv3, conv4, conv5", "conv3")
@@ -52,12 +51,7 @@ FAILED = (NONE, "conv3", 2)  # this cell's run failed: its seed is missing from 
 def recorded(tmp_path_factory, migrated_store_template):
     """(folder, spec path, values): a store holding the file's cells, seed by seed."""
     folder = tmp_path_factory.mktemp("findings")
-    shutil.copy(migrated_store_template, folder / "mlflow.db")
-    path = folder / "experiments.yaml"
-    path.write_text(SPEC)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(folder)
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with module_sandbox(folder, migrated_store_template, SPEC) as path:
         prepared = prepare(path)
         rng = np.random.default_rng(2025)
         block = rng.normal(0, 1.5, 4)  # a seed's effect, shared by the rows

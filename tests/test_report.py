@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import statistics
 
 import numpy as np
@@ -15,7 +14,7 @@ from scipy import stats
 
 from orchestrator import report, report_paired
 from orchestrator.cli.main import main
-from tests.conftest import FASHION_MNIST, TINY
+from tests.conftest import FASHION_MNIST, TINY, module_sandbox
 
 pytestmark = [
     pytest.mark.slow,
@@ -29,14 +28,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def swept(tmp_path_factory, migrated_store_template):
     """A finished two-seed sweep: (folder, spec path, store uri)."""
     folder = tmp_path_factory.mktemp("report")
-    shutil.copy(migrated_store_template, folder / "mlflow.db")
-    spec = folder / "experiments.yaml"
-    spec.write_text(
-        TINY.replace("seed: [0]", "seed: [0, 1]").replace("conv1, conv2, conv3, conv4, conv5", "conv1, conv3")
-    )
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(folder)
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    two_seeds = TINY.replace("seed: [0]", "seed: [0, 1]").replace("conv1, conv2, conv3, conv4, conv5", "conv1, conv3")
+    with module_sandbox(folder, migrated_store_template, two_seeds) as spec:
         assert main(["run", str(spec)]) == 0
     ray.shutdown()
     return folder, spec, f"sqlite:///{folder / 'mlflow.db'}"
