@@ -57,6 +57,7 @@ class Reporting:
 class _Running:
     stage: str
     started: float
+    cost: float | None = None  # the estimate's FLOPs of a pretrain job, where known
     progress: float = 0.0  # the share of the job done, from its latest report
     samples_per_s: float = 0.0
 
@@ -69,27 +70,36 @@ class Board:
     (an evaluation job also while its trunk trains). The ETA is the work left over the slots:
     a running job's rest from its own rate (elapsed x (1 - progress) / progress), a pending
     job's the mean time of its stage's finished jobs and running ones' projected totals (of
-    all stages' while its own has none); at least the longest rest of a running job. On an
-    idle machine it falls as the jobs report."""
+    all stages' while its own has none); at least the longest rest of a running job. With
+    `costs` (pretrain key -> the estimate's FLOPs, as the run orders them), a pending pretrain
+    job is its cost at the seconds per FLOP its stage has shown: the dearest trunks start
+    first, and their time is no measure of the cheap ones left (budget_curve's first ETA was
+    7 hours for 45 minutes). On an idle machine it falls as the jobs report."""
 
     total_jobs: dict[str, int]
     total_cells: int
     clock: Callable[[], float] = time.monotonic
+    costs: Mapping[str, float] = field(default_factory=dict)  # pretrain key -> FLOPs
     done_cells: int = 0
     done_jobs: int = 0
     failed_jobs: int = 0
     orphaned_jobs: int = 0  # evaluation jobs whose trunk failed: they never run
     running: dict[str, _Running] = field(default_factory=dict)  # by trial (or job) id
     durations: dict[str, list[float]] = field(default_factory=dict)  # finished jobs' times by stage
+    per_flop: list[float] = field(default_factory=list)  # finished costed jobs' seconds per FLOP
+    unstarted: set[str] = field(default_factory=set)  # costed pretrain keys not started yet
     ended: dict[str, int] = field(default_factory=dict)  # jobs ended (any way) by stage
     slots: int = 1  # the most jobs seen running at once
     start: float = 0.0
 
     def __post_init__(self) -> None:
         self.start = self.clock()
+        self.unstarted = {k for k, c in self.costs.items() if c > 0}
 
-    def started(self, job: str, stage: str) -> None:
-        self.running[job] = _Running(stage, self.clock())
+    def started(self, job: str, stage: str, key: str | None = None) -> None:
+        cost = self.costs.get(key) if key is not None else None
+        self.running[job] = _Running(stage, self.clock(), cost if cost else None)
+        self.unstarted.discard(key)  # type: ignore[arg-type]
         self.slots = max(self.slots, len(self.running))
 
     def reported(self, job: str, figures: Mapping[str, float]) -> None:
@@ -104,6 +114,8 @@ class Board:
         self.ended[run.stage] = self.ended.get(run.stage, 0) + 1
         if ok:
             self.durations.setdefault(run.stage, []).append(self.clock() - run.started)
+            if run.cost:
+                self.per_flop.append((self.clock() - run.started) / run.cost)
             self.done_jobs += 1
             self.done_cells += cells
         else:
@@ -132,12 +144,15 @@ class Board:
         # A job's time, by stage: the finished jobs' and the running ones' projected totals (a
         # stage's first jobs can be unlike the rest: random trunks take no training at all).
         projected: dict[str, list[float]] = {s: list(d) for s, d in self.durations.items()}
+        per_flop = list(self.per_flop)
         rests = []
         for run in self.running.values():
             elapsed = now - run.started
             if run.progress > 0:
                 rests.append(elapsed * (1 - run.progress) / run.progress)
                 projected.setdefault(run.stage, []).append(elapsed / run.progress)
+                if run.cost:
+                    per_flop.append(elapsed / run.progress / run.cost)
         every = [t for d in projected.values() for t in d]
         if not every:
             return None
@@ -145,12 +160,16 @@ class Board:
         # others do: a guess, corrected as soon as one of its jobs reports.
         typical = {s: sum(d) / len(d) for s, d in projected.items() if d}
         anything = sum(every) / len(every)
+        rate = sum(per_flop) / len(per_flop) if per_flop else None  # seconds per FLOP shown so far
         for run in self.running.values():
-            if run.progress <= 0:  # not reported yet: a job of its stage's time, less what it ran
-                rests.append(max(0.0, typical.get(run.stage, anything) - (now - run.started)))
-        work = sum(rests) + sum(
-            n * typical.get(s, anything) for s, n in self.pending().items() if n > 0
-        )
+            if run.progress <= 0:  # not reported yet: its cost's time (or its stage's), less what it ran
+                whole = rate * run.cost if rate and run.cost else typical.get(run.stage, anything)
+                rests.append(max(0.0, whole - (now - run.started)))
+        pending, trunks = self.pending(), 0.0
+        if rate and self.unstarted:  # the costed trunks left, at that rate
+            trunks = rate * sum(self.costs[k] for k in self.unstarted)
+            pending["pretrain"] = max(0, pending.get("pretrain", 0) - len(self.unstarted))
+        work = sum(rests) + trunks + sum(n * typical.get(s, anything) for s, n in pending.items() if n > 0)
         return max([work / self.slots, *rests])
 
     def line(self) -> str:

@@ -122,7 +122,8 @@ class Progress(tune.Callback):
         return self.jobs[trial.config["job"]]
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.board.started(trial.trial_id, _stage(self._job(trial)))
+        job = self._job(trial)
+        self.board.started(trial.trial_id, _stage(job), job.key)
         self.show(force=True)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):

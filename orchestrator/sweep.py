@@ -268,10 +268,13 @@ def _jobs(prepared: Prepared, todo: Plan, tracking: Tracking, ray_driver: Any, s
     between the stages: `orchestrator.pipeline`); the number of the sweep's cells FINISHED at
     the end."""
     spec = prepared.spec
-    board = Board({"pretrain": len(todo.pretrain), "evaluation": len(todo.evaluation)}, todo.pending_cells)
+    costs = trunk_costs(todo)  # the start order, and the ETA's weights
+    board = Board(
+        {"pretrain": len(todo.pretrain), "evaluation": len(todo.evaluation)}, todo.pending_cells, costs=costs
+    )
     ray_driver.run_jobs(
         todo.pretrain, todo.evaluation, set(todo.reused_pretrain), tracking, spec.resources, spec.retries,
-        trial_storage(spec.storage, spec.name), board, faults.active(spec.faults), slots, trunk_costs(todo),
+        trial_storage(spec.storage, spec.name), board, faults.active(spec.faults), slots, costs,
     )
     return finished_cells(prepared, tracking.experiment_id)
 

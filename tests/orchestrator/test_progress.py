@@ -51,6 +51,23 @@ def test_reports_from_inside_jobs_move_the_line_and_its_eta_falls():
     assert "jobs: 2 done, 0 running, 0 failed, 2 pending" in board.line()
 
 
+def test_pending_trunks_are_weighed_by_their_estimated_cost():
+    """One slot, trunks costing 10, 1 and 1 (the estimate's FLOPs), the dearest started first, as
+    the run orders them: halfway through it at 50 s (10 s per unit of cost), the two cheap ones
+    are 20 s, not two more 100-second jobs. Mutation: ignore `costs` (every pending trunk at the
+    running one's time) and the ETA reads 250 s."""
+    clock = Clock()
+    board = Board({"pretrain": 3}, total_cells=3, clock=clock, costs={"big": 10.0, "c1": 1.0, "c2": 1.0})
+    board.started("t1", "pretrain", "big")
+    clock.now = 50
+    board.reported("t1", {"progress": 0.5})
+    assert board.eta() == 50 + 20
+    clock.now = 100
+    board.finished("t1", True)
+    board.started("t2", "pretrain", "c1")
+    assert board.eta() == 10 + 10  # c1 not reported yet: both cheap trunks at 10 s per unit
+
+
 def test_a_failed_trunk_counts_its_evaluations_as_without_a_trunk():
     clock = Clock()
     board = Board({"pretrain": 1, "probe": 1}, total_cells=5, clock=clock)
