@@ -31,7 +31,7 @@ def layer_curves(tables: list[Table], path: Path, xlabel: str, ylabel: str) -> P
     a curve needs its axis to vary, and the table says it all."""
     if all(len(t.columns) < 2 for t in tables):
         return None
-    fig, axes = plt.subplots(1, len(tables), figsize=(6 * len(tables), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(tables), figsize=(10 * len(tables), 4.5), squeeze=False)  # 4 of 10 the legend's
     for ax, table in zip(axes[0], tables, strict=True):
         if len(table.rows) > 10:  # past the default cycle's 10 colours two lines would share one
             ax.set_prop_cycle(color=plt.get_cmap("tab20").colors)
@@ -46,7 +46,8 @@ def layer_curves(tables: list[Table], path: Path, xlabel: str, ylabel: str) -> P
         ax.set_xticks(range(len(table.columns)), table.columns)
         ax.set(title=table.dataset, xlabel=xlabel, ylabel=ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        # beside the panel, not on it: with many rows an inside legend hid the lowest lines
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0)
     return _save(fig, path)
 
 
@@ -181,6 +182,6 @@ def run_pictures(rec: SweepRuns, folder: Path) -> list[Path]:
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # a legend placed beside its panel included
     plt.close(fig)
     return path
